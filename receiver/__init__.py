@@ -1,0 +1,6 @@
+"""Microsoft Graph security alert receiver and router."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -1,0 +1,145 @@
+"""Every Redis key and stream name, in one place.
+
+All names start with one configurable prefix that carries a Redis Cluster hash tag (the part in
+braces, e.g. ``{receiver}``), so every key of a deployment lives in one slot: pipelines and
+multi-key scripts work on a cluster, and several deployments can share one Redis by using
+different prefixes.
+
+TTLs are set where the key is written; each name below says whether it has one.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "{receiver}"
+
+_HASH_TAG = re.compile(r"\{[^{}]+\}")
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def validate_prefix(prefix: str) -> str | None:
+    """Return why ``prefix`` is unusable, or None if it is fine."""
+    if not prefix:
+        return "must not be empty"
+    match = re.search(r"\{[^}]*\}", prefix)
+    if match is None or not _HASH_TAG.fullmatch(match.group()):
+        return "must contain a Redis Cluster hash tag with a non-empty name, e.g. '{receiver}'"
+    if any(c.isspace() for c in prefix):
+        return "must not contain white space"
+    return None
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(f"invalid {kind} name {name!r}: use letters, digits, '_', '-', '.'")
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key and stream names under one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        problem = validate_prefix(self.prefix)
+        if problem:
+            raise ValueError(f"key prefix {self.prefix!r} {problem}")
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # --- streams (no TTL; trimmed by MAXLEN/MINID where they are written) -----------------
+    @property
+    def notifications(self) -> str:
+        """Validated Graph change notifications and poller items, for the fetch stage."""
+        return self._k("stream", "notifications")
+
+    @property
+    def lifecycle(self) -> str:
+        """Graph lifecycle events, for the subscription supervisor."""
+        return self._k("stream", "lifecycle")
+
+    @property
+    def alerts(self) -> str:
+        """Normalised alert envelopes, for the route stage."""
+        return self._k("stream", "alerts")
+
+    def sink(self, name: str) -> str:
+        """Deliveries waiting for one sink."""
+        return self._k("stream", "sink", _check_name("sink", name))
+
+    def dlq(self, name: str) -> str:
+        """Dead-lettered deliveries of one sink."""
+        return self._k("stream", "dlq", _check_name("sink", name))
+
+    @property
+    def poison(self) -> str:
+        """Stream entries that failed too often in a non-sink stage."""
+        return self._k("stream", "poison")
+
+    # --- subscription registry (no TTL; removed when the subscription is deleted) ---------
+    def subscription(self, subscription_id: str) -> str:
+        """Hash: tenant, resource, clientState, expiry of one subscription this deployment owns."""
+        return self._k("sub", subscription_id)
+
+    @property
+    def subscriptions(self) -> str:
+        """Sorted set: subscription id scored by expiry (epoch seconds)."""
+        return self._k("subs")
+
+    # --- pipeline state ------------------------------------------------------------------
+    def dedup(self, tenant_id: str, alert_id: str) -> str:
+        """String: last seen version of an alert (TTL: the dedup window)."""
+        return self._k("dedup", tenant_id, alert_id)
+
+    def alert_state(self, tenant_id: str, alert_id: str) -> str:
+        """Hash: material fields of the last routed version (TTL: the dedup window)."""
+        return self._k("alert", tenant_id, alert_id)
+
+    def deliveries(self, tenant_id: str, alert_id: str) -> str:
+        """List: delivery timeline of one alert (TTL: delivery record retention)."""
+        return self._k("deliveries", tenant_id, alert_id)
+
+    def ticket(self, sink: str, tenant_id: str, alert_id: str) -> str:
+        """String: the ticket/incident id a sink created for an alert (no TTL)."""
+        return self._k("ticket", _check_name("sink", sink), tenant_id, alert_id)
+
+    def watermark(self, tenant_id: str, source: str) -> str:
+        """String: the poller's lastUpdateDateTime watermark per tenant and source (no TTL)."""
+        return self._k("watermark", tenant_id, source)
+
+    @property
+    def backfill_requests(self) -> str:
+        """Stream: backfill requests from the supervisor to the poller."""
+        return self._k("stream", "backfill")
+
+    @property
+    def silences(self) -> str:
+        """Hash: silence id -> silence JSON (expired ones are pruned on read)."""
+        return self._k("silences")
+
+    # --- coordination --------------------------------------------------------------------
+    @property
+    def leader(self) -> str:
+        """String: the scheduler lease holder (TTL: the lease time)."""
+        return self._k("leader")
+
+    @property
+    def fencing(self) -> str:
+        """Counter: fencing token, incremented on every lease acquisition (no TTL)."""
+        return self._k("leader", "fencing")
+
+    def rate_limit(self, tenant_id: str, bucket: str) -> str:
+        """Sorted set or counter for the per-tenant Graph rate limiter (TTL: its window)."""
+        return self._k("ratelimit", tenant_id, bucket)
+
+    def health(self, role: str, instance: str) -> str:
+        """String: heartbeat of one process (TTL: a few heartbeat intervals)."""
+        return self._k("health", _check_name("role", role), instance)
+
+    def counter(self, name: str) -> str:
+        """Hash of counters shared by all processes (no TTL)."""
+        return self._k("counters", _check_name("counter", name))

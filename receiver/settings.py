@@ -1,0 +1,465 @@
+"""Settings: one validated object, built once at start from a YAML file and the environment.
+
+Sources, later ones winning:
+
+1. the YAML file (``--config`` or ``RECEIVER_CONFIG``);
+2. environment overrides: ``RECEIVER_<KEY>__<KEY>...`` sets any key by its path, list items by
+   index (``RECEIVER_WEB__PORT=9000``, ``RECEIVER_TENANTS__0__CLIENT_ID=...``); values are read
+   as YAML scalars. ``REDIS_URL`` sets ``redis.url``.
+
+Secrets (marked :data:`Secret` below) can be given inline (``client_secret``), from a file
+(``client_secret_file``, for Kubernetes and Docker secrets; relative paths are relative to the
+config file) or from a named environment variable (``client_secret_env``). Exactly one of them.
+
+Every problem is reported with its file and line (or environment variable), key path and reason,
+all at once, before anything starts. No secret value is ever part of a message.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from receiver.configfile import ConfigError, ConfigIssue, Document, Path_, read_yaml, validate
+from receiver.keys import DEFAULT_PREFIX, validate_prefix
+
+__all__ = [
+    "ConfigError",
+    "ConfigIssue",
+    "Settings",
+    "load_settings",
+    "settings_from_mapping",
+]
+
+Secret = SecretStr
+ENV_PREFIX = "RECEIVER_"
+SECRET_SOURCES = ("_file", "_env")
+
+# Graph's documented maximum subscription lifetime for security alerts (minutes).
+SECURITY_ALERT_MAX_LIFETIME_MIN = 43_200
+MIN_LIFETIME_MIN = 45
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+# --- value types ---------------------------------------------------------------------------
+
+def _url(value: str, *, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
+    if not parts.hostname:
+        raise ValueError("must be a URL with a host name")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return value
+
+
+def _http_url(value: str) -> str:
+    return _url(value, schemes=("https", "http"))
+
+
+def _redis_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError("unix:// URL needs a socket path")
+        return value
+    return _url(value, schemes=("redis", "rediss"))
+
+
+def _guid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000") from None
+
+
+def _relative(value: Path, info: ValidationInfo) -> Path:
+    """A relative path given in a file is relative to that file's folder."""
+    base = (info.context or {}).get("base")
+    value = value.expanduser()
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+FilePath = Annotated[Path, AfterValidator(_relative)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+RedisUrl = Annotated[str, AfterValidator(_redis_url)]
+Guid = Annotated[str, AfterValidator(_guid)]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+# --- sections ------------------------------------------------------------------------------
+
+class RedisSettings(Model):
+    url: RedisUrl = "redis://127.0.0.1:6379/0"
+    password: Secret | None = None
+    key_prefix: str = DEFAULT_PREFIX
+    socket_timeout_s: float = Field(2.0, gt=0, le=60)
+    connect_retries: int = Field(5, ge=0, le=100)
+    max_connections: int = Field(64, ge=1, le=10_000)
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        problem = validate_prefix(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class WebSettings(Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    # The URL Graph reaches this service at (behind a load balancer or ingress). Graph only
+    # posts to HTTPS; plain HTTP is for local use with the simulator.
+    public_url: HttpUrl = "https://receiver.example.com"
+    allow_http: bool = False
+    notification_path: str = "/webhooks/graph"
+    lifecycle_path: str = "/webhooks/graph/lifecycle"
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=64 * 1024 * 1024)
+    enqueue_budget_ms: int = Field(2000, ge=10, le=9000)
+
+    @model_validator(mode="after")
+    def _https(self) -> WebSettings:
+        if not self.allow_http and urlsplit(self.public_url).scheme != "https":
+            raise ValueError("public_url must be https (Graph only posts to HTTPS); "
+                             "set web.allow_http for local use")
+        for name in ("notification_path", "lifecycle_path"):
+            if not getattr(self, name).startswith("/"):
+                raise ValueError(f"{name} must start with '/'")
+        return self
+
+    @property
+    def notification_url(self) -> str:
+        return self.public_url.rstrip("/") + self.notification_path
+
+    @property
+    def lifecycle_url(self) -> str:
+        return self.public_url.rstrip("/") + self.lifecycle_path
+
+
+class GraphSettings(Model):
+    authority_host: HttpUrl = "https://login.microsoftonline.com"
+    graph_url: HttpUrl = "https://graph.microsoft.com/v1.0"
+    # CA bundle to verify Graph and Entra with (the simulator's test CA); None: system store.
+    ca_bundle: FilePath | None = None
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    max_retries: int = Field(5, ge=0, le=20)
+    # Graph's documented limit on /security alerts: 150 requests per minute per app per tenant.
+    rate_limit_per_minute: int = Field(150, ge=1, le=100_000)
+
+
+class CertificateCredential(Model):
+    private_key_file: FilePath
+    thumbprint: str = Field(pattern=r"^[0-9A-Fa-f]{40}$",
+                            description="SHA-1 thumbprint of the certificate, 40 hex digits")
+    passphrase: Secret | None = None
+    public_certificate_file: FilePath | None = None
+
+
+class SubscriptionSpec(Model):
+    resource: str = "security/alerts?$filter=status eq 'newAlert'"
+    change_types: list[Literal["created", "updated", "deleted"]] = Field(
+        default_factory=lambda: ["created", "updated"], min_length=1)  # type: ignore[arg-type]
+    lifetime_minutes: int = Field(SECURITY_ALERT_MAX_LIFETIME_MIN - 60,
+                                  ge=MIN_LIFETIME_MIN, le=SECURITY_ALERT_MAX_LIFETIME_MIN)
+    notification_url: HttpUrl | None = None
+    lifecycle_url: HttpUrl | None = None
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, value: str) -> str:
+        bare = value.strip().lstrip("/").split("?", 1)[0].rstrip("/").lower()
+        if bare == "security/alerts" and "$filter=" not in value:
+            raise ValueError(
+                "Graph rejects an unfiltered 'security/alerts' subscription as too wide: "
+                "add a $filter (e.g. security/alerts?$filter=status eq 'newAlert') "
+                "or name one alert (security/alerts/{id})")
+        if not bare:
+            raise ValueError("must name a Graph resource")
+        return value.strip()
+
+
+class PollSettings(Model):
+    alerts_v2: bool = True
+    incidents: bool = False
+    interval_s: float = Field(60.0, ge=5, le=86_400)
+    overlap_s: float = Field(300.0, ge=0, le=86_400)
+
+
+class TenantSettings(Model):
+    name: Name
+    tenant_id: Guid
+    client_id: Guid
+    client_secret: Secret | None = None
+    certificate: CertificateCredential | None = None
+    subscriptions: list[SubscriptionSpec] = Field(default_factory=list)
+    poll: PollSettings = Field(default_factory=PollSettings)
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> TenantSettings:
+        if self.client_secret is None and self.certificate is None:
+            raise ValueError("needs a credential: client_secret (or client_secret_file / "
+                             "client_secret_env) or certificate")
+        if self.client_secret is not None and self.certificate is not None:
+            raise ValueError("give either client_secret or certificate, not both")
+        return self
+
+
+class LoggingSettings(Model):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class ConsoleSinkSettings(Model):
+    type: Literal["console"]
+    name: Name
+
+
+class JsonlSinkSettings(Model):
+    type: Literal["jsonl"]
+    name: Name
+    path: FilePath
+
+
+class WebhookSinkSettings(Model):
+    type: Literal["webhook"]
+    name: Name
+    url: Secret
+    signing_secret: Secret | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class TeamsSinkSettings(Model):
+    type: Literal["teams"]
+    name: Name
+    url: Secret
+    format: Literal["adaptive", "messagecard"] = "adaptive"
+
+
+SinkSettings = Annotated[
+    Union[ConsoleSinkSettings, JsonlSinkSettings, WebhookSinkSettings, TeamsSinkSettings],  # noqa: UP007
+    Field(discriminator="type"),
+]
+
+
+class Settings(Model):
+    """The whole configuration of one deployment."""
+
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    graph: GraphSettings = Field(default_factory=GraphSettings)
+    tenants: list[TenantSettings] = Field(default_factory=list)
+    sinks: list[SinkSettings] = Field(default_factory=list)
+    routes_file: FilePath | None = None
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    # The config file's path, for messages.
+    _source: str = PrivateAttr(default="<defaults>")
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @model_validator(mode="after")
+    def _unique(self) -> Settings:
+        for what, values in (
+            ("tenant name", [t.name for t in self.tenants]),
+            ("tenant_id", [t.tenant_id for t in self.tenants]),
+            ("sink name", [s.name for s in self.sinks]),
+        ):
+            dupes = sorted({v for v in values if values.count(v) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {what}: {', '.join(dupes)}")
+        return self
+
+    def tenant(self, tenant_id: str) -> TenantSettings | None:
+        for t in self.tenants:
+            if t.tenant_id == tenant_id:
+                return t
+        return None
+
+    @property
+    def allowed_tenant_ids(self) -> frozenset[str]:
+        return frozenset(t.tenant_id for t in self.tenants)
+
+    def summary(self) -> str:
+        routes = f", routes {self.routes_file}" if self.routes_file else ""
+        return f"{len(self.tenants)} tenant(s), {len(self.sinks)} sink(s){routes}"
+
+
+# --- loading -------------------------------------------------------------------------------
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is Union:
+        return SecretStr in typing.get_args(annotation)
+    return False
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The BaseModel classes an annotation can hold (through Optional, list, unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    out: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        out.extend(_models_in(arg))
+    return out
+
+
+def _pick_model(candidates: list[type[BaseModel]], data: Mapping[str, Any]
+                ) -> type[BaseModel] | None:
+    if len(candidates) == 1:
+        return candidates[0]
+    for model in candidates:  # discriminated union on 'type'
+        field = model.model_fields.get("type")
+        if field is not None and typing.get_args(field.annotation) == (data.get("type"),):
+            return model
+    return None
+
+
+def _resolve_secrets(model: type[BaseModel], data: Any, path: Path_, doc: Document,
+                     environ: Mapping[str, str], issues: list[ConfigIssue]) -> None:
+    """Replace ``x_file`` / ``x_env`` by ``x`` for every secret field, in place."""
+    if not isinstance(data, dict):
+        return
+    for name, field in model.model_fields.items():
+        if _is_secret(field.annotation):
+            given = [k for k in (name, *(name + s for s in SECRET_SOURCES)) if k in data]
+            if len(given) > 1:
+                issues.append(doc.issue((*path, given[1]),
+                                        f"secret given twice ({' and '.join(given)}): keep one"))
+                for k in given:
+                    data.pop(k, None)
+                continue
+            if not given or given[0] == name:
+                continue
+            key = given[0]
+            ref = data.pop(key)
+            if not isinstance(ref, str) or not ref:
+                issues.append(doc.issue((*path, key), "must be a non-empty string"))
+            elif key.endswith("_file"):
+                file = Path(ref) if Path(ref).is_absolute() else doc.directory / ref
+                try:
+                    data[name] = file.read_text(encoding="utf-8").rstrip("\r\n")
+                except (OSError, UnicodeDecodeError) as exc:
+                    reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+                    issues.append(doc.issue((*path, key), f"cannot read secret file: {reason}"))
+            elif ref in environ:
+                data[name] = environ[ref]
+            else:
+                issues.append(doc.issue((*path, key), f"environment variable {ref} is not set"))
+            continue
+        value = data.get(name)
+        models = _models_in(field.annotation)
+        if not models or value is None:
+            continue
+        items = enumerate(value) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            if not isinstance(item, dict):
+                continue
+            sub = _pick_model(models, item)
+            if sub is not None:
+                sub_path = (*path, name) if index is None else (*path, name, index)
+                _resolve_secrets(sub, item, sub_path, doc, environ, issues)
+
+
+def _apply_env(doc: Document, environ: Mapping[str, str], issues: list[ConfigIssue]) -> None:
+    overrides: list[tuple[str, list[str], str]] = []
+    if "REDIS_URL" in environ:
+        overrides.append(("REDIS_URL", ["redis", "url"], environ["REDIS_URL"]))
+    for var, raw in sorted(environ.items()):
+        if not var.startswith(ENV_PREFIX) or var == "RECEIVER_CONFIG":
+            continue
+        parts = var[len(ENV_PREFIX):].lower().split("__")
+        if not all(parts):
+            issues.append(ConfigIssue(f"environment {var}", "", "malformed name"))
+            continue
+        overrides.append((var, parts, raw))
+    for var, parts, raw in overrides:
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, dict | list) or value is None:
+            value = raw
+        node: Any = doc.data
+        path: list[str | int] = []
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            key: str | int = int(part) if part.isdigit() else part
+            if isinstance(node, list) and isinstance(key, int):
+                if key >= len(node):
+                    issues.append(ConfigIssue(f"environment {var}", "",
+                                              f"list index {key} out of range"))
+                    break
+            elif isinstance(node, dict) and isinstance(key, str):
+                if not last and key not in node:
+                    node[key] = {}
+                    doc.env_sources[(*path, key)] = var
+            else:
+                issues.append(ConfigIssue(f"environment {var}", "",
+                                          "does not name a key of the settings"))
+                break
+            path.append(key)
+            if last:
+                node[key] = value
+                doc.env_sources[tuple(path)] = var
+            else:
+                node = node[key]
+
+
+def _finish(doc: Document, environ: Mapping[str, str]) -> Settings:
+    issues: list[ConfigIssue] = []
+    _apply_env(doc, environ, issues)
+    _resolve_secrets(Settings, doc.data, (), doc, environ, issues)
+    try:
+        settings = validate(Settings, doc, {"base": str(doc.directory)})
+    except ConfigError as exc:
+        issues.extend(exc.issues)
+        settings = None
+    if issues or settings is None:
+        raise ConfigError(issues)
+    assert isinstance(settings, Settings)
+    settings._source = doc.source
+    return settings
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Load, override from the environment, resolve secrets, validate. Raises ConfigError."""
+    doc = read_yaml(path)
+    return _finish(doc, environ if environ is not None else {})
+
+
+def settings_from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>",
+                          environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from a mapping (tests, embedded defaults); same rules as a file."""
+    import copy
+
+    doc = Document(source=source, data=copy.deepcopy(dict(data)))
+    return _finish(doc, environ or {})
+
