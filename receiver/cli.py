@@ -10,8 +10,12 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from receiver import __version__
+
+if TYPE_CHECKING:
+    from receiver.settings import Settings
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -54,6 +58,51 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load(args: argparse.Namespace) -> Settings | None:
+    """The settings for a role, or None after printing why they cannot be had."""
+    from receiver.configfile import ConfigError
+    from receiver.settings import load_settings
+
+    path = args.config or os.environ.get("RECEIVER_CONFIG")
+    if not path:
+        print(f"receiver {args.command}: give a settings file with --config FILE or "
+              "RECEIVER_CONFIG (see config/receiver.example.yaml)", file=sys.stderr)
+        return None
+    try:
+        return load_settings(path, environ=os.environ)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return None
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return EXIT_ERROR
+    import uvicorn
+
+    from receiver.logs import setup_logging
+
+    setup_logging(settings.logging.level, settings.logging.format)
+    host = args.host or settings.web.host
+    port = args.port or settings.web.port
+    common: dict[str, Any] = {
+        "host": host, "port": port, "loop": "uvloop", "http": "httptools",
+        "access_log": False, "log_config": None, "timeout_keep_alive": 75,
+        "limit_concurrency": args.limit_concurrency, "backlog": 4096,
+    }
+    if args.workers > 1:
+        path = args.config or os.environ["RECEIVER_CONFIG"]
+        os.environ["RECEIVER_CONFIG"] = os.path.abspath(path)
+        uvicorn.run("receiver.web.app:app_from_environment", factory=True,
+                    workers=args.workers, **common)
+    else:
+        from receiver.web.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+    return EXIT_OK
+
+
 def _cmd_simulator(args: argparse.Namespace) -> int:
     from receiver.simulator import cli as simulator_cli
 
@@ -83,9 +132,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
+    web = add("web", "run the webhook receiver: handshake, validation, durable 202", _cmd_web)
+    _add_config_option(web)
+    web.add_argument("--host", default=None, help="listen address (default: web.host)")
+    web.add_argument("--port", type=int, default=None, help="listen port (default: web.port)")
+    web.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
+    web.add_argument("--limit-concurrency", type=int, default=None,
+                     help="answer 503 beyond this many concurrent connections per process")
+
     for name, text in (
         ("serve", "run every role (web, workers, scheduler) in one process"),
-        ("web", "run the webhook receiver: handshake, validation, durable 202"),
         ("worker", "run the pipeline workers: fetch, route, deliver"),
         ("scheduler", "run scheduled jobs (subscription renewal, poller) on the lease holder"),
     ):

@@ -90,6 +90,11 @@ class Keys:
         """Sorted set: subscription id scored by expiry (epoch seconds)."""
         return self._k("subs")
 
+    @property
+    def subscriptions_version(self) -> str:
+        """Counter: bumped on every registry write, so readers reload only on change."""
+        return self._k("subs", "version")
+
     # --- pipeline state ------------------------------------------------------------------
     def dedup(self, tenant_id: str, alert_id: str) -> str:
         """String: last seen version of an alert (TTL: the dedup window)."""

@@ -131,6 +131,38 @@ class RedisSettings(Model):
         return value
 
 
+class DecryptionCertificate(Model):
+    """A certificate whose public part was given to Graph as encryptionCertificate."""
+
+    id: str = Field(min_length=1, max_length=128, description="the encryptionCertificateId")
+    private_key_file: FilePath
+    passphrase: Secret | None = None
+
+
+class RichNotificationSettings(Model):
+    """Graph's validationTokens and encryptedContent (rich notifications)."""
+
+    enabled: bool = False
+    # Refuse items without a valid validation token for their tenant (fail closed).
+    require_validation_tokens: bool = False
+    keys_url: HttpUrl = "https://login.microsoftonline.com/common/discovery/v2.0/keys"
+    ca_bundle: FilePath | None = None
+    # Two at once during a rotation, selected by encryptionCertificateId.
+    certificates: list[DecryptionCertificate] = Field(default_factory=list, max_length=4)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RichNotificationSettings:
+        if self.require_validation_tokens and not self.enabled:
+            raise ValueError("require_validation_tokens needs enabled: true")
+        ids = [c.id for c in self.certificates]
+        if len(set(ids)) != len(ids):
+            raise ValueError("certificate ids must be unique")
+        for cert in self.certificates:
+            if not cert.private_key_file.is_file():
+                raise ValueError(f"certificate {cert.id}: private_key_file does not exist")
+        return self
+
+
 class WebSettings(Model):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
@@ -142,6 +174,8 @@ class WebSettings(Model):
     lifecycle_path: str = "/webhooks/graph/lifecycle"
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=64 * 1024 * 1024)
     enqueue_budget_ms: int = Field(2000, ge=10, le=9000)
+    rich_notifications: RichNotificationSettings = Field(
+        default_factory=RichNotificationSettings)
 
     @model_validator(mode="after")
     def _https(self) -> WebSettings:

@@ -1,0 +1,94 @@
+"""The web's Prometheus metrics, including the number Graph throttles on.
+
+Graph marks an endpoint slow when answers take over 10 s (older docs: 2.9 s) and throttles or
+drops notifications when more than 10% (15%) of answers in 10 minutes are slow. The gauges
+``receiver_web_slow_answer_share{threshold}`` give that share over the last 10 minutes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from receiver.web.validation import REASONS
+
+SLOW_THRESHOLDS_S = (2.9, 10.0)
+WINDOW_S = 600
+ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.9, 5.0, 10.0)
+
+
+class SlowAnswerWindow:
+    """Counts of answers and slow answers per second over a sliding window."""
+
+    def __init__(self, window_s: int = WINDOW_S, thresholds: tuple[float, ...] = SLOW_THRESHOLDS_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.window_s = window_s
+        self.thresholds = thresholds
+        self._clock = clock
+        # per-second slots: [second, total, slow per threshold...]
+        self._slots: list[list[float]] = [[-1.0, 0.0] + [0.0] * len(thresholds)
+                                          for _ in range(window_s)]
+
+    def record(self, duration_s: float) -> None:
+        second = int(self._clock())
+        slot = self._slots[second % self.window_s]
+        if slot[0] != second:
+            slot[:] = [float(second), 0.0] + [0.0] * len(self.thresholds)
+        slot[1] += 1
+        for i, threshold in enumerate(self.thresholds):
+            if duration_s > threshold:
+                slot[2 + i] += 1
+
+    def shares(self) -> dict[float, float]:
+        now = int(self._clock())
+        total = 0.0
+        slow = [0.0] * len(self.thresholds)
+        for slot in self._slots:
+            if now - self.window_s < slot[0] <= now:
+                total += slot[1]
+                for i in range(len(self.thresholds)):
+                    slow[i] += slot[2 + i]
+        return {t: (slow[i] / total if total else 0.0) for i, t in enumerate(self.thresholds)}
+
+
+class _SlowShareCollector(Collector):
+    def __init__(self, window: SlowAnswerWindow) -> None:
+        self._window = window
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "receiver_web_slow_answer_share",
+            "Share of notification answers slower than the threshold over the last 10 minutes "
+            "(Graph throttles an endpoint above 10%)",
+            labels=["threshold"])
+        for threshold, share in self._window.shares().items():
+            family.add_metric([f"{threshold:g}"], share)
+        yield family
+
+
+class WebMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("receiver_web_requests", "HTTP requests by path and status",
+                                ["path", "status"], registry=self.registry)
+        self.items = Counter("receiver_web_items", "Notification items by outcome and reason",
+                             ["kind", "outcome", "reason"], registry=self.registry)
+        self.ack_latency = Histogram("receiver_web_ack_seconds",
+                                     "Time to answer a notification POST (seconds)",
+                                     ["path"], buckets=ACK_BUCKETS, registry=self.registry)
+        self.slow = SlowAnswerWindow()
+        self.registry.register(_SlowShareCollector(self.slow))
+        for reason in REASONS:  # present from the start, so rates work
+            self.items.labels("notification", "rejected", reason)
+        self.items.labels("notification", "accepted", "")
+        self.items.labels("lifecycle", "accepted", "")
+
+    def answered(self, path: str, status: int, duration_s: float, *, notification: bool) -> None:
+        self.requests.labels(path, str(status)).inc()
+        if notification:
+            self.ack_latency.labels(path).observe(duration_s)
+            self.slow.record(duration_s)
