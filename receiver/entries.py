@@ -1,15 +1,22 @@
-"""Entries of the ``notifications`` and ``lifecycle`` streams, and their field codec.
+"""Entries of the ``notifications`` and ``lifecycle`` streams, and their codec.
 
 An entry keeps what later stages need and nothing secret (never the clientState). Written by
 the web (source ``push``) and the poller (source ``poll``); read by the fetch stage and the
 subscription supervisor.
+
+On the wire an entry is one stream field ``e`` holding compact JSON (empty values left out):
+one field instead of a dozen makes the XADD much cheaper to encode on the web's hot path.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
-ENTRY_VERSION = "1"
+ENTRY_VERSION = 1
+FIELD = "e"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,28 +33,37 @@ class NotificationEntry:
     source: str = "push"  # push | poll | backfill
     resource_data: str = ""  # decrypted rich-notification content (JSON), when present
 
-    def to_fields(self) -> dict[str, str]:
-        out = {"v": ENTRY_VERSION}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value not in ("", 0):
-                out[f.name] = str(value)
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"v": ENTRY_VERSION}
+        for name in _NAMES:
+            value = getattr(self, name)
+            if value:
+                out[name] = value
         return out
 
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    def to_fields(self) -> dict[str, str]:
+        return {FIELD: self.to_json()}
+
     @classmethod
-    def from_fields(cls, raw: dict[bytes, bytes] | dict[str, str]) -> NotificationEntry:
+    def from_fields(cls, raw: Mapping[bytes, bytes] | Mapping[str, str]) -> NotificationEntry:
         """Decode a stream entry; raises ValueError when it is not a valid entry."""
-        data = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
-                                                               else v) for k, v in raw.items()}
-        if data.pop("v", None) != ENTRY_VERSION:
+        value = raw.get(FIELD) if FIELD in raw else raw.get(FIELD.encode())  # type: ignore[call-overload]
+        if value is None:
+            raise ValueError("stream entry has no entry field")
+        data = json.loads(value)
+        if not isinstance(data, dict) or data.pop("v", None) != ENTRY_VERSION:
             raise ValueError("unknown entry version")
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
+        unknown = set(data) - set(_NAMES)
         if unknown:
             raise ValueError(f"unknown entry fields: {', '.join(sorted(unknown))}")
-        if "tenant_id" not in data:
+        if not isinstance(data.get("tenant_id"), str):
             raise ValueError("entry has no tenant_id")
-        kwargs: dict[str, object] = dict(data)
-        if "received_at_ms" in data:
-            kwargs["received_at_ms"] = int(data["received_at_ms"])
-        return cls(**kwargs)  # type: ignore[arg-type]
+        if not isinstance(data.get("received_at_ms", 0), int):
+            raise ValueError("received_at_ms is not an integer")
+        return cls(**data)
+
+
+_NAMES = tuple(f.name for f in fields(NotificationEntry))

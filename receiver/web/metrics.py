@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -82,13 +83,30 @@ class WebMetrics:
                                      ["path"], buckets=ACK_BUCKETS, registry=self.registry)
         self.slow = SlowAnswerWindow()
         self.registry.register(_SlowShareCollector(self.slow))
-        for reason in REASONS:  # present from the start, so rates work
-            self.items.labels("notification", "rejected", reason)
-        self.items.labels("notification", "accepted", "")
-        self.items.labels("lifecycle", "accepted", "")
+        # Children bound once (present from the start, so rates work; cheap on the hot path).
+        self._rejected = {r: self.items.labels("notification", "rejected", r) for r in REASONS}
+        self._accepted = self.items.labels("notification", "accepted", "")
+        self._lifecycle = self.items.labels("lifecycle", "accepted", "")
+        self._requests: dict[tuple[str, int], Any] = {}
+        self._latency: dict[str, Any] = {}
+
+    def rejected(self, reason: str, n: int = 1) -> None:
+        self._rejected[reason].inc(n)
+
+    def accepted(self, notifications: int, lifecycle: int) -> None:
+        if notifications:
+            self._accepted.inc(notifications)
+        if lifecycle:
+            self._lifecycle.inc(lifecycle)
 
     def answered(self, path: str, status: int, duration_s: float, *, notification: bool) -> None:
-        self.requests.labels(path, str(status)).inc()
+        child = self._requests.get((path, status))
+        if child is None:
+            child = self._requests[(path, status)] = self.requests.labels(path, str(status))
+        child.inc()
         if notification:
-            self.ack_latency.labels(path).observe(duration_s)
+            latency = self._latency.get(path)
+            if latency is None:
+                latency = self._latency[path] = self.ack_latency.labels(path)
+            latency.observe(duration_s)
             self.slow.record(duration_s)

@@ -64,17 +64,28 @@ class RegistryCache:
         finally:
             self._refreshing = None
 
+    def cached(self, ids: Iterable[str]) -> Mapping[str, SubscriptionRecord] | None:
+        """The records, or None when one of ``ids`` is unknown and a refresh is due."""
+        if not self.loaded:
+            return None
+        records = self._records
+        for i in ids:
+            if i not in records:
+                if time.monotonic() - self._checked_at >= self._miss_refresh_s:
+                    return None
+                break
+        return records
+
     async def lookup(self, ids: Iterable[str]) -> Mapping[str, SubscriptionRecord]:
         """The records for ``ids``; refreshes first when one is unknown (rate-limited).
 
         Raises a Redis error when the registry must be read and Redis does not answer.
         """
-        wanted = set(ids)
-        missing = not self.loaded or any(i not in self._records for i in wanted)
-        if missing and (not self.loaded
-                        or time.monotonic() - self._checked_at >= self._miss_refresh_s):
+        records = self.cached(ids)
+        if records is None:
             await self.refresh()
-        return self._records
+            records = self._records
+        return records
 
     async def run(self, poll_s: float = DEFAULT_POLL_S) -> None:
         """Background task: follow registry changes while the app runs."""

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import redis
 
+from receiver.entries import NotificationEntry
 from receiver.keys import Keys
 from receiver.settings import Settings
 from receiver.web.app import create_app, web_state
@@ -33,10 +34,11 @@ def settings(make_settings: MakeSettings, redis_url: str) -> Settings:
 
 
 def stream(redis_url: str, settings: Settings, name: str = "notifications"
-           ) -> list[dict[str, str]]:
+           ) -> list[dict[str, Any]]:
     keys = Keys(settings.redis.key_prefix)
-    with redis.Redis.from_url(redis_url, decode_responses=True) as client:
-        return [fields for _, fields in client.xrange(getattr(keys, name))]
+    with redis.Redis.from_url(redis_url) as client:
+        return [NotificationEntry.from_fields(fields).to_dict()
+                for _, fields in client.xrange(getattr(keys, name))]
 
 
 def metric(app: Any, name: str, labels: dict[str, str]) -> float:
@@ -81,7 +83,7 @@ async def test_valid_batch_stored_without_secrets(settings: Settings, redis_url:
     assert first["change_type"] == "updated"
     assert first["resource"] == "Security/Alerts/a1"
     assert first["source"] == "push"
-    assert int(first["received_at_ms"]) > 1_700_000_000_000
+    assert first["received_at_ms"] > 1_700_000_000_000
     assert rec.client_state not in json.dumps(entries)
     assert metric(app, "receiver_web_items_total",
                   {"kind": "notification", "outcome": "accepted", "reason": ""}) == 2

@@ -1,0 +1,114 @@
+"""Shared parts of the benchmarks: processes, wrk, a private Redis."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from tests.fixtures.redis_server import MISSING, RedisServer, find_redis_server, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[RedisServer]:
+    binary = find_redis_server()
+    if binary is None:
+        sys.exit(MISSING)
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
+        server = RedisServer(binary, Path(tmp))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@contextlib.contextmanager
+def process(args: Sequence[str], ready_url: str, *, env: dict[str, str] | None = None,
+            timeout_s: float = 30) -> Iterator[subprocess.Popen[bytes]]:
+    """Start a server process and wait until ``ready_url`` answers; stop it afterwards."""
+    proc = subprocess.Popen(list(args), cwd=ROOT, env={**os.environ, **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"{args[0]} exited with {proc.returncode}: {err[-3000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(ready_url, timeout=1, verify=False).status_code < 500:  # noqa: S501
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{ready_url} did not answer within {timeout_s}s")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"unparsed wrk latency {text!r}")
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def wrk(url: str, *, body: bytes, content_type: str = "application/json",
+        connections: int = 64, duration_s: int = 10, threads: int = 1) -> WrkResult:
+    exe = shutil.which("wrk")
+    if exe is None:
+        sys.exit("wrk not found: install it with `sudo apt-get install -y wrk` (Debian/Ubuntu)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        body_lua = body.decode().replace("\\", "\\\\").replace('"', '\\"')
+        script.write(f'wrk.method = "POST"\nwrk.body = "{body_lua}"\n'
+                     f'wrk.headers["Content-Type"] = "{content_type}"\n')
+    try:
+        out = subprocess.run(
+            [exe, "-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s",
+             "--latency", "-s", script.name, url],
+            capture_output=True, text=True, check=True, timeout=duration_s + 60).stdout
+    finally:
+        os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(g) for g in m.groups())
+    return WrkResult(rps, p50, p99, errors)
+
+
+__all__ = ["ROOT", "WrkResult", "free_port", "private_redis", "process", "wrk"]
