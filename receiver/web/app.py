@@ -306,13 +306,16 @@ def create_app(settings: Settings, *, redis: Redis | None = None) -> IngestApp:
         # collector's way, so the request path does not pay for full collections.
         gc.collect()
         gc.freeze()
-        poller = asyncio.create_task(state.cache.run())
+        stop = asyncio.Event()
+        poller = asyncio.create_task(state.cache.run(stop))
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            stop.set()
+            try:
+                await asyncio.wait_for(poller, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                poller.cancel()
             await state.enqueuer.aclose()
             if state.http is not None:
                 await state.http.aclose()

@@ -1,13 +1,16 @@
 """The web's in-memory copy of the subscription registry.
 
-The whole registry is held in memory and reloaded only when its version counter changes, so a
-notification costs no Redis read, and forged traffic naming unknown subscriptions costs at most
-a few version reads per second (never a stream write).
+The whole registry is held in memory and reloaded when its version counter changes (checked
+in the background every second), so a notification for a known subscription costs no Redis
+read. An id not in memory is read from Redis directly (a subscription created a moment ago),
+and remembered as unknown for a short while, so forged traffic naming made-up subscriptions
+costs at most one small read per id and never a stream write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -20,19 +23,20 @@ from receiver.registry import SubscriptionRecord
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MISS_REFRESH_S = 0.25  # at most this often, a miss re-checks the registry version
+DEFAULT_NEGATIVE_TTL_S = 0.5  # an id found unknown is not looked up again for this long
 DEFAULT_POLL_S = 1.0  # background check of the registry version
+MAX_NEGATIVE = 100_000
 
 
 class RegistryCache:
-    def __init__(self, redis: Redis, keys: Keys, *, miss_refresh_s: float = DEFAULT_MISS_REFRESH_S
-                 ) -> None:
+    def __init__(self, redis: Redis, keys: Keys, *,
+                 negative_ttl_s: float = DEFAULT_NEGATIVE_TTL_S) -> None:
         self._redis = redis
         self._keys = keys
         self._records: dict[str, SubscriptionRecord] = {}
         self._version: int | None = None
-        self._checked_at = 0.0
-        self._miss_refresh_s = miss_refresh_s
+        self._negative: dict[str, float] = {}  # id -> monotonic time it was found unknown
+        self._negative_ttl_s = negative_ttl_s
         self._refreshing: asyncio.Future[None] | None = None
 
     @property
@@ -55,7 +59,6 @@ class RegistryCache:
                 version, records = await registry.load_all(self._redis, self._keys)
                 self._records, self._version = records, version
                 log.info("subscription registry loaded", extra={"count": len(records)})
-            self._checked_at = time.monotonic()
             self._refreshing.set_result(None)
         except BaseException as exc:
             self._refreshing.set_exception(exc)
@@ -64,34 +67,57 @@ class RegistryCache:
         finally:
             self._refreshing = None
 
-    def cached(self, ids: Iterable[str]) -> Mapping[str, SubscriptionRecord] | None:
-        """The records, or None when one of ``ids`` is unknown and a refresh is due."""
-        if not self.loaded:
-            return None
-        records = self._records
+    def _unknown(self, ids: Iterable[str]) -> list[str]:
+        now = time.monotonic()
+        out = []
         for i in ids:
-            if i not in records:
-                if time.monotonic() - self._checked_at >= self._miss_refresh_s:
-                    return None
-                break
-        return records
+            if i not in self._records:
+                seen = self._negative.get(i)
+                if seen is None or now - seen >= self._negative_ttl_s:
+                    out.append(i)
+        return out
+
+    def cached(self, ids: Iterable[str]) -> Mapping[str, SubscriptionRecord] | None:
+        """The records, or None when Redis must be asked first (see :meth:`lookup`)."""
+        if not self.loaded or self._unknown(ids):
+            return None
+        return self._records
 
     async def lookup(self, ids: Iterable[str]) -> Mapping[str, SubscriptionRecord]:
-        """The records for ``ids``; refreshes first when one is unknown (rate-limited).
+        """The records for ``ids``, reading from Redis the ones not in memory.
 
-        Raises a Redis error when the registry must be read and Redis does not answer.
+        Raises a Redis error when Redis must be read and does not answer.
         """
-        records = self.cached(ids)
-        if records is None:
+        if not self.loaded:
             await self.refresh()
-            records = self._records
-        return records
+        unknown = self._unknown(ids)
+        if unknown:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for sid in unknown:
+                    pipe.hgetall(self._keys.subscription(sid))
+                found = await pipe.execute()
+            now = time.monotonic()
+            if len(self._negative) > MAX_NEGATIVE:
+                self._negative.clear()
+            for sid, raw in zip(unknown, found, strict=True):
+                record = SubscriptionRecord.from_hash(sid, raw) if raw else None
+                if record is None:
+                    self._negative[sid] = now
+                else:
+                    self._records[sid] = record
+                    self._negative.pop(sid, None)
+        return self._records
 
-    async def run(self, poll_s: float = DEFAULT_POLL_S) -> None:
-        """Background task: follow registry changes while the app runs."""
-        while True:
+    async def run(self, stop: asyncio.Event, poll_s: float = DEFAULT_POLL_S) -> None:
+        """Background task: follow registry changes until ``stop`` is set.
+
+        Ends on the event, not only on cancellation: a cancellation that lands inside a
+        client library's own timeout handling can be lost, and shutdown must not hang on it.
+        """
+        while not stop.is_set():
             try:
                 await self.refresh()
             except Exception as exc:
                 log.warning("registry refresh failed: %s", type(exc).__name__)
-            await asyncio.sleep(poll_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)

@@ -82,15 +82,31 @@ def _ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def wrk(url: str, *, body: bytes, content_type: str = "application/json",
-        connections: int = 64, duration_s: int = 10, threads: int = 1) -> WrkResult:
+def _lua(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def wrk(url: str, *, body: bytes = b"", method: str = "POST",
+        content_type: str = "application/json", headers: dict[str, str] | None = None,
+        paths: Sequence[str] = (), connections: int = 64, duration_s: int = 10,
+        threads: int = 1) -> WrkResult:
+    """Load ``url`` with wrk; with ``paths``, requests cycle through them (same host)."""
     exe = shutil.which("wrk")
     if exe is None:
         sys.exit("wrk not found: install it with `sudo apt-get install -y wrk` (Debian/Ubuntu)")
+    lines = [f"wrk.method = {_lua(method)}"]
+    if body:
+        lines += [f"wrk.body = {_lua(body.decode())}",
+                  f"wrk.headers[\"Content-Type\"] = {_lua(content_type)}"]
+    for name, value in (headers or {}).items():
+        lines.append(f"wrk.headers[{_lua(name)}] = {_lua(value)}")
+    if paths:
+        lines.append("local paths = {" + ", ".join(_lua(p) for p in paths) + "}")
+        lines.append("local i = 0")
+        lines.append("request = function()\n  i = i + 1\n"
+                     "  return wrk.format(nil, paths[(i % #paths) + 1])\nend")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        body_lua = body.decode().replace("\\", "\\\\").replace('"', '\\"')
-        script.write(f'wrk.method = "POST"\nwrk.body = "{body_lua}"\n'
-                     f'wrk.headers["Content-Type"] = "{content_type}"\n')
+        script.write("\n".join(lines) + "\n")
     try:
         out = subprocess.run(
             [exe, "-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s",

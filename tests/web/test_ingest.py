@@ -195,10 +195,26 @@ async def test_new_subscription_is_found_without_restart(settings: Settings,
                                                          redis_url: str) -> None:
     app = create_app(settings)
     async with asgi_client(app) as client:
+        await client.get("/healthz")
         rec = await register(redis_url, settings)  # after the app loaded the registry
-        await asyncio.sleep(0.3)  # past the miss refresh interval
+        # at once: Graph may notify the moment the subscription exists
         r = await client.post("/webhooks/graph", content=body(notification(rec)), headers=JSON)
     assert r.status_code == 202
+
+
+async def test_forged_ids_cost_few_redis_reads(settings: Settings, redis_url: str) -> None:
+    rec = await register(redis_url, settings)
+    forged = notification(rec, subscriptionId="forged-subscription-id")
+    with redis.Redis.from_url(redis_url) as sync:
+        async with asgi_client(create_app(settings)) as client:
+            sync.config_resetstat()
+            for _ in range(100):
+                r = await client.post("/webhooks/graph", content=body(forged), headers=JSON)
+                assert r.status_code == 403
+            stats = sync.info("commandstats")
+    reads = stats.get("cmdstat_hgetall", {}).get("calls", 0)
+    assert 1 <= reads <= 5  # one read, then remembered as unknown for a moment
+    assert "cmdstat_xadd" not in stats and "cmdstat_evalsha" not in stats
 
 
 async def test_oversized_body_refused_by_content_length(make_settings: MakeSettings,

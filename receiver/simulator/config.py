@@ -1,0 +1,56 @@
+"""The simulator's settings: one frozen dataclass, built once and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0  # Graph's documented limit for the validation answer
+DEFAULT_NOTIFICATION_TIMEOUT_S = 10.0
+DEFAULT_NOTIFIER_MAX_AGE_S = 4 * 3600.0  # Graph retries a notification for up to 4 hours
+DEFAULT_SECURITY_REQUESTS_PER_MINUTE = 150  # per app per tenant on /security alert endpoints
+
+
+@dataclass(frozen=True)
+class AppSeed:
+    """An app registration to create at start (client id, secret and/or certificate)."""
+
+    client_id: str | None = None
+    display_name: str = "Graph alert receiver"
+    secret: str | None = None
+    certificate_pem: str | None = None
+    roles: tuple[str, ...] | None = None  # None: every role the simulator knows
+
+
+@dataclass(frozen=True)
+class TenantSeed:
+    tenant_id: str | None = None
+    display_name: str = "Contoso"
+    domain: str | None = None
+    apps: tuple[AppSeed, ...] = ()
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Everything `create_app` needs. Defaults match Graph; tests shorten the timeouts."""
+
+    tenants: tuple[TenantSeed, ...] | None = None  # None: one demo tenant with a known app
+    allow_http: bool = False  # accept http:// notification URLs (loopback tests)
+    handshake_timeout_s: float = DEFAULT_HANDSHAKE_TIMEOUT_S
+    notification_timeout_s: float = DEFAULT_NOTIFICATION_TIMEOUT_S
+    throttle: bool = True
+    security_requests_per_minute: int = DEFAULT_SECURITY_REQUESTS_PER_MINUTE
+    secure_score_profile_requests_per_10_minutes: int = 10_000
+    subscription_writes_per_20_s: int = 1_000
+    notifier_backoff_base_s: float = 2.0
+    notifier_backoff_max_s: float = 600.0
+    notifier_max_age_s: float = DEFAULT_NOTIFIER_MAX_AGE_S
+    notifier_batch_window_s: float = 0.05
+    notifier_max_batch: int = 50
+    notifier_verify: bool | str = True  # TLS verification of receivers (bool or CA bundle path)
+    subscription_page_size: int = 100
+    alert_page_size: int = 100
+    random_seed: int = 20260101
+    control_token: str | None = None
+    signing_key_path: Path | None = None  # PEM; generated (and written here if set) if missing
+    secure_score_days: int = 30

@@ -1,0 +1,180 @@
+"""`/security/secureScores` and `/security/secureScoreControlProfiles`, and `sendMail`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from receiver.simulator.clock import iso
+from receiver.simulator.graph_http import (
+    GraphContext,
+    GraphError,
+    graph_endpoint,
+    graph_json,
+    json_body,
+    page,
+)
+from receiver.simulator.graph_security import (
+    EVENTS_READ,
+    EVENTS_WRITE,
+    PREFER_REPRESENTATION,
+    select,
+)
+
+CONTROL_STATES = {
+    "default": "Default",
+    "ignored": "Ignored",
+    "thirdparty": "ThirdParty",
+    "reviewed": "Reviewed",
+}
+
+
+async def list_scores(request: Request, ctx: GraphContext) -> Response:
+    scores = select(request, ctx.tenant.data.secure_scores, {}, "createdDateTime desc")
+    return graph_json(
+        page(
+            request,
+            scores,
+            page_size=ctx.sim.config.alert_page_size,
+            max_top=None,
+            context="security/secureScores",
+        )
+    )
+
+
+async def get_score(request: Request, ctx: GraphContext) -> Response:
+    score_id = request.path_params["id"]
+    for score in ctx.tenant.data.secure_scores:
+        if score["id"] == score_id:
+            return graph_json(score)
+    raise GraphError(404, "NotFound", f"secureScore with id '{score_id}' was not found.")
+
+
+async def list_profiles(request: Request, ctx: GraphContext) -> Response:
+    profiles = select(request, list(ctx.tenant.data.control_profiles.values()), {}, "rank")
+    return graph_json(
+        page(
+            request,
+            profiles,
+            page_size=ctx.sim.config.alert_page_size,
+            max_top=None,
+            context="security/secureScoreControlProfiles",
+        )
+    )
+
+
+def _profile(ctx: GraphContext, profile_id: str) -> dict[str, Any]:
+    profile = ctx.tenant.data.control_profiles.get(profile_id)
+    if profile is None:
+        raise GraphError(
+            404, "NotFound", f"secureScoreControlProfile with id '{profile_id}' was not found."
+        )
+    return profile
+
+
+async def get_profile(request: Request, ctx: GraphContext) -> Response:
+    return graph_json(_profile(ctx, request.path_params["id"]))
+
+
+async def update_profile(request: Request, ctx: GraphContext) -> Response:
+    profile = _profile(ctx, request.path_params["id"])
+    body = await json_body(request)
+    updates = body.get("controlStateUpdates")
+    entries = updates if isinstance(updates, list) else [body]
+    app = ctx.tenant.apps.get(ctx.caller.app_id)
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise GraphError(400, "BadRequest", "controlStateUpdates must be objects.")
+        state = CONTROL_STATES.get(str(entry.get("state", "")).lower())
+        if state is None:
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"Invalid value '{entry.get('state')}' for "
+                "property 'state'. Allowed: Default, Ignored, ThirdParty, Reviewed.",
+            )
+        profile["controlStateUpdates"].append(
+            {
+                "assignedTo": entry.get("assignedTo"),
+                "comment": entry.get("comment"),
+                "state": state,
+                "updatedBy": app.display_name if app else ctx.caller.app_id,
+                "updatedDateTime": iso(ctx.sim.clock.now()),
+            }
+        )
+    profile["lastModifiedDateTime"] = iso(ctx.sim.clock.now())
+    if PREFER_REPRESENTATION in request.headers.get("prefer", ""):
+        return graph_json(profile)
+    return Response(status_code=204)
+
+
+async def send_mail(request: Request, ctx: GraphContext) -> Response:
+    body = await json_body(request)
+    message = body.get("message")
+    if not isinstance(message, dict):
+        raise GraphError(400, "ErrorInvalidRequest", "Empty Message is not allowed.")
+    ctx.tenant.data.mails.append(
+        {
+            "userId": request.path_params["id"],
+            "message": message,
+            "saveToSentItems": body.get("saveToSentItems", True),
+            "appId": ctx.caller.app_id,
+            "time": iso(ctx.sim.clock.now()),
+        }
+    )
+    ctx.sim.counters["mail.sent"] += 1
+    return Response(status_code=202)
+
+
+routes = [
+    Route(
+        "/security/secureScores",
+        graph_endpoint(
+            list_scores, roles=EVENTS_READ, bucket="secureScores", family="secureScores"
+        ),
+        methods=["GET"],
+    ),
+    Route(
+        "/security/secureScores/{id}",
+        graph_endpoint(get_score, roles=EVENTS_READ, bucket="secureScores", family="secureScores"),
+        methods=["GET"],
+    ),
+    Route(
+        "/security/secureScoreControlProfiles",
+        graph_endpoint(
+            list_profiles,
+            roles=EVENTS_READ,
+            bucket="secureScoreControlProfiles",
+            family="secureScores",
+        ),
+        methods=["GET"],
+    ),
+    Route(
+        "/security/secureScoreControlProfiles/{id}",
+        graph_endpoint(
+            get_profile,
+            roles=EVENTS_READ,
+            bucket="secureScoreControlProfiles",
+            family="secureScores",
+        ),
+        methods=["GET"],
+    ),
+    Route(
+        "/security/secureScoreControlProfiles/{id}",
+        graph_endpoint(
+            update_profile,
+            roles=EVENTS_WRITE,
+            bucket="secureScoreControlProfiles",
+            family="secureScores",
+        ),
+        methods=["PATCH"],
+    ),
+    Route(
+        "/users/{id}/sendMail",
+        graph_endpoint(send_mail, roles=("Mail.Send",), bucket=None, family="mail"),
+        methods=["POST"],
+    ),
+]

@@ -1,0 +1,315 @@
+"""`/security`: legacy alerts, alerts_v2, incidents (list, get, update).
+
+Only legacy alert changes produce change notifications (Graph documents none for
+alerts_v2 or incidents; clients poll them with `$filter=lastUpdateDateTime gt ...`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from receiver.simulator import odata
+from receiver.simulator.clock import iso
+from receiver.simulator.core import LEGACY_ALERT_ENUMS
+from receiver.simulator.graph_http import (
+    GraphContext,
+    GraphError,
+    graph_endpoint,
+    graph_json,
+    json_body,
+    page,
+)
+from receiver.simulator.payloads import (
+    INCIDENT_STATUSES,
+    V2_CLASSIFICATIONS,
+    V2_DETERMINATIONS,
+    V2_SEVERITIES,
+    V2_STATUSES,
+)
+
+EVENTS_READ = ("SecurityEvents.Read.All", "SecurityEvents.ReadWrite.All")
+EVENTS_WRITE = ("SecurityEvents.ReadWrite.All",)
+ALERT_READ = ("SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All")
+ALERT_WRITE = ("SecurityAlert.ReadWrite.All",)
+INCIDENT_READ = ("SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All")
+INCIDENT_WRITE = ("SecurityIncident.ReadWrite.All",)
+
+LEGACY_UPDATABLE = frozenset(
+    {"assignedTo", "closedDateTime", "comments", "feedback", "status", "tags"}
+)
+V2_UPDATABLE = frozenset(
+    {"status", "classification", "determination", "assignedTo", "customDetails"}
+)
+INCIDENT_UPDATABLE = frozenset(
+    {
+        "status",
+        "assignedTo",
+        "classification",
+        "determination",
+        "customTags",
+        "description",
+        "resolvingComment",
+        "summary",
+    }
+)
+V2_ENUMS: dict[str, frozenset[str]] = {
+    "status": frozenset(V2_STATUSES),
+    "severity": frozenset(V2_SEVERITIES),
+    "classification": frozenset(V2_CLASSIFICATIONS),
+    "determination": frozenset(V2_DETERMINATIONS),
+}
+INCIDENT_ENUMS: dict[str, frozenset[str]] = {
+    "status": frozenset(INCIDENT_STATUSES),
+    "severity": frozenset(V2_SEVERITIES),
+    "classification": frozenset(V2_CLASSIFICATIONS),
+    "determination": frozenset(V2_DETERMINATIONS),
+}
+PREFER_REPRESENTATION = "return=representation"
+
+
+def select(
+    request: Request,
+    items: Sequence[dict[str, Any]],
+    enums: Mapping[str, frozenset[str]],
+    default_order: str,
+) -> list[dict[str, Any]]:
+    """Apply `$filter` and `$orderby` (or the default order) to JSON objects."""
+    chosen: Sequence[Mapping[str, Any]] = items
+    try:
+        text = request.query_params.get("$filter")
+        if text is not None:
+            expr = odata.parse_filter(text)
+            odata.check_enums(expr, enums)
+            chosen = [item for item in items if odata.evaluate(expr, item)]
+        ordered = odata.order(chosen, request.query_params.get("$orderby") or default_order)
+    except odata.FilterError as exc:
+        raise GraphError(400, "BadRequest", "Invalid filter clause") from exc
+    return [dict(item) for item in ordered]
+
+
+def _not_found(kind: str, item_id: str) -> GraphError:
+    return GraphError(404, "NotFound", f"{kind} with id '{item_id}' was not found.")
+
+
+def _check_fields(
+    body: Mapping[str, Any], allowed: frozenset[str], extra: frozenset[str] = frozenset()
+) -> None:
+    for name in body:
+        if name.startswith("@odata."):
+            continue
+        if name not in allowed | extra:
+            raise GraphError(
+                400,
+                "BadRequest",
+                f"Property '{name}' is read-only and cannot be updated. Updatable "
+                f"properties: {', '.join(sorted(allowed))}.",
+            )
+
+
+def _check_enum(body: Mapping[str, Any], name: str, members: Sequence[str]) -> None:
+    if name in body and body[name] is not None and body[name] not in members:
+        raise GraphError(400, "BadRequest", f"Invalid value '{body[name]}' for property '{name}'.")
+
+
+# Legacy alerts (microsoft.graph.alert)
+
+
+async def list_legacy(request: Request, ctx: GraphContext) -> Response:
+    alerts = select(
+        request,
+        list(ctx.tenant.data.legacy_alerts.values()),
+        LEGACY_ALERT_ENUMS,
+        "createdDateTime desc",
+    )
+    return graph_json(
+        page(
+            request,
+            alerts,
+            page_size=ctx.sim.config.alert_page_size,
+            max_top=1000,
+            context="Security/alerts",
+        )
+    )
+
+
+async def get_legacy(request: Request, ctx: GraphContext) -> Response:
+    alert_id = request.path_params["id"]
+    alert = ctx.tenant.data.legacy_alerts.get(alert_id)
+    if alert is None:
+        raise _not_found("Alert", alert_id)
+    return graph_json(alert)
+
+
+async def update_legacy(request: Request, ctx: GraphContext) -> Response:
+    alert_id = request.path_params["id"]
+    alert = ctx.tenant.data.legacy_alerts.get(alert_id)
+    if alert is None:
+        raise _not_found("Alert", alert_id)
+    body = await json_body(request)
+    vendor = body.get("vendorInformation")
+    expected = alert["vendorInformation"]
+    if (
+        not isinstance(vendor, dict)
+        or vendor.get("provider") != expected.get("provider")
+        or (vendor.get("vendor") != expected.get("vendor"))
+    ):
+        raise GraphError(
+            400,
+            "BadRequest",
+            "vendorInformation with the alert's provider and vendor is required "
+            "to update an alert.",
+        )
+    _check_fields(body, LEGACY_UPDATABLE, frozenset({"vendorInformation"}))
+    from receiver.simulator.payloads import LEGACY_FEEDBACK, LEGACY_STATUSES
+
+    _check_enum(body, "status", LEGACY_STATUSES)
+    _check_enum(body, "feedback", LEGACY_FEEDBACK)
+    changes = {k: v for k, v in body.items() if k in LEGACY_UPDATABLE}
+    updated = ctx.sim.update_legacy_alert(ctx.tenant, alert_id, changes)
+    if PREFER_REPRESENTATION in request.headers.get("prefer", ""):
+        return graph_json(updated, headers={"Preference-Applied": PREFER_REPRESENTATION})
+    return Response(status_code=204)
+
+
+# alerts_v2 (microsoft.graph.security.alert)
+
+
+async def list_v2(request: Request, ctx: GraphContext) -> Response:
+    alerts = select(
+        request, list(ctx.tenant.data.alerts_v2.values()), V2_ENUMS, "createdDateTime desc"
+    )
+    return graph_json(
+        page(
+            request,
+            alerts,
+            page_size=ctx.sim.config.alert_page_size,
+            max_top=2000,
+            context="security/alerts_v2",
+        )
+    )
+
+
+def _v2(ctx: GraphContext, alert_id: str) -> dict[str, Any]:
+    alert = ctx.tenant.data.alerts_v2.get(alert_id)
+    if alert is None:
+        raise _not_found("Alert", alert_id)
+    return alert
+
+
+async def get_v2(request: Request, ctx: GraphContext) -> Response:
+    return graph_json(_v2(ctx, request.path_params["id"]))
+
+
+async def update_v2(request: Request, ctx: GraphContext) -> Response:
+    alert_id = request.path_params["id"]
+    _v2(ctx, alert_id)
+    body = await json_body(request)
+    _check_fields(body, V2_UPDATABLE)
+    _check_enum(body, "status", V2_STATUSES)
+    _check_enum(body, "classification", V2_CLASSIFICATIONS)
+    _check_enum(body, "determination", V2_DETERMINATIONS)
+    changes = {k: v for k, v in body.items() if k in V2_UPDATABLE}
+    return graph_json(ctx.sim.update_v2_alert(ctx.tenant, alert_id, changes))
+
+
+async def comment_v2(request: Request, ctx: GraphContext) -> Response:
+    alert_id = request.path_params["id"]
+    _v2(ctx, alert_id)
+    body = await json_body(request)
+    text = body.get("comment")
+    if not isinstance(text, str) or not text:
+        raise GraphError(400, "BadRequest", "The 'comment' property is required.")
+    app = ctx.tenant.apps.get(ctx.caller.app_id)
+    comment = {
+        "@odata.type": "microsoft.graph.security.alertComment",
+        "comment": text,
+        "createdByDisplayName": app.display_name if app else ctx.caller.app_id,
+        "createdDateTime": iso(ctx.sim.clock.now()),
+    }
+    alert = ctx.tenant.data.alerts_v2[alert_id]
+    comments = [*alert.get("comments", []), comment]
+    ctx.sim.update_v2_alert(ctx.tenant, alert_id, {"comments": comments})
+    version = request.url.path.split("/")[1]
+    context = (
+        f"{request.url.scheme}://{request.url.netloc}/{version}/$metadata#"
+        "Collection(microsoft.graph.security.alertComment)"
+    )
+    return graph_json({"@odata.context": context, "value": comments})
+
+
+# incidents
+
+
+def _expand(request: Request, ctx: GraphContext, incident: dict[str, Any]) -> dict[str, Any]:
+    expand = (request.query_params.get("$expand") or "").replace(" ", "").lower()
+    if not expand:
+        return incident
+    if expand != "alerts":
+        raise GraphError(
+            400,
+            "BadRequest",
+            f"Could not find a property named '{expand}' to "
+            "expand on 'microsoft.graph.security.incident'.",
+        )
+    return {**incident, "alerts": ctx.sim.incident_alerts(ctx.tenant, incident["id"])}
+
+
+async def list_incidents(request: Request, ctx: GraphContext) -> Response:
+    incidents = select(
+        request, list(ctx.tenant.data.incidents.values()), INCIDENT_ENUMS, "createdDateTime desc"
+    )
+    body = page(
+        request,
+        incidents,
+        page_size=min(ctx.sim.config.alert_page_size, 50),
+        max_top=50,
+        context="security/incidents",
+    )
+    body["value"] = [_expand(request, ctx, i) for i in body["value"]]
+    return graph_json(body)
+
+
+def _incident(ctx: GraphContext, incident_id: str) -> dict[str, Any]:
+    incident = ctx.tenant.data.incidents.get(incident_id)
+    if incident is None:
+        raise _not_found("Incident", incident_id)
+    return incident
+
+
+async def get_incident(request: Request, ctx: GraphContext) -> Response:
+    return graph_json(_expand(request, ctx, _incident(ctx, request.path_params["id"])))
+
+
+async def update_incident(request: Request, ctx: GraphContext) -> Response:
+    incident_id = request.path_params["id"]
+    _incident(ctx, incident_id)
+    body = await json_body(request)
+    _check_fields(body, INCIDENT_UPDATABLE)
+    _check_enum(body, "status", INCIDENT_STATUSES)
+    _check_enum(body, "classification", V2_CLASSIFICATIONS)
+    _check_enum(body, "determination", V2_DETERMINATIONS)
+    changes = {k: v for k, v in body.items() if k in INCIDENT_UPDATABLE}
+    return graph_json(ctx.sim.update_incident(ctx.tenant, incident_id, changes))
+
+
+def _ep(handler: Any, roles: Sequence[str]) -> Any:
+    return graph_endpoint(handler, roles=roles, bucket="security", family="security")
+
+
+routes = [
+    Route("/security/alerts", _ep(list_legacy, EVENTS_READ), methods=["GET"]),
+    Route("/security/alerts/{id}", _ep(get_legacy, EVENTS_READ), methods=["GET"]),
+    Route("/security/alerts/{id}", _ep(update_legacy, EVENTS_WRITE), methods=["PATCH"]),
+    Route("/security/alerts_v2", _ep(list_v2, ALERT_READ), methods=["GET"]),
+    Route("/security/alerts_v2/{id}", _ep(get_v2, ALERT_READ), methods=["GET"]),
+    Route("/security/alerts_v2/{id}", _ep(update_v2, ALERT_WRITE), methods=["PATCH"]),
+    Route("/security/alerts_v2/{id}/comments", _ep(comment_v2, ALERT_WRITE), methods=["POST"]),
+    Route("/security/incidents", _ep(list_incidents, INCIDENT_READ), methods=["GET"]),
+    Route("/security/incidents/{id}", _ep(get_incident, INCIDENT_READ), methods=["GET"]),
+    Route("/security/incidents/{id}", _ep(update_incident, INCIDENT_WRITE), methods=["PATCH"]),
+]

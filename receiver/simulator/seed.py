@@ -1,0 +1,73 @@
+"""Load tenants and app registrations from a YAML or JSON seed file (`--seed FILE`).
+
+tenants:
+  - tenantId: 11111111-2222-3333-4444-555555555555   # optional, generated if absent
+    displayName: Fabrikam
+    domain: fabrikam.onmicrosoft.com                 # optional
+    apps:
+      - clientId: 66666666-7777-8888-9999-000000000000
+        displayName: alert receiver
+        secret: a-simulator-secret                   # and/or
+        certificatePath: certs/app.pem               # or certificatePem: "-----BEGIN..."
+        roles: [SecurityEvents.ReadWrite.All, SecurityAlert.Read.All]   # default: all
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from receiver.simulator.config import AppSeed, TenantSeed
+
+
+class SeedError(ValueError):
+    """The seed file is not what this module documents."""
+
+
+def _app(raw: Any, base: Path, where: str) -> AppSeed:
+    if not isinstance(raw, dict):
+        raise SeedError(f"{where}: an app must be a mapping")
+    cert_pem = raw.get("certificatePem")
+    if raw.get("certificatePath"):
+        cert_pem = (base / str(raw["certificatePath"])).read_text()
+    roles = raw.get("roles")
+    if roles is not None and not (
+        isinstance(roles, list) and all(isinstance(r, str) for r in roles)
+    ):
+        raise SeedError(f"{where}.roles: a list of role names")
+    if not raw.get("secret") and not cert_pem:
+        raise SeedError(f"{where}: give a secret, certificatePem or certificatePath")
+    return AppSeed(
+        client_id=raw.get("clientId"),
+        display_name=str(raw.get("displayName", "Graph alert receiver")),
+        secret=raw.get("secret"),
+        certificate_pem=cert_pem,
+        roles=tuple(roles) if roles is not None else None,
+    )
+
+
+def load_seed(path: Path) -> tuple[TenantSeed, ...]:
+    text = path.read_text()
+    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("tenants"), list):
+        raise SeedError(f"{path}: expected a mapping with a 'tenants' list")
+    seeds = []
+    for i, raw in enumerate(data["tenants"]):
+        where = f"{path}: tenants[{i}]"
+        if not isinstance(raw, dict):
+            raise SeedError(f"{where}: a tenant must be a mapping")
+        apps = raw.get("apps") or []
+        if not isinstance(apps, list):
+            raise SeedError(f"{where}.apps: a list")
+        seeds.append(
+            TenantSeed(
+                tenant_id=raw.get("tenantId"),
+                display_name=str(raw.get("displayName", "Contoso")),
+                domain=raw.get("domain"),
+                apps=tuple(_app(a, path.parent, f"{where}.apps[{j}]") for j, a in enumerate(apps)),
+            )
+        )
+    return tuple(seeds)
