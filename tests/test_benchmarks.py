@@ -1,0 +1,37 @@
+"""Smoke runs of the benchmarks (short durations): they run, and their last line is the
+figure in the documented `name=value` form. The real runs are documented in the README."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_benchmark(module: str, *args: str) -> list[str]:
+    out = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
+                         text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip().splitlines()
+
+
+@pytest.mark.slow
+def test_ingest_benchmark_smoke() -> None:
+    lines = run_benchmark("tests.benchmarks.ingest", "--duration", "2")
+    m = re.fullmatch(r"ingest_ratio=(\d+\.\d+)", lines[-1])
+    assert m, lines
+    assert 0.05 < float(m.group(1)) < 2.0
+    assert any(line.startswith("bare: ") for line in lines)
+
+
+@pytest.mark.slow
+def test_simulator_benchmark_smoke() -> None:
+    lines = run_benchmark("tests.benchmarks.simulator", "--duration", "2")
+    m = re.fullmatch(r"simulator_alert_gets_per_s=(\d+)", lines[-1])
+    assert m, lines
+    assert int(m.group(1)) > 100
