@@ -80,6 +80,11 @@ class Keys:
         """Stream entries that failed too often in a non-sink stage."""
         return self._k("stream", "poison")
 
+    def delayed(self, stream: str) -> str:
+        """Sorted set: entries of ``stream`` waiting for a retry, scored by due time (ms);
+        moved back into the stream when due (no TTL)."""
+        return f"{stream}:delayed"
+
     # --- subscription registry (no TTL; removed when the subscription is deleted) ---------
     def subscription(self, subscription_id: str) -> str:
         """Hash: tenant, resource, clientState, expiry of one subscription this deployment owns."""
@@ -94,6 +99,19 @@ class Keys:
     def subscriptions_version(self) -> str:
         """Counter: bumped on every registry write, so readers reload only on change."""
         return self._k("subs", "version")
+
+    def subscription_touch(self, subscription_id: str) -> str:
+        """Hash: the supervisor's last Graph write on a subscription: kind, at, fence
+        (TTL: a day; it only has to outlive Graph's 10-minute reauthorize/renew rule)."""
+        return self._k("sub", subscription_id, "touch")
+
+    def reconciled(self, tenant_id: str) -> str:
+        """String: when a reconcile last found the tenant's subscriptions healthy (ISO, no TTL)."""
+        return self._k("reconciled", tenant_id)
+
+    def attempts(self, stream: str) -> str:
+        """Hash: stream entry id -> failed handling attempts (field removed on ack; no TTL)."""
+        return self._k("attempts", _check_name("stream", stream))
 
     # --- pipeline state ------------------------------------------------------------------
     def dedup(self, tenant_id: str, alert_id: str) -> str:

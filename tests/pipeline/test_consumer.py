@@ -1,0 +1,183 @@
+"""The stream consumer against a real Redis: ack, reclaim, poison, retry, drain, health."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from receiver.keys import Keys
+from receiver.pipeline.consumer import Consumer, ConsumerConfig, Entry, Retry
+
+KEYS = Keys("{t}")
+STREAM = KEYS.notifications
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def config(**overrides: object) -> ConsumerConfig:
+    base = {"stream": STREAM, "group": "fetch", "consumer": "c1", "block_ms": 50,
+            "visibility_timeout_s": 0.2, "max_attempts": 3, "concurrency": 4}
+    base.update(overrides)
+    return ConsumerConfig(**base)  # type: ignore[arg-type]
+
+
+async def add(redis: aioredis.Redis, n: int) -> list[str]:
+    return [(await redis.xadd(STREAM, {"e": f"item-{i}"})).decode() for i in range(n)]
+
+
+async def test_burst_processes_everything_and_deletes_acked(redis: aioredis.Redis) -> None:
+    await add(redis, 25)
+    seen: list[bytes] = []
+
+    async def handle(entry: Entry) -> None:
+        seen.append(entry.value)
+
+    consumer = Consumer(redis, KEYS, config(), handle)
+    await asyncio.wait_for(consumer.run(burst=True), 10)
+    assert sorted(seen) == sorted(f"item-{i}".encode() for i in range(25))
+    assert await redis.xlen(STREAM) == 0
+    assert (await redis.xpending(STREAM, "fetch"))["pending"] == 0
+    assert consumer.processed == 25
+
+
+async def test_failure_is_retried_after_the_visibility_timeout(redis: aioredis.Redis) -> None:
+    [entry_id] = await add(redis, 1)
+    attempts: list[int] = []
+
+    async def flaky(entry: Entry) -> None:
+        attempts.append(entry.attempt)
+        if len(attempts) == 1:
+            raise RuntimeError("graph said 503")
+
+    consumer = Consumer(redis, KEYS, config(), flaky)
+    await asyncio.wait_for(consumer.run(burst=True), 10)
+    assert attempts == [1, 2]
+    assert await redis.xlen(STREAM) == 0
+    assert await redis.xlen(KEYS.poison) == 0
+    assert entry_id
+
+
+async def test_poison_entry_goes_to_the_poison_stream(redis: aioredis.Redis) -> None:
+    await add(redis, 2)
+    calls = 0
+
+    async def broken(entry: Entry) -> None:
+        nonlocal calls
+        calls += 1
+        if entry.value == b"item-0":
+            raise ValueError("cannot parse this entry")
+
+    consumer = Consumer(redis, KEYS, config(max_attempts=3), broken)
+    await asyncio.wait_for(consumer.run(burst=True), 10)
+    poison = await redis.xrange(KEYS.poison)
+    assert len(poison) == 1
+    fields = poison[0][1]
+    assert fields[b"e"] == b"item-0"
+    assert fields[b"error"] == b"ValueError: cannot parse this entry"
+    assert fields[b"attempts"] == b"3"
+    assert calls == 4  # three attempts for the poison entry, one for its neighbour
+    assert await redis.xlen(STREAM) == 0
+
+
+async def test_retry_defers_and_counts_attempts(redis: aioredis.Redis) -> None:
+    await add(redis, 1)
+    attempts: list[int] = []
+    loop = asyncio.get_running_loop()
+    times: list[float] = []
+
+    async def later(entry: Entry) -> None:
+        attempts.append(entry.attempt)
+        times.append(loop.time())
+        if len(attempts) < 3:
+            raise Retry(0.3, "sink answered 429")
+
+    consumer = Consumer(redis, KEYS, config(), later)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    for _ in range(100):
+        if len(attempts) == 3:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert attempts == [1, 2, 3]
+    assert times[1] - times[0] >= 0.3 and times[2] - times[1] >= 0.3
+    assert await redis.zcard(KEYS.delayed(STREAM)) == 0
+    assert await redis.xlen(STREAM) == 0
+
+
+async def test_entries_of_a_dead_consumer_are_claimed(redis: aioredis.Redis) -> None:
+    await add(redis, 5)
+    started = asyncio.Event()
+
+    async def hang(entry: Entry) -> None:
+        started.set()
+        await asyncio.sleep(3600)
+
+    dead = Consumer(redis, KEYS, config(consumer="dead", drain_timeout_s=0.01), hang)
+    task = asyncio.create_task(dead.run())
+    await started.wait()
+    task.cancel()  # dies without acknowledging anything
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert (await redis.xpending(STREAM, "fetch"))["pending"] == 5
+
+    done: list[bytes] = []
+
+    async def handle(entry: Entry) -> None:
+        done.append(entry.value)
+
+    alive = Consumer(redis, KEYS, config(consumer="alive"), handle)
+    await asyncio.wait_for(alive.run(burst=True), 10)
+    assert len(done) == 5
+    assert await redis.xlen(STREAM) == 0
+
+
+async def test_concurrency_is_bounded_and_stop_drains(redis: aioredis.Redis) -> None:
+    await add(redis, 20)
+    running = 0
+    peak = 0
+    finished = 0
+
+    async def slow(entry: Entry) -> None:
+        nonlocal running, peak, finished
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        finished += 1
+
+    consumer = Consumer(redis, KEYS, config(concurrency=3), slow)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await asyncio.sleep(0.12)
+    stop.set()  # graceful: in-flight handlers finish and are acknowledged
+    await asyncio.wait_for(task, 5)
+    assert peak == 3
+    remaining = await redis.xlen(STREAM)
+    assert remaining == 20 - finished
+    assert (await redis.xpending(STREAM, "fetch"))["pending"] == 0
+
+
+async def test_health_key_and_lag(redis: aioredis.Redis) -> None:
+    await add(redis, 3)
+
+    async def nothing(entry: Entry) -> None:
+        raise Retry(60)
+
+    consumer = Consumer(redis, KEYS, config(consumer="w1"), nothing, role="worker")
+    await consumer.ensure_group()
+    assert await consumer.lag() == {"unread": 3, "pending": 0, "delayed": 0}
+    await asyncio.wait_for(consumer.run(burst=True), 10)
+    ttl = await redis.ttl(KEYS.health("worker", "w1"))
+    assert 0 < ttl <= 30
+    assert await consumer.lag() == {"unread": 0, "pending": 0, "delayed": 3}
