@@ -8,6 +8,7 @@
   claims it (XAUTOCLAIM) and tries again, so a worker that died loses nothing. An entry
   delivered ``max_attempts`` times goes to the poison stream with its last error instead of
   looping.
+- A handler that raises :class:`Poison` sends the entry to the poison stream at once.
 - A handler that raises :class:`Retry` asks for a later attempt: the entry moves to a delayed
   set (a sorted set by due time) and comes back into the stream when due, with its attempt
   count. This carries the deliver stage's long retry schedule (minutes to hours).
@@ -48,6 +49,11 @@ class Retry(Exception):
         self.reason = reason
 
 
+class Poison(Exception):
+    """Raised by a handler: this entry can never be handled (malformed, unknown tenant);
+    it goes to the poison stream at once, without further attempts."""
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     id: str
@@ -83,7 +89,14 @@ _PROMOTE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(due) do
   local item = cjson.decode(member)
-  redis.call('XADD', KEYS[2], '*', 'e', item['e'], 'n', item['n'])
+  local args = {KEYS[2], '*'}
+  for k, v in pairs(item['f']) do
+    table.insert(args, k)
+    table.insert(args, v)
+  end
+  table.insert(args, 'n')
+  table.insert(args, tostring(item['n']))
+  redis.call('XADD', unpack(args))
   redis.call('ZREM', KEYS[1], member)
 end
 return #due
@@ -191,6 +204,9 @@ class Consumer:
             except Retry as retry:
                 await self._defer(entry, retry.delay_s)
                 return
+            except Poison as exc:
+                await self._poison(entry, exc)
+                return
             except Exception as exc:
                 self.failed += 1
                 if delivered >= self.config.max_attempts:
@@ -221,8 +237,9 @@ class Consumer:
             await pipe.execute()
 
     async def _defer(self, entry: Entry, delay_s: float) -> None:
-        member = json.dumps({"e": entry.value.decode(), "n": entry.attempt,
-                             "id": entry.id})
+        kept = {k.decode(): v.decode() for k, v in entry.fields.items()
+                if k != ATTEMPT_FIELD.encode()}
+        member = json.dumps({"f": kept, "n": entry.attempt, "id": entry.id})
         due_ms = int((time.time() + delay_s) * 1000)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zadd(self.delayed_key, {member: due_ms})

@@ -1,0 +1,168 @@
+"""The fetch stage: notification -> full alert from Graph -> envelope -> ``alerts`` stream.
+
+- Push entries name an alert; it is fetched (legacy or v2 by its resource) through the Graph
+  client and its rate limiter. Poll entries carry the alert as the poller read it.
+- Version-aware dedup: an alert version (tenant, alert id, last-updated) passes once while its
+  record lives (the dedup window); an older version arriving after a newer one is dropped too.
+  So Graph's duplicate notifications, its retries and push+poll overlap make one alert per real
+  change. The check, the record and the XADD to ``alerts`` are one Lua script: a version is
+  never marked seen without being handed on, nor handed on twice.
+- Material-change detection: the record keeps the material fields of the last version routed;
+  the envelope says whether this is the first version and which of them changed.
+- An alert that no longer exists (404) is recorded and dropped, not retried forever.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter
+from redis.asyncio import Redis
+
+from receiver.entries import NotificationEntry
+from receiver.envelope import MATERIAL_FIELDS, Envelope, from_incident, from_legacy, from_v2
+from receiver.graph.client import GraphError
+from receiver.keys import Keys
+from receiver.pipeline.consumer import Entry, Poison
+from receiver.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DEDUP_WINDOW_S = 7 * 24 * 3600
+ALERTS_STREAM_MAXLEN = 1_000_000  # a guard against unbounded growth; consumers keep it short
+
+# KEYS[1] dedup record, KEYS[2] alerts stream.
+# ARGV[1] version, ARGV[2] material JSON, ARGV[3] record TTL (s), ARGV[4] envelope JSON,
+# ARGV[5] stream MAXLEN guard, ARGV[6..] the material field names.
+# Returns 0 for a duplicate or stale version, 1 when handed on (with `first` and `changes`).
+_DEDUP_AND_ENQUEUE = """
+local old = redis.call('GET', KEYS[1])
+local first = '1'
+local changes = {}
+if old then
+  local rec = cjson.decode(old)
+  if rec['v'] >= ARGV[1] then
+    return 0
+  end
+  first = '0'
+  local prev = cjson.decode(rec['m'])
+  local cur = cjson.decode(ARGV[2])
+  for i = 6, #ARGV do
+    if prev[ARGV[i]] ~= cur[ARGV[i]] then
+      table.insert(changes, ARGV[i])
+    end
+  end
+end
+redis.call('SET', KEYS[1], cjson.encode({v = ARGV[1], m = ARGV[2]}), 'EX', ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4], 'first', first,
+           'changes', table.concat(changes, ','))
+return 1
+"""
+
+
+class AlertSource(Protocol):
+    """What the fetch stage needs of the Graph client."""
+
+    async def get(self, tenant_id: str, path: str, params: dict[str, str] | None = None
+                  ) -> dict[str, Any]: ...
+
+
+def canonical_version(value: str) -> str:
+    """Graph timestamps in one sortable form (Graph varies the number of fraction digits)."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00")[:32])
+    except ValueError:
+        return value
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _normaliser(resource: str) -> tuple[str, Callable[[dict[str, Any], str], Envelope]]:
+    """(Graph path, normaliser) for a notification's resource."""
+    path = resource.strip("/")
+    lower = path.lower()
+    if lower.startswith("security/alerts_v2/"):
+        return path, from_v2
+    if lower.startswith("security/incidents/"):
+        return path, from_incident
+    if lower.startswith("security/alerts/"):
+        return path, from_legacy
+    raise Poison(f"unsupported resource {resource!r}")
+
+
+class FetchStage:
+    def __init__(self, redis: Redis, keys: Keys, settings: Settings, graph: AlertSource, *,
+                 dedup_window_s: int = DEFAULT_DEDUP_WINDOW_S,
+                 registry: CollectorRegistry | None = None) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.graph = graph
+        self.tenants = {t.tenant_id: t.name for t in settings.tenants}
+        self.dedup_window_s = dedup_window_s
+        self._script = redis.register_script(_DEDUP_AND_ENQUEUE)
+        self.outcomes = Counter("receiver_fetch_outcomes", "Fetch stage outcomes",
+                                ["outcome"], registry=registry)
+
+    async def handle(self, entry: Entry) -> None:
+        try:
+            note = NotificationEntry.from_fields(entry.fields)
+        except (ValueError, TypeError) as exc:
+            raise Poison(f"not a notification entry: {exc}") from None
+        tenant = self.tenants.get(note.tenant_id)
+        if tenant is None:
+            raise Poison(f"tenant {note.tenant_id} is not configured")
+        if note.change_type == "deleted":
+            self.outcomes.labels("deleted").inc()
+            return
+        alert = await self._alert(note)
+        if alert is None:
+            return
+        _, normalise = _normaliser(note.resource)
+        envelope = normalise(alert, tenant)
+        if not envelope.id or envelope.tenant_id != note.tenant_id:
+            raise Poison("the fetched alert does not match its notification")
+        await self.dedup_and_enqueue(envelope)
+
+    async def _alert(self, note: NotificationEntry) -> dict[str, Any] | None:
+        if note.resource_data:
+            data = json.loads(note.resource_data)
+            if isinstance(data, dict) and data.get("id"):
+                return data
+        path, _ = _normaliser(note.resource)
+        try:
+            return await self.graph.get(note.tenant_id, path)
+        except GraphError as exc:
+            if exc.status == 404:
+                self.outcomes.labels("gone").inc()
+                log.info("alert no longer exists: %s", path,
+                         extra={"tenant_id": note.tenant_id, "alert_id": note.resource_id})
+                return None
+            if exc.status in (400, 403):
+                raise Poison(str(exc)) from None
+            raise
+
+    async def dedup_and_enqueue(self, envelope: Envelope) -> bool:
+        """Hand the envelope to the route stage unless this version was seen; True if handed.
+        The check, the record and the XADD happen atomically in Redis."""
+        version = canonical_version(envelope.version)
+        passed = await self._script(
+            keys=[self.keys.dedup(envelope.tenant_id, envelope.id), self.keys.alerts],
+            args=[version, json.dumps(envelope.material(), sort_keys=True),
+                  self.dedup_window_s, envelope.to_json(), ALERTS_STREAM_MAXLEN,
+                  *MATERIAL_FIELDS])
+        self.outcomes.labels("passed" if passed else "duplicate").inc()
+        return bool(passed)
+
+
+def envelope_of(entry: Entry) -> Envelope:
+    """The envelope of an ``alerts`` entry, marked as an update when it is one."""
+    envelope = Envelope.from_json(entry.value)
+    if entry.fields.get(b"first", b"1") == b"0":
+        changes = entry.fields.get(b"changes", b"").decode()
+        envelope = envelope.as_update(tuple(c for c in changes.split(",") if c))
+    return envelope
