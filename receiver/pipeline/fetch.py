@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -71,15 +72,19 @@ class AlertSource(Protocol):
                   ) -> dict[str, Any]: ...
 
 
+_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
+
+
 def canonical_version(value: str) -> str:
-    """Graph timestamps in one sortable form (Graph varies the number of fraction digits)."""
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00")[:32])
-    except ValueError:
+    """Graph timestamps in one sortable form: UTC, seven fraction digits (Graph's precision;
+    Graph varies the number of digits it prints)."""
+    m = _TIMESTAMP.match(value.strip())
+    if m is None:
         return value
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    base, fraction, zone = m.groups()
+    parsed = datetime.fromisoformat(base + ("+00:00" if zone in (None, "Z") else zone))
+    utc = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{utc}.{(fraction or '').ljust(7, '0')[:7]}Z"
 
 
 def _normaliser(resource: str) -> tuple[str, Callable[[dict[str, Any], str], Envelope]]:
