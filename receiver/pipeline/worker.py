@@ -1,0 +1,104 @@
+"""The worker role: every pipeline stage of one process, built from the settings.
+
+- fetch: ``notifications`` -> ``alerts`` (group ``fetch``)
+- route: ``alerts`` -> ``sink:<name>`` (group ``route``)
+- deliver: one consumer per sink stream (group ``deliver``), so a slow sink backs up only
+  itself
+
+Any number of worker processes share the work through the consumer groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from receiver.graph.client import GraphClient, client_for
+from receiver.keys import Keys
+from receiver.pipeline.consumer import Consumer, ConsumerConfig
+from receiver.pipeline.deliver import DeliverStage
+from receiver.pipeline.fetch import FetchStage
+from receiver.pipeline.route import RouteStage
+from receiver.pipeline.tickets import RedisTicketStore
+from receiver.routing.config import RoutesConfig, load_routes
+from receiver.settings import Settings
+from receiver.sinks.registry import Sinks, build_sinks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Worker:
+    settings: Settings
+    redis: Redis
+    graph: GraphClient
+    sinks: Sinks
+    consumers: list[Consumer] = field(default_factory=list)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    async def run(self, stop: asyncio.Event | None = None, *, burst: bool = False) -> None:
+        """Run every stage until ``stop`` (or, in burst mode, until nothing is left)."""
+        stop = stop or asyncio.Event()
+        if burst:
+            # Stages feed each other: repeat until a whole pass finds nothing to do.
+            while True:
+                before = sum(c.processed + c.poisoned for c in self.consumers)
+                for consumer in self.consumers:
+                    await consumer.run(stop, burst=True)
+                if sum(c.processed + c.poisoned for c in self.consumers) == before:
+                    return
+        tasks = [asyncio.create_task(c.run(stop), name=c.config.stream)
+                 for c in self.consumers]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            stop.set()
+            for task in tasks:
+                if not task.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait_for(task, 60)
+
+    async def aclose(self) -> None:
+        await self.sinks.aclose()
+        await self.graph.aclose()
+
+
+def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | None = None,
+                 graph: GraphClient | None = None, consumer_name: str | None = None,
+                 visibility_timeout_s: float = 60.0) -> Worker:
+    keys = Keys(settings.redis.key_prefix)
+    if routes is None:
+        if settings.routes_file is None:
+            raise ValueError("the worker needs a routes file (routes_file in the settings)")
+        routes = load_routes(settings.routes_file, [s.name for s in settings.sinks])
+    registry = CollectorRegistry()
+    graph = graph or client_for(settings, redis)
+    sinks = build_sinks(settings.sinks, tickets=RedisTicketStore(redis, keys))
+    worker = Worker(settings, redis, graph, sinks, registry=registry)
+
+    def config(stream: str, group: str, concurrency: int) -> ConsumerConfig:
+        base = ConsumerConfig(stream=stream, group=group, concurrency=concurrency,
+                              visibility_timeout_s=visibility_timeout_s)
+        if consumer_name:
+            base.consumer = consumer_name
+        return base
+
+    fetch = FetchStage(redis, keys, settings, graph, registry=registry)
+    worker.consumers.append(Consumer(redis, keys, config(keys.notifications, "fetch", 32),
+                                     fetch.handle))
+    route = RouteStage(redis, keys, routes, set(sinks.names()), registry=registry)
+    worker.consumers.append(Consumer(redis, keys, config(keys.alerts, "route", 16),
+                                     route.handle))
+    for name in sinks.names():
+        stage = DeliverStage(redis, keys, sinks[name], registry=registry)
+        worker.consumers.append(Consumer(redis, keys, config(keys.sink(name), "deliver", 8),
+                                         stage.handle))
+    return worker
