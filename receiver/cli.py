@@ -103,6 +103,134 @@ def _cmd_web(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _expires_in(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 0:
+        return "expired"
+    days, rest = divmod(int(seconds), 86_400)
+    hours, rest = divmod(rest, 3600)
+    return f"{days}d {hours:02d}h {rest // 60:02d}m" if days else f"{hours}h {rest // 60:02d}m"
+
+
+async def _subscriptions(settings: Settings, args: argparse.Namespace) -> int:
+    from receiver.graph.client import client_for
+    from receiver.graph.subscriptions import Supervisor
+    from receiver.keys import Keys
+    from receiver.scheduler import Lease
+    from receiver.streams import connect
+
+    redis = await connect(settings.redis)
+    graph = client_for(settings, redis)
+    try:
+        if args.subs_command == "list":
+            rows = await Supervisor(settings, graph, redis).rows()
+            table = [("TENANT", "RESOURCE", "ID", "EXPIRES IN", "STATE")]
+            table += [(r.tenant, r.resource, r.subscription_id, _expires_in(r.expires_in_s),
+                       r.state) for r in rows]
+            widths = [max(len(row[i]) for row in table) for i in range(5)]
+            for row in table:
+                print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                      .rstrip())
+            return EXIT_OK
+        if args.subs_command == "sync":
+            lease = Lease(redis, Keys(settings.redis.key_prefix), settings.scheduler.lease_s)
+            if not await lease.acquire():
+                print(f"receiver subscriptions sync: the scheduler lease is held by "
+                      f"{await lease.holder()}; it reconciles every "
+                      f"{settings.scheduler.reconcile_interval_s:g}s. Run sync when no "
+                      "scheduler runs, or wait for it.", file=sys.stderr)
+                return EXIT_ERROR
+            try:
+                report = await Supervisor(settings, graph, redis, guard=lease).reconcile()
+            finally:
+                await lease.release()
+            print(report.summary())
+            for failure in report.failures:
+                print(f"  error: {failure}", file=sys.stderr)
+            return EXIT_ERROR if report.errors else EXIT_OK
+        deleted = await Supervisor(settings, graph, redis).delete(
+            None if args.all else args.id)
+        print(f"{deleted} subscription(s) deleted")
+        if not args.all and deleted == 0:
+            print(f"receiver subscriptions delete: no subscription {args.id} in any tenant",
+                  file=sys.stderr)
+            return EXIT_ERROR
+        return EXIT_OK
+    finally:
+        await graph.aclose()
+        await redis.aclose()
+
+
+def _cmd_subscriptions(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from receiver.graph.auth import GraphAuthError
+    from receiver.graph.client import GraphError
+    from receiver.logs import setup_logging
+
+    settings = _load(args)
+    if settings is None:
+        return EXIT_ERROR
+    setup_logging("WARNING", "text")
+    try:
+        return asyncio.run(_subscriptions(settings, args))
+    except (GraphError, GraphAuthError, RuntimeError) as exc:
+        print(f"receiver subscriptions {args.subs_command}: {exc}", file=sys.stderr)
+    except (RedisError, OSError) as exc:
+        print(f"receiver subscriptions {args.subs_command}: Redis at {settings.redis.url} "
+              f"unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+async def _scheduler(settings: Settings) -> int:
+    import asyncio
+    import signal
+
+    from receiver.graph.client import client_for
+    from receiver.graph.subscriptions import Supervisor
+    from receiver.keys import Keys
+    from receiver.scheduler import Lease, SchedulerRunner
+    from receiver.streams import connect
+
+    redis = await connect(settings.redis)
+    graph = client_for(settings, redis)
+    lease = Lease(redis, Keys(settings.redis.key_prefix), settings.scheduler.lease_s)
+    runner = SchedulerRunner(settings.scheduler, lease,
+                             Supervisor(settings, graph, redis, guard=lease))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await runner.run(stop)
+    finally:
+        await graph.aclose()
+        await redis.aclose()
+    return EXIT_OK
+
+
+def _cmd_scheduler(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from receiver.logs import setup_logging
+
+    settings = _load(args)
+    if settings is None:
+        return EXIT_ERROR
+    setup_logging(settings.logging.level, settings.logging.format)
+    try:
+        return asyncio.run(_scheduler(settings))
+    except (RedisError, OSError) as exc:
+        print(f"receiver scheduler: Redis at {settings.redis.url} unavailable: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
 def _cmd_simulator(args: argparse.Namespace) -> int:
     from receiver.simulator import cli as simulator_cli
 
@@ -143,9 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (
         ("serve", "run every role (web, workers, scheduler) in one process"),
         ("worker", "run the pipeline workers: fetch, route, deliver"),
-        ("scheduler", "run scheduled jobs (subscription renewal, poller) on the lease holder"),
     ):
         _add_config_option(add(name, text, _not_implemented(name)))
+    _add_config_option(add(
+        "scheduler", "run scheduled jobs (subscription renewal, poller) on the lease holder",
+        _cmd_scheduler))
 
     sim = add("simulator", "run the Microsoft Graph / Entra ID simulator (HTTPS)", _cmd_simulator)
     from receiver.simulator import cli as simulator_cli
@@ -155,9 +285,26 @@ def build_parser() -> argparse.ArgumentParser:
     add("demo", "run the demo: private Redis, simulator, receiver and a stream of alerts",
         _not_implemented("demo"))
 
-    subs = add("subscriptions", "list, sync or delete Graph subscriptions",
-               _not_implemented("subscriptions"))
+    subs = add("subscriptions", "list, sync or delete Graph subscriptions", _cmd_subscriptions)
     _add_config_option(subs)
+    subs_sub = subs.add_subparsers(dest="subs_command", metavar="ACTION")
+    subs_sub.required = True
+    for action, text in (
+        ("list", "table of every tenant's subscriptions: tenant, resource, id, expires in, state"),
+        ("sync", "reconcile now: create, renew and delete so Graph matches the settings"),
+        ("delete", "delete subscriptions in Graph and the registry (the scheduler recreates "
+                   "wanted ones on its next reconcile)"),
+    ):
+        p = subs_sub.add_parser(action, help=text, description=text)
+        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                       help="settings YAML file (default: $RECEIVER_CONFIG)")
+        if action == "delete":
+            which = p.add_mutually_exclusive_group(required=True)
+            which.add_argument("--all", action="store_true",
+                               help="every subscription this deployment owns or that points "
+                                    "at its notification URL")
+            which.add_argument("id", nargs="?", default=None, metavar="ID",
+                               help="one subscription id")
     dlq = add("dlq", "list, show, replay or purge dead-lettered deliveries",
               _not_implemented("dlq"))
     _add_config_option(dlq)
@@ -177,8 +324,58 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_option(check)
     check.set_defaults(handler=_cmd_config_check)
 
+    sinks = add("sinks", "work with the configured sinks", _not_implemented("sinks"))
+    sinks_sub = sinks.add_subparsers(dest="sinks_command", metavar="ACTION")
+    sinks_sub.required = True
+    sinks_test = sinks_sub.add_parser(
+        "test", help="send a sample alert through one configured sink and report the result",
+        description="Send a sample alert through one configured sink. Exits 0 on success, 1 "
+        "on failure (with the classified error: retryable or permanent).")
+    sinks_test.add_argument("name", metavar="NAME", help="the sink's name in the settings")
+    _add_config_option(sinks_test)
+    sinks_test.set_defaults(handler=_cmd_sinks_test)
+
     add("version", "print the version", _cmd_version)
     return parser
+
+
+async def _sinks_test(settings: Settings, name: str) -> tuple[bool, str]:
+    from redis.asyncio import Redis
+
+    from receiver.keys import Keys
+    from receiver.pipeline.tickets import RedisTicketStore
+    from receiver.sinks.sample import send_sample
+
+    config = next(s for s in settings.sinks if s.name == name)
+    if config.type not in ("jira", "servicenow"):
+        return await send_sample(config)
+    password = settings.redis.password.get_secret_value() if settings.redis.password else None
+    redis = Redis.from_url(settings.redis.url, password=password,
+                           socket_timeout=settings.redis.socket_timeout_s)
+    try:
+        return await send_sample(
+            config, tickets=RedisTicketStore(redis, Keys(settings.redis.key_prefix)))
+    finally:
+        await redis.aclose()
+
+
+def _cmd_sinks_test(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    if settings is None:
+        return EXIT_ERROR
+    names = [s.name for s in settings.sinks]
+    if args.name not in names:
+        print(f"receiver sinks test: no sink named {args.name!r} "
+              f"(configured: {', '.join(names) or 'none'})", file=sys.stderr)
+        return EXIT_ERROR
+    import asyncio
+
+    ok, text = asyncio.run(_sinks_test(settings, args.name))
+    if ok:
+        print(f"sink {args.name}: OK: {text}")
+        return EXIT_OK
+    print(f"sink {args.name}: FAILED ({text})", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -67,3 +67,42 @@ class NotificationEntry:
 
 
 _NAMES = tuple(f.name for f in fields(NotificationEntry))
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRequest:
+    """An entry of the ``backfill`` stream: the supervisor asks the poller to re-read a tenant.
+
+    Written after a ``missed`` lifecycle event, or when a subscription had to be recreated
+    (removed by Graph, deleted behind our back, expired): notifications may have been lost
+    between ``since`` and now. Plain stream fields (low volume, readable with redis-cli).
+    """
+
+    tenant_id: str
+    reason: str  # missed | subscriptionRemoved | recreated | orphaned
+    since: str  # ISO 8601 UTC: re-read changes from this time on
+    subscription_id: str = ""  # the subscription the gap was found on, when there is one
+    resource: str = ""
+    requested_at: str = ""  # ISO 8601 UTC
+
+    def to_fields(self) -> dict[str, str]:
+        return {"v": str(ENTRY_VERSION), **{name: getattr(self, name) for name in _BACKFILL}}
+
+    @classmethod
+    def from_fields(cls, raw: Mapping[bytes, bytes] | Mapping[str, str]) -> BackfillRequest:
+        """Decode a stream entry; raises ValueError when it is not a backfill request."""
+        data = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
+                                                              else v)
+                for k, v in raw.items()}
+        if data.pop("v", None) != str(ENTRY_VERSION):
+            raise ValueError("unknown entry version")
+        unknown = set(data) - set(_BACKFILL)
+        if unknown:
+            raise ValueError(f"unknown entry fields: {', '.join(sorted(unknown))}")
+        for required in ("tenant_id", "reason", "since"):
+            if not data.get(required):
+                raise ValueError(f"backfill request has no {required}")
+        return cls(**data)
+
+
+_BACKFILL = tuple(f.name for f in fields(BackfillRequest))

@@ -40,11 +40,13 @@ from pydantic import (
 
 from receiver.configfile import ConfigError, ConfigIssue, Document, Path_, read_yaml, validate
 from receiver.keys import DEFAULT_PREFIX, validate_prefix
+from receiver.sinkconfig import SinkSettings
 
 __all__ = [
     "ConfigError",
     "ConfigIssue",
     "Settings",
+    "SinkSettings",
     "load_settings",
     "settings_from_mapping",
 ]
@@ -205,6 +207,12 @@ class GraphSettings(Model):
     max_retries: int = Field(5, ge=0, le=20)
     # Graph's documented limit on /security alerts: 150 requests per minute per app per tenant.
     rate_limit_per_minute: int = Field(150, ge=1, le=100_000)
+    # The limiter's sliding window (the limit above counts per window; Graph's is a minute).
+    rate_limit_window_s: float = Field(60.0, gt=0, le=3600)
+    # Cap on the total time one call spends waiting between retries (backoff, Retry-After).
+    max_retry_wait_s: float = Field(120.0, ge=0, le=3600)
+    # Tenants worked on at once by a reconcile (one deployment may serve hundreds).
+    tenant_concurrency: int = Field(16, ge=1, le=1024)
 
 
 class CertificateCredential(Model):
@@ -243,6 +251,8 @@ class PollSettings(Model):
     incidents: bool = False
     interval_s: float = Field(60.0, ge=5, le=86_400)
     overlap_s: float = Field(300.0, ge=0, le=86_400)
+    # On the first run (no watermark yet), how far back to read.
+    initial_lookback_s: float = Field(3600.0, ge=0, le=30 * 86_400)
 
 
 class TenantSettings(Model):
@@ -264,41 +274,35 @@ class TenantSettings(Model):
         return self
 
 
+class SchedulerSettings(Model):
+    """The leader lease and the subscription supervisor's jobs."""
+
+    lease_s: float = Field(30.0, gt=0, le=3600)
+    heartbeat_s: float = Field(10.0, gt=0, le=1200)
+    reconcile_interval_s: float = Field(300.0, ge=0.1, le=86_400)
+    # Renew a subscription when less than this fraction of its lifetime is left ...
+    renewal_fraction: float = Field(0.5, gt=0, lt=1)
+    # ... give or take this fraction of its lifetime (spreads renewals of many subscriptions).
+    renewal_jitter: float = Field(0.05, ge=0, lt=0.5)
+    lifecycle_interval_s: float = Field(1.0, ge=0.05, le=3600)
+    # A lifecycle event that fails this often is given up (logged and counted).
+    lifecycle_max_attempts: int = Field(5, ge=1, le=100)
+    # Failed lifecycle events are retried after this long.
+    lifecycle_retry_s: float = Field(10.0, ge=0, le=3600)
+    # How far back a backfill reaches when the start of a gap is unknown.
+    backfill_lookback_s: float = Field(4 * 3600.0, ge=60, le=30 * 86_400)
+
+    @model_validator(mode="after")
+    def _heartbeat(self) -> SchedulerSettings:
+        if self.heartbeat_s >= self.lease_s:
+            raise ValueError("heartbeat_s must be shorter than lease_s (the lease would lapse "
+                             "between heartbeats)")
+        return self
+
+
 class LoggingSettings(Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
-
-
-class ConsoleSinkSettings(Model):
-    type: Literal["console"]
-    name: Name
-
-
-class JsonlSinkSettings(Model):
-    type: Literal["jsonl"]
-    name: Name
-    path: FilePath
-
-
-class WebhookSinkSettings(Model):
-    type: Literal["webhook"]
-    name: Name
-    url: Secret
-    signing_secret: Secret | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-
-
-class TeamsSinkSettings(Model):
-    type: Literal["teams"]
-    name: Name
-    url: Secret
-    format: Literal["adaptive", "messagecard"] = "adaptive"
-
-
-SinkSettings = Annotated[
-    Union[ConsoleSinkSettings, JsonlSinkSettings, WebhookSinkSettings, TeamsSinkSettings],  # noqa: UP007
-    Field(discriminator="type"),
-]
 
 
 class Settings(Model):
@@ -307,6 +311,7 @@ class Settings(Model):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     tenants: list[TenantSettings] = Field(default_factory=list)
     sinks: list[SinkSettings] = Field(default_factory=list)
     routes_file: FilePath | None = None

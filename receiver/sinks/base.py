@@ -8,15 +8,24 @@ Exceptions::
     ├── RetryableError        try again later (network, timeouts, 408, 429, 5xx, throttling);
     │                         ``retry_after`` carries the server's Retry-After when it gave one
     └── PermanentError        retrying cannot help (400, 401, 403, 404, bad config, bad template)
+
+:class:`BaseSink` is the frame the shipped sinks share (metrics, logging, only SinkErrors out);
+:class:`TicketWriteBack` is the hook a deliver stage may give ticket sinks.
 """
 
 from __future__ import annotations
 
+import abc
+import logging
+import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from receiver.envelope import Envelope
+from receiver.sinks.metrics import SinkMetrics
+
+log = logging.getLogger("receiver.sinks")
 
 
 class SinkError(Exception):
@@ -81,3 +90,56 @@ class Sink(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class TicketWriteBack(Protocol):
+    """What the deliver stage may provide so a ticket sink records a new ticket on the alert
+    (e.g. a Graph PATCH adding a comment or tag with the ticket's key and URL). A failure is
+    logged by the sink and never fails the delivery: the ticket exists either way."""
+
+    async def ticket_created(self, envelope: Envelope, sink: str, ticket_id: str,
+                             ticket_url: str) -> None: ...
+
+
+class BaseSink(abc.ABC):
+    """The common frame of the shipped sinks: timing, metrics, one log line per delivery, and
+    the promise that only a SinkError (with a redacted message) leaves ``send``."""
+
+    type: ClassVar[str] = ""
+
+    def __init__(self, name: str, *, metrics: SinkMetrics | None = None) -> None:
+        self.name = name
+        self.metrics = metrics or SinkMetrics()
+
+    @abc.abstractmethod
+    async def _send(self, envelope: Envelope, delivery: Delivery) -> Result: ...
+
+    async def send(self, envelope: Envelope, delivery: Delivery) -> Result:
+        from receiver.sinks.http import redact
+
+        extra: dict[str, object] = {"sink": self.name, "alert_id": envelope.id,
+                                    "tenant_id": envelope.tenant_id, "attempt": delivery.attempt}
+        start = time.monotonic()
+        outcome = "ok"
+        try:
+            result = await self._send(envelope, delivery)
+        except SinkError as exc:
+            outcome = "retryable" if exc.retryable else "permanent"
+            log.info("sink %s: delivery failed (%s): %s", self.name, outcome, redact(str(exc)),
+                     extra={**extra, "status": exc.status, "reason": outcome})
+            raise
+        except Exception as exc:
+            outcome = "permanent"
+            message = redact(f"{type(exc).__name__}: {exc}")
+            log.error("sink %s: unexpected error: %s", self.name, message,
+                      extra={**extra, "reason": "bug"})
+            raise PermanentError(f"sink {self.name}: unexpected {message}") from None
+        finally:
+            self.metrics.deliveries.labels(self.name, self.type, outcome).inc()
+            self.metrics.seconds.labels(self.name, self.type).observe(time.monotonic() - start)
+        log.debug("sink %s: delivered: %s", self.name, redact(result.detail),
+                  extra={**extra, "duration_ms": round((time.monotonic() - start) * 1000, 1)})
+        return result
+
+    async def aclose(self) -> None:
+        return None

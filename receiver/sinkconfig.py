@@ -1,0 +1,303 @@
+"""The config type of every sink, validated when the settings are loaded.
+
+A core module: it imports pydantic and the standard library only, so ``receiver.settings`` can
+hold :data:`SinkSettings` (a union discriminated on ``type``) without importing any sink.
+
+Secrets (webhook URLs that carry tokens, API keys, passwords, signing secrets) are ``SecretStr``:
+the settings loader accepts each of them inline, as ``<name>_file`` or as ``<name>_env``.
+Every sink may point ``templates`` at files that replace its default templates, by name::
+
+    templates:
+      card: teams-card.json.j2      # relative to the config file
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "TEMPLATE_NAMES",
+    "ConsoleSinkSettings",
+    "EmailSinkSettings",
+    "JiraSinkSettings",
+    "JsonlSinkSettings",
+    "PagerDutySinkSettings",
+    "ServiceNowSinkSettings",
+    "SinkSettings",
+    "SlackSinkSettings",
+    "TeamsSinkSettings",
+    "WebhookSinkSettings",
+]
+
+DEFAULT_TIMEOUT_S = 10.0
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+
+# The templates each sink renders (file names in receiver/sinks/templates/<type>/); a config
+# may override any of them with ``templates: {name: file}``.
+TEMPLATE_NAMES: dict[str, tuple[str, ...]] = {
+    "console": ("line.txt",),
+    "jsonl": (),
+    "webhook": ("body.json",),
+    "teams": ("adaptive.json", "messagecard.json"),
+    "slack": ("message.json",),
+    "email": ("subject.txt", "body.txt", "body.html"),
+    "jira": ("summary.txt", "description.txt", "comment.txt"),
+    "servicenow": ("short_description.txt", "description.txt", "work_notes.txt"),
+    "pagerduty": ("summary.txt",),
+}
+
+
+def _relative(value: Path, info: ValidationInfo) -> Path:
+    """A relative path given in a file is relative to that file's folder."""
+    base = (info.context or {}).get("base")
+    value = value.expanduser()
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http"):
+        raise ValueError("must be a URL with scheme https or http")
+    if not parts.hostname:
+        raise ValueError("must be a URL with a host name")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return value
+
+
+def _secret_url(value: SecretStr) -> SecretStr:
+    # The message never echoes the value: the URL carries a token.
+    _check_url(value.get_secret_value())
+    return value
+
+
+def _webhook_secret(value: SecretStr | None) -> SecretStr | None:
+    if value is None:
+        return None
+    raw = value.get_secret_value().removeprefix("whsec_")
+    try:
+        key = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("must be a Standard Webhooks secret: 'whsec_' + base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError("must decode to 24 to 64 bytes (Standard Webhooks)")
+    return value
+
+
+FilePath = Annotated[Path, AfterValidator(_relative)]
+HttpUrl = Annotated[str, AfterValidator(_check_url)]
+SecretUrl = Annotated[SecretStr, AfterValidator(_secret_url)]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
+Email = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")]
+Severity = Literal["high", "medium", "low", "informational", "unknown"]
+Timeout = Annotated[float, Field(gt=0, le=300)]
+
+
+class _Sink(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    name: Name
+    # Template overrides, by the names in TEMPLATE_NAMES[type].
+    templates: dict[str, FilePath] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _templates(self) -> _Sink:
+        kind = str(getattr(self, "type", ""))
+        allowed = TEMPLATE_NAMES.get(kind, ())
+        for key, path in self.templates.items():
+            if key not in allowed:
+                names = ", ".join(allowed) or "none"
+                raise ValueError(f"templates: unknown template {key!r} (this sink has: {names})")
+            if not path.is_file():
+                raise ValueError(f"templates.{key}: file {path} does not exist")
+        return self
+
+
+class _HttpSink(_Sink):
+    timeout_s: Timeout = DEFAULT_TIMEOUT_S
+    # CA bundle (PEM) to verify the server with; None: the system store.
+    ca_bundle: FilePath | None = None
+
+
+class ConsoleSinkSettings(_Sink):
+    """Human-readable lines, for the demo and a terminal."""
+
+    type: Literal["console"]
+    stream: Literal["stdout", "stderr"] = "stdout"
+
+
+class JsonlSinkSettings(_Sink):
+    """One envelope JSON per line, appended to a file (for a log shipper)."""
+
+    type: Literal["jsonl"]
+    path: FilePath
+    fsync: bool = False
+
+
+class WebhookSinkSettings(_HttpSink):
+    """A JSON POST of the envelope, signed per Standard Webhooks; optionally a CloudEvent."""
+
+    type: Literal["webhook"]
+    url: SecretUrl
+    signing_secret: Annotated[SecretStr | None, AfterValidator(_webhook_secret)] = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    cloudevents: bool = False
+    cloudevents_source: str = "/graph-alert-receiver"
+    content_type: str = "application/json"
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        reserved = {"content-type", "content-length", "host", "webhook-id",
+                    "webhook-timestamp", "webhook-signature"}
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", key):
+                raise ValueError(f"header name {key!r} is not a valid HTTP token")
+            if key.lower() in reserved:
+                raise ValueError(f"header {key!r} is set by the sink")
+        return value
+
+
+class TeamsSinkSettings(_HttpSink):
+    """A Teams Workflows webhook (Adaptive Card) or a legacy Office 365 connector (MessageCard)."""
+
+    type: Literal["teams"]
+    url: SecretUrl
+    format: Literal["adaptive", "messagecard"] = "adaptive"
+
+
+class SlackSinkSettings(_HttpSink):
+    """A Slack incoming webhook with Block Kit."""
+
+    type: Literal["slack"]
+    url: SecretUrl
+
+
+class EmailSinkSettings(_Sink):
+    """SMTP with STARTTLS or implicit TLS and auth; multipart text + HTML."""
+
+    type: Literal["email"]
+    host: str = Field(min_length=1)
+    port: int | None = Field(None, ge=1, le=65535)  # default: 465 (implicit), 587, 25 (none)
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    sender: Email
+    to: list[Email] = Field(default_factory=list)
+    cc: list[Email] = Field(default_factory=list)
+    ca_bundle: FilePath | None = None
+    timeout_s: Timeout = 30.0
+
+    @model_validator(mode="after")
+    def _coherent(self) -> EmailSinkSettings:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both username and password, or neither")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return {"implicit": 465, "starttls": 587, "none": 25}[self.tls]
+
+
+class _TicketSink(_HttpSink):
+    # Record the ticket on the alert in Graph after creating it (needs a write-back hook).
+    writeback: bool = False
+
+
+DEFAULT_JIRA_PRIORITIES: dict[str, str] = {
+    "high": "High", "medium": "Medium", "low": "Low", "informational": "Lowest"}
+
+
+class JiraSinkSettings(_TicketSink):
+    """Jira Cloud REST v3: one issue per alert, comments for changes, a transition on resolve."""
+
+    type: Literal["jira"]
+    url: HttpUrl  # https://your-site.atlassian.net
+    email: Email
+    api_token: SecretStr
+    project: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,19}$")
+    issue_type: str = "Task"
+    labels: list[str] = Field(default_factory=lambda: ["graph-alert"])
+    # severity -> Jira priority name; a severity not listed sends no priority.
+    priorities: dict[Severity, str] = Field(
+        default_factory=lambda: dict(DEFAULT_JIRA_PRIORITIES))  # type: ignore[arg-type]
+    # The transition that resolves an issue: its id (digits) or its name; None: no transition.
+    resolve_transition: str | None = "Done"
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: list[str]) -> list[str]:
+        for label in value:
+            if not label or any(c.isspace() for c in label):
+                raise ValueError("Jira labels must be non-empty and contain no white space")
+        return value
+
+
+DEFAULT_SNOW_LEVELS: dict[str, int] = {
+    "high": 1, "medium": 2, "low": 3, "informational": 3, "unknown": 3}
+
+
+class ServiceNowSinkSettings(_TicketSink):
+    """ServiceNow Table API: one incident per alert, work notes for changes, resolve."""
+
+    type: Literal["servicenow"]
+    url: HttpUrl  # https://your-instance.service-now.com
+    username: str = Field(min_length=1)
+    password: SecretStr
+    table: str = Field("incident", pattern=r"^[a-z0-9_]+$")
+    caller_id: str | None = None
+    assignment_group: str | None = None
+    category: str | None = None
+    urgency: dict[Severity, int] = Field(
+        default_factory=lambda: dict(DEFAULT_SNOW_LEVELS))  # type: ignore[arg-type]
+    impact: dict[Severity, int] = Field(
+        default_factory=lambda: dict(DEFAULT_SNOW_LEVELS))  # type: ignore[arg-type]
+    resolve: bool = True
+    resolved_state: str = "6"
+    close_code: str = "Solution provided"
+
+
+DEFAULT_PD_SEVERITIES: dict[str, str] = {
+    "high": "critical", "medium": "error", "low": "warning", "informational": "info",
+    "unknown": "info"}
+
+
+class PagerDutySinkSettings(_HttpSink):
+    """PagerDuty Events API v2: trigger, acknowledge (in progress), resolve; stable dedup_key."""
+
+    type: Literal["pagerduty"]
+    routing_key: SecretStr
+    url: HttpUrl = PAGERDUTY_EVENTS_URL
+    source: str = ""  # default: the alert's provider, else the tenant
+    severities: dict[Severity, Literal["critical", "error", "warning", "info"]] = Field(
+        default_factory=lambda: dict(DEFAULT_PD_SEVERITIES))  # type: ignore[arg-type]
+
+
+SinkSettings = Annotated[
+    Union[  # noqa: UP007 - a discriminated union the settings loader walks
+        ConsoleSinkSettings, JsonlSinkSettings, WebhookSinkSettings, TeamsSinkSettings,
+        SlackSinkSettings, EmailSinkSettings, JiraSinkSettings, ServiceNowSinkSettings,
+        PagerDutySinkSettings,
+    ],
+    Field(discriminator="type"),
+]

@@ -1,0 +1,270 @@
+"""HTTP for sinks: the one retry decision, the shared client, and secret redaction.
+
+The retry decision, made here and nowhere else (:func:`classify` for answers,
+:func:`transport_error` for failures to get one)::
+
+    2xx                       ok (a sink may ask to read throttling out of a 2xx body: Teams
+                              answers some throttling with 200 and "HTTP error 429" in the text)
+    408, 425, 429             RetryableError, retry_after from Retry-After (seconds or HTTP date)
+    409                       RetryableError: a conflicting concurrent change; trying again later
+                              sees the settled state
+    500, 502-504, 507, 5xx    RetryableError (Retry-After honoured, e.g. on 503)
+    501, 505                  PermanentError: the server will never support the request
+    3xx                       PermanentError: redirects are not followed (a webhook URL that
+                              redirects is misconfigured, and following it could leak the body)
+    other 4xx (400, 401, 403, 404, 405, 410, 413, 422, ...)   PermanentError
+    timeouts, connection refused/reset, DNS, protocol errors  RetryableError
+    TLS certificate verification failure                      PermanentError (see below)
+    other TLS errors (handshake reset, ...)                   RetryableError
+
+TLS verification failure is permanent: an unknown CA, an expired or mismatched certificate does
+not heal in the minutes a retry schedule spans, and retrying against a possible interceptor is
+pointless. It needs an operator (fix ``ca_bundle`` or the server), who then replays the
+dead-lettered deliveries.
+
+Redaction: webhook URLs carry tokens, and keys and passwords must never reach a log line or an
+error. Sinks register their secrets (:func:`register_secret`); :func:`redact` replaces them, and
+a filter on httpx's logger (which logs every request URL at INFO) does the same for its lines.
+Errors name an endpoint by scheme and host only (:func:`safe_url`).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email.utils
+import logging
+import re
+import ssl
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import httpx
+
+from receiver.sinks.base import PermanentError, RetryableError, SinkError
+
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "ClientPool",
+    "classify",
+    "parse_retry_after",
+    "redact",
+    "register_basic_auth",
+    "register_secret",
+    "register_url",
+    "request",
+    "safe_url",
+    "transport_error",
+]
+
+DEFAULT_TIMEOUT_S = 10.0
+MAX_RETRY_AFTER_S = 24 * 3600.0
+RETRY_STATUSES = frozenset({408, 409, 425, 429})
+PERMANENT_5XX = frozenset({501, 505})
+REDACTED = "[redacted]"
+_BODY_ERROR = re.compile(r"(?i)\berror\b\D{0,32}?\b([1-5]\d\d)\b")
+_MAX_BODY_IN_ERROR = 200
+_MIN_TOKEN = 12
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+# --- redaction ---------------------------------------------------------------------------
+
+def register_secret(value: str | None) -> None:
+    """Make ``value`` (and its URL-encoded forms) redacted wherever :func:`redact` runs."""
+    if not value or len(value) < 4:
+        return
+    with _secrets_lock:
+        _secrets.update({value, quote(value, safe=""), quote(value, safe="/:")})
+
+
+def register_url(url: str) -> None:
+    """Register a URL that carries a token (Teams, Slack, webhooks): the URL, its path and query,
+    every path suffix and query value long enough to be a token (a vendor may echo any)."""
+    register_secret(url)
+    parsed = urlsplit(url)
+    register_secret(parsed.path + ("?" + parsed.query if parsed.query else ""))
+    register_secret(parsed.query)
+    segments = [p for p in parsed.path.split("/") if p]
+    for i in range(len(segments)):
+        suffix = "/".join(segments[i:])
+        if len(suffix) >= _MIN_TOKEN:
+            register_secret(suffix)
+    for _, value in parse_qsl(parsed.query, keep_blank_values=False):
+        if len(value) >= _MIN_TOKEN:
+            register_secret(value)
+
+
+def register_basic_auth(user: str, secret: str) -> None:
+    """Register a password and the Basic authorization value made from it."""
+    register_secret(secret)
+    register_secret(base64.b64encode(f"{user}:{secret}".encode()).decode())
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced (longest first)."""
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def safe_url(url: str | httpx.URL) -> str:
+    """Scheme, host and port only: the path and query of a webhook URL are its token."""
+    parsed = httpx.URL(str(url))
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.scheme}://{parsed.host}{port}/…"
+
+
+class _RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_FILTER = _RedactingFilter()
+for _name in ("httpx", "httpcore", "httpcore.connection", "httpcore.http11",
+              "httpcore.http2", "httpcore.proxy", "aiosmtplib"):
+    logging.getLogger(_name).addFilter(_FILTER)
+
+
+# --- classification ----------------------------------------------------------------------
+
+def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
+    """Seconds from a Retry-After header: delay-seconds (also fractional) or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = (when - (now or dt.datetime.now(dt.UTC))).total_seconds()
+    if seconds != seconds:  # NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+
+
+def _snippet(response: httpx.Response) -> str:
+    try:
+        text = response.text
+    except (UnicodeDecodeError, httpx.ResponseNotRead):
+        return ""
+    text = " ".join(text.split())
+    if len(text) > _MAX_BODY_IN_ERROR:
+        text = text[:_MAX_BODY_IN_ERROR] + "…"
+    return redact(text)
+
+
+def classify(response: httpx.Response, *, what: str = "request",
+             body_errors: bool = False) -> None:
+    """Return if ``response`` is a success, else raise the classified SinkError.
+
+    ``body_errors``: a 2xx whose body reports an HTTP error (Teams: "Microsoft Teams endpoint
+    returned HTTP error 429 ...") is classified by that embedded status instead.
+    """
+    status = response.status_code
+    where = f"{what}: {response.request.method} {safe_url(response.request.url)}"
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    if 200 <= status < 300:
+        if not body_errors:
+            return
+        match = _BODY_ERROR.search(_snippet(response))
+        if match is None:
+            return
+        embedded = int(match.group(1))
+        detail = f"{where} answered {status} reporting HTTP error {embedded}"
+        if embedded == 429 or embedded >= 500 or embedded in RETRY_STATUSES:
+            raise RetryableError(f"{detail} (throttled or unavailable)", status=embedded,
+                                 retry_after=retry_after)
+        raise PermanentError(detail, status=embedded)
+    body = _snippet(response)
+    detail = f"{where} answered HTTP {status}" + (f": {body}" if body else "")
+    if status in RETRY_STATUSES or (status >= 500 and status not in PERMANENT_5XX):
+        raise RetryableError(detail, status=status, retry_after=retry_after)
+    raise PermanentError(detail, status=status)
+
+
+def _is_cert_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, ssl.SSLCertVerificationError):
+            return True
+        if "CERTIFICATE_VERIFY_FAILED" in str(node):
+            return True
+        node = node.__cause__ or node.__context__
+    return False
+
+
+def transport_error(exc: Exception, *, what: str, url: str | httpx.URL) -> SinkError:
+    """The SinkError for a request that got no answer (timeout, network, TLS)."""
+    where = f"{what}: {safe_url(url)}"
+    if _is_cert_failure(exc):
+        return PermanentError(f"{where}: TLS certificate verification failed "
+                              "(set ca_bundle or fix the server's certificate)")
+    if isinstance(exc, httpx.TimeoutException):
+        return RetryableError(f"{where}: timed out ({type(exc).__name__})")
+    if isinstance(exc, httpx.TransportError | ssl.SSLError | OSError):
+        reason = redact(str(exc)) or type(exc).__name__
+        return RetryableError(f"{where}: {type(exc).__name__}: {reason}")
+    return PermanentError(f"{where}: {type(exc).__name__}")
+
+
+# --- the shared client -------------------------------------------------------------------
+
+class ClientPool:
+    """One ``httpx.AsyncClient`` per CA bundle for all sinks of a process (connection reuse);
+    timeouts are given per request by each sink."""
+
+    def __init__(self, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self._timeout = httpx.Timeout(timeout_s)
+        self._clients: dict[str, httpx.AsyncClient] = {}
+
+    def client(self, ca_bundle: Path | None = None) -> httpx.AsyncClient:
+        key = str(ca_bundle) if ca_bundle is not None else ""
+        client = self._clients.get(key)
+        if client is None:
+            verify: ssl.SSLContext | bool = True
+            if ca_bundle is not None:
+                verify = ssl.create_default_context(cafile=str(ca_bundle))
+            client = httpx.AsyncClient(
+                timeout=self._timeout, verify=verify, follow_redirects=False,
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                headers={"user-agent": "graph-alert-receiver"})
+            self._clients[key] = client
+        return client
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+
+async def request(client: httpx.AsyncClient, method: str, url: str, *, what: str,
+                  timeout_s: float, body_errors: bool = False,
+                  **kwargs: Any) -> httpx.Response:
+    """Send, classify, return the successful response (or raise the classified SinkError)."""
+    try:
+        response = await client.request(method, url, timeout=timeout_s, **kwargs)
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, what=what, url=url) from None
+    except (ssl.SSLError, OSError) as exc:
+        raise transport_error(exc, what=what, url=url) from None
+    classify(response, what=what, body_errors=body_errors)
+    return response

@@ -1,0 +1,108 @@
+"""The one place that knows every sink type: build sinks from their config.
+
+A sink type is a module with a config class (in :mod:`receiver.sinkconfig`) and a sink class;
+:data:`FACTORIES` maps the config's ``type`` to how to build it. All sinks of a process share
+one :class:`~receiver.sinks.http.ClientPool` and one :class:`~receiver.sinks.metrics.SinkMetrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from receiver.sinkconfig import SinkSettings
+from receiver.sinks.base import BaseSink, TicketStore, TicketWriteBack
+from receiver.sinks.console import ConsoleSink
+from receiver.sinks.email import EmailSink
+from receiver.sinks.http import ClientPool
+from receiver.sinks.jira import JiraSink
+from receiver.sinks.jsonl import JsonlSink
+from receiver.sinks.metrics import SinkMetrics
+from receiver.sinks.pagerduty import PagerDutySink
+from receiver.sinks.servicenow import ServiceNowSink
+from receiver.sinks.slack import SlackSink
+from receiver.sinks.teams import TeamsSink
+from receiver.sinks.templating import TemplateLoadError
+from receiver.sinks.webhook import WebhookSink
+
+__all__ = ["FACTORIES", "SinkBuildError", "Sinks", "build_sink", "build_sinks"]
+
+
+@dataclass
+class _Context:
+    pool: ClientPool
+    metrics: SinkMetrics
+    tickets: TicketStore | None
+    writeback: TicketWriteBack | None
+
+
+Factory = Callable[[Any, _Context], BaseSink]
+
+FACTORIES: Mapping[str, Factory] = {
+    "console": lambda c, x: ConsoleSink(c, metrics=x.metrics),
+    "jsonl": lambda c, x: JsonlSink(c, metrics=x.metrics),
+    "webhook": lambda c, x: WebhookSink(c, x.pool, metrics=x.metrics),
+    "teams": lambda c, x: TeamsSink(c, x.pool, metrics=x.metrics),
+    "slack": lambda c, x: SlackSink(c, x.pool, metrics=x.metrics),
+    "email": lambda c, x: EmailSink(c, metrics=x.metrics),
+    "pagerduty": lambda c, x: PagerDutySink(c, x.pool, metrics=x.metrics),
+    "jira": lambda c, x: JiraSink(c, x.pool, x.tickets, writeback=x.writeback,
+                                  metrics=x.metrics),
+    "servicenow": lambda c, x: ServiceNowSink(c, x.pool, x.tickets, writeback=x.writeback,
+                                              metrics=x.metrics),
+}
+TICKET_TYPES = frozenset({"jira", "servicenow"})
+
+
+class SinkBuildError(ValueError):
+    """A sink could not be built (a template does not compile, no ticket store, ...)."""
+
+
+@dataclass
+class Sinks:
+    """The sinks of a process by name, and what they share."""
+
+    by_name: dict[str, BaseSink] = field(default_factory=dict)
+    pool: ClientPool = field(default_factory=ClientPool)
+    metrics: SinkMetrics = field(default_factory=SinkMetrics)
+
+    def __getitem__(self, name: str) -> BaseSink:
+        return self.by_name[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.by_name
+
+    def names(self) -> list[str]:
+        return list(self.by_name)
+
+    async def aclose(self) -> None:
+        for sink in self.by_name.values():
+            await sink.aclose()
+        await self.pool.aclose()
+
+
+def build_sink(config: SinkSettings, *, pool: ClientPool, metrics: SinkMetrics,
+               tickets: TicketStore | None = None,
+               writeback: TicketWriteBack | None = None) -> BaseSink:
+    factory = FACTORIES.get(config.type)
+    if factory is None:  # pragma: no cover - the settings union rejects unknown types
+        raise SinkBuildError(f"sink {config.name}: unknown type {config.type!r}")
+    if config.type in TICKET_TYPES and tickets is None:
+        raise SinkBuildError(f"sink {config.name}: a {config.type} sink needs a ticket store")
+    try:
+        return factory(config, _Context(pool, metrics, tickets, writeback))
+    except TemplateLoadError as exc:
+        raise SinkBuildError(f"sink {config.name}: {exc}") from None
+
+
+def build_sinks(configs: Iterable[SinkSettings], *, tickets: TicketStore | None = None,
+                writeback: TicketWriteBack | None = None, metrics: SinkMetrics | None = None,
+                pool: ClientPool | None = None) -> Sinks:
+    """Every configured sink (``settings.sinks``); SinkBuildError on the first that cannot be
+    built."""
+    sinks = Sinks(pool=pool or ClientPool(), metrics=metrics or SinkMetrics())
+    for config in configs:
+        sinks.by_name[config.name] = build_sink(config, pool=sinks.pool, metrics=sinks.metrics,
+                                                tickets=tickets, writeback=writeback)
+    return sinks

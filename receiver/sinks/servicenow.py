@@ -1,0 +1,124 @@
+"""ServiceNow (Table API): one incident per alert (``correlation_id`` = alert id); changes become
+work notes; a resolved alert resolves the incident (state 6, close code and notes). Auth: basic.
+
+Before creating, the sink looks for ``correlation_id=<alert id>`` so a create whose answer was
+lost is not repeated. The mapping stores ``sys_id`` (what the API addresses) and the number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from receiver.envelope import Envelope
+from receiver.sinkconfig import TEMPLATE_NAMES, ServiceNowSinkSettings
+from receiver.sinks import http
+from receiver.sinks.base import Delivery, PermanentError, TicketStore, TicketWriteBack
+from receiver.sinks.metrics import SinkMetrics
+from receiver.sinks.templating import Templates, context
+from receiver.sinks.ticketing import Ticket, TicketSink
+
+MAX_SHORT_DESCRIPTION = 160
+CORRELATION_DISPLAY = "Microsoft Graph security alert"
+
+
+class ServiceNowSink(TicketSink):
+    type = "servicenow"
+
+    def __init__(self, config: ServiceNowSinkSettings, pool: http.ClientPool,
+                 tickets: TicketStore | None, *, writeback: TicketWriteBack | None = None,
+                 metrics: SinkMetrics | None = None) -> None:
+        super().__init__(config.name, tickets,
+                         writeback=writeback if config.writeback else None, metrics=metrics)
+        self.config = config
+        self._base = config.url.rstrip("/")
+        self._table = f"/api/now/table/{config.table}"
+        password = config.password.get_secret_value()
+        http.register_basic_auth(config.username, password)
+        self._auth = httpx.BasicAuth(config.username, password)
+        self.templates = Templates("servicenow", TEMPLATE_NAMES["servicenow"],
+                                   config.templates)
+        self._client = pool.client(config.ca_bundle)
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = await http.request(
+            self._client, method, self._base + path, what=f"servicenow sink {self.name}",
+            timeout_s=self.config.timeout_s, auth=self._auth,
+            headers={"accept": "application/json"}, **kwargs)
+        try:
+            data = response.json()
+        except ValueError:
+            raise PermanentError(f"servicenow sink {self.name}: answer is not JSON") from None
+        if not isinstance(data, dict):
+            raise PermanentError(f"servicenow sink {self.name}: answer is not a JSON object")
+        return data
+
+    def _ticket(self, record: dict[str, Any]) -> Ticket:
+        sys_id = str(record.get("sys_id") or "")
+        if not sys_id:
+            raise PermanentError(f"servicenow sink {self.name}: record without sys_id")
+        return Ticket(id=sys_id, label=str(record.get("number") or ""),
+                      url=f"{self._base}/nav_to.do?uri={self.config.table}.do?sys_id={sys_id}")
+
+    def from_stored(self, stored: str) -> Ticket:
+        sys_id, _, number = stored.partition("|")
+        return self._ticket({"sys_id": sys_id, "number": number})
+
+    def to_stored(self, ticket: Ticket) -> str:
+        return f"{ticket.id}|{ticket.label}"
+
+    def record(self, envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
+        ctx = context(envelope, delivery, self.name)
+        short = " ".join(self.templates.render("short_description.txt", ctx).split())
+        cfg = self.config
+        record: dict[str, Any] = {
+            "short_description": short[:MAX_SHORT_DESCRIPTION] or envelope.id,
+            "description": self.templates.render("description.txt", ctx),
+            "urgency": str(cfg.urgency.get(envelope.severity, 3)),  # type: ignore[call-overload]
+            "impact": str(cfg.impact.get(envelope.severity, 3)),  # type: ignore[call-overload]
+            "correlation_id": envelope.id,
+            "correlation_display": CORRELATION_DISPLAY,
+        }
+        for key in ("caller_id", "assignment_group", "category"):
+            value = getattr(cfg, key)
+            if value:
+                record[key] = value
+        return record
+
+    async def find(self, envelope: Envelope) -> Ticket | None:
+        data = await self._call("GET", self._table, params={
+            "correlation_id": envelope.id, "sysparm_fields": "sys_id,number",
+            "sysparm_limit": "1"})
+        results = data.get("result") or []
+        if isinstance(results, list) and results and isinstance(results[0], dict):
+            return self._ticket(results[0])
+        return None
+
+    async def create(self, envelope: Envelope, delivery: Delivery) -> Ticket:
+        data = await self._call("POST", self._table, json=self.record(envelope, delivery),
+                                params={"sysparm_fields": "sys_id,number"})
+        result = data.get("result")
+        if not isinstance(result, dict):
+            raise PermanentError(f"servicenow sink {self.name}: create answered no record")
+        return self._ticket(result)
+
+    def _notes(self, envelope: Envelope, delivery: Delivery) -> str:
+        return self.templates.render("work_notes.txt", context(envelope, delivery, self.name))
+
+    async def comment(self, ticket: Ticket, envelope: Envelope, delivery: Delivery) -> None:
+        if envelope.status == "resolved" and self.config.resolve:
+            return  # the resolve carries the note
+        await self._call("PATCH", f"{self._table}/{ticket.id}",
+                         json={"work_notes": self._notes(envelope, delivery)},
+                         params={"sysparm_fields": "sys_id,number"})
+
+    async def resolve(self, ticket: Ticket, envelope: Envelope, delivery: Delivery) -> bool:
+        if not self.config.resolve:
+            return False
+        notes = self._notes(envelope, delivery)
+        await self._call("PATCH", f"{self._table}/{ticket.id}", json={
+            "state": self.config.resolved_state, "close_code": self.config.close_code,
+            "close_notes": notes, "work_notes": notes},
+            params={"sysparm_fields": "sys_id,number"})
+        return True
