@@ -130,6 +130,11 @@ class Keys:
         """String: the ticket/incident id a sink created for an alert (no TTL)."""
         return self._k("ticket", _check_name("sink", sink), tenant_id, alert_id)
 
+    def ticket_lock(self, sink: str, tenant_id: str, alert_id: str) -> str:
+        """String: the lock a ticket sink creates or updates an alert's ticket under
+        (TTL: the lock's TTL; released only by its owner)."""
+        return self.ticket(sink, tenant_id, alert_id) + ":lock"
+
     def watermark(self, tenant_id: str, source: str) -> str:
         """String: the poller's lastUpdateDateTime watermark per tenant and source (no TTL)."""
         return self._k("watermark", tenant_id, source)

@@ -10,12 +10,13 @@ def test_every_key_carries_the_prefix_and_one_hash_tag() -> None:
     keys = Keys("{acme}")
     names = [
         keys.notifications, keys.lifecycle, keys.alerts, keys.sink("teams"), keys.dlq("teams"),
-        keys.poison, keys.subscription("abc"), keys.subscriptions, keys.subscriptions_version,
-        keys.dedup("t", "a"),
+        keys.poison, keys.delayed(keys.sink("teams")), keys.subscription("abc"),
+        keys.subscriptions, keys.subscriptions_version, keys.subscription_touch("abc"),
+        keys.reconciled("t"), keys.attempts("lifecycle"), keys.dedup("t", "a"),
         keys.alert_state("t", "a"), keys.deliveries("t", "a"), keys.ticket("jira", "t", "a"),
-        keys.watermark("t", "alerts_v2"), keys.backfill_requests, keys.silences, keys.leader,
-        keys.fencing, keys.rate_limit("t", "security"), keys.health("worker", "h1"),
-        keys.counter("web"),
+        keys.ticket_lock("jira", "t", "a"), keys.watermark("t", "alerts_v2"),
+        keys.backfill_requests, keys.silences, keys.leader, keys.fencing,
+        keys.rate_limit("t", "security"), keys.health("worker", "h1"), keys.counter("web"),
     ]
     assert len(set(names)) == len(names)
     for name in names:

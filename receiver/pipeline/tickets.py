@@ -7,7 +7,7 @@ made, else create; then :meth:`put`. The lock is a Redis lock with a random toke
 after the TTL. Waiting longer than ``wait_s`` for it raises RetryableError, so the deliver stage
 tries again later instead of blocking a worker.
 
-Keys: ``keys.ticket(sink, tenant, alert)`` (string, no TTL) and the same name + ``:lock``
+Keys: ``keys.ticket(sink, tenant, alert)`` (string, no TTL) and ``keys.ticket_lock(...)``
 (TTL: ``lock_ttl_s``).
 """
 
@@ -62,7 +62,7 @@ class RedisTicketStore:
 
     @contextlib.asynccontextmanager
     async def lock(self, sink: str, tenant_id: str, alert_id: str) -> AsyncIterator[None]:
-        name = self.keys.ticket(sink, tenant_id, alert_id) + ":lock"
+        name = self.keys.ticket_lock(sink, tenant_id, alert_id)
         lock = Lock(self.redis, name, timeout=self.lock_ttl_s, sleep=self.lock_poll_s,
                     blocking=True, blocking_timeout=self.lock_wait_s, thread_local=False)
         try:

@@ -21,10 +21,16 @@ from tests.sinks.helpers import http_config
 
 HTTP_SINKS = ("teams", "slack", "webhook", "pagerduty", "jira", "servicenow")
 OK, RETRY, PERM = "ok", "retryable", "permanent"
-HTTP_DATE = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=900),
-                                        usegmt=True)
 
-CASES: list[tuple[str, Answer, str, float | None]] = [
+
+def http_date_in(seconds: float) -> str:
+    """An HTTP date ``seconds`` from now, made when the case runs (not at import)."""
+    return email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds),
+                                       usegmt=True)
+
+
+def cases() -> list[tuple[str, Answer, str, float | None]]:
+    return [
     ("400", Answer(400, "bad request"), PERM, None),
     ("401", Answer(401, "unauthorized"), PERM, None),
     ("403", Answer(403), PERM, None),
@@ -33,14 +39,14 @@ CASES: list[tuple[str, Answer, str, float | None]] = [
     ("409", Answer(409), RETRY, None),
     ("429", Answer(429, "slow down"), RETRY, None),
     ("429-seconds", Answer(429, "", {"retry-after": "7"}), RETRY, 7.0),
-    ("429-date", Answer(429, "", {"retry-after": HTTP_DATE}), RETRY, 900.0),
+    ("429-date", Answer(429, "", {"retry-after": http_date_in(900)}), RETRY, 900.0),
     ("500", Answer(500, "oops"), RETRY, None),
     ("501", Answer(501), PERM, None),
     ("502", Answer(502), RETRY, None),
     ("503-retry-after", Answer(503, "", {"retry-after": "3"}), RETRY, 3.0),
     ("301", Answer(301, "", {"location": "http://elsewhere.invalid/"}), PERM, None),
     ("timeout", Answer(200, "", delay_s=1.0), RETRY, None),
-]
+    ]
 
 
 def _sink(kind: str, url: str, pool: ClientPool, store: RedisTicketStore | None = None,
@@ -62,7 +68,7 @@ async def _outcome(sink: Any, envelope: Envelope) -> tuple[str, SinkError | None
 @pytest.mark.parametrize("kind", HTTP_SINKS)
 async def test_classification_table(kind: str, server: Server, pool: ClientPool,
                                     envelope: Envelope, store: RedisTicketStore) -> None:
-    for name, answer, expected, retry_after in CASES:
+    for name, answer, expected, retry_after in cases():
         server.script.clear()
         # Every request fails the same way (ticket sinks make a search call first).
         server.handler = None
