@@ -9,12 +9,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from receiver import __version__
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from receiver.graph.client import GraphClient
+    from receiver.scheduler import SchedulerRunner
     from receiver.settings import Settings
 
 EXIT_OK = 0
@@ -190,26 +194,199 @@ async def _scheduler(settings: Settings) -> int:
     import signal
 
     from receiver.graph.client import client_for
-    from receiver.graph.subscriptions import Supervisor
-    from receiver.keys import Keys
-    from receiver.scheduler import Lease, SchedulerRunner
     from receiver.streams import connect
 
     redis = await connect(settings.redis)
     graph = client_for(settings, redis)
-    lease = Lease(redis, Keys(settings.redis.key_prefix), settings.scheduler.lease_s)
-    runner = SchedulerRunner(settings.scheduler, lease,
-                             Supervisor(settings, graph, redis, guard=lease))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await runner.run(stop)
+        await _scheduler_runner(settings, redis, graph).run(stop)
     finally:
         await graph.aclose()
         await redis.aclose()
     return EXIT_OK
+
+
+def _scheduler_runner(settings: Settings, redis: Redis, graph: GraphClient) -> SchedulerRunner:
+    """The lease holder's jobs: reconcile, lifecycle events, the poller and backfills."""
+    from receiver.entries import BackfillRequest
+    from receiver.graph.poller import Poller
+    from receiver.graph.subscriptions import Supervisor
+    from receiver.keys import Keys
+    from receiver.pipeline.consumer import Consumer, ConsumerConfig, Entry, Poison
+    from receiver.scheduler import Job, Lease, SchedulerRunner
+
+    keys = Keys(settings.redis.key_prefix)
+    lease = Lease(redis, keys, settings.scheduler.lease_s)
+    poller = Poller(redis, keys, settings, graph)
+
+    async def backfill(entry: Entry) -> None:
+        try:
+            request = BackfillRequest.from_fields(entry.fields)
+        except ValueError as exc:
+            raise Poison(str(exc)) from None
+        await poller.backfill(request)
+
+    backfills = Consumer(redis, keys, ConsumerConfig(keys.backfill_requests, "poller",
+                                                     visibility_timeout_s=300), backfill,
+                         role="scheduler")
+    interval = min((t.poll.interval_s for t in settings.tenants
+                    if t.poll.alerts_v2 or t.poll.incidents), default=0.0)
+
+    async def poll() -> None:
+        await poller.poll_all()
+
+    async def run_backfills() -> None:
+        await backfills.run(burst=True)
+
+    jobs = [Job("backfill", 5.0, run_backfills)]
+    if interval:
+        jobs.append(Job("poll", interval, poll))
+    return SchedulerRunner(settings.scheduler, lease,
+                           Supervisor(settings, graph, redis, guard=lease), jobs=jobs)
+
+
+async def _worker(settings: Settings) -> int:
+    import asyncio
+    import signal
+
+    from receiver.pipeline.worker import build_worker
+    from receiver.streams import connect
+
+    redis = await connect(settings.redis)
+    worker = build_worker(settings, redis)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await worker.run(stop)
+    finally:
+        await worker.aclose()
+        await redis.aclose()
+    return EXIT_OK
+
+
+async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
+    """Every role in one process: the same code paths as `web`, `worker` and `scheduler`."""
+    import asyncio
+    import contextlib
+    import signal
+    from collections.abc import Iterator
+
+    import uvicorn
+
+    from receiver.pipeline.worker import build_worker
+    from receiver.streams import connect
+    from receiver.web.app import create_app
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # the process handles signals itself
+            yield
+
+    redis = await connect(settings.redis)
+    worker = build_worker(settings, redis)
+    runner = _scheduler_runner(settings, redis, worker.graph)
+    server = _Server(uvicorn.Config(
+        create_app(settings), host=host or settings.web.host, port=port or settings.web.port,
+        loop="none", http="httptools", access_log=False, log_config=None,
+        timeout_keep_alive=75, backlog=4096))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def shutdown() -> None:
+        stop.set()
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, shutdown)
+    tasks = [asyncio.create_task(server.serve(), name="web"),
+             asyncio.create_task(worker.run(stop), name="worker"),
+             asyncio.create_task(runner.run(stop), name="scheduler")]
+    try:
+        _done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        shutdown()  # one role ended (a signal, or a failure): stop the others
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        for error in failed:
+            print(f"receiver serve: {type(error).__name__}: {error}", file=sys.stderr)
+        return EXIT_ERROR if failed else EXIT_OK
+    finally:
+        await worker.aclose()
+        await redis.aclose()
+
+
+def _run_role(args: argparse.Namespace,
+              role: Callable[[Settings], Coroutine[Any, Any, int]]) -> int:
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from receiver.logs import setup_logging
+
+    settings = _load(args)
+    if settings is None:
+        return EXIT_ERROR
+    setup_logging(settings.logging.level, settings.logging.format)
+    try:
+        return asyncio.run(role(settings))
+    except (RedisError, OSError) as exc:
+        print(f"receiver {args.command}: Redis at {settings.redis.url} unavailable: "
+              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValueError as exc:  # e.g. no routes file
+        print(f"receiver {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    return _run_role(args, _worker)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    return _run_role(args, lambda settings: _serve(settings, args.host, args.port))
+
+
+def _ops(name: str, *, needs_redis: bool = True) -> Handler:
+    """A handler for an operator command in receiver.ops."""
+
+    def handler(args: argparse.Namespace) -> int:
+        import asyncio
+
+        from redis.exceptions import RedisError
+
+        from receiver import ops
+        from receiver.streams import make_redis
+
+        settings = _load(args)
+        if settings is None:
+            return EXIT_ERROR
+        command = getattr(ops, name)
+
+        async def run() -> int:
+            redis = make_redis(settings.redis)
+            try:
+                if not needs_redis:
+                    try:
+                        await redis.ping()
+                    except (RedisError, OSError):
+                        return int(await command(settings, None, args))
+                return int(await command(settings, redis, args))
+            finally:
+                await redis.aclose()
+
+        try:
+            return asyncio.run(run())
+        except (RedisError, OSError) as exc:
+            print(f"receiver {args.command}: Redis at {settings.redis.url} unavailable: "
+                  f"{type(exc).__name__}", file=sys.stderr)
+            return EXIT_ERROR
+
+    return handler
 
 
 def _cmd_scheduler(args: argparse.Namespace) -> int:
@@ -268,11 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--limit-concurrency", type=int, default=None,
                      help="answer 503 beyond this many concurrent connections per process")
 
-    for name, text in (
-        ("serve", "run every role (web, workers, scheduler) in one process"),
-        ("worker", "run the pipeline workers: fetch, route, deliver"),
-    ):
-        _add_config_option(add(name, text, _not_implemented(name)))
+    serve = add("serve", "run every role (web, workers, scheduler) in one process", _cmd_serve)
+    _add_config_option(serve)
+    serve.add_argument("--host", default=None, help="listen address (default: web.host)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (default: web.port)")
+    _add_config_option(add("worker", "run the pipeline workers: fetch, route, deliver",
+                           _cmd_worker))
     _add_config_option(add(
         "scheduler", "run scheduled jobs (subscription renewal, poller) on the lease holder",
         _cmd_scheduler))
@@ -305,11 +483,68 @@ def build_parser() -> argparse.ArgumentParser:
                                     "at its notification URL")
             which.add_argument("id", nargs="?", default=None, metavar="ID",
                                help="one subscription id")
-    dlq = add("dlq", "list, show, replay or purge dead-lettered deliveries",
-              _not_implemented("dlq"))
+    def actions(parser: argparse.ArgumentParser, dest: str, handler: Handler,
+                specs: list[tuple[str, str]]) -> dict[str, argparse.ArgumentParser]:
+        sub_parsers = parser.add_subparsers(dest=dest, metavar="ACTION")
+        sub_parsers.required = True
+        out = {}
+        for action, text in specs:
+            p = sub_parsers.add_parser(action, help=text, description=text)
+            p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                           help="settings YAML file (default: $RECEIVER_CONFIG)")
+            p.set_defaults(handler=handler)
+            out[action] = p
+        return out
+
+    dlq = add("dlq", "list, show, replay or purge dead-lettered deliveries", _ops("dlq"))
     _add_config_option(dlq)
-    route = add("route", "test the routing tree against an alert", _not_implemented("route"))
+    dlq_actions = actions(dlq, "dlq_command", _ops("dlq"), [
+        ("list", "dead-lettered deliveries of every sink (or --sink)"),
+        ("show", "one dead-lettered delivery with its alert and error"),
+        ("replay", "put dead-lettered deliveries back in their sink's queue"),
+        ("purge", "delete dead-lettered deliveries")])
+    for action, p in dlq_actions.items():
+        p.add_argument("--sink", default=None, help="only this sink")
+        if action == "show":
+            p.add_argument("id", metavar="ENTRY", help="the entry id (from dlq list)")
+        if action == "replay":
+            which = p.add_mutually_exclusive_group(required=True)
+            which.add_argument("--all", action="store_true", help="every entry")
+            which.add_argument("--id", default=None, help="one entry")
+            which.add_argument("--since", default=None, metavar="DURATION",
+                               help="entries dead-lettered in the last DURATION (e.g. 2h)")
+        if action == "purge":
+            p.add_argument("--yes", action="store_true", required=True,
+                           help="confirm: the deliveries are gone for good")
+
+    route = add("route", "test the routing tree against an alert", _ops("route_test"))
     _add_config_option(route)
+    route_actions = actions(route, "route_command", _ops("route_test", needs_redis=False), [
+        ("test", "which sinks would get ALERT.json (an envelope or an alert as Graph returns "
+                 "it), and why; silences are checked when Redis is reachable")])
+    route_actions["test"].add_argument("alert", metavar="ALERT.json")
+
+    silence = add("silence", "add, list or expire silences (time-bounded mutes)",
+                  _ops("silence"))
+    _add_config_option(silence)
+    silence_actions = actions(silence, "silence_command", _ops("silence"), [
+        ("add", "mute alerts matching every MATCHER for DURATION"),
+        ("list", "every silence, active or expired"),
+        ("expire", "end a silence now")])
+    silence_actions["add"].add_argument("matchers", nargs="+", metavar="MATCHER",
+                                        help="e.g. 'tenant=\"contoso\"' 'severity=~\"low\"'")
+    silence_actions["add"].add_argument("--duration", default="2h", help="e.g. 30m, 2h, 1h30m")
+    silence_actions["add"].add_argument("--comment", required=True,
+                                        help="why, and whom to ask")
+    silence_actions["add"].add_argument("--author", default=os.environ.get("USER", ""))
+    silence_actions["expire"].add_argument("id", metavar="ID")
+
+    alerts = add("alerts", "an alert's delivery timeline", _ops("alert_show"))
+    _add_config_option(alerts)
+    alert_actions = actions(alerts, "alerts_command", _ops("alert_show"), [
+        ("show", "which sinks got the alert, when, with how many attempts")])
+    alert_actions["show"].add_argument("id", metavar="ID", help="the alert id")
+    alert_actions["show"].add_argument("--tenant", default=None, help="tenant name or id")
 
     config = add("config", "validate configuration", _not_implemented("config"))
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")

@@ -29,6 +29,8 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -168,17 +170,27 @@ class Lease:
             raise LeaseLost(f"a newer lease holder already wrote subscription {subscription_id}")
 
 
+@dataclass(frozen=True)
+class Job:
+    """Another leader-only job (the poller, backfills): run every ``interval_s``."""
+
+    name: str
+    interval_s: float
+    run: Callable[[], Awaitable[None]]
+
+
 class SchedulerRunner:
     """Holds (or waits for) the lease and runs the supervisor's jobs while it holds it."""
 
     def __init__(self, settings: SchedulerSettings, lease: Lease, supervisor: Supervisor,
-                 *, consumer: str | None = None) -> None:
+                 *, consumer: str | None = None, jobs: Sequence[Job] = ()) -> None:
         self.settings = settings
         self.lease = lease
         self.supervisor = supervisor
         self.consumer = consumer or lease.owner
         self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
         self.acting = False
+        self.jobs = list(jobs)
 
     async def reconcile_job(self) -> None:
         try:
@@ -213,9 +225,25 @@ class SchedulerRunner:
                                seconds=s.lifecycle_interval_s, next_run_time=now,
                                max_instances=1, coalesce=True, replace_existing=True,
                                misfire_grace_time=None)
+        for job in self.jobs:
+            self.scheduler.add_job(self._guarded(job), "interval", id=job.name,
+                                   seconds=job.interval_s, next_run_time=now, max_instances=1,
+                                   coalesce=True, replace_existing=True, misfire_grace_time=None)
         self.acting = True
         self.supervisor.metrics.leader.set(1)
         self.supervisor.metrics.fence.set(self.lease.fence)
+
+    def _guarded(self, job: Job) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            try:
+                await self.lease.check()
+                await job.run()
+            except LeaseLost as exc:
+                log.warning("%s stopped: %s", job.name, exc)
+            except Exception:
+                log.exception("%s failed", job.name)
+
+        return run
 
     def _stop_jobs(self) -> None:
         if self.acting:

@@ -81,6 +81,9 @@ class ConsumerConfig:
     max_attempts: int = 10
     health_ttl_s: int = 30
     drain_timeout_s: float = 30.0
+    # How often due retries are moved back and stale entries claimed (not on every read:
+    # at high rates that would double the round trips).
+    sweep_interval_s: float = 1.0
 
 
 # Move due entries from the delayed set back into the stream, atomically.
@@ -135,14 +138,26 @@ class Consumer:
         stop = stop or asyncio.Event()
         await self.ensure_group()
         last_health = 0.0
+        last_sweep = float("-inf")
         try:
+            me = asyncio.current_task()
             while not stop.is_set():
+                # A cancellation that a client library swallowed still ends the loop.
+                if me is not None and me.cancelling():
+                    raise asyncio.CancelledError
+                if self._free_slots() <= 0:  # wait for a handler to finish before reading
+                    await asyncio.wait(set(self._tasks), timeout=1.0,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    continue
                 now = time.monotonic()
                 if now - last_health > self.config.health_ttl_s / 3:
                     await self._heartbeat()
                     last_health = now
-                await self._promote_due()
-                got = await self._claim_stale()
+                got = 0
+                if burst or now - last_sweep >= self.config.sweep_interval_s:
+                    await self._promote_due()
+                    got += await self._claim_stale()
+                    last_sweep = now
                 got += await self._read_new(block=not burst)
                 if burst and got == 0:
                     await self._wait_idle()
@@ -154,7 +169,9 @@ class Consumer:
             await self._drain()
 
     async def _read_new(self, *, block: bool) -> int:
-        free = max(1, min(self.config.batch, self._free_slots()))
+        free = min(self.config.batch, self._free_slots())
+        if free <= 0:
+            return 0
         try:
             reply: Any = await self.redis.xreadgroup(
                 self.config.group, self.config.consumer, {self.config.stream: ">"}, count=free,
@@ -167,15 +184,18 @@ class Consumer:
         n = 0
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
-                await self._start(bytes(entry_id).decode(), dict(fields))
+                await self._start(bytes(entry_id).decode(), dict(fields), delivered=1)
                 n += 1
         return n
 
     async def _claim_stale(self) -> int:
+        free = min(self.config.batch, self._free_slots())
+        if free <= 0:
+            return 0
         idle_ms = int(self.config.visibility_timeout_s * 1000)
         reply: list[Any] = await self.redis.xautoclaim(
             self.config.stream, self.config.group, self.config.consumer, idle_ms,
-            start_id="0-0", count=self.config.batch)
+            start_id="0-0", count=free)
         claimed: list[tuple[bytes, dict[bytes, bytes] | None]] = reply[1]
         n = 0
         for entry_id, fields in claimed:
@@ -188,15 +208,18 @@ class Consumer:
     def _free_slots(self) -> int:
         return self.config.concurrency - len(self._tasks)
 
-    async def _start(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
+    async def _start(self, entry_id: str, fields: dict[bytes, bytes],
+                     delivered: int | None = None) -> None:
         await self._semaphore.acquire()
-        task = asyncio.create_task(self._process(entry_id, fields))
+        task = asyncio.create_task(self._process(entry_id, fields, delivered))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _process(self, entry_id: str, fields: dict[bytes, bytes]) -> None:
+    async def _process(self, entry_id: str, fields: dict[bytes, bytes],
+                       delivered: int | None) -> None:
         try:
-            delivered = await self._times_delivered(entry_id)
+            if delivered is None:  # a claimed entry: how often was it handed out?
+                delivered = await self._times_delivered(entry_id)
             attempt = int(fields.get(ATTEMPT_FIELD.encode(), b"0") or 0) + delivered
             entry = Entry(entry_id, fields, max(1, attempt))
             try:

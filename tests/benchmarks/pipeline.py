@@ -100,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
             "redis": {"url": redis_server.url},
             "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}",
                     "allow_http": True},
-            "graph": {"authority_host": sim, "graph_url": f"{sim}/v1.0", "ca_bundle": ca},
+            # The simulator's throttling is off, so is ours (Graph's real limit is 150/min).
+            "graph": {"authority_host": sim, "graph_url": f"{sim}/v1.0", "ca_bundle": ca,
+                      "rate_limit_per_minute": 100_000},
             "tenants": [{"name": "contoso", "tenant_id": TENANT, "client_id": CLIENT_ID,
                          "client_secret": CLIENT_SECRET, "poll": {"alerts_v2": False},
                          "subscriptions": [{"resource": "security/alerts?$filter="

@@ -75,7 +75,8 @@ def settings_for(make_settings: MakeSettings, redis_url: str, url_a: str, url_b:
 async def run_stage(redis: aioredis.Redis, keys: Keys, stage: DeliverStage, seconds: float
                     ) -> None:
     consumer = Consumer(redis, keys, ConsumerConfig(stage.stream, "deliver", block_ms=20,
-                                                    visibility_timeout_s=5), stage.handle)
+                                                    visibility_timeout_s=5,
+                                                    sweep_interval_s=0.02), stage.handle)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     await asyncio.sleep(seconds)
