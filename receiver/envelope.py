@@ -11,7 +11,7 @@ Normalised values: ``severity`` is one of informational, low, medium, high, unkn
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 SEVERITIES = ("unknown", "informational", "low", "medium", "high")
@@ -103,7 +103,10 @@ class Envelope:
 
     # --- codec ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        """A plain dict (``raw`` is shared, not copied: it can be large)."""
+        out = {name: getattr(self, name) for name in _FIELD_ORDER}
+        for name in ("tags", "mitre_techniques", "changes"):
+            out[name] = list(out[name])
         out["entities"] = [[e.type, e.name] for e in self.entities]
         return out
 
@@ -128,7 +131,8 @@ class Envelope:
         return cls.from_dict(data)
 
 
-_FIELD_NAMES = frozenset(f.name for f in fields(Envelope))
+_FIELD_ORDER = tuple(f.name for f in fields(Envelope))
+_FIELD_NAMES = frozenset(_FIELD_ORDER)
 
 
 # --- normalisation -----------------------------------------------------------------------
