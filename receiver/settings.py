@@ -274,6 +274,17 @@ class TenantSettings(Model):
         return self
 
 
+class WorkerSettings(Model):
+    """The pipeline workers (fetch, route, deliver)."""
+
+    # An entry a worker took but did not finish (it died) is taken over after this long.
+    visibility_timeout_s: float = Field(60.0, ge=0.5, le=3600)
+    fetch_concurrency: int = Field(32, ge=1, le=1000)
+    route_concurrency: int = Field(16, ge=1, le=1000)
+    deliver_concurrency: int = Field(8, ge=1, le=1000)  # per sink
+    max_attempts: int = Field(10, ge=1, le=1000)  # fetch/route attempts before the poison stream
+
+
 class SchedulerSettings(Model):
     """The leader lease and the subscription supervisor's jobs."""
 
@@ -312,6 +323,7 @@ class Settings(Model):
     web: WebSettings = Field(default_factory=WebSettings)
     graph: GraphSettings = Field(default_factory=GraphSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
     tenants: list[TenantSettings] = Field(default_factory=list)
     sinks: list[SinkSettings] = Field(default_factory=list)
     routes_file: FilePath | None = None

@@ -73,7 +73,7 @@ class Worker:
 
 def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | None = None,
                  graph: GraphClient | None = None, consumer_name: str | None = None,
-                 visibility_timeout_s: float = 60.0) -> Worker:
+                 visibility_timeout_s: float | None = None) -> Worker:
     keys = Keys(settings.redis.key_prefix)
     if routes is None:
         if settings.routes_file is None:
@@ -84,21 +84,24 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
     sinks = build_sinks(settings.sinks, tickets=RedisTicketStore(redis, keys))
     worker = Worker(settings, redis, graph, sinks, registry=registry)
 
+    ws = settings.worker
+
     def config(stream: str, group: str, concurrency: int) -> ConsumerConfig:
         base = ConsumerConfig(stream=stream, group=group, concurrency=concurrency,
-                              visibility_timeout_s=visibility_timeout_s)
+                              visibility_timeout_s=visibility_timeout_s
+                              or ws.visibility_timeout_s, max_attempts=ws.max_attempts)
         if consumer_name:
             base.consumer = consumer_name
         return base
 
     fetch = FetchStage(redis, keys, settings, graph, registry=registry)
-    worker.consumers.append(Consumer(redis, keys, config(keys.notifications, "fetch", 32),
-                                     fetch.handle))
     route = RouteStage(redis, keys, routes, set(sinks.names()), registry=registry)
-    worker.consumers.append(Consumer(redis, keys, config(keys.alerts, "route", 16),
-                                     route.handle))
+    stages = [(keys.notifications, "fetch", ws.fetch_concurrency, fetch.handle),
+              (keys.alerts, "route", ws.route_concurrency, route.handle)]
     for name in sinks.names():
         stage = DeliverStage(redis, keys, sinks[name], registry=registry)
-        worker.consumers.append(Consumer(redis, keys, config(keys.sink(name), "deliver", 8),
-                                         stage.handle))
+        stages.append((keys.sink(name), "deliver", ws.deliver_concurrency, stage.handle))
+    for stream, group, concurrency, handler in stages:
+        worker.consumers.append(Consumer(redis, keys, config(stream, group, concurrency),
+                                         handler))
     return worker
