@@ -1,0 +1,103 @@
+"""Operator commands: route test, silence, dlq, alerts show (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+import redis
+
+from receiver.cli import main
+from receiver.envelope import Envelope
+from receiver.keys import Keys
+from receiver.pipeline import records
+from tests.fixtures.settings import TENANT_ID, WriteConfig, base_settings_data
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+@pytest.fixture
+def config(write_config: WriteConfig, redis_url: str) -> Path:
+    write_config("route:\n  receiver: console\n  routes:\n"
+                 "    - matchers: ['severity=\"high\"']\n      receiver: pager\n", "routes.yaml")
+    data = base_settings_data()
+    data["redis"]["url"] = redis_url
+    data["sinks"] = [{"type": "console", "name": "console"},
+                     {"type": "console", "name": "pager"}]
+    data["routes_file"] = "routes.yaml"
+    return write_config(data)
+
+
+def test_route_test_explains(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["route", "test", str(SAMPLES / "legacy_alert_ipc.json"), "--config",
+                 str(config)]) == 0
+    out = capsys.readouterr().out
+    assert 'route.routes[0] [severity="high"] matches' in out
+    assert "-> pager (via route.routes[0])" in out
+
+
+def test_route_test_bad_file(config: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    assert main(["route", "test", str(bad), "--config", str(config)]) == 1
+    assert "one JSON object" in capsys.readouterr().err
+
+
+def test_silence_add_list_expire_and_route_test_sees_it(
+        config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["silence", "add", 'provider="IPC"', "--duration", "1h", "--comment",
+                 "tuning the IPC policy, ask Sam", "--config", str(config)]) == 0
+    silence_id = capsys.readouterr().out.split()[1]
+    assert main(["route", "test", str(SAMPLES / "legacy_alert_ipc.json"), "--config",
+                 str(config)]) == 0
+    assert f"SILENCED by {silence_id}" in capsys.readouterr().out
+    assert main(["silence", "list", "--config", str(config)]) == 0
+    listing = capsys.readouterr().out
+    assert silence_id in listing and "active" in listing and "tuning the IPC" in listing
+    assert main(["silence", "expire", silence_id, "--config", str(config)]) == 0
+    assert main(["silence", "expire", silence_id, "--config", str(config)]) == 1
+    assert main(["silence", "add", "nonsense", "--comment", "x", "--config", str(config)]) == 1
+
+
+def test_dlq_list_show_replay_purge(config: Path, redis_url: str,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    keys = Keys("{test}")
+    env = Envelope(id="a-1", tenant_id=TENANT_ID, source_api="alerts_v2", title="Bad one")
+    with redis.Redis.from_url(redis_url) as r:
+        ids = [r.xadd(keys.dlq("pager"), {"e": env.to_json(), "first": "1", "route": "route",
+                                          "error": "webhook answered HTTP 400",
+                                          "reason": "permanent error", "attempts": "1"}
+                      ).decode() for _ in range(3)]
+        assert main(["dlq", "list", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert out.count("permanent error") == 3 and "a-1" in out
+        assert main(["dlq", "show", ids[0], "--config", str(config)]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert shown["envelope"]["title"] == "Bad one" and shown["sink"] == "pager"
+        assert main(["dlq", "replay", "--id", ids[0], "--config", str(config)]) == 0
+        assert r.xlen(keys.sink("pager")) == 1 and r.xlen(keys.dlq("pager")) == 2
+        assert main(["dlq", "replay", "--all", "--sink", "pager", "--config", str(config)]) == 0
+        assert r.xlen(keys.sink("pager")) == 3 and r.xlen(keys.dlq("pager")) == 0
+        r.xadd(keys.dlq("console"), {"e": env.to_json(), "error": "x"})
+        assert main(["dlq", "purge", "--yes", "--config", str(config)]) == 0
+        assert r.xlen(keys.dlq("console")) == 0
+    assert main(["dlq", "list", "--sink", "nope", "--config", str(config)]) == 1
+
+
+def test_alerts_show_timeline(config: Path, redis_url: str,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    async def write() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        await records.record(client, Keys("{test}"), TENANT_ID, "a-9",
+                             records.event("routed", sink="pager", route="route"),
+                             records.event("delivered", sink="pager", attempt=1))
+        await client.aclose()
+
+    asyncio.run(write())
+    assert main(["alerts", "show", "a-9", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "routed" in out and "delivered" in out and "sink=pager" in out
+    assert main(["alerts", "show", "nope", "--config", str(config)]) == 1
