@@ -35,3 +35,20 @@ def test_simulator_benchmark_smoke() -> None:
     m = re.fullmatch(r"simulator_alert_gets_per_s=(\d+)", lines[-1])
     assert m, lines
     assert int(m.group(1)) > 100
+
+
+@pytest.mark.slow
+def test_subscriptions_benchmark_smoke() -> None:
+    lines = run_benchmark("tests.benchmarks.subscriptions", "--tenants", "5",
+                          "--per-tenant", "4")
+    m = re.fullmatch(r"reconcile_s=(\d+\.\d+)", lines[-1])
+    assert m, lines
+    assert any("Graph calls per subscription" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_pipeline_benchmark_smoke() -> None:
+    lines = run_benchmark("tests.benchmarks.pipeline", "--alerts", "60", "--rate", "60")
+    m = re.fullmatch(r"e2e_p99_ms=(\d+\.\d+)", lines[-1])
+    assert m, lines
+    assert lines[0].startswith("alerts: 60 created") and "0 missing, 0 duplicated" in lines[0]
