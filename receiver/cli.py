@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from receiver import __version__
 
 if TYPE_CHECKING:
+    import asyncio
+
     from redis.asyncio import Redis
 
     from receiver.graph.client import GraphClient
@@ -189,19 +191,32 @@ def _cmd_subscriptions(args: argparse.Namespace) -> int:
     return EXIT_ERROR
 
 
-async def _scheduler(settings: Settings) -> int:
+def _stop_on_signals(*also: Callable[[], None]) -> asyncio.Event:
+    """An event set on SIGINT or SIGTERM (after calling ``also``): how roles stop cleanly."""
     import asyncio
     import signal
+
+    stop = asyncio.Event()
+
+    def handle() -> None:
+        for call in also:
+            call()
+        stop.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handle)
+    return stop
+
+
+async def _scheduler(settings: Settings) -> int:
 
     from receiver.graph.client import client_for
     from receiver.streams import connect
 
     redis = await connect(settings.redis)
     graph = client_for(settings, redis)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _stop_on_signals()
     try:
         await _scheduler_runner(settings, redis, graph).run(stop)
     finally:
@@ -250,18 +265,17 @@ def _scheduler_runner(settings: Settings, redis: Redis, graph: GraphClient) -> S
 
 
 async def _worker(settings: Settings) -> int:
-    import asyncio
-    import signal
 
     from receiver.pipeline.worker import build_worker
     from receiver.streams import connect
 
     redis = await connect(settings.redis)
-    worker = build_worker(settings, redis)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    try:
+        worker = build_worker(settings, redis)
+    except BaseException:
+        await redis.aclose()
+        raise
+    stop = _stop_on_signals()
     try:
         await worker.run(stop)
     finally:
@@ -274,7 +288,6 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     """Every role in one process: the same code paths as `web`, `worker` and `scheduler`."""
     import asyncio
     import contextlib
-    import signal
     from collections.abc import Iterator
 
     import uvicorn
@@ -289,21 +302,25 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
             yield
 
     redis = await connect(settings.redis)
-    worker = build_worker(settings, redis)
+    try:
+        worker = build_worker(settings, redis)
+    except BaseException:
+        await redis.aclose()
+        raise
     runner = _scheduler_runner(settings, redis, worker.graph)
     server = _Server(uvicorn.Config(
         create_app(settings), host=host or settings.web.host, port=port or settings.web.port,
         loop="none", http="httptools", access_log=False, log_config=None,
         timeout_keep_alive=75, backlog=4096))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def shutdown() -> None:
-        stop.set()
+    def stop_web() -> None:
         server.should_exit = True
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, shutdown)
+    stop = _stop_on_signals(stop_web)
+
+    def shutdown() -> None:
+        stop_web()
+        stop.set()
+
     tasks = [asyncio.create_task(server.serve(), name="web"),
              asyncio.create_task(worker.run(stop), name="worker"),
              asyncio.create_task(runner.run(stop), name="scheduler")]
@@ -349,6 +366,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     return _run_role(args, lambda settings: _serve(settings, args.host, args.port))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from receiver.demo import run
+
+    return run(args)
 
 
 def _ops(name: str, *, needs_redis: bool = True) -> Handler:
@@ -460,8 +483,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulator_cli.add_arguments(sim)
 
-    add("demo", "run the demo: private Redis, simulator, receiver and a stream of alerts",
-        _not_implemented("demo"))
+    demo = add("demo", "run the demo: private Redis, simulator, receiver and a stream of alerts",
+               _cmd_demo)
+    from receiver import demo as demo_module
+
+    demo_module.add_arguments(demo)
 
     subs = add("subscriptions", "list, sync or delete Graph subscriptions", _cmd_subscriptions)
     _add_config_option(subs)

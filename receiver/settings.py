@@ -41,6 +41,7 @@ from pydantic import (
 from receiver.configfile import ConfigError, ConfigIssue, Document, Path_, read_yaml, validate
 from receiver.keys import DEFAULT_PREFIX, validate_prefix
 from receiver.sinkconfig import SinkSettings
+from receiver.values import check_url
 
 __all__ = [
     "ConfigError",
@@ -63,21 +64,8 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 # --- value types ---------------------------------------------------------------------------
 
-def _url(value: str, *, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes:
-        raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
-    if not parts.hostname:
-        raise ValueError("must be a URL with a host name")
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise ValueError("has an invalid port") from None
-    return value
-
-
 def _http_url(value: str) -> str:
-    return _url(value, schemes=("https", "http"))
+    return check_url(value, ("https", "http"))
 
 
 def _redis_url(value: str) -> str:
@@ -86,7 +74,7 @@ def _redis_url(value: str) -> str:
         if not parts.path:
             raise ValueError("unix:// URL needs a socket path")
         return value
-    return _url(value, schemes=("redis", "rediss"))
+    return check_url(value, ("redis", "rediss"))
 
 
 def _guid(value: str) -> str:

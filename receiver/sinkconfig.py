@@ -18,7 +18,6 @@ import binascii
 import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -30,6 +29,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from receiver.values import check_url
 
 __all__ = [
     "TEMPLATE_NAMES",
@@ -70,22 +71,9 @@ def _relative(value: Path, info: ValidationInfo) -> Path:
     return value if value.is_absolute() or base is None else Path(base) / value
 
 
-def _check_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http"):
-        raise ValueError("must be a URL with scheme https or http")
-    if not parts.hostname:
-        raise ValueError("must be a URL with a host name")
-    try:
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise ValueError("has an invalid port") from None
-    return value
-
-
 def _secret_url(value: SecretStr) -> SecretStr:
     # The message never echoes the value: the URL carries a token.
-    _check_url(value.get_secret_value())
+    check_url(value.get_secret_value())
     return value
 
 
@@ -103,7 +91,7 @@ def _webhook_secret(value: SecretStr | None) -> SecretStr | None:
 
 
 FilePath = Annotated[Path, AfterValidator(_relative)]
-HttpUrl = Annotated[str, AfterValidator(_check_url)]
+HttpUrl = Annotated[str, AfterValidator(check_url)]
 SecretUrl = Annotated[SecretStr, AfterValidator(_secret_url)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
 Email = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")]

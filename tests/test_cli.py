@@ -76,8 +76,15 @@ def test_config_check_uses_receiver_config_env(write_config: WriteConfig,
     assert main(["config", "check"]) == 2
 
 
-@pytest.mark.parametrize("name", ["serve", "worker", "demo", "dlq", "route"])
-def test_unfinished_subcommands_say_so(name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    # Each leaves this list when the issue that implements it lands, with tests of its own.
-    assert main([name]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+@pytest.mark.parametrize("name", ["serve", "worker", "scheduler", "web"])
+def test_roles_need_a_config(name: str, capsys: pytest.CaptureFixture[str],
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECEIVER_CONFIG", raising=False)
+    assert main([name]) == 1
+    assert "--config FILE or RECEIVER_CONFIG" in capsys.readouterr().err
+
+
+def test_worker_refuses_settings_without_routes(write_config: WriteConfig,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "--config", str(write_config(base_settings_data()))]) == 1
+    assert "routes file" in capsys.readouterr().err

@@ -17,12 +17,9 @@ Exceptions::
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import email.utils
 import logging
 import random
 import ssl
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -34,6 +31,7 @@ from receiver.graph.auth import TokenProvider
 from receiver.graph.ratelimit import RateLimiter
 from receiver.keys import Keys
 from receiver.settings import GraphSettings, Settings
+from receiver.values import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -64,26 +62,6 @@ class GraphError(Exception):
 
 class GraphUnavailable(GraphError):
     """Graph could not be reached, or kept failing, within the retry budget."""
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds (fractions too) or HTTP-date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        seconds = moment.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
-        return None
-    return max(0.0, seconds)
 
 
 def bucket_of(path: str) -> str | None:

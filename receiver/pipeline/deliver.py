@@ -98,9 +98,15 @@ class _Pacer:
             self.next_at = max(now, self.next_at) + self.interval
 
 
+def delivery_counter(registry: CollectorRegistry | None) -> Counter:
+    """The deliveries counter; one per registry, shared by every sink's stage."""
+    return Counter("receiver_deliveries", "Deliveries by sink and outcome",
+                   ["sink", "outcome"], registry=registry)
+
+
 class DeliverStage:
     def __init__(self, redis: Redis, keys: Keys, sink: Sink, policy: DeliverPolicy | None = None,
-                 *, registry: CollectorRegistry | None = None) -> None:
+                 *, outcomes: Counter | None = None) -> None:
         self.redis = redis
         self.keys = keys
         self.sink = sink
@@ -108,8 +114,7 @@ class DeliverStage:
         self.breaker = CircuitBreaker(self.policy.breaker_threshold,
                                       self.policy.breaker_cooldown_s)
         self._pacer = _Pacer(self.policy.rate_per_s)
-        self.outcomes = Counter("receiver_deliveries", "Deliveries by sink and outcome",
-                                ["sink", "outcome"], registry=registry)
+        self.outcomes = outcomes if outcomes is not None else delivery_counter(None)
 
     @property
     def stream(self) -> str:

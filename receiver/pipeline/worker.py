@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from receiver.graph.client import GraphClient, client_for
 from receiver.keys import Keys
 from receiver.pipeline.consumer import Consumer, ConsumerConfig
-from receiver.pipeline.deliver import DeliverStage
+from receiver.pipeline.deliver import DeliverStage, delivery_counter
 from receiver.pipeline.fetch import FetchStage
 from receiver.pipeline.route import RouteStage
 from receiver.pipeline.tickets import RedisTicketStore
@@ -98,8 +98,9 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
     route = RouteStage(redis, keys, routes, set(sinks.names()), registry=registry)
     stages = [(keys.notifications, "fetch", ws.fetch_concurrency, fetch.handle),
               (keys.alerts, "route", ws.route_concurrency, route.handle)]
+    deliveries = delivery_counter(registry)
     for name in sinks.names():
-        stage = DeliverStage(redis, keys, sinks[name], registry=registry)
+        stage = DeliverStage(redis, keys, sinks[name], outcomes=deliveries)
         stages.append((keys.sink(name), "deliver", ws.deliver_concurrency, stage.handle))
     for stream, group, concurrency, handler in stages:
         worker.consumers.append(Consumer(redis, keys, config(stream, group, concurrency),

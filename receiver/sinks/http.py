@@ -31,8 +31,6 @@ Errors name an endpoint by scheme and host only (:func:`safe_url`).
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import email.utils
 import logging
 import re
 import ssl
@@ -44,6 +42,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import httpx
 
 from receiver.sinks.base import PermanentError, RetryableError, SinkError
+from receiver.values import parse_retry_after
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -60,7 +59,6 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT_S = 10.0
-MAX_RETRY_AFTER_S = 24 * 3600.0
 RETRY_STATUSES = frozenset({408, 409, 425, 429})
 PERMANENT_5XX = frozenset({501, 505})
 REDACTED = "[redacted]"
@@ -138,25 +136,6 @@ for _name in ("httpx", "httpcore", "httpcore.connection", "httpcore.http11",
 
 
 # --- classification ----------------------------------------------------------------------
-
-def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:
-    """Seconds from a Retry-After header: delay-seconds (also fractional) or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
-        seconds = (when - (now or dt.datetime.now(dt.UTC))).total_seconds()
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def _snippet(response: httpx.Response) -> str:
