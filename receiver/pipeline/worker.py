@@ -25,6 +25,7 @@ from receiver.pipeline.deliver import DeliverStage, delivery_counter
 from receiver.pipeline.fetch import FetchStage
 from receiver.pipeline.route import RouteStage
 from receiver.pipeline.tickets import RedisTicketStore
+from receiver.pipeline.writeback import GraphWriteBack
 from receiver.routing.config import RoutesConfig, load_routes
 from receiver.settings import Settings
 from receiver.sinks.registry import Sinks, build_sinks
@@ -81,7 +82,8 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
         routes = load_routes(settings.routes_file, [s.name for s in settings.sinks])
     registry = CollectorRegistry()
     graph = graph or client_for(settings, redis)
-    sinks = build_sinks(settings.sinks, tickets=RedisTicketStore(redis, keys))
+    sinks = build_sinks(settings.sinks, tickets=RedisTicketStore(redis, keys),
+                        writeback=GraphWriteBack(graph))
     worker = Worker(settings, redis, graph, sinks, registry=registry)
 
     ws = settings.worker

@@ -1,0 +1,40 @@
+"""Write-back: after a ticket sink created a ticket, record it on the alert in Graph, so
+analysts in the Defender portal see it. alerts_v2: a comment; legacy alerts: a tag (PATCH
+with the vendorInformation Graph requires). A failure is logged by the sink and never fails
+the delivery: the ticket exists either way."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from receiver.envelope import Envelope
+
+TAG_PREFIX = "ticket:"
+
+
+class GraphWriter(Protocol):
+    async def post(self, tenant_id: str, path: str, body: Any = None) -> dict[str, Any]: ...
+
+    async def patch(self, tenant_id: str, path: str, body: Any) -> dict[str, Any]: ...
+
+
+class GraphWriteBack:
+    def __init__(self, graph: GraphWriter) -> None:
+        self.graph = graph
+
+    async def ticket_created(self, envelope: Envelope, sink: str, ticket_id: str,
+                             ticket_url: str) -> None:
+        note = f"{sink} ticket {ticket_id}" + (f": {ticket_url}" if ticket_url else "")
+        if envelope.source_api == "alerts_v2":
+            await self.graph.post(envelope.tenant_id,
+                                  f"security/alerts_v2/{envelope.id}/comments",
+                                  {"@odata.type": "microsoft.graph.security.alertComment",
+                                   "comment": note})
+        elif envelope.source_api == "alerts_v1":
+            vendor = envelope.raw.get("vendorInformation") or {}
+            tags = [t for t in envelope.tags if not t.startswith(TAG_PREFIX + sink + ":")]
+            await self.graph.patch(envelope.tenant_id, f"security/alerts/{envelope.id}", {
+                "vendorInformation": {"provider": vendor.get("provider"),
+                                      "vendor": vendor.get("vendor")},
+                "tags": [*tags, f"{TAG_PREFIX}{sink}:{ticket_id}"],
+            })
