@@ -183,7 +183,11 @@ class EmailSinkSettings(_Sink):
     """SMTP with STARTTLS or implicit TLS and auth; multipart text + HTML."""
 
     type: Literal["email"]
-    host: str = Field(min_length=1)
+    # smtp: through an SMTP server; graph: Graph sendMail with the tenant's app token (needs
+    # the Mail.Send application permission; no SMTP server).
+    transport: Literal["smtp", "graph"] = "smtp"
+    tenant: str | None = None  # graph: the tenant (name or id) whose app sends
+    host: str | None = Field(None, min_length=1)
     port: int | None = Field(None, ge=1, le=65535)  # default: 465 (implicit), 587, 25 (none)
     tls: Literal["starttls", "implicit", "none"] = "starttls"
     username: str | None = None
@@ -196,6 +200,10 @@ class EmailSinkSettings(_Sink):
 
     @model_validator(mode="after")
     def _coherent(self) -> EmailSinkSettings:
+        if self.transport == "smtp" and not self.host:
+            raise ValueError("an smtp email sink needs a host")
+        if self.transport == "graph" and not self.tenant:
+            raise ValueError("a graph email sink needs the tenant whose app sends")
         if (self.username is None) != (self.password is None):
             raise ValueError("give both username and password, or neither")
         return self

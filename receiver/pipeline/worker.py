@@ -25,7 +25,7 @@ from receiver.pipeline.deliver import DeliverStage, delivery_counter
 from receiver.pipeline.fetch import FetchStage
 from receiver.pipeline.route import RouteStage
 from receiver.pipeline.tickets import RedisTicketStore
-from receiver.pipeline.writeback import GraphWriteBack
+from receiver.pipeline.writeback import GraphMail, GraphWriteBack
 from receiver.routing.config import RoutesConfig, load_routes
 from receiver.settings import Settings
 from receiver.sinks.registry import Sinks, build_sinks
@@ -82,8 +82,10 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
         routes = load_routes(settings.routes_file, [s.name for s in settings.sinks])
     registry = CollectorRegistry()
     graph = graph or client_for(settings, redis)
+    tenants = {t.name: t.tenant_id for t in settings.tenants}
+    tenants.update({t.tenant_id: t.tenant_id for t in settings.tenants})
     sinks = build_sinks(settings.sinks, tickets=RedisTicketStore(redis, keys),
-                        writeback=GraphWriteBack(graph))
+                        writeback=GraphWriteBack(graph), mailer=GraphMail(graph, tenants))
     worker = Worker(settings, redis, graph, sinks, registry=registry)
 
     ws = settings.worker

@@ -38,3 +38,27 @@ class GraphWriteBack:
                                       "vendor": vendor.get("vendor")},
                 "tags": [*tags, f"{TAG_PREFIX}{sink}:{ticket_id}"],
             })
+
+
+class GraphMail:
+    """Graph sendMail for the email sink's graph transport, with the tenant's app token."""
+
+    def __init__(self, graph: GraphWriter, tenants: dict[str, str]) -> None:
+        self.graph = graph
+        self.tenants = tenants  # tenant name or id -> tenant id
+
+    async def send_mail(self, tenant: str, sender: str, message: dict[str, Any]) -> None:
+        from receiver.graph.client import GraphError, GraphUnavailable
+        from receiver.sinks.base import PermanentError, RetryableError
+
+        tenant_id = self.tenants.get(tenant) or self.tenants.get(tenant.lower())
+        if tenant_id is None:
+            raise PermanentError(f"graph mail: tenant {tenant!r} is not configured")
+        try:
+            await self.graph.post(tenant_id, f"users/{sender}/sendMail", message)
+        except GraphUnavailable as exc:
+            raise RetryableError(f"graph sendMail: {exc.status or exc.code}",
+                                 status=exc.status or None) from None
+        except GraphError as exc:
+            raise PermanentError(f"graph sendMail: {exc.status} {exc.code}: {exc.message}",
+                                 status=exc.status) from None

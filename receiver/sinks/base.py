@@ -20,7 +20,7 @@ import logging
 import time
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from receiver.envelope import Envelope
 from receiver.sinks.metrics import SinkMetrics
@@ -99,6 +99,13 @@ class TicketWriteBack(Protocol):
 
     async def ticket_created(self, envelope: Envelope, sink: str, ticket_id: str,
                              ticket_url: str) -> None: ...
+
+
+class GraphMailer(Protocol):
+    """Graph sendMail for the email sink's graph transport (provided by the pipeline): raises
+    RetryableError or PermanentError like a sink."""
+
+    async def send_mail(self, tenant: str, sender: str, message: dict[str, Any]) -> None: ...
 
 
 class BaseSink(abc.ABC):

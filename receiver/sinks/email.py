@@ -16,6 +16,7 @@ import hashlib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 import aiosmtplib
 
@@ -25,6 +26,7 @@ from receiver.sinks import http
 from receiver.sinks.base import (
     BaseSink,
     Delivery,
+    GraphMailer,
     PermanentError,
     Result,
     RetryableError,
@@ -48,9 +50,11 @@ def _addresses(value: str) -> list[str]:
 class EmailSink(BaseSink):
     type = "email"
 
-    def __init__(self, config: EmailSinkSettings, *, metrics: SinkMetrics | None = None) -> None:
+    def __init__(self, config: EmailSinkSettings, *, metrics: SinkMetrics | None = None,
+                 mailer: GraphMailer | None = None) -> None:
         super().__init__(config.name, metrics=metrics)
         self.config = config
+        self.mailer = mailer
         self._password = config.password.get_secret_value() if config.password else None
         http.register_secret(self._password)
         self.templates = Templates("email", TEMPLATE_NAMES["email"], config.templates)
@@ -95,7 +99,32 @@ class EmailSink(BaseSink):
         msg.add_alternative(self.templates.render("body.html", ctx) + "\n", subtype="html")
         return msg
 
+    def graph_message(self, envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
+        """The same message as Graph's sendMail body (HTML, with the alert headers)."""
+        msg = self.message(envelope, delivery)
+        html = msg.get_body(("html",))
+        content = html.get_content() if html is not None else ""
+
+        def addresses(values: list[str]) -> list[dict[str, Any]]:
+            return [{"emailAddress": {"address": a}} for a in values]
+
+        to, cc = self.recipients(delivery)
+        return {"message": {
+            "subject": str(msg["Subject"]),
+            "body": {"contentType": "HTML", "content": content},
+            "toRecipients": addresses(to), "ccRecipients": addresses(cc),
+            "internetMessageHeaders": [
+                {"name": name, "value": str(msg[name])}
+                for name in ("X-Graph-Alert-Id", "X-Graph-Tenant-Id", "X-Graph-Severity")],
+        }, "saveToSentItems": False}
+
     async def _send(self, envelope: Envelope, delivery: Delivery) -> Result:
+        if self.config.transport == "graph":
+            if self.mailer is None or self.config.tenant is None:
+                raise PermanentError(f"email sink {self.name}: no Graph mailer available")
+            await self.mailer.send_mail(self.config.tenant, self.config.sender,
+                                        self.graph_message(envelope, delivery))
+            return Result(detail=f"sent with Graph sendMail as {self.config.sender}")
         msg = self.message(envelope, delivery)
         cfg = self.config
         where = f"email sink {self.name}: smtp {cfg.host}:{cfg.effective_port}"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from receiver.sinkconfig import SinkSettings
-from receiver.sinks.base import BaseSink, TicketStore, TicketWriteBack
+from receiver.sinks.base import BaseSink, GraphMailer, TicketStore, TicketWriteBack
 from receiver.sinks.console import ConsoleSink
 from receiver.sinks.email import EmailSink
 from receiver.sinks.http import ClientPool
@@ -35,6 +35,7 @@ class _Context:
     metrics: SinkMetrics
     tickets: TicketStore | None
     writeback: TicketWriteBack | None
+    mailer: GraphMailer | None = None
 
 
 Factory = Callable[[Any, _Context], BaseSink]
@@ -45,7 +46,7 @@ FACTORIES: Mapping[str, Factory] = {
     "webhook": lambda c, x: WebhookSink(c, x.pool, metrics=x.metrics),
     "teams": lambda c, x: TeamsSink(c, x.pool, metrics=x.metrics),
     "slack": lambda c, x: SlackSink(c, x.pool, metrics=x.metrics),
-    "email": lambda c, x: EmailSink(c, metrics=x.metrics),
+    "email": lambda c, x: EmailSink(c, metrics=x.metrics, mailer=x.mailer),
     "pagerduty": lambda c, x: PagerDutySink(c, x.pool, metrics=x.metrics),
     "jira": lambda c, x: JiraSink(c, x.pool, x.tickets, writeback=x.writeback,
                                   metrics=x.metrics),
@@ -84,25 +85,30 @@ class Sinks:
 
 def build_sink(config: SinkSettings, *, pool: ClientPool, metrics: SinkMetrics,
                tickets: TicketStore | None = None,
-               writeback: TicketWriteBack | None = None) -> BaseSink:
+               writeback: TicketWriteBack | None = None,
+               mailer: GraphMailer | None = None) -> BaseSink:
     factory = FACTORIES.get(config.type)
     if factory is None:  # pragma: no cover - the settings union rejects unknown types
         raise SinkBuildError(f"sink {config.name}: unknown type {config.type!r}")
     if config.type in TICKET_TYPES and tickets is None:
         raise SinkBuildError(f"sink {config.name}: a {config.type} sink needs a ticket store")
+    if getattr(config, "transport", "") == "graph" and mailer is None:
+        raise SinkBuildError(f"sink {config.name}: the graph transport needs a Graph mailer")
     try:
-        return factory(config, _Context(pool, metrics, tickets, writeback))
+        return factory(config, _Context(pool, metrics, tickets, writeback, mailer))
     except TemplateLoadError as exc:
         raise SinkBuildError(f"sink {config.name}: {exc}") from None
 
 
 def build_sinks(configs: Iterable[SinkSettings], *, tickets: TicketStore | None = None,
                 writeback: TicketWriteBack | None = None, metrics: SinkMetrics | None = None,
+                mailer: GraphMailer | None = None,
                 pool: ClientPool | None = None) -> Sinks:
     """Every configured sink (``settings.sinks``); SinkBuildError on the first that cannot be
     built."""
     sinks = Sinks(pool=pool or ClientPool(), metrics=metrics or SinkMetrics())
     for config in configs:
         sinks.by_name[config.name] = build_sink(config, pool=sinks.pool, metrics=sinks.metrics,
-                                                tickets=tickets, writeback=writeback)
+                                                tickets=tickets, writeback=writeback,
+                                                mailer=mailer)
     return sinks
