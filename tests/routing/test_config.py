@@ -16,8 +16,6 @@ def test_example_routes_load() -> None:
     assert routes.route.receiver == "console"
     first = routes.route.routes[0]
     assert first.receiver == "archive" and first.continue_ is True
-    assert routes.route.routes[2].group_wait_s == 30.0
-    assert routes.route.routes[2].repeat_interval_s == 4 * 3600
 
 
 def test_errors_name_key_and_line(write_config: WriteConfig) -> None:
