@@ -413,22 +413,7 @@ def _ops(name: str, *, needs_redis: bool = True) -> Handler:
 
 
 def _cmd_scheduler(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from redis.exceptions import RedisError
-
-    from receiver.logs import setup_logging
-
-    settings = _load(args)
-    if settings is None:
-        return EXIT_ERROR
-    setup_logging(settings.logging.level, settings.logging.format)
-    try:
-        return asyncio.run(_scheduler(settings))
-    except (RedisError, OSError) as exc:
-        print(f"receiver scheduler: Redis at {settings.redis.url} unavailable: "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    return _run_role(args, _scheduler)
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
