@@ -217,8 +217,13 @@ async def _scheduler(settings: Settings) -> int:
     redis = await connect(settings.redis)
     graph = client_for(settings, redis)
     stop = _stop_on_signals()
+    runner = _scheduler_runner(settings, redis, graph)
+    if settings.metrics.port:
+        from receiver.metrics import serve_metrics
+
+        serve_metrics(settings.metrics.host, settings.metrics.port, runner.registries)
     try:
-        await _scheduler_runner(settings, redis, graph).run(stop)
+        await runner.run(stop)
     finally:
         await graph.aclose()
         await redis.aclose()
@@ -227,6 +232,8 @@ async def _scheduler(settings: Settings) -> int:
 
 def _scheduler_runner(settings: Settings, redis: Redis, graph: GraphClient) -> SchedulerRunner:
     """The lease holder's jobs: reconcile, lifecycle events, the poller and backfills."""
+    from prometheus_client import CollectorRegistry
+
     from receiver.entries import BackfillRequest
     from receiver.graph.poller import Poller
     from receiver.graph.subscriptions import Supervisor
@@ -236,7 +243,8 @@ def _scheduler_runner(settings: Settings, redis: Redis, graph: GraphClient) -> S
 
     keys = Keys(settings.redis.key_prefix)
     lease = Lease(redis, keys, settings.scheduler.lease_s)
-    poller = Poller(redis, keys, settings, graph)
+    poller_registry = CollectorRegistry()
+    poller = Poller(redis, keys, settings, graph, registry=poller_registry)
 
     async def backfill(entry: Entry) -> None:
         try:
@@ -259,7 +267,7 @@ def _scheduler_runner(settings: Settings, redis: Redis, graph: GraphClient) -> S
 
     jobs = [Job("backfill", 5.0, run_backfills)]
     if interval:
-        jobs.append(Job("poll", interval, poll))
+        jobs.append(Job("poll", interval, poll, poller_registry))
     return SchedulerRunner(settings.scheduler, lease,
                            Supervisor(settings, graph, redis, guard=lease), jobs=jobs)
 
@@ -276,6 +284,10 @@ async def _worker(settings: Settings) -> int:
         await redis.aclose()
         raise
     stop = _stop_on_signals()
+    if settings.metrics.port:
+        from receiver.metrics import serve_metrics
+
+        serve_metrics(settings.metrics.host, settings.metrics.port, worker.registries)
     try:
         await worker.run(stop)
     finally:
@@ -309,7 +321,8 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         raise
     runner = _scheduler_runner(settings, redis, worker.graph)
     server = _Server(uvicorn.Config(
-        create_app(settings), host=host or settings.web.host, port=port or settings.web.port,
+        create_app(settings, extra_registries=[*worker.registries, *runner.registries]),
+        host=host or settings.web.host, port=port or settings.web.port,
         loop="none", http="httptools", access_log=False, log_config=None,
         timeout_keep_alive=75, backlog=4096))
     def stop_web() -> None:

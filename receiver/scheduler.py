@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -177,6 +178,7 @@ class Job:
     name: str
     interval_s: float
     run: Callable[[], Awaitable[None]]
+    registry: CollectorRegistry | None = None
 
 
 class SchedulerRunner:
@@ -232,6 +234,13 @@ class SchedulerRunner:
         self.acting = True
         self.supervisor.metrics.leader.set(1)
         self.supervisor.metrics.fence.set(self.lease.fence)
+
+    @property
+    def registries(self) -> list[CollectorRegistry]:
+        """The scheduler's metrics (the supervisor's and those of its jobs)."""
+        out = [self.supervisor.metrics.registry]
+        out += [r for job in self.jobs if (r := job.registry) is not None]
+        return out
 
     def _guarded(self, job: Job) -> Callable[[], Awaitable[None]]:
         async def run() -> None:

@@ -262,6 +262,13 @@ class TenantSettings(Model):
         return self
 
 
+class MetricsSettings(Model):
+    """/metrics of the worker and scheduler roles (the web serves its own on its port)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)  # 0: no metrics endpoint
+
+
 class WorkerSettings(Model):
     """The pipeline workers (fetch, route, deliver)."""
 
@@ -312,6 +319,7 @@ class Settings(Model):
     graph: GraphSettings = Field(default_factory=GraphSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tenants: list[TenantSettings] = Field(default_factory=list)
     sinks: list[SinkSettings] = Field(default_factory=list)
     routes_file: FilePath | None = None

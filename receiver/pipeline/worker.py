@@ -15,7 +15,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
 
 from receiver.graph.client import GraphClient, client_for
@@ -42,6 +42,23 @@ class Worker:
     consumers: list[Consumer] = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
+    @property
+    def registries(self) -> list[CollectorRegistry]:
+        return [self.registry, self.sinks.metrics.registry]
+
+    async def watch_lag(self, stop: asyncio.Event, interval_s: float = 5.0) -> None:
+        """Keep the backlog gauges current: unread, pending and delayed per stage stream."""
+        gauge = Gauge("receiver_stream_lag", "Entries waiting per stream: unread (not yet "
+                      "read), pending (read, not acknowledged), delayed (waiting to retry)",
+                      ["stream", "kind"], registry=self.registry)
+        while not stop.is_set():
+            for consumer in self.consumers:
+                with contextlib.suppress(Exception):
+                    for kind, value in (await consumer.lag()).items():
+                        gauge.labels(consumer.config.stream, kind).set(value)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+
     async def run(self, stop: asyncio.Event | None = None, *, burst: bool = False) -> None:
         """Run every stage until ``stop`` (or, in burst mode, until nothing is left)."""
         stop = stop or asyncio.Event()
@@ -55,6 +72,7 @@ class Worker:
                     return
         tasks = [asyncio.create_task(c.run(stop), name=c.config.stream)
                  for c in self.consumers]
+        tasks.append(asyncio.create_task(self.watch_lag(stop), name="lag"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
@@ -64,6 +64,8 @@ class WebState:
     rich: RichConfig | None = None
     http: httpx.AsyncClient | None = None
     app_id_by_tenant: dict[str, str] = field(default_factory=dict)
+    # Registries of other roles in the same process (`receiver serve`), shown on /metrics.
+    extra_registries: list[CollectorRegistry] = field(default_factory=list)
 
 
 async def _rich_checker(state: WebState, batch: v.Batch) -> v.RichCheck | None:
@@ -263,7 +265,8 @@ async def _readyz(request: Request) -> Response:
 
 async def _metrics(request: Request) -> Response:
     state: WebState = request.app.state.web
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    body = b"".join(generate_latest(r) for r in (state.metrics.registry, *state.extra_registries))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def _load_private_keys(settings: Settings) -> dict[str, rsa.RSAPrivateKey]:
@@ -279,14 +282,16 @@ def _load_private_keys(settings: Settings) -> dict[str, rsa.RSAPrivateKey]:
     return out
 
 
-def create_app(settings: Settings, *, redis: Redis | None = None) -> IngestApp:
+def create_app(settings: Settings, *, redis: Redis | None = None,
+               extra_registries: list[CollectorRegistry] | None = None) -> IngestApp:
     """The web app for ``settings``. Starts even when Redis is down (readyz says so)."""
     keys = Keys(settings.redis.key_prefix)
     client = redis if redis is not None else make_redis(settings.redis)
     state = WebState(settings=settings, keys=keys, redis=client,
                      cache=RegistryCache(client, keys),
                      enqueuer=Enqueuer(client, ENTRY_FIELD),
-                     app_id_by_tenant={t.tenant_id: t.client_id for t in settings.tenants})
+                     app_id_by_tenant={t.tenant_id: t.client_id for t in settings.tenants},
+                     extra_registries=list(extra_registries or []))
     rich_settings = settings.web.rich_notifications
     if rich_settings.enabled:
         ca = rich_settings.ca_bundle or settings.graph.ca_bundle
