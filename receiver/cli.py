@@ -563,6 +563,10 @@ def build_parser() -> argparse.ArgumentParser:
     silence_actions["add"].add_argument("--author", default=os.environ.get("USER", ""))
     silence_actions["expire"].add_argument("id", metavar="ID")
 
+    status = add("status", "the health summary: processes, subscriptions, backlog, dead "
+                           "letters (exit 1 when something needs attention)", _ops("status"))
+    _add_config_option(status)
+
     alerts = add("alerts", "an alert's delivery timeline", _ops("alert_show"))
     _add_config_option(alerts)
     alert_actions = actions(alerts, "alerts_command", _ops("alert_show"), [

@@ -186,3 +186,76 @@ async def alert_show(settings: Settings, redis: Redis, args: argparse.Namespace)
         print(f"receiver alerts show: no delivery record for {args.id}", file=sys.stderr)
         return ERROR
     return OK
+
+
+async def _stream_backlog(redis: Redis, stream: str, group: str, delayed_key: str
+                          ) -> tuple[int, int, int]:
+    unread = pending = 0
+    try:
+        groups: Any = await redis.xinfo_groups(stream)
+    except Exception:  # no stream yet
+        groups = []
+    for g in groups:
+        if g["name"].decode() == group:
+            unread, pending = int(g.get("lag") or 0), int(g.get("pending") or 0)
+    return unread, pending, int(await redis.zcard(delayed_key))
+
+
+async def status(settings: Settings, redis: Redis, args: argparse.Namespace) -> int:
+    """The health summary: processes alive, subscriptions, backlog per stage, DLQ sizes."""
+    import time
+
+    from receiver import registry
+
+    keys = Keys(settings.redis.key_prefix)
+    now = time.time()
+    healthy = True
+    alive: list[list[str]] = []
+    async for key in redis.scan_iter(match=f"{settings.redis.key_prefix}:health:*", count=500):
+        raw = await redis.get(key)
+        if raw:
+            data = json.loads(raw)
+            role, instance = key.decode().split(":health:", 1)[1].split(":", 1)
+            alive.append([role, instance, data.get("stream", ""),
+                          f"{now - float(data.get('at', now)):.0f}s ago"])
+    print("processes (heartbeat within their TTL):")
+    print(_table(sorted(alive), ["role", "instance", "stream", "seen"]) if alive
+          else "  none: no worker is running")
+    leader: Any = await redis.get(keys.leader)
+    holder = leader.decode() if isinstance(leader, bytes) else leader
+    print(f"scheduler lease: {'held by ' + holder if holder else 'FREE (no scheduler)'}")
+    healthy &= bool(alive) and bool(leader)
+
+    _, records = await registry.load_all(redis, keys)
+    names = {t.tenant_id: t.name for t in settings.tenants}
+    rows = []
+    for r in sorted(records.values(), key=lambda r: r.expires_at):
+        left = r.expires_at - now
+        state = "EXPIRED" if left <= 0 else ("expiring" if left < 24 * 3600 else "ok")
+        healthy &= left > 0
+        rows.append([names.get(r.tenant_id, r.tenant_id), r.resource, r.subscription_id,
+                     f"{left / 3600:.1f}h", state])
+    print("\nsubscriptions:")
+    print(_table(rows, ["tenant", "resource", "id", "expires in", "state"]) if rows
+          else "  none registered")
+    wanted = sum(len(t.subscriptions) for t in settings.tenants)
+    if wanted > len(records):
+        healthy = False
+        print(f"  {wanted - len(records)} wanted subscription(s) missing")
+
+    stages = [(keys.notifications, "fetch"), (keys.alerts, "route"),
+              *((keys.sink(s.name), "deliver") for s in settings.sinks)]
+    rows = []
+    for stream, group in stages:
+        unread, pending, delayed = await _stream_backlog(redis, stream, group,
+                                                         keys.delayed(stream))
+        rows.append([stream.removeprefix(settings.redis.key_prefix + ":stream:"), group,
+                     str(unread), str(pending), str(delayed)])
+    print("\nbacklog:")
+    print(_table(rows, ["stream", "stage", "unread", "pending", "delayed"]))
+    rows = [[s.name, str(await redis.xlen(keys.dlq(s.name)))] for s in settings.sinks]
+    poisoned = int(await redis.xlen(keys.poison))
+    print("\ndead letters:")
+    print(_table([*rows, ["(poison stream)", str(poisoned)]], ["sink", "entries"]))
+    print(f"\noverall: {'OK' if healthy else 'ATTENTION NEEDED'}")
+    return OK if healthy else ERROR

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,33 @@ def test_alerts_show_timeline(config: Path, redis_url: str,
     out = capsys.readouterr().out
     assert "routed" in out and "delivered" in out and "sink=pager" in out
     assert main(["alerts", "show", "nope", "--config", str(config)]) == 1
+
+
+def test_status_summary(config: Path, redis_url: str,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "--config", str(config)]) == 1  # nothing runs yet
+    out = capsys.readouterr().out
+    assert "none: no worker is running" in out and "FREE (no scheduler)" in out
+    assert "ATTENTION NEEDED" in out
+
+    async def healthy() -> None:
+        from receiver import registry
+        from receiver.registry import SubscriptionRecord
+
+        client = redis.asyncio.Redis.from_url(redis_url)
+        keys = Keys("{test}")
+        await registry.put(client, keys, SubscriptionRecord(
+            "sub-1", TENANT_ID, "security/alerts?$filter=x", "state",
+            expires_at=time.time() + 10 * 24 * 3600))
+        await client.set(keys.health("worker", "host-1"), json.dumps({"stream": "s", "at": 0}),
+                         ex=30)
+        await client.set(keys.leader, "host-2")
+        await client.xadd(keys.dlq("pager"), {"e": "{}"})
+        await client.aclose()
+
+    asyncio.run(healthy())
+    assert main(["status", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "contoso" in out and "sub-1" in out and "240.0h" in out
+    assert "held by host-2" in out and "host-1" in out
+    assert "pager" in out and "overall: OK" in out
