@@ -28,5 +28,9 @@ def combined(registries: Iterable[CollectorRegistry]) -> CollectorRegistry:
 
 
 def serve_metrics(host: str, port: int, registries: Iterable[CollectorRegistry]) -> None:
-    """/metrics on ``host:port`` in a background thread (prometheus_client's own server)."""
-    start_http_server(port, addr=host, registry=combined(registries))
+    """/metrics on ``host:port`` in a background thread (prometheus_client's own server).
+    ValueError (with the address) when the port cannot be bound."""
+    try:
+        start_http_server(port, addr=host, registry=combined(registries))
+    except OSError as exc:
+        raise ValueError(f"metrics.port {port} on {host}: {exc.strerror or exc}") from None

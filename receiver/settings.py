@@ -266,7 +266,9 @@ class MetricsSettings(Model):
     """/metrics of the worker and scheduler roles (the web serves its own on its port)."""
 
     host: str = "127.0.0.1"
-    port: int = Field(9108, ge=0, le=65535)  # 0: no metrics endpoint
+    # 0: no metrics endpoint (the default: several processes on one machine would collide);
+    # deployments set it, e.g. RECEIVER_METRICS__PORT=9108.
+    port: int = Field(0, ge=0, le=65535)
 
 
 class WorkerSettings(Model):

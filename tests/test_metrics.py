@@ -67,3 +67,18 @@ def test_worker_serves_lag_and_delivery_metrics(write_config: WriteConfig,
         if proc.stderr:
             proc.stderr.close()
     assert proc.returncode == 0
+
+
+def test_metrics_port_in_use_is_a_clear_error() -> None:
+    import socket
+
+    import pytest
+
+    from receiver.metrics import serve_metrics
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=f"metrics.port {port} on 127.0.0.1"):
+            serve_metrics("127.0.0.1", port, [CollectorRegistry()])
