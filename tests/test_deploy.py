@@ -337,7 +337,7 @@ def test_web_is_served_scaled_and_protected() -> None:
                      for p in rule.get("ports", [])}
     egress_ports = {p["port"] for pol in policies for rule in pol["spec"].get("egress", [])
                     for p in rule.get("ports", [])}
-    assert ingress_ports == {8080}
+    assert ingress_ports == {8080, 9108}  # the web, and the metrics port of the other roles
     assert {443, 6379, 53} <= egress_ports
 
 
