@@ -17,6 +17,7 @@ from receiver import __version__
 if TYPE_CHECKING:
     import asyncio
 
+    from prometheus_client import CollectorRegistry
     from redis.asyncio import Redis
 
     from receiver.graph.client import GraphClient
@@ -191,6 +192,14 @@ def _cmd_subscriptions(args: argparse.Namespace) -> int:
     return EXIT_ERROR
 
 
+def _serve_metrics(settings: Settings, registries: list[CollectorRegistry]) -> None:
+    """The role's /metrics on metrics.port, when one is set."""
+    if settings.metrics.port:
+        from receiver.metrics import serve_metrics
+
+        serve_metrics(settings.metrics.host, settings.metrics.port, registries)
+
+
 def _stop_on_signals(*also: Callable[[], None]) -> asyncio.Event:
     """An event set on SIGINT or SIGTERM (after calling ``also``): how roles stop cleanly."""
     import asyncio
@@ -218,11 +227,8 @@ async def _scheduler(settings: Settings) -> int:
     graph = client_for(settings, redis)
     stop = _stop_on_signals()
     runner = _scheduler_runner(settings, redis, graph)
-    if settings.metrics.port:
-        from receiver.metrics import serve_metrics
-
-        serve_metrics(settings.metrics.host, settings.metrics.port, runner.registries)
     try:
+        _serve_metrics(settings, runner.registries)
         await runner.run(stop)
     finally:
         await graph.aclose()
@@ -284,11 +290,8 @@ async def _worker(settings: Settings) -> int:
         await redis.aclose()
         raise
     stop = _stop_on_signals()
-    if settings.metrics.port:
-        from receiver.metrics import serve_metrics
-
-        serve_metrics(settings.metrics.host, settings.metrics.port, worker.registries)
     try:
+        _serve_metrics(settings, worker.registries)
         await worker.run(stop)
     finally:
         await worker.aclose()
