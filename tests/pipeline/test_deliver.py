@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -19,8 +20,7 @@ from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.consumer import Consumer, ConsumerConfig
 from receiver.pipeline.deliver import DeliverPolicy, DeliverStage, replay
-from receiver.settings import Settings
-from receiver.sinks.registry import build_sinks
+from receiver.sinks.registry import Sinks, build_sinks
 from tests.fixtures.settings import TENANT_ID, MakeSettings
 from tests.fixtures.web import served
 
@@ -65,11 +65,33 @@ async def queue(redis: aioredis.Redis, keys: Keys, sink: str, *envs: Envelope) -
         await redis.xadd(keys.sink(sink), {"e": env.to_json(), "first": "1", "route": "route"})
 
 
-def settings_for(make_settings: MakeSettings, redis_url: str, url_a: str, url_b: str
-                 ) -> Settings:
-    return make_settings(redis_url=redis_url, sinks=[
+@dataclass
+class Rig:
+    """Two webhook sinks, ``a`` and ``b``, pointed at two recording endpoints."""
+
+    a: Endpoint
+    b: Endpoint
+    url_a: str
+    keys: Keys
+    redis: aioredis.Redis
+    sinks: Sinks
+
+    def stage(self, sink: str) -> DeliverStage:
+        return DeliverStage(self.redis, self.keys, self.sinks[sink], FAST)
+
+
+@pytest.fixture
+async def rig(make_settings: MakeSettings, redis_url: str, endpoints: Any
+              ) -> AsyncIterator[Rig]:
+    a, b, url_a, url_b = endpoints
+    settings = make_settings(redis_url=redis_url, sinks=[
         {"type": "webhook", "name": "a", "url": url_a},
         {"type": "webhook", "name": "b", "url": url_b}])
+    redis = aioredis.Redis.from_url(redis_url)
+    sinks = build_sinks(settings.sinks)
+    yield Rig(a, b, url_a, Keys(settings.redis.key_prefix), redis, sinks)
+    await sinks.aclose()
+    await redis.aclose()
 
 
 async def run_stage(redis: aioredis.Redis, keys: Keys, stage: DeliverStage, seconds: float
@@ -84,108 +106,70 @@ async def run_stage(redis: aioredis.Redis, keys: Keys, stage: DeliverStage, seco
     await asyncio.wait_for(task, 10)
 
 
-async def test_sink_down_then_back_others_unaffected(make_settings: MakeSettings,
-                                                     redis_url: str, endpoints: Any) -> None:
-    a, b, url_a, url_b = endpoints
-    settings = settings_for(make_settings, redis_url, url_a, url_b)
-    keys = Keys(settings.redis.key_prefix)
-    redis = aioredis.Redis.from_url(redis_url)
-    sinks = build_sinks(settings.sinks)
-    try:
-        envs = [envelope(i) for i in range(5)]
-        await queue(redis, keys, "a", *envs)
-        await queue(redis, keys, "b", *envs)
-        a.status = 503  # sink a is down
-        stage_a = DeliverStage(redis, keys, sinks["a"], FAST)
-        stage_b = DeliverStage(redis, keys, sinks["b"], FAST)
-        await asyncio.gather(run_stage(redis, keys, stage_a, 0.3),
-                             run_stage(redis, keys, stage_b, 0.3))
-        assert len(b.got) == 5  # b got everything while a was failing
-        assert a.got == [] and a.calls >= 5
-        a.status = 204  # a is back: everything waiting is delivered, once
-        await run_stage(redis, keys, stage_a, 0.5)
-        assert sorted(x["id"] for x in a.got) == [f"alert-{i}" for i in range(5)]
-        assert await redis.xlen(keys.dlq("a")) == 0
-        timeline = await records.timeline(redis, keys, TENANT_ID, "alert-0")
-        kinds = [e["event"] for e in timeline]
-        assert "retrying" in kinds and kinds.count("delivered") == 2
-    finally:
-        await sinks.aclose()
-        await redis.aclose()
+async def test_sink_down_then_back_others_unaffected(rig: Rig) -> None:
+    a, b, keys, redis = rig.a, rig.b, rig.keys, rig.redis
+    envs = [envelope(i) for i in range(5)]
+    await queue(redis, keys, "a", *envs)
+    await queue(redis, keys, "b", *envs)
+    a.status = 503  # sink a is down
+    stage_a, stage_b = rig.stage("a"), rig.stage("b")
+    await asyncio.gather(run_stage(redis, keys, stage_a, 0.3),
+                         run_stage(redis, keys, stage_b, 0.3))
+    assert len(b.got) == 5  # b got everything while a was failing
+    assert a.got == [] and a.calls >= 5
+    a.status = 204  # a is back: everything waiting is delivered, once
+    await run_stage(redis, keys, stage_a, 0.5)
+    assert sorted(x["id"] for x in a.got) == [f"alert-{i}" for i in range(5)]
+    assert await redis.xlen(keys.dlq("a")) == 0
+    timeline = await records.timeline(redis, keys, TENANT_ID, "alert-0")
+    kinds = [e["event"] for e in timeline]
+    assert "retrying" in kinds and kinds.count("delivered") == 2
 
 
-async def test_permanent_error_dead_letters_at_once_and_replay_delivers(
-        make_settings: MakeSettings, redis_url: str, endpoints: Any) -> None:
-    a, _b, url_a, url_b = endpoints
-    settings = settings_for(make_settings, redis_url, url_a, url_b)
-    keys = Keys(settings.redis.key_prefix)
-    redis = aioredis.Redis.from_url(redis_url)
-    sinks = build_sinks(settings.sinks)
-    try:
-        await queue(redis, keys, "a", envelope(1), envelope(2))
-        a.status = 400
-        stage = DeliverStage(redis, keys, sinks["a"], FAST)
-        await run_stage(redis, keys, stage, 0.3)
-        assert a.calls == 2  # one attempt each: a 400 is not worth retrying
-        dlq = await redis.xrange(keys.dlq("a"))
-        assert len(dlq) == 2
-        assert dlq[0][1][b"reason"] == b"permanent error"
-        assert b"400" in dlq[0][1][b"error"]
-        assert url_a.encode() not in dlq[0][1][b"error"]  # no URL in the stored error
-        a.status = 204
-        first = next(i for i, f in dlq if json.loads(f[b"e"])["id"] == "alert-1")
-        assert await replay(redis, keys, "a", entry_ids=[first.decode()]) == 1
-        await run_stage(redis, keys, stage, 0.3)
-        assert [x["id"] for x in a.got] == ["alert-1"]
-        assert await replay(redis, keys, "a") == 1
-        await run_stage(redis, keys, stage, 0.3)
-        assert [x["id"] for x in a.got] == ["alert-1", "alert-2"]
-        assert await redis.xlen(keys.dlq("a")) == 0
-    finally:
-        await sinks.aclose()
-        await redis.aclose()
+async def test_permanent_error_dead_letters_at_once_and_replay_delivers(rig: Rig) -> None:
+    a, keys, redis = rig.a, rig.keys, rig.redis
+    await queue(redis, keys, "a", envelope(1), envelope(2))
+    a.status = 400
+    stage = rig.stage("a")
+    await run_stage(redis, keys, stage, 0.3)
+    assert a.calls == 2  # one attempt each: a 400 is not worth retrying
+    dlq = await redis.xrange(keys.dlq("a"))
+    assert len(dlq) == 2
+    assert dlq[0][1][b"reason"] == b"permanent error"
+    assert b"400" in dlq[0][1][b"error"]
+    assert rig.url_a.encode() not in dlq[0][1][b"error"]  # no URL in the stored error
+    a.status = 204
+    first = next(i for i, f in dlq if json.loads(f[b"e"])["id"] == "alert-1")
+    assert await replay(redis, keys, "a", entry_ids=[first.decode()]) == 1
+    await run_stage(redis, keys, stage, 0.3)
+    assert [x["id"] for x in a.got] == ["alert-1"]
+    assert await replay(redis, keys, "a") == 1
+    await run_stage(redis, keys, stage, 0.3)
+    assert [x["id"] for x in a.got] == ["alert-1", "alert-2"]
+    assert await redis.xlen(keys.dlq("a")) == 0
 
 
-async def test_retries_exhausted_go_to_the_dlq(make_settings: MakeSettings, redis_url: str,
-                                               endpoints: Any) -> None:
-    a, _b, url_a, url_b = endpoints
-    settings = settings_for(make_settings, redis_url, url_a, url_b)
-    keys = Keys(settings.redis.key_prefix)
-    redis = aioredis.Redis.from_url(redis_url)
-    sinks = build_sinks(settings.sinks)
-    try:
-        await queue(redis, keys, "a", envelope(1))
-        a.status = 502
-        await run_stage(redis, keys, DeliverStage(redis, keys, sinks["a"], FAST), 1.0)
-        assert a.calls == FAST.max_attempts
-        [(_, fields)] = await redis.xrange(keys.dlq("a"))
-        assert fields[b"reason"] == b"retries exhausted"
-        assert fields[b"attempts"] == str(FAST.max_attempts).encode()
-    finally:
-        await sinks.aclose()
-        await redis.aclose()
+async def test_retries_exhausted_go_to_the_dlq(rig: Rig) -> None:
+    a, keys, redis = rig.a, rig.keys, rig.redis
+    await queue(redis, keys, "a", envelope(1))
+    a.status = 502
+    await run_stage(redis, keys, rig.stage("a"), 1.0)
+    assert a.calls == FAST.max_attempts
+    [(_, fields)] = await redis.xrange(keys.dlq("a"))
+    assert fields[b"reason"] == b"retries exhausted"
+    assert fields[b"attempts"] == str(FAST.max_attempts).encode()
 
 
-async def test_retry_after_is_honoured(make_settings: MakeSettings, redis_url: str,
-                                       endpoints: Any) -> None:
-    a, _b, url_a, url_b = endpoints
-    settings = settings_for(make_settings, redis_url, url_a, url_b)
-    keys = Keys(settings.redis.key_prefix)
-    redis = aioredis.Redis.from_url(redis_url)
-    sinks = build_sinks(settings.sinks)
-    try:
-        await queue(redis, keys, "a", envelope(1))
-        a.status, a.retry_after = 429, "0.8"
-        task = asyncio.create_task(run_stage(
-            redis, keys, DeliverStage(redis, keys, sinks["a"], FAST), 1.5))
-        await asyncio.sleep(0.5)
-        assert a.calls == 1  # the schedule says 0.05 s, the server said 0.8 s
-        a.status, a.retry_after = 204, None
-        await task
-        assert a.calls == 2 and len(a.got) == 1
-    finally:
-        await sinks.aclose()
-        await redis.aclose()
+async def test_retry_after_is_honoured(rig: Rig) -> None:
+    a, keys, redis = rig.a, rig.keys, rig.redis
+    await queue(redis, keys, "a", envelope(1))
+    a.status, a.retry_after = 429, "0.8"
+    task = asyncio.create_task(run_stage(redis, keys, rig.stage("a"), 1.5))
+    await asyncio.sleep(0.5)
+    assert a.calls == 1  # the schedule says 0.05 s, the server said 0.8 s
+    a.status, a.retry_after = 204, None
+    await task
+    assert a.calls == 2 and len(a.got) == 1
 
 
 def test_circuit_breaker_opens_and_schedule_grows() -> None:
