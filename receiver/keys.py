@@ -139,6 +139,24 @@ class Keys:
         """String: the poller's lastUpdateDateTime watermark per tenant and source (no TTL)."""
         return self._k("watermark", tenant_id, source)
 
+    # --- groups (routes with group_by): receiver.pipeline.grouping -------------------------
+    @property
+    def groups_due(self) -> str:
+        """Sorted set: group id -> when its next message is due (ms since the epoch)."""
+        return self._k("groups", "due")
+
+    def group_members(self, gid: str) -> str:
+        """Hash: alert key -> the member's latest envelope JSON (TTL: group retention)."""
+        return self._k("group", gid, "members")
+
+    def group_changed(self, gid: str) -> str:
+        """Set: members new or changed since the group's last message (TTL as above)."""
+        return self._k("group", gid, "changed")
+
+    def group_meta(self, gid: str) -> str:
+        """Hash: sink, route, labels, started, last_sent, version, sent (TTL as above)."""
+        return self._k("group", gid, "meta")
+
     @property
     def backfill_requests(self) -> str:
         """Stream: backfill requests from the supervisor to the poller."""

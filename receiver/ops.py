@@ -20,6 +20,7 @@ from receiver.pipeline import records
 from receiver.pipeline.deliver import describe_dlq_entry, replay
 from receiver.pipeline.route import expire_silence, load_silences, save_silence
 from receiver.routing.config import load_routes, parse_duration
+from receiver.routing.grouping import group_labels
 from receiver.routing.silences import Silence, silenced_by
 from receiver.routing.tree import Trace, route
 from receiver.settings import Settings
@@ -80,7 +81,14 @@ async def route_test(settings: Settings, redis: Redis | None, args: argparse.Nam
     if not decisions:
         print("no sink would get it")
     for d in decisions:
-        print(f"-> {d.sink} (via {d.route})")
+        grouping = ""
+        if d.grouped:
+            labels = ", ".join(f"{k}={v!r}" for k, v in group_labels(d.group_by, envelope).items())
+            grouping = (f", grouped by {labels}: first message after {d.group_wait_s:g}s, "
+                        f"changes every {d.group_interval_s:g}s"
+                        + (f", reminders every {d.repeat_interval_s:g}s"
+                           if d.repeat_interval_s else ""))
+        print(f"-> {d.sink} (via {d.route}{grouping})")
     return OK
 
 

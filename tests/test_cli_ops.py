@@ -39,6 +39,17 @@ def test_route_test_explains(config: Path, capsys: pytest.CaptureFixture[str]) -
     assert "-> pager (via route.routes[0])" in out
 
 
+def test_route_test_shows_grouping(write_config: WriteConfig, config: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    write_config("route:\n  receiver: console\n  group_by: [severity, raw.nothing]\n"
+                 "  group_wait: 10s\n  repeat_interval: 1h\n", "routes.yaml")
+    assert main(["route", "test", str(SAMPLES / "legacy_alert_ipc.json"), "--config",
+                 str(config)]) == 0
+    out = capsys.readouterr().out
+    assert ("-> console (via route, grouped by severity='high', raw.nothing='': first message "
+            "after 10s, changes every 300s, reminders every 3600s)") in out
+
+
 def test_route_test_bad_file(config: Path, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"

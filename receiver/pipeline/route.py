@@ -1,7 +1,9 @@
 """The route stage: ``alerts`` -> the rule tree and silences -> ``sink:<name>`` streams.
 
 The copies for every chosen sink are written in one transaction with the delivery record, so
-a retry after a crash cannot deliver to some sinks twice and others never.
+a retry after a crash cannot deliver to some sinks twice and others never. A route with
+``group_by`` adds the alert to its group instead (same transaction); the group's message
+reaches the sink's stream when it is due (:mod:`receiver.pipeline.grouping`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter
@@ -18,6 +21,7 @@ from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.consumer import Entry, Poison
 from receiver.pipeline.fetch import envelope_of
+from receiver.pipeline.grouping import Groups
 from receiver.routing.config import RoutesConfig
 from receiver.routing.silences import Silence, silenced_by
 from receiver.routing.tree import route
@@ -48,8 +52,10 @@ async def expire_silence(redis: Redis, keys: Keys, silence_id: str) -> bool:
 
 class RouteStage:
     def __init__(self, redis: Redis, keys: Keys, routes: RoutesConfig, sinks: set[str], *,
+                 groups: Groups | None = None,
                  registry: CollectorRegistry | None = None) -> None:
         self.redis = redis
+        self.groups = groups or Groups(redis, keys, sinks=sinks, registry=registry)
         self.keys = keys
         self.routes = routes
         self.sinks = sinks
@@ -79,8 +85,16 @@ class RouteStage:
         decisions = [d for d in route(self.routes.route, envelope) if d.sink in self.sinks]
         events = []
         queued_at = str(int(time.time() * 1000))
+        member_json = ""
         async with self.redis.pipeline(transaction=True) as pipe:
             for d in decisions:
+                if d.grouped:
+                    # Members are kept without Graph's body: a group can hold many.
+                    member_json = member_json or replace(envelope, raw={}).to_json()
+                    gid = await self.groups.add(pipe, d, envelope, member_json)
+                    events.append(records.event("grouped", sink=d.sink, route=d.route,
+                                                group=gid, version=envelope.version))
+                    continue
                 pipe.xadd(self.keys.sink(d.sink), {
                     "e": entry.value, "first": entry.fields.get(b"first", b"1"),
                     "changes": entry.fields.get(b"changes", b""), "route": d.route,

@@ -4,6 +4,7 @@
 - route: ``alerts`` -> ``sink:<name>`` (group ``route``)
 - deliver: one consumer per sink stream (group ``deliver``), so a slow sink backs up only
   itself
+- groups: routes with ``group_by`` collect alerts; a flusher sends each group when it is due
 
 Any number of worker processes share the work through the consumer groups.
 """
@@ -23,6 +24,7 @@ from receiver.keys import Keys
 from receiver.pipeline.consumer import Consumer, ConsumerConfig
 from receiver.pipeline.deliver import DeliverStage, delivery_counter
 from receiver.pipeline.fetch import FetchStage
+from receiver.pipeline.grouping import Groups
 from receiver.pipeline.route import RouteStage
 from receiver.pipeline.tickets import RedisTicketStore
 from receiver.pipeline.writeback import GraphMail, GraphWriteBack
@@ -41,6 +43,7 @@ class Worker:
     sinks: Sinks
     consumers: list[Consumer] = field(default_factory=list)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    groups: Groups | None = None
 
     @property
     def registries(self) -> list[CollectorRegistry]:
@@ -64,14 +67,19 @@ class Worker:
         stop = stop or asyncio.Event()
         if burst:
             # Stages feed each other: repeat until a whole pass finds nothing to do.
+            # Groups that are due are sent too (those still waiting are not).
             while True:
                 before = sum(c.processed + c.poisoned for c in self.consumers)
                 for consumer in self.consumers:
                     await consumer.run(stop, burst=True)
-                if sum(c.processed + c.poisoned for c in self.consumers) == before:
+                flushed = await self.groups.flush_due() if self.groups else 0
+                if not flushed and sum(c.processed + c.poisoned
+                                       for c in self.consumers) == before:
                     return
         tasks = [asyncio.create_task(c.run(stop), name=c.config.stream)
                  for c in self.consumers]
+        if self.groups is not None:
+            tasks.append(asyncio.create_task(self.groups.run(stop), name="groups"))
         tasks.append(asyncio.create_task(self.watch_lag(stop), name="lag"))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -117,7 +125,9 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
         return base
 
     fetch = FetchStage(redis, keys, settings, graph, registry=registry)
-    route = RouteStage(redis, keys, routes, set(sinks.names()), registry=registry)
+    worker.groups = Groups(redis, keys, sinks=set(sinks.names()), registry=registry)
+    route = RouteStage(redis, keys, routes, set(sinks.names()), groups=worker.groups,
+                       registry=registry)
     stages = [(keys.notifications, "fetch", ws.fetch_concurrency, fetch.handle),
               (keys.alerts, "route", ws.route_concurrency, route.handle)]
     deliveries = delivery_counter(registry)

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from receiver.configfile import ConfigError, Document, read_yaml, validate
+from receiver.envelope import Envelope
 from receiver.routing.matchers import Matcher, MatcherError
 
+_GROUPABLE = frozenset(f.name for f in fields(Envelope)) - {"raw", "first_seen", "changes"}
 _DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?$")
 
 
@@ -47,6 +50,7 @@ class Route(BaseModel):
     continue_: bool = Field(False, alias="continue")
     group_by: tuple[str, ...] | None = None
     group_wait_s: float | None = Field(None, alias="group_wait")
+    group_interval_s: float | None = Field(None, alias="group_interval")
     repeat_interval_s: float | None = Field(None, alias="repeat_interval")
     routes: tuple[Route, ...] = ()
 
@@ -70,10 +74,26 @@ class Route(BaseModel):
                 raise ValueError(str(exc)) from None
         return tuple(out)
 
-    @field_validator("group_wait_s", "repeat_interval_s", mode="before")
+    @field_validator("group_wait_s", "group_interval_s", "repeat_interval_s", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float | None:
         return None if value is None else parse_duration(value)
+
+    @field_validator("group_by", mode="before")
+    @classmethod
+    def _group_by(cls, value: Any) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if isinstance(value, str) or not isinstance(value, list | tuple):
+            raise ValueError("must be a list of field names, e.g. [incident_id] or [tenant]")
+        for name in value:
+            if not isinstance(name, str) or not (
+                    name in _GROUPABLE or (name.startswith("raw.") and len(name) > 4)):
+                raise ValueError(f"cannot group by {name!r}: use an alert field "
+                                 f"({', '.join(sorted(_GROUPABLE))}) or a raw.<path>")
+        if len(set(value)) != len(value):
+            raise ValueError("names a field twice")
+        return tuple(value)
 
     @field_validator("receiver")
     @classmethod

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 
 from receiver.envelope import Envelope
+from receiver.routing.grouping import summarize
 from receiver.sinks.base import Delivery
 from receiver.sinks.http import ClientPool
 from receiver.sinks.metrics import SinkMetrics
@@ -43,6 +44,9 @@ VARIANTS = {
     "update": update_of(make_envelope(), status="inProgress", severity="medium"),
     "resolved": update_of(make_envelope(), status="resolved"),
     "bare": Envelope(id="x1", tenant_id="t", source_api="alerts_v1", title="Only a title"),
+    "group": summarize("g1", 1, 2, {"incident_id": "7"},
+                       [make_envelope(), update_of(make_envelope(), status="resolved")],
+                       [], first=True),
 }
 
 
