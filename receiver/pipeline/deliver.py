@@ -159,10 +159,13 @@ class DeliverStage:
             return
         self.breaker.success()
         self.outcomes.labels(name, "delivered").inc()
-        await records.record(self.redis, self.keys, envelope.tenant_id, envelope.id,
-                             records.event("delivered", sink=name, attempt=entry.attempt,
-                                           detail=result.detail, ticket=result.ticket_id,
-                                           version=envelope.version))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            records.add(pipe, self.keys, envelope.tenant_id, envelope.id,
+                        records.event("delivered", sink=name, attempt=entry.attempt,
+                                      detail=result.detail, ticket=result.ticket_id,
+                                      version=envelope.version))
+            entry.ack_with(pipe)
+            await pipe.execute()
 
     @staticmethod
     def _age_s(entry: Entry) -> float:

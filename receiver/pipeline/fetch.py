@@ -36,23 +36,32 @@ log = logging.getLogger(__name__)
 DEFAULT_DEDUP_WINDOW_S = 7 * 24 * 3600
 ALERTS_STREAM_MAXLEN = 1_000_000  # a guard against unbounded growth; consumers keep it short
 
-# KEYS[1] dedup record, KEYS[2] alerts stream.
+# KEYS[1] dedup record, KEYS[2] alerts stream, KEYS[3] the notifications stream.
 # ARGV[1] version, ARGV[2] material JSON, ARGV[3] record TTL (s), ARGV[4] envelope JSON,
-# ARGV[5] stream MAXLEN guard, ARGV[6..] the material field names.
+# ARGV[5] stream MAXLEN guard, ARGV[6] consumer group, ARGV[7] the notification's entry id
+# ('' for none), ARGV[8..] the material field names. The notification is acknowledged last,
+# in the same step, whatever the verdict (a script that fails half-way acknowledges nothing).
 # Returns 0 for a duplicate or stale version, 1 when handed on (with `first` and `changes`).
 _DEDUP_AND_ENQUEUE = """
+local function ack()
+  if ARGV[7] ~= '' then
+    redis.call('XACK', KEYS[3], ARGV[6], ARGV[7])
+    redis.call('XDEL', KEYS[3], ARGV[7])
+  end
+end
 local old = redis.call('GET', KEYS[1])
 local first = '1'
 local changes = {}
 if old then
   local rec = cjson.decode(old)
   if rec['v'] >= ARGV[1] then
+    ack()
     return 0
   end
   first = '0'
   local prev = cjson.decode(rec['m'])
   local cur = cjson.decode(ARGV[2])
-  for i = 6, #ARGV do
+  for i = 8, #ARGV do
     if prev[ARGV[i]] ~= cur[ARGV[i]] then
       table.insert(changes, ARGV[i])
     end
@@ -61,6 +70,7 @@ end
 redis.call('SET', KEYS[1], cjson.encode({v = ARGV[1], m = ARGV[2]}), 'EX', ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4], 'first', first,
            'changes', table.concat(changes, ','))
+ack()
 return 1
 """
 
@@ -131,7 +141,7 @@ class FetchStage:
         envelope = normalise(alert, tenant)
         if not envelope.id or envelope.tenant_id != note.tenant_id:
             raise Poison("the fetched alert does not match its notification")
-        await self.dedup_and_enqueue(envelope)
+        await self.dedup_and_enqueue(envelope, entry)
 
     async def _alert(self, note: NotificationEntry) -> dict[str, Any] | None:
         if note.resource_data:
@@ -151,14 +161,18 @@ class FetchStage:
                 raise Poison(str(exc)) from None
             raise
 
-    async def dedup_and_enqueue(self, envelope: Envelope) -> bool:
+    async def dedup_and_enqueue(self, envelope: Envelope, entry: Entry | None = None) -> bool:
         """Hand the envelope to the route stage unless this version was seen; True if handed.
-        The check, the record and the XADD happen atomically in Redis."""
+        The check, the record, the XADD and the acknowledgement of ``entry`` (the
+        notification) happen atomically in Redis."""
         version = canonical_version(envelope.version)
+        ack_keys, ack_args = (entry.ack_script_args(self.keys.alerts) if entry is not None
+                              else ([self.keys.alerts], ["", ""]))
         passed = await self._script(
-            keys=[self.keys.dedup(envelope.tenant_id, envelope.id), self.keys.alerts],
+            keys=[self.keys.dedup(envelope.tenant_id, envelope.id), self.keys.alerts,
+                  *ack_keys],
             args=[version, json.dumps(envelope.material(), sort_keys=True),
-                  self.dedup_window_s, envelope.to_json(), ALERTS_STREAM_MAXLEN,
+                  self.dedup_window_s, envelope.to_json(), ALERTS_STREAM_MAXLEN, *ack_args,
                   *MATERIAL_FIELDS])
         self.outcomes.labels("passed" if passed else "duplicate").inc()
         return bool(passed)

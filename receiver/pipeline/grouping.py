@@ -14,8 +14,8 @@ time earlier if needed: ``started + group_wait`` for a group not sent yet, else
 ``max(now, last_sent + group_interval)``.
 
 Flushing (any worker; several may race): read the group, build its message in Python, then
-one script checks that ``version`` and ``sent`` are what was read -- nothing was added and
-nobody else sent it meanwhile -- and only then XADDs the message to the sink's stream and
+one script checks that the group is still due and that ``version`` and ``sent`` are what was
+read -- nothing was added and nobody else sent it meanwhile -- and only then XADDs the message to the sink's stream and
 clears ``changed``. A lost race leaves everything as it was for the next pass; a crash between
 the read and the script loses nothing. After a message, the group is due again after
 ``repeat_interval`` (a reminder) while some member is not resolved; a group whose members are
@@ -75,8 +75,10 @@ return due
 
 # KEYS: members, changed, meta, due, sink stream. ARGV: gid, version, sent, now, next due
 # (0: none), close (1/0), retention s, maxlen, e, first, changes, route, queued_at.
-# -> 1 sent, 0 the group changed or was sent meanwhile.
+# -> 1 sent, 0 the group changed, was sent meanwhile, or is no longer due.
 _COMMIT = """
+local due = redis.call('ZSCORE', KEYS[4], ARGV[1])
+if (not due) or tonumber(due) > tonumber(ARGV[4]) then return 0 end
 if redis.call('HGET', KEYS[3], 'version') ~= ARGV[2] then return 0 end
 if redis.call('HGET', KEYS[3], 'sent') ~= ARGV[3] then return 0 end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[9], 'first', ARGV[10],

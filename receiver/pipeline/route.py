@@ -106,6 +106,7 @@ class RouteStage:
             if not decisions:
                 events.append(records.event("unrouted", version=envelope.version))
             records.add(pipe, self.keys, envelope.tenant_id, envelope.id, *events)
+            entry.ack_with(pipe)
             await pipe.execute()
         self.outcomes.labels("routed" if decisions else "unrouted").inc()
         log.debug("routed to %s", json.dumps([d.sink for d in decisions]),

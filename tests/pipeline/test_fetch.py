@@ -130,3 +130,24 @@ async def test_bad_entries_go_to_poison(setup: Any) -> None:
 ])
 def test_canonical_versions_sort(raw: str, canonical: str) -> None:
     assert canonical_version(raw) == canonical
+
+
+async def test_the_notification_is_acknowledged_with_the_hand_on(setup: Any) -> None:
+    """Handed on or dropped as a duplicate, the notification is acknowledged in the same
+    script as the XADD: no separate XACK, and nothing left pending."""
+    sim, settings, redis, stage = setup
+    keys = Keys(settings.redis.key_prefix)
+    tid = sim.tenant.tenant_id
+    alert_id = await asyncio.to_thread(sim.control.create_alert, tid)
+    await redis.xgroup_create(keys.notifications, "fetch", id="0", mkstream=True)
+    for _ in range(2):  # the second is Graph's duplicate
+        note = push(tid, alert_id)
+        await redis.xadd(keys.notifications, dict(note.fields))
+        [[_, [(entry_id, fields)]]] = await redis.xreadgroup("fetch", "c1",
+                                                              {keys.notifications: ">"})
+        entry = Entry(entry_id.decode(), fields, 1, (keys.notifications, "fetch"))
+        await stage.handle(entry)
+        assert entry.acked
+        assert (await redis.xpending(keys.notifications, "fetch"))["pending"] == 0
+        assert await redis.xlen(keys.notifications) == 0
+    assert len(await alerts(redis, settings)) == 1
