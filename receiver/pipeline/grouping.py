@@ -15,9 +15,9 @@ time earlier if needed: ``started + group_wait`` for a group not sent yet, else
 
 Flushing (any worker; several may race): read the group, build its message in Python, then
 one script checks that the group is still due and that ``version`` and ``sent`` are what was
-read -- nothing was added and nobody else sent it meanwhile -- and only then XADDs the message to the sink's stream and
-clears ``changed``. A lost race leaves everything as it was for the next pass; a crash between
-the read and the script loses nothing. After a message, the group is due again after
+read -- nothing was added and nobody else sent it meanwhile -- and only then XADDs the message
+to the sink's stream and clears ``changed``. A lost race leaves everything as it was for the
+next pass; a crash between the read and the script loses nothing. After a message, the group is due again after
 ``repeat_interval`` (a reminder) while some member is not resolved; a group whose members are
 all resolved is closed, and the next alert with the same labels starts a new one.
 """

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import threading
@@ -82,6 +83,12 @@ def parse_time(text: str) -> float:
     return datetime.fromisoformat(head + "+00:00").timestamp() + frac
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--alerts", type=int, default=2000)
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                      "--log-level", "warning"]
         serve = [sys.executable, "-m", "receiver.cli", "serve", "--config", str(config)]
         with process(simulator, f"{sim}/_sim/health"), \
-                process(serve, f"http://127.0.0.1:{web_port}/readyz"), \
+                process(serve, f"http://127.0.0.1:{web_port}/readyz") as receiver, \
                 httpx.Client(verify=ca, trust_env=False, timeout=30) as control:
             deadline = time.monotonic() + 30
             while not control.get(f"{sim}/_sim/subscriptions").json().get("subscriptions"):
@@ -126,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 time.sleep(0.1)
             ids: list[str] = []
+            cpu_before = cpu_seconds(receiver.pid)
             tick = 0.05
             per_tick = max(1, round(args.rate * tick))
             started = time.monotonic()
@@ -139,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             deadline = time.monotonic() + args.timeout
             while len(recorder.arrived) < len(ids) and time.monotonic() < deadline:
                 time.sleep(0.1)
+            cpu_per_alert_ms = (cpu_seconds(receiver.pid) - cpu_before) * 1000 / len(ids)
             deliveries: list[dict[str, Any]] = control.get(
                 f"{sim}/_sim/deliveries", params={"kind": "notification"}).json()["deliveries"]
 
@@ -164,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
           f"p99 {percentile(acks, 99):.1f} ms")
     print(f"end to end (notification -> sink): p50 {percentile(latencies, 50):.1f} ms, "
           f"p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms")
+    # CPU time is steadier than latency on a shared machine: it shows what a change saved.
+    print(f"receiver CPU: {cpu_per_alert_ms:.2f} ms per alert "
+          f"({cpu_per_alert_ms * args.rate / 10:.0f}% of one core at {args.rate:g}/s)")
     if lost or recorder.duplicates:
         print("error: alerts lost or duplicated", file=sys.stderr)
         return 1

@@ -128,7 +128,8 @@ async def test_reminders_while_open_and_close_when_all_resolved(rig: Any) -> Non
                              first=False))
     clock.now += 300
     assert await stage.groups.flush_due() == 1  # the resolution, and the group closes
-    assert await redis.exists(keys.group_meta(json.loads(reminder[b"e"])["raw"]["group"]["id"])) == 0
+    gid = json.loads(reminder[b"e"])["raw"]["group"]["id"]
+    assert await redis.exists(keys.group_meta(gid)) == 0
     clock.now += 7200
     assert await stage.groups.flush_due() == 0  # no reminder for a closed group
     await stage.handle(entry(alert(5)))  # same incident later: a new group, a new thread
