@@ -17,9 +17,10 @@ Flushing (any worker; several may race): read the group, build its message in Py
 one script checks that the group is still due and that ``version`` and ``sent`` are what was
 read -- nothing was added and nobody else sent it meanwhile -- and only then XADDs the message
 to the sink's stream and clears ``changed``. A lost race leaves everything as it was for the
-next pass; a crash between the read and the script loses nothing. After a message, the group is due again after
-``repeat_interval`` (a reminder) while some member is not resolved; a group whose members are
-all resolved is closed, and the next alert with the same labels starts a new one.
+next pass; a crash between the read and the script loses nothing. After a message, the group
+is due again after ``repeat_interval`` (a reminder) while some member is not resolved; a group
+whose members are all resolved is closed, and the next alert with the same labels starts a
+new one.
 """
 
 from __future__ import annotations
