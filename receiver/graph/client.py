@@ -31,6 +31,7 @@ from receiver.graph.auth import TokenProvider
 from receiver.graph.ratelimit import RateLimiter
 from receiver.keys import Keys
 from receiver.settings import GraphSettings, Settings
+from receiver.transport import Transport
 from receiver.values import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -99,9 +100,11 @@ class GraphClient:
         verify = (ssl.create_default_context(cafile=str(settings.ca_bundle))
                   if settings.ca_bundle else ssl.create_default_context())
         self.http = httpx.AsyncClient(
-            http2=transport is None, verify=verify, transport=transport, trust_env=False,
+            transport=transport or Transport(
+                http2=True, verify=verify, trust_env=False,
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)),
+            trust_env=False,
             timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5.0)),
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
             headers={"Accept": "application/json"})
         self.calls = 0  # requests sent, retries included
         self.waited_s = 0.0  # time spent waiting between retries
@@ -194,16 +197,35 @@ class GraphClient:
 
     async def pages(self, tenant_id: str, path: str, params: dict[str, str] | None = None
                     ) -> AsyncIterator[dict[str, Any]]:
-        """Every item of a collection, following ``@odata.nextLink``."""
-        page = await self.get(tenant_id, path, params)
+        """Every item of a collection, following ``@odata.nextLink``.
+
+        A 2xx answer that is not a collection page (not a JSON object with a ``value`` list:
+        a proxy's HTML error page, an empty or truncated body) raises GraphError rather than
+        reading as the end of the collection, so a poller does not move its watermark past
+        items it never saw (tests/fuzz/test_poller_pages.py)."""
+        page = await self._page(tenant_id, path, params)
         while True:
-            for item in page.get("value") or []:
+            for item in page["value"]:
                 if isinstance(item, dict):
                     yield item
             link = page.get("@odata.nextLink")
             if not isinstance(link, str) or not link:
                 return
-            page = await self.get(tenant_id, link)
+            page = await self._page(tenant_id, link, None)
+
+    async def _page(self, tenant_id: str, path: str, params: dict[str, str] | None
+                    ) -> dict[str, Any]:
+        response = await self.request(tenant_id, "GET", path, params=params)
+        try:
+            page = response.json()
+        except ValueError:
+            page = None
+        if not isinstance(page, dict) or not isinstance(page.get("value"), list):
+            raise GraphError(response.status_code, "MalformedPage",
+                             "the answer is not a collection page (no JSON 'value' list)",
+                             request_id=_request_id(response), method="GET",
+                             path=path.split("?", 1)[0], tenant_id=tenant_id)
+        return page
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import httpx
 
 from receiver.sinks.base import PermanentError, RetryableError, SinkError
+from receiver.transport import Transport
 from receiver.values import parse_retry_after
 
 __all__ = [
@@ -223,8 +224,9 @@ class ClientPool:
             if ca_bundle is not None:
                 verify = ssl.create_default_context(cafile=str(ca_bundle))
             client = httpx.AsyncClient(
-                timeout=self._timeout, verify=verify, follow_redirects=False,
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                timeout=self._timeout, follow_redirects=False,
+                transport=Transport(verify=verify, limits=httpx.Limits(
+                    max_connections=100, max_keepalive_connections=20)),
                 headers={"user-agent": "graph-alert-receiver"})
             self._clients[key] = client
         return client
