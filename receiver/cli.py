@@ -7,9 +7,10 @@ runs, so `receiver --help` and `receiver config check` stay fast and need no Red
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from receiver import __version__
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     from prometheus_client import CollectorRegistry
     from redis.asyncio import Redis
+    from starlette.types import ASGIApp
 
     from receiver.graph.client import GraphClient
     from receiver.scheduler import SchedulerRunner
@@ -98,16 +100,45 @@ def _cmd_web(args: argparse.Namespace) -> int:
         "access_log": False, "log_config": None, "timeout_keep_alive": 75,
         "limit_concurrency": args.limit_concurrency, "backlog": 4096,
     }
-    if args.workers > 1:
-        path = args.config or os.environ["RECEIVER_CONFIG"]
-        os.environ["RECEIVER_CONFIG"] = os.path.abspath(path)
-        uvicorn.run("receiver.web.app:app_from_environment", factory=True,
-                    workers=args.workers, **common)
-    else:
-        from receiver.web.app import create_app
-
-        uvicorn.run(create_app(settings), **common)
+    admin = contextlib.ExitStack()  # in this (the supervising) process only
+    try:
+        admin.enter_context(_admin_server(settings))
+    except ValueError as exc:
+        print(f"receiver web: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    with admin:
+        if args.workers > 1:
+            path = args.config or os.environ["RECEIVER_CONFIG"]
+            os.environ["RECEIVER_CONFIG"] = os.path.abspath(path)
+            uvicorn.run("receiver.cli:web_app_from_environment", factory=True,
+                        workers=args.workers, **common)
+        else:
+            uvicorn.run(_web_app(settings), **common)
     return EXIT_OK
+
+
+def _web_app(settings: Settings, extra_registries: Sequence[CollectorRegistry] = (), *,
+             redis: Redis | None = None, graph: GraphClient | None = None) -> ASGIApp:
+    """The web role's app; with ``actions.enabled``, the action endpoint in front of it (web/
+    may not import the Graph client, so the two meet here)."""
+    from receiver.web.app import create_app
+
+    if not settings.actions.enabled:
+        return create_app(settings, extra_registries=list(extra_registries))
+    from prometheus_client import CollectorRegistry
+
+    from receiver.actions.app import mount
+
+    registry = CollectorRegistry()
+    web = create_app(settings, extra_registries=[*extra_registries, registry])
+    return mount(web, settings, registry=registry, redis=redis, graph=graph)
+
+
+def web_app_from_environment() -> ASGIApp:
+    """uvicorn factory for ``receiver web --workers N``: settings from RECEIVER_CONFIG."""
+    from receiver.settings import load_settings
+
+    return _web_app(load_settings(os.environ["RECEIVER_CONFIG"], environ=os.environ))
 
 
 def _expires_in(seconds: float | None) -> str:
@@ -200,6 +231,20 @@ def _serve_metrics(settings: Settings, registries: list[CollectorRegistry]) -> N
         serve_metrics(settings.metrics.host, settings.metrics.port, registries)
 
 
+@contextlib.contextmanager
+def _admin_server(settings: Settings) -> Iterator[None]:
+    """The status page on admin.port, when one is set, for as long as the role runs
+    (ValueError when the port cannot be had)."""
+    from receiver.admin.server import start_admin
+
+    server = start_admin(settings)
+    try:
+        yield
+    finally:
+        if server is not None:
+            server.stop()
+
+
 def _stop_on_signals(*also: Callable[[], None]) -> asyncio.Event:
     """An event set on SIGINT or SIGTERM (after calling ``also``): how roles stop cleanly."""
     import asyncio
@@ -274,6 +319,15 @@ def _scheduler_runner(settings: Settings, redis: Redis, graph: GraphClient) -> S
     jobs = [Job("backfill", 5.0, run_backfills)]
     if interval:
         jobs.append(Job("poll", interval, poll, poller_registry))
+    if any(t.secure_score.enabled for t in settings.tenants):
+        from receiver.securescore.job import SecureScoreJob
+
+        scores = SecureScoreJob(redis, keys, settings, graph, registry=CollectorRegistry())
+
+        async def check_scores() -> None:
+            await scores.run_all()
+
+        jobs.append(Job("secure_score", scores.interval_s, check_scores, scores.registry))
     return SchedulerRunner(settings.scheduler, lease,
                            Supervisor(settings, graph, redis, guard=lease), jobs=jobs)
 
@@ -302,14 +356,11 @@ async def _worker(settings: Settings) -> int:
 async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     """Every role in one process: the same code paths as `web`, `worker` and `scheduler`."""
     import asyncio
-    import contextlib
-    from collections.abc import Iterator
 
     import uvicorn
 
     from receiver.pipeline.worker import build_worker
     from receiver.streams import connect
-    from receiver.web.app import create_app
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -324,7 +375,8 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         raise
     runner = _scheduler_runner(settings, redis, worker.graph)
     server = _Server(uvicorn.Config(
-        create_app(settings, extra_registries=[*worker.registries, *runner.registries]),
+        _web_app(settings, [*worker.registries, *runner.registries], redis=redis,
+                 graph=worker.graph),
         host=host or settings.web.host, port=port or settings.web.port,
         loop="none", http="httptools", access_log=False, log_config=None,
         timeout_keep_alive=75, backlog=4096))
@@ -353,6 +405,18 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         await redis.aclose()
 
 
+def _tune_gc() -> None:
+    """A long-running role: everything imported so far lives as long as the process, so
+    move it out of the collector's sight (gc.freeze), and collect the young generation less
+    often. Full collections over every module's objects were a visible share of the tail
+    latency under load."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 20, 20)
+
+
 def _run_role(args: argparse.Namespace,
               role: Callable[[Settings], Coroutine[Any, Any, int]]) -> int:
     import asyncio
@@ -365,8 +429,10 @@ def _run_role(args: argparse.Namespace,
     if settings is None:
         return EXIT_ERROR
     setup_logging(settings.logging.level, settings.logging.format)
+    _tune_gc()
     try:
-        return asyncio.run(role(settings))
+        with _admin_server(settings):
+            return asyncio.run(role(settings))
     except (RedisError, OSError) as exc:
         print(f"receiver {args.command}: Redis at {settings.redis.url} unavailable: "
               f"{type(exc).__name__}: {exc}", file=sys.stderr)
@@ -430,6 +496,46 @@ def _ops(name: str, *, needs_redis: bool = True) -> Handler:
 
 def _cmd_scheduler(args: argparse.Namespace) -> int:
     return _run_role(args, _scheduler)
+
+
+def _alerts_update(args: argparse.Namespace) -> int:
+    """`receiver alerts update`: Graph (and Redis for its rate limiter and the audit)."""
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from receiver.actions.command import alert_update
+    from receiver.logs import setup_logging
+    from receiver.streams import make_redis
+
+    settings = _load(args)
+    if settings is None:
+        return EXIT_ERROR
+    setup_logging("WARNING", "text")
+
+    async def run() -> int:
+        redis = make_redis(settings.redis)
+        try:
+            return await alert_update(settings, redis, args)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(run())
+    except (RedisError, OSError) as exc:
+        print(f"receiver alerts update: Redis at {settings.redis.url} unavailable: "
+              f"{type(exc).__name__}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _cmd_secure_score(args: argparse.Namespace) -> int:
+    """`receiver securescore show` and `receiver controls update` (Graph only)."""
+    settings = _load(args)
+    if settings is None:
+        return EXIT_ERROR
+    from receiver.securescore.commands import run
+
+    return run(settings, args)
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
@@ -570,12 +676,57 @@ def build_parser() -> argparse.ArgumentParser:
                            "letters (exit 1 when something needs attention)", _ops("status"))
     _add_config_option(status)
 
+    backfill = add("backfill", "re-read a tenant's alerts changed since a time into the "
+                               "pipeline now (progress on stderr)", _ops("backfill"))
+    _add_config_option(backfill)
+    backfill.add_argument("tenant", metavar="TENANT", help="tenant name or id")
+    since = backfill.add_mutually_exclusive_group()
+    since.add_argument("--since", default=None, metavar="ISO",
+                       help="changes from this time on, e.g. 2026-01-31T08:00:00Z")
+    since.add_argument("--hours", type=float, default=None, metavar="N",
+                       help="changes in the last N hours (default: "
+                            "scheduler.backfill_lookback_s)")
+
     alerts = add("alerts", "an alert's delivery timeline", _ops("alert_show"))
     _add_config_option(alerts)
     alert_actions = actions(alerts, "alerts_command", _ops("alert_show"), [
-        ("show", "which sinks got the alert, when, with how many attempts")])
+        ("show", "which sinks got the alert, when, with how many attempts"),
+        ("update", "update an alert in Graph (status, classification, determination, "
+                   "assignee, comment) and print it as read back")])
     alert_actions["show"].add_argument("id", metavar="ID", help="the alert id")
     alert_actions["show"].add_argument("--tenant", default=None, help="tenant name or id")
+    from receiver.actions import command as alerts_update
+
+    alerts_update.add_arguments(alert_actions["update"])
+    alert_actions["update"].set_defaults(handler=_alerts_update)
+
+    score = add("securescore", "Secure Score: the trend and the top improvement actions",
+                _cmd_secure_score)
+    _add_config_option(score)
+    score_show = actions(score, "action", _cmd_secure_score, [
+        ("show", "a tenant's daily Secure Score (trend table) and the improvement actions "
+                 "worth the most points")])["show"]
+    score_show.add_argument("tenant", metavar="TENANT", help="tenant name or id")
+    score_show.add_argument("--days", type=int, default=30, choices=range(1, 91),
+                            metavar="N", help="days of history, 1-90 (default: 30)")
+    score_show.add_argument("--top", type=int, default=10, choices=range(0, 101),
+                            metavar="N", help="improvement actions to list (default: 10)")
+
+    controls = add("controls", "Secure Score control profiles", _cmd_secure_score)
+    _add_config_option(controls)
+    control_update = actions(controls, "action", _cmd_secure_score, [
+        ("update", "set a Secure Score control's state in Graph, with a comment, and print "
+                   "it as read back")])["update"]
+    control_update.add_argument("id", metavar="ID", help="the control (profile) id, e.g. "
+                                "AdminMFAV2")
+    control_update.add_argument("--tenant", default=None,
+                                help="tenant name or id (needed with several tenants)")
+    control_update.add_argument("--state", required=True, type=str.lower,
+                                choices=["default", "ignored", "thirdparty", "reviewed"],
+                                metavar="default|ignored|thirdParty|reviewed")
+    control_update.add_argument("--comment", required=True, help="why (kept in Graph)")
+    control_update.add_argument("--assigned-to", default=None, metavar="UPN",
+                                help="who owns the control")
 
     config = add("config", "validate configuration", _not_implemented("config"))
     config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")
@@ -606,18 +757,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _sinks_test(settings: Settings, name: str) -> tuple[bool, str]:
-    from redis.asyncio import Redis
-
     from receiver.keys import Keys
     from receiver.pipeline.tickets import RedisTicketStore
     from receiver.sinks.sample import send_sample
+    from receiver.streams import make_redis
 
     config = next(s for s in settings.sinks if s.name == name)
     if config.type not in ("jira", "servicenow"):
         return await send_sample(config)
-    password = settings.redis.password.get_secret_value() if settings.redis.password else None
-    redis = Redis.from_url(settings.redis.url, password=password,
-                           socket_timeout=settings.redis.socket_timeout_s)
+    redis = make_redis(settings.redis)  # one Redis or a cluster, like every role
     try:
         return await send_sample(
             config, tickets=RedisTicketStore(redis, Keys(settings.redis.key_prefix)))

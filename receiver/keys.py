@@ -126,6 +126,23 @@ class Keys:
         """List: delivery timeline of one alert (TTL: delivery record retention)."""
         return self._k("deliveries", tenant_id, alert_id)
 
+    @property
+    def recent_alerts(self) -> str:
+        """Stream: the envelopes of the latest routed alerts, for the status page (no TTL;
+        capped by MAXLEN where written)."""
+        return self._k("stream", "recent")
+
+    def action_link(self, nonce: str) -> str:
+        """String: state of one action link once used (pending, then the audit record), set
+        with NX so a link works once (TTL: until the link expires)."""
+        return self._k("action", _check_name("nonce", nonce))
+
+    @property
+    def actions_audit(self) -> str:
+        """Stream: every triage action and alert update, who, what, when, Graph's answer
+        (no TTL; capped by MAXLEN where written)."""
+        return self._k("stream", "audit", "actions")
+
     def ticket(self, sink: str, tenant_id: str, alert_id: str) -> str:
         """String: the ticket/incident id a sink created for an alert (no TTL)."""
         return self._k("ticket", _check_name("sink", sink), tenant_id, alert_id)
@@ -156,6 +173,11 @@ class Keys:
     def group_meta(self, gid: str) -> str:
         """Hash: sink, route, labels, started, last_sent, version, sent (TTL as above)."""
         return self._k("group", gid, "meta")
+
+    def secure_score(self, tenant_id: str) -> str:
+        """Hash: the Secure Score watch's state per tenant: ``evaluated`` (the last score date
+        checked, YYYY-MM-DD) and ``digest_week`` (the last digest's ISO week) (no TTL)."""
+        return self._k("securescore", tenant_id)
 
     @property
     def backfill_requests(self) -> str:

@@ -19,6 +19,7 @@ from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.deliver import describe_dlq_entry, replay
 from receiver.pipeline.route import expire_silence, load_silences, save_silence
+from receiver.progress import Progress
 from receiver.routing.config import load_routes, parse_duration
 from receiver.routing.grouping import group_labels
 from receiver.routing.silences import Silence, silenced_by
@@ -158,12 +159,16 @@ async def dlq(settings: Settings, redis: Redis, args: argparse.Namespace) -> int
             since_ms = int((datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
                             ).timestamp() * 1000)
         total = 0
-        for sink in sinks:
-            ids = [args.id] if args.id else None
-            moved = await replay(redis, keys, sink, entry_ids=ids, since_ms=since_ms)
-            if moved:
-                print(f"{sink}: {moved} replayed")
-            total += moved
+        # All of them: the DLQ sizes are the total; --since: unknown until read.
+        size = sum([int(await redis.xlen(keys.dlq(s))) for s in sinks]) if args.all else None
+        with Progress("dlq replay", 1 if args.id else size) as progress:
+            for sink in sinks:
+                ids = [args.id] if args.id else None
+                moved = await replay(redis, keys, sink, entry_ids=ids, since_ms=since_ms,
+                                     on_moved=progress.advance)
+                if moved:
+                    print(f"{sink}: {moved} replayed")
+                total += moved
         print(f"{total} deliveries back in their queues")
         return OK
     # purge
@@ -196,74 +201,101 @@ async def alert_show(settings: Settings, redis: Redis, args: argparse.Namespace)
     return OK
 
 
-async def _stream_backlog(redis: Redis, stream: str, group: str, delayed_key: str
-                          ) -> tuple[int, int, int]:
-    unread = pending = 0
-    try:
-        groups: Any = await redis.xinfo_groups(stream)
-    except Exception:  # no stream yet
-        groups = []
-    for g in groups:
-        if g["name"].decode() == group:
-            unread, pending = int(g.get("lag") or 0), int(g.get("pending") or 0)
-    return unread, pending, int(await redis.zcard(delayed_key))
-
-
 async def status(settings: Settings, redis: Redis, args: argparse.Namespace) -> int:
-    """The health summary: processes alive, subscriptions, backlog per stage, DLQ sizes."""
-    import time
+    """The health summary: processes alive, subscriptions, backlog per stage, DLQ sizes (the
+    status page shows the same, from :func:`receiver.admin.health.gather`)."""
+    from receiver.admin.health import gather
 
-    from receiver import registry
-
-    keys = Keys(settings.redis.key_prefix)
-    now = time.time()
-    healthy = True
-    alive: list[list[str]] = []
-    async for key in redis.scan_iter(match=f"{settings.redis.key_prefix}:health:*", count=500):
-        raw = await redis.get(key)
-        if raw:
-            data = json.loads(raw)
-            role, instance = key.decode().split(":health:", 1)[1].split(":", 1)
-            alive.append([role, instance, data.get("stream", ""),
-                          f"{now - float(data.get('at', now)):.0f}s ago"])
+    health = await gather(settings, redis)
     print("processes (heartbeat within their TTL):")
-    print(_table(sorted(alive), ["role", "instance", "stream", "seen"]) if alive
+    alive = [[p.role, p.instance, p.stream, f"{p.seen_s_ago:.0f}s ago"]
+             for p in health.processes]
+    print(_table(alive, ["role", "instance", "stream", "seen"]) if alive
           else "  none: no worker is running")
-    leader: Any = await redis.get(keys.leader)
-    holder = leader.decode() if isinstance(leader, bytes) else leader
-    print(f"scheduler lease: {'held by ' + holder if holder else 'FREE (no scheduler)'}")
-    healthy &= bool(alive) and bool(leader)
-
-    _, records = await registry.load_all(redis, keys)
-    names = {t.tenant_id: t.name for t in settings.tenants}
-    rows = []
-    for r in sorted(records.values(), key=lambda r: r.expires_at):
-        left = r.expires_at - now
-        state = "EXPIRED" if left <= 0 else ("expiring" if left < 24 * 3600 else "ok")
-        healthy &= left > 0
-        rows.append([names.get(r.tenant_id, r.tenant_id), r.resource, r.subscription_id,
-                     f"{left / 3600:.1f}h", state])
+    print(f"scheduler lease: "
+          f"{'held by ' + health.leader if health.leader else 'FREE (no scheduler)'}")
+    rows = [[s.tenant, s.resource, s.subscription_id, f"{s.expires_in_s / 3600:.1f}h",
+             s.state] for s in health.subscriptions]
     print("\nsubscriptions:")
     print(_table(rows, ["tenant", "resource", "id", "expires in", "state"]) if rows
           else "  none registered")
-    wanted = sum(len(t.subscriptions) for t in settings.tenants)
-    if wanted > len(records):
-        healthy = False
-        print(f"  {wanted - len(records)} wanted subscription(s) missing")
-
-    stages = [(keys.notifications, "fetch"), (keys.alerts, "route"),
-              *((keys.sink(s.name), "deliver") for s in settings.sinks)]
-    rows = []
-    for stream, group in stages:
-        unread, pending, delayed = await _stream_backlog(redis, stream, group,
-                                                         keys.delayed(stream))
-        rows.append([stream.removeprefix(settings.redis.key_prefix + ":stream:"), group,
-                     str(unread), str(pending), str(delayed)])
+    if health.missing_subscriptions:
+        print(f"  {health.missing_subscriptions} wanted subscription(s) missing")
+    rows = [[st.stream, st.stage, str(st.unread), str(st.pending), str(st.delayed),
+             "-" if st.oldest_s is None else f"{st.oldest_s:.0f}s"] for st in health.stages]
     print("\nbacklog:")
-    print(_table(rows, ["stream", "stage", "unread", "pending", "delayed"]))
-    rows = [[s.name, str(await redis.xlen(keys.dlq(s.name)))] for s in settings.sinks]
-    poisoned = int(await redis.xlen(keys.poison))
+    print(_table(rows, ["stream", "stage", "unread", "pending", "delayed", "oldest"]))
+    rows = [[s.name, str(s.dead_letters)] for s in health.sinks]
     print("\ndead letters:")
-    print(_table([*rows, ["(poison stream)", str(poisoned)]], ["sink", "entries"]))
-    print(f"\noverall: {'OK' if healthy else 'ATTENTION NEEDED'}")
-    return OK if healthy else ERROR
+    print(_table([*rows, ["(poison stream)", str(health.poisoned)]], ["sink", "entries"]))
+    print(f"\noverall: {'OK' if health.healthy else 'ATTENTION NEEDED'}")
+    for problem in health.problems:
+        print(f"  {problem}")
+    return OK if health.healthy else ERROR
+
+
+def _backfill_since(args: argparse.Namespace, settings: Settings) -> datetime:
+    """When a backfill starts: --since (ISO 8601), --hours, or the scheduler's lookback."""
+    now = datetime.now(UTC)
+    if args.since:
+        try:
+            since = datetime.fromisoformat(args.since.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"--since {args.since!r} is not an ISO 8601 time "
+                             "(e.g. 2026-01-31T08:00:00Z)") from None
+        since = since if since.tzinfo else since.replace(tzinfo=UTC)
+    elif args.hours is not None:
+        if not 0 < args.hours <= 30 * 24:
+            raise ValueError("--hours must be more than 0 and at most 720 (30 days)")
+        since = now - timedelta(hours=args.hours)
+    else:
+        since = now - timedelta(seconds=settings.scheduler.backfill_lookback_s)
+    if since >= now:
+        raise ValueError(f"--since {since.isoformat()} is not in the past")
+    return since
+
+
+async def backfill(settings: Settings, redis: Redis, args: argparse.Namespace) -> int:
+    """Re-read one tenant's alerts changed since a time into the pipeline, now (the poller's
+    backfill, as the scheduler runs it after a `missed` lifecycle event)."""
+    from receiver.entries import BackfillRequest
+    from receiver.graph.auth import GraphAuthError
+    from receiver.graph.client import GraphError, client_for
+    from receiver.graph.poller import Poller
+
+    tenant = next((t for t in settings.tenants if args.tenant in (t.name, t.tenant_id)), None)
+    if tenant is None:
+        print(f"receiver backfill: no tenant {args.tenant!r} (tenants: "
+              f"{', '.join(t.name for t in settings.tenants) or 'none'})", file=sys.stderr)
+        return ERROR
+    try:
+        since = _backfill_since(args, settings)
+    except ValueError as exc:
+        print(f"receiver backfill: {exc}", file=sys.stderr)
+        return ERROR
+    graph = client_for(settings, redis)
+
+    class _Counted:
+        """The Graph client, counting the items the poller reads (the progress display)."""
+
+        async def pages(self, tenant_id: str, path: str, params: dict[str, str] | None = None
+                        ) -> Any:
+            async for item in graph.pages(tenant_id, path, params):
+                yield item
+                progress.advance()
+
+    request = BackfillRequest(tenant_id=tenant.tenant_id, reason="manual",
+                              since=since.isoformat().replace("+00:00", "Z"),
+                              requested_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+    try:
+        with Progress(f"backfill {tenant.name}") as progress:
+            count = await Poller(redis, Keys(settings.redis.key_prefix), settings,
+                                 _Counted()).backfill(request)
+    except (GraphError, GraphAuthError) as exc:
+        print(f"receiver backfill: {exc}", file=sys.stderr)
+        return ERROR
+    finally:
+        await graph.aclose()
+    print(f"backfill {tenant.name}: {count} alert(s) changed since {request.since} queued; "
+          "the workers fetch and route them (duplicates of what was delivered are dropped)")
+    return OK

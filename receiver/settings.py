@@ -17,6 +17,7 @@ all at once, before anything starts. No secret value is ever part of a message.
 
 from __future__ import annotations
 
+import ipaddress
 import types
 import typing
 import uuid
@@ -111,6 +112,9 @@ class RedisSettings(Model):
     socket_timeout_s: float = Field(2.0, gt=0, le=60)
     connect_retries: int = Field(5, ge=0, le=100)
     max_connections: int = Field(64, ge=1, le=10_000)
+    # The URL names one node of a Redis Cluster; the client discovers the others. Every key
+    # shares the prefix's hash tag, so pipelines and scripts stay on one slot.
+    cluster: bool = False
 
     @field_validator("key_prefix")
     @classmethod
@@ -119,6 +123,16 @@ class RedisSettings(Model):
         if problem:
             raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _cluster_url(self) -> RedisSettings:
+        if self.cluster:
+            parts = urlsplit(self.url)
+            if parts.scheme == "unix":
+                raise ValueError("cluster: true needs a redis:// or rediss:// URL, not unix://")
+            if parts.path.strip("/") not in ("", "0"):
+                raise ValueError("cluster: true needs database 0 (a cluster has no other)")
+        return self
 
 
 class DecryptionCertificate(Model):
@@ -243,6 +257,28 @@ class PollSettings(Model):
     initial_lookback_s: float = Field(3600.0, ge=0, le=30 * 86_400)
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class SecureScoreSettings(Model):
+    """The Secure Score watch of one tenant (receiver.securescore): daily, leader only."""
+
+    enabled: bool = False
+    # How often to look for a new daily score (Graph computes one a day).
+    interval_s: float = Field(86_400.0, ge=60, le=7 * 86_400)
+    # A day's score lower than the day before by more than this many points is a drop.
+    drop_threshold: float = Field(2.0, ge=0, le=10_000)
+    # A control whose score falls by more than this many points has regressed.
+    control_threshold: float = Field(0.5, ge=0, le=10_000)
+    # The weekly digest goes out on the first run in a week on or after this day; null: none.
+    digest_weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday",
+                            "saturday", "sunday"] | None = "monday"
+    top_actions: int = Field(5, ge=0, le=50)  # improvement actions in the digest
+    history_days: int = Field(30, ge=2, le=90)  # the trend's length (Graph keeps 90 days)
+    # On the first run (nothing evaluated yet), how many past days to check for drops.
+    initial_lookback_days: int = Field(1, ge=1, le=90)
+
+
 class TenantSettings(Model):
     name: Name
     tenant_id: Guid
@@ -251,6 +287,7 @@ class TenantSettings(Model):
     certificate: CertificateCredential | None = None
     subscriptions: list[SubscriptionSpec] = Field(default_factory=list)
     poll: PollSettings = Field(default_factory=PollSettings)
+    secure_score: SecureScoreSettings = Field(default_factory=SecureScoreSettings)
 
     @model_validator(mode="after")
     def _one_credential(self) -> TenantSettings:
@@ -269,6 +306,37 @@ class MetricsSettings(Model):
     # 0: no metrics endpoint (the default: several processes on one machine would collide);
     # deployments set it, e.g. RECEIVER_METRICS__PORT=9108.
     port: int = Field(0, ge=0, le=65535)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+class AdminSettings(Model):
+    """The admin server: the read-only status page (receiver/admin). Off by default."""
+
+    host: str = "127.0.0.1"
+    # 0: no admin server (the default).
+    port: int = Field(0, ge=0, le=65535)
+    # Required for /status when set (Authorization: Bearer, or as the HTTP Basic password so a
+    # browser can prompt for it); token_file / token_env like every secret.
+    token: Secret | None = None
+    # How many of the latest alerts the page shows, with their timelines and card previews.
+    recent_alerts: int = Field(20, ge=1, le=200)
+
+    @model_validator(mode="after")
+    def _guarded(self) -> AdminSettings:
+        if self.token is not None and len(self.token.get_secret_value()) < 16:
+            raise ValueError("token must be at least 16 characters")
+        if self.port and self.token is None and not _is_loopback(self.host):
+            raise ValueError(f"host {self.host} is reachable from other machines: set token "
+                             "(or token_file / token_env), or listen on 127.0.0.1")
+        return self
 
 
 class WorkerSettings(Model):
@@ -308,6 +376,48 @@ class SchedulerSettings(Model):
         return self
 
 
+ACTION_NAMES = ("take", "resolve_true_positive", "resolve_false_positive")
+
+
+class SigningKey(Model):
+    """One HMAC key for action links. The first of the list signs; every one verifies, so a
+    key is rotated by putting the new one first and dropping the old one after the link TTL."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,32}$")
+    key: Secret
+
+    @field_validator("key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr) -> SecretStr:
+        if len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes (e.g. the output of "
+                             "`openssl rand -base64 48`)")
+        return value
+
+
+class ActionsSettings(Model):
+    """Triage links in messages ("Take it", "Resolve: true positive", ...), served by the web
+    role under ``path`` at ``base_url`` (default: web.public_url)."""
+
+    enabled: bool = False
+    base_url: HttpUrl | None = None
+    path: str = Field("/actions", pattern=r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$")
+    signing_keys: list[SigningKey] = Field(default_factory=list, max_length=8)
+    link_ttl_s: int = Field(7 * 86_400, ge=60, le=90 * 86_400)
+    actions: list[Literal["take", "resolve_true_positive", "resolve_false_positive"]] = Field(
+        default_factory=lambda: list(ACTION_NAMES), min_length=1)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _keys(self) -> ActionsSettings:
+        if self.enabled and not self.signing_keys:
+            raise ValueError("enabled actions need signing_keys (id and key, key_file or "
+                             "key_env)")
+        ids = [k.id for k in self.signing_keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError("signing key ids must be unique")
+        return self
+
+
 class LoggingSettings(Model):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -322,10 +432,12 @@ class Settings(Model):
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
     tenants: list[TenantSettings] = Field(default_factory=list)
     sinks: list[SinkSettings] = Field(default_factory=list)
     routes_file: FilePath | None = None
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    actions: ActionsSettings = Field(default_factory=ActionsSettings)
     # The config file's path, for messages.
     _source: str = PrivateAttr(default="<defaults>")
 
@@ -343,6 +455,15 @@ class Settings(Model):
             dupes = sorted({v for v in values if values.count(v) > 1})
             if dupes:
                 raise ValueError(f"duplicate {what}: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _actions_path(self) -> Settings:
+        path = self.actions.path
+        taken = (self.web.notification_path, self.web.lifecycle_path, "/healthz", "/readyz",
+                 "/metrics")
+        if self.actions.enabled and any(p == path or p.startswith(path + "/") for p in taken):
+            raise ValueError(f"actions.path {path} would hide a web endpoint; choose another")
         return self
 
     def tenant(self, tenant_id: str) -> TenantSettings | None:

@@ -18,12 +18,14 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
+from receiver.envelope import Envelope
 from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.consumer import Entry, Poison, Retry
@@ -104,12 +106,19 @@ def delivery_counter(registry: CollectorRegistry | None) -> Counter:
                    ["sink", "outcome"], registry=registry)
 
 
+# Envelope -> (label, url) triage links (receiver.actions.links.ActionLinks.for_alert).
+ActionLinksFor = Callable[[Envelope], tuple[tuple[str, str], ...]]
+
+
 class DeliverStage:
     def __init__(self, redis: Redis, keys: Keys, sink: Sink, policy: DeliverPolicy | None = None,
-                 *, outcomes: Counter | None = None) -> None:
+                 *, outcomes: Counter | None = None, links: ActionLinksFor | None = None
+                 ) -> None:
         self.redis = redis
         self.keys = keys
         self.sink = sink
+        # Signed triage links for the message (receiver.actions), when the sink shows them.
+        self.links = links
         self.policy = policy or DeliverPolicy()
         self.breaker = CircuitBreaker(self.policy.breaker_threshold,
                                       self.policy.breaker_cooldown_s)
@@ -132,7 +141,9 @@ class DeliverStage:
         await self._pacer.wait()
         name = self.sink.name
         try:
-            result = await self.sink.send(envelope, Delivery(route=route, attempt=entry.attempt))
+            actions = self.links(envelope) if self.links is not None else ()
+            result = await self.sink.send(envelope, Delivery(route=route, attempt=entry.attempt,
+                                                             actions=actions))
         except RetryableError as exc:
             self.breaker.failure()
             age_s = self._age_s(entry)
@@ -195,9 +206,11 @@ class DeliverStage:
 
 
 async def replay(redis: Redis, keys: Keys, sink: str, *, entry_ids: list[str] | None = None,
-                 since_ms: int | None = None) -> int:
+                 since_ms: int | None = None,
+                 on_moved: Callable[[], object] | None = None) -> int:
     """Move dead-lettered deliveries back into the sink's stream (all, some, or since a
-    time); returns how many. Each moves atomically."""
+    time); returns how many. Each moves atomically; ``on_moved`` is called after each
+    (the CLI's progress display)."""
     moved = 0
     entries: Any = await redis.xrange(keys.dlq(sink))
     for entry_id, fields in entries:
@@ -212,6 +225,8 @@ async def replay(redis: Redis, keys: Keys, sink: str, *, entry_ids: list[str] | 
             pipe.xdel(keys.dlq(sink), eid)
             await pipe.execute()
         moved += 1
+        if on_moved is not None:
+            on_moved()
     return moved
 
 

@@ -2,7 +2,9 @@
 
 One Redis list per alert; each event is a small JSON object: routed, silenced, delivered,
 retrying, dead-lettered, with the sink, attempt and a detail. `receiver alerts show ID` and
-the status page read it.
+the status page read it. The route stage also keeps the envelopes of the latest alerts in a
+capped stream (:func:`remember`): the pipeline streams delete what they handled, and the page
+lists the last alerts and previews their cards from it.
 """
 
 from __future__ import annotations
@@ -45,3 +47,21 @@ async def timeline(redis: Redis, keys: Keys, tenant_id: str, alert_id: str
                    ) -> list[dict[str, Any]]:
     raw = await redis.lrange(keys.deliveries(tenant_id, alert_id), 0, -1)
     return [json.loads(r) for r in raw]
+
+
+# The latest routed (or silenced) alerts, newest last: what the status page lists. Trimmed
+# approximately, so Redis may keep up to one stream node (100 entries) more.
+RECENT_MAXLEN = 200
+
+
+def remember(pipe: Pipeline | Redis, keys: Keys, envelope: bytes, first: bytes = b"1",
+             changes: bytes = b"") -> None:
+    """Queue the alert's envelope on the recent-alerts stream (on the caller's pipeline)."""
+    pipe.xadd(keys.recent_alerts, {"e": envelope, "first": first, "changes": changes},
+              maxlen=RECENT_MAXLEN, approximate=True)
+
+
+async def recent(redis: Redis, keys: Keys, count: int) -> list[tuple[str, dict[bytes, bytes]]]:
+    """The ``count`` latest remembered alerts, newest first: (stream id, fields)."""
+    entries: Any = await redis.xrevrange(keys.recent_alerts, count=count)
+    return [(entry_id.decode(), fields) for entry_id, fields in entries]

@@ -78,9 +78,13 @@ class RouteStage:
         silence = silenced_by(envelope, await self._active_silences(), datetime.now(UTC))
         if silence is not None:
             self.outcomes.labels("silenced").inc()
-            await records.record(self.redis, self.keys, envelope.tenant_id, envelope.id,
-                                 records.event("silenced", silence=silence.id,
-                                               version=envelope.version))
+            async with self.redis.pipeline(transaction=True) as pipe:
+                records.add(pipe, self.keys, envelope.tenant_id, envelope.id,
+                            records.event("silenced", silence=silence.id,
+                                          version=envelope.version))
+                records.remember(pipe, self.keys, entry.value, entry.fields.get(b"first", b"1"),
+                                 entry.fields.get(b"changes", b""))
+                await pipe.execute()
             return
         decisions = [d for d in route(self.routes.route, envelope) if d.sink in self.sinks]
         events = []
@@ -107,6 +111,8 @@ class RouteStage:
                 events.append(records.event("unrouted", version=envelope.version))
             records.add(pipe, self.keys, envelope.tenant_id, envelope.id, *events)
             entry.ack_with(pipe)
+            records.remember(pipe, self.keys, entry.value, entry.fields.get(b"first", b"1"),
+                             entry.fields.get(b"changes", b""))
             await pipe.execute()
         self.outcomes.labels("routed" if decisions else "unrouted").inc()
         log.debug("routed to %s", json.dumps([d.sink for d in decisions]),

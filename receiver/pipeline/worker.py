@@ -131,8 +131,15 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
     stages = [(keys.notifications, "fetch", ws.fetch_concurrency, fetch.handle),
               (keys.alerts, "route", ws.route_concurrency, route.handle)]
     deliveries = delivery_counter(registry)
+    links = None
+    if settings.actions.enabled:  # triage buttons in Teams cards, Slack messages, emails
+        from receiver.actions.links import LINK_SINK_TYPES, ActionLinks
+
+        links = ActionLinks.from_settings(settings).for_alert
     for name in sinks.names():
-        stage = DeliverStage(redis, keys, sinks[name], outcomes=deliveries)
+        stage = DeliverStage(redis, keys, sinks[name], outcomes=deliveries,
+                             links=links if links and sinks[name].type in LINK_SINK_TYPES
+                             else None)
         stages.append((keys.sink(name), "deliver", ws.deliver_concurrency, stage.handle))
     for stream, group, concurrency, handler in stages:
         worker.consumers.append(Consumer(redis, keys, config(stream, group, concurrency),

@@ -222,6 +222,23 @@ async def update_alert(request: Request, sim: Simulator) -> Response:
     raise ControlError(404, f"unknown alert {alert_id}")
 
 
+async def delete_alert(request: Request, sim: Simulator) -> Response:
+    """Remove an alert (Graph then answers 404 for it). With ``notify`` (a changeType), a
+    notification for it is still posted afterwards: the one that was in flight when it went."""
+    body = await _body(request)
+    tenant = _tenant(sim, body.get("tenantId"))
+    alert_id = request.path_params["id"]
+    notify = body.get("notify")
+    if notify is not None and notify not in ("created", "updated", "deleted"):
+        raise ControlError(400, "notify must be created, updated or deleted")
+    alert = tenant.data.legacy_alerts.pop(alert_id, None)
+    if alert is None and tenant.data.alerts_v2.pop(alert_id, None) is None:
+        raise ControlError(404, f"unknown alert {alert_id}")
+    queued = sim.notifier.alert_changed(tenant.tenant_id, alert, notify) if alert and notify \
+        else 0
+    return _json({"deleted": alert_id, "notified": queued})
+
+
 async def create_incidents(request: Request, sim: Simulator) -> Response:
     body = await _body(request)
     tenant = _tenant(sim, body.get("tenantId"))
@@ -421,6 +438,7 @@ routes = [
     Route(f"{P}/alerts", control(create_alerts), methods=["POST"]),
     Route(f"{P}/alerts", control(list_alerts), methods=["GET"]),
     Route(f"{P}/alerts/{{id}}", control(update_alert), methods=["PATCH"]),
+    Route(f"{P}/alerts/{{id}}", control(delete_alert), methods=["DELETE"]),
     Route(f"{P}/incidents", control(create_incidents), methods=["POST"]),
     Route(f"{P}/secure-scores", control(seed_secure_scores), methods=["POST"]),
     Route(f"{P}/faults", control(get_faults), methods=["GET"]),

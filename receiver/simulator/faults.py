@@ -16,6 +16,7 @@ FAULT_KINDS = (
     "token_failure",
     "drop_notifications",
     "duplicate_notifications",
+    "reorder_notifications",
 )
 
 
@@ -30,6 +31,7 @@ class Faults:
     token_failure_status: int = 503
     drop_notifications: int = 0
     duplicate_notifications: int = 0
+    reorder_notifications: int = 0
 
     def inject(self, kind: str, body: dict[str, Any]) -> None:
         count = int(body.get("count", 1))
@@ -52,6 +54,8 @@ class Faults:
             self.drop_notifications = count
         elif kind == "duplicate_notifications":
             self.duplicate_notifications = count
+        elif kind == "reorder_notifications":
+            self.reorder_notifications = count
         else:
             raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
 
@@ -71,6 +75,7 @@ class Faults:
             "token_failure": {"count": self.token_failures, "status": self.token_failure_status},
             "drop_notifications": {"count": self.drop_notifications},
             "duplicate_notifications": {"count": self.duplicate_notifications},
+            "reorder_notifications": {"count": self.reorder_notifications},
         }
 
 

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 LIFECYCLE_EVENTS = ("reauthorizationRequired", "subscriptionRemoved", "missed")
 MAX_RECORDED_DELIVERIES = 20_000
+REORDER_HOLD_S = 2.0  # the longest the reorder fault holds items back
 
 
 def _verify(setting: bool | str) -> bool | ssl.SSLContext:
@@ -46,6 +47,8 @@ class Notifier:
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
         self._sequence = 0
+        self._held: list[tuple[str, dict[str, Any]]] = []
+        self._held_timer: asyncio.TimerHandle | None = None
 
     # lifecycle of the notifier itself
 
@@ -55,6 +58,9 @@ class Notifier:
         )
 
     async def stop(self) -> None:
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -73,7 +79,7 @@ class Notifier:
         return self._client
 
     def idle(self) -> bool:
-        return not self._pending and not self._tasks
+        return not self._pending and not self._tasks and not self._held
 
     # validation handshake
 
@@ -112,6 +118,10 @@ class Notifier:
             item = self._change_item(subscription, alert["id"], change_type)
             if sim.faults.take("drop_notifications"):
                 sim.counters["notifications.dropped"] += 1
+                continue
+            if sim.faults.take("reorder_notifications"):
+                self._hold(subscription.notification_url, item)
+                queued += 1
                 continue
             copies = 2 if sim.faults.take("duplicate_notifications") else 1
             if copies == 2:
@@ -161,6 +171,31 @@ class Notifier:
                 since=time.monotonic(),
             )
         )
+
+    # reordering (the reorder_notifications fault)
+
+    def _hold(self, url: str, item: dict[str, Any]) -> None:
+        """Hold the item back; when the fault's count is used up (or 2 s passed), post the
+        held items newest first, one POST each, one after the other."""
+        self._held.append((url, item))
+        self.sim.counters["notifications.reordered"] += 1
+        if self.sim.faults.reorder_notifications <= 0:
+            self._release_held()
+        elif self._held_timer is None:
+            loop = asyncio.get_running_loop()
+            self._held_timer = loop.call_later(REORDER_HOLD_S, self._release_held)
+
+    def _release_held(self) -> None:
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        held, self._held = self._held[::-1], []
+        if held:
+            self._spawn(self._deliver_each(held))
+
+    async def _deliver_each(self, held: list[tuple[str, dict[str, Any]]]) -> None:
+        for url, item in held:
+            await self._deliver(url, [item], kind="notification", since=time.monotonic())
 
     # batching and delivery
 
@@ -270,6 +305,10 @@ class Notifier:
 
     def cancel_all(self) -> None:
         """Forget queued batches and stop retries in flight (control API reset)."""
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        self._held.clear()
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()

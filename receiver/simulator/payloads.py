@@ -32,6 +32,15 @@ V2_CLASSIFICATIONS = (
     "informationalExpectedActivity",
     "unknownFutureValue",
 )
+# Secure Score controls in the daily snapshots: (category, controlName, maximum points).
+SCORE_CONTROLS = (
+    ("Identity", "AdminMFAV2", 10.0),
+    ("Identity", "MFARegistrationV2", 9.0),
+    ("Identity", "BlockLegacyAuthentication", 8.0),
+    ("Data", "DLPEnabled", 4.0),
+    ("Apps", "mdo_safelinksforOfficeApps", 3.0),
+    ("Device", "scid_2010", 2.0),
+)
 INCIDENT_STATUSES = (
     "active",
     "resolved",
@@ -503,30 +512,42 @@ class PayloadFactory:
         drop_on_day: int | None = None,
         drop_by: float = 15.0,
     ) -> list[dict[str, Any]]:
-        """Daily snapshots, newest first; day 0 is today, `drop_on_day` N days ago drops."""
+        """Daily snapshots, newest first; day 0 is today, `drop_on_day` N days ago drops.
+
+        Control scores hold from day to day, as in a real tenant whose settings do not change;
+        on the drop days the lost points come off the controls in order (the first control
+        regresses first), so the drop shows in `controlScores` too.
+        """
         max_score = 350.0
         score = 180.0 + self.rng.uniform(0, 40)
+        shares = [self.rng.uniform(0.3, 1.0) for _ in SCORE_CONTROLS]
         snapshots: list[dict[str, Any]] = []
         midnight = today.replace(hour=0, minute=0, second=0, microsecond=0)
         for age in range(days - 1, -1, -1):
             score = min(max_score, score + self.rng.uniform(-1.0, 2.0))
-            value = score - (drop_by if drop_on_day is not None and age <= drop_on_day else 0.0)
+            lost = drop_by if drop_on_day is not None and age <= drop_on_day else 0.0
             day = midnight - dt.timedelta(days=age)
-            snapshots.append(self._snapshot(tenant_id, day, round(value, 2), max_score))
+            snapshots.append(
+                self._snapshot(tenant_id, day, round(score - lost, 2), max_score, shares, lost)
+            )
         snapshots.reverse()
         return snapshots
 
     def _snapshot(
-        self, tenant_id: str, day: dt.datetime, score: float, max_score: float
+        self,
+        tenant_id: str,
+        day: dt.datetime,
+        score: float,
+        max_score: float,
+        shares: list[float],
+        lost: float,
     ) -> dict[str, Any]:
-        controls = [
-            ("Identity", "AdminMFAV2", 10.0),
-            ("Identity", "MFARegistrationV2", 9.0),
-            ("Identity", "BlockLegacyAuthentication", 8.0),
-            ("Data", "DLPEnabled", 4.0),
-            ("Apps", "mdo_safelinksforOfficeApps", 3.0),
-            ("Device", "scid_2010", 2.0),
-        ]
+        controls = []
+        for (cat, name, top), share in zip(SCORE_CONTROLS, shares, strict=True):
+            points = round(top * share, 2)
+            cut = min(points, lost)
+            lost -= cut
+            controls.append((cat, name, round(points - cut, 2)))
         return {
             "id": f"{tenant_id}_{day:%Y-%m-%d}",
             "azureTenantId": tenant_id,
@@ -556,14 +577,14 @@ class PayloadFactory:
                     "controlCategory": cat,
                     "controlName": name,
                     "description": f"{name} control",
-                    "score": round(top * self.rng.uniform(0.3, 1.0), 2),
+                    "score": points,
                     "scoreInPercentage": None,
                     "lastSynced": iso(day),
                     "implementationStatus": None,
                     "count": None,
                     "total": None,
                 }
-                for cat, name, top in controls
+                for cat, name, points in controls
             ],
         }
 

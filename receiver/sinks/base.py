@@ -59,6 +59,8 @@ class Delivery:
     attempt: int = 1
     # Extra recipients or settings chosen by the route (e.g. email recipients), if any.
     params: tuple[tuple[str, str], ...] = ()
+    # Triage links (label, url) the message carries, signed by the deliver stage (actions).
+    actions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import Any
 import aiosmtplib
 
 from receiver.envelope import Envelope
+from receiver.securescore import render as secure_score
 from receiver.sinkconfig import TEMPLATE_NAMES, EmailSinkSettings
 from receiver.sinks import http
 from receiver.sinks.base import (
@@ -58,6 +59,7 @@ class EmailSink(BaseSink):
         self._password = config.password.get_secret_value() if config.password else None
         http.register_secret(self._password)
         self.templates = Templates("email", TEMPLATE_NAMES["email"], config.templates)
+        self.score_templates = Templates("email", secure_score.TEMPLATE_NAMES["email"])
         self._tls_context: ssl.SSLContext | None = None
         if config.tls != "none":
             self._tls_context = ssl.create_default_context(
@@ -77,8 +79,14 @@ class EmailSink(BaseSink):
             raise PermanentError(f"email sink {self.name}: no recipients (set to, or route "
                                  "params)")
         ctx = context(envelope, delivery, self.name)
+        templates, (subject, text, html) = self.templates, ("subject.txt", "body.txt",
+                                                            "body.html")
+        if secure_score.is_secure_score(envelope):  # its own templates and an inline chart
+            ctx.update(secure_score.context(envelope))
+            templates, (subject, text, html) = (self.score_templates,
+                                                secure_score.TEMPLATE_NAMES["email"])
         msg = EmailMessage()
-        msg["Subject"] = " ".join(self.templates.render("subject.txt", ctx).split())
+        msg["Subject"] = " ".join(templates.render(subject, ctx).split())
         msg["From"] = self.config.sender
         if to:
             msg["To"] = ", ".join(to)
@@ -95,8 +103,10 @@ class EmailSink(BaseSink):
         msg["X-Graph-Alert-Id"] = envelope.id
         msg["X-Graph-Tenant-Id"] = envelope.tenant_id
         msg["X-Graph-Severity"] = envelope.severity
-        msg.set_content(self.templates.render("body.txt", ctx) + "\n")
-        msg.add_alternative(self.templates.render("body.html", ctx) + "\n", subtype="html")
+        msg.set_content(templates.render(text, ctx) + "\n")
+        msg.add_alternative(templates.render(html, ctx) + "\n", subtype="html")
+        if secure_score.is_secure_score(envelope):
+            secure_score.attach_chart(msg, envelope)
         return msg
 
     def graph_message(self, envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
@@ -116,6 +126,7 @@ class EmailSink(BaseSink):
             "internetMessageHeaders": [
                 {"name": name, "value": str(msg[name])}
                 for name in ("X-Graph-Alert-Id", "X-Graph-Tenant-Id", "X-Graph-Severity")],
+            **secure_score.graph_attachments(msg),
         }, "saveToSentItems": False}
 
     async def _send(self, envelope: Envelope, delivery: Delivery) -> Result:

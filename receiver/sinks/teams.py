@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from receiver.envelope import Envelope
+from receiver.securescore import render as secure_score
 from receiver.sinkconfig import TEMPLATE_NAMES, TeamsSinkSettings
 from receiver.sinks import http
 from receiver.sinks.base import BaseSink, Delivery, Result
@@ -45,6 +46,7 @@ class TeamsSink(BaseSink):
         self._url = config.url.get_secret_value()
         http.register_url(self._url)
         self.templates = Templates("teams", TEMPLATE_NAMES["teams"], config.templates)
+        self.score_templates = Templates("teams", secure_score.TEMPLATE_NAMES["teams"])
         self._client = pool.client(config.ca_bundle)
 
     def payload(self, envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
@@ -54,6 +56,9 @@ class TeamsSink(BaseSink):
         if self.config.format == "messagecard":
             doc: dict[str, Any] = self.templates.render_json("messagecard.json", ctx)
             return doc
+        if secure_score.is_secure_score(envelope):  # a compact score card
+            ctx.update(secure_score.context(envelope))
+            return wrap(self.score_templates.render_json("secure_score.json", ctx))
         card: dict[str, Any] = self.templates.render_json("adaptive.json", ctx)
         return wrap(card)
 

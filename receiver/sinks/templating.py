@@ -4,9 +4,10 @@ Each sink renders named templates (``receiver/sinks/templates/<type>/<name>.j2``
 ``templates: {name: file}`` replaces any of them. Names ending in ``.html`` are autoescaped;
 names ending in ``.json`` must render a JSON document (use the ``tojson`` filter for values).
 Every template sees the same context (:func:`context`): ``alert`` (the Envelope), ``facts``,
-``changes``, ``severity_label``, ``portal_url``, ``route``, ``attempt``, ``sink`` and whatever
-the sink adds. All templates are compiled when the sink is built, so a broken override fails
-at start, not at the first alert.
+``changes``, ``severity_label``, ``portal_url``, ``route``, ``attempt``, ``sink``, ``actions``
+(triage links ``{label, url}``, empty unless actions are enabled) and whatever the sink
+adds. All templates are compiled when the sink is built, so a broken override fails at start,
+not at the first alert.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def context(alert: Envelope, delivery: Delivery, sink: str, **extra: Any) -> dic
         "facts": facts(alert), "changes": changes(alert),
         "severity_label": _label(alert.severity), "portal_url": alert.web_url,
         "is_update": alert.is_update,
+        "actions": [{"label": label, "url": url} for label, url in delivery.actions],
     }
     ctx.update(extra)
     return ctx

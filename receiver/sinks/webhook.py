@@ -7,7 +7,8 @@ keyed with the base64-decoded part of the ``whsec_`` secret.
 
 CloudEvents structured mode (``cloudevents: true``): content type
 ``application/cloudevents+json``, the envelope as ``data``, type
-``com.microsoft.graph.security.alert.created`` / ``.updated`` (``...incident...`` for incidents).
+``com.microsoft.graph.security.alert.created`` / ``.updated`` (``...incident...`` for incidents,
+``...secureScore...`` for Secure Score events).
 A ``templates: {body.json: FILE}`` override replaces the body with a rendered JSON document.
 """
 
@@ -50,7 +51,7 @@ def webhook_id(envelope: Envelope) -> str:
 
 
 def cloudevent(envelope: Envelope, *, source: str, event_id: str) -> dict[str, Any]:
-    kind = "incident" if envelope.kind == "incident" else "alert"
+    kind = {"incident": "incident", "secure_score": "secureScore"}.get(envelope.kind, "alert")
     action = "updated" if envelope.is_update else "created"
     return {
         "specversion": "1.0",

@@ -1,0 +1,364 @@
+"""The action endpoint: where the links in Teams cards, Slack messages and emails lead.
+
+``GET {path}/{token}`` shows a confirmation page and changes nothing (link previews, mail
+scanners and Safe Links fetch links; they must not triage alerts). ``POST {path}/{token}``
+(the page's form) acts, in this order:
+
+1. the token is verified (signature, key, expiry) and its tenant must be one we serve;
+2. an ``Origin`` header, when the browser sends one, must be ours (the token is the
+   capability; this only stops another site from submitting a link it learned);
+3. the link's nonce is marked used with ``SET NX`` (TTL until the link expires) *before*
+   Graph is called, so of two concurrent submits exactly one acts;
+4. the alert is read (it must exist in the link's tenant) and updated in Graph, then read back;
+5. the action is audited (Redis stream + the alert's timeline) and the updated alert is put
+   on the ``notifications`` stream, so the pipeline sends the change to the same sinks and
+   tickets as an update message.
+
+If Graph cannot be reached, the nonce is released so the person can try again; if Graph
+refuses, the link stays used and the page shows Graph's code and message. Every refusal is a
+page with a clear message and a 4xx (or 502/503 for Graph) status. Tokens never appear in
+logs, audit records or metrics.
+
+Where it runs: the web role, because analysts' browsers reach the public port. ``web/`` may
+not import the Graph client, so :class:`WithActions` (plain ASGI, one prefix check) puts this
+app in front of the web app; ``receiver.cli`` composes the two.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import unicodedata
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CollectorRegistry, Counter
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from receiver.actions import audit, pages
+from receiver.actions.links import ACTIONS, ActionLinks, LinkClaim, LinkError
+from receiver.actions.postback import queue_changed
+from receiver.actions.updates import (
+    AlertNotFound,
+    apply_update,
+    for_action,
+    read_alert,
+)
+from receiver.envelope import Envelope, from_legacy, from_v2
+from receiver.graph.auth import GraphAuthError
+from receiver.graph.client import GraphClient, GraphError, GraphUnavailable
+from receiver.keys import Keys
+from receiver.settings import Settings
+
+__all__ = ["WithActions", "create_actions_app", "mount"]
+
+log = logging.getLogger(__name__)
+
+MAX_FORM_BYTES = 8192
+MAX_NAME_CHARS = 100
+NONCE_GRACE_S = 60
+@dataclass
+class _State:
+    settings: Settings
+    keys: Keys
+    redis: Redis
+    graph: GraphClient
+    links: ActionLinks
+    origin: str
+    outcomes: Counter
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _clean_name(raw: str) -> str:
+    """A display name as typed: printable, single-line, bounded."""
+    text = "".join(" " if unicodedata.category(c)[0] == "C" else c for c in raw)
+    return " ".join(text.split())[:MAX_NAME_CHARS]
+
+
+def _envelope(source_api: str, alert: dict[str, Any]) -> Envelope:
+    return from_v2(alert) if source_api == "alerts_v2" else from_legacy(alert)
+
+
+def _expires(claim: LinkClaim) -> str:
+    return datetime.fromtimestamp(claim.expires_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+class _Handlers:
+    def __init__(self, state: _State) -> None:
+        self.s = state
+
+    def _claim(self, request: Request) -> LinkClaim | Response:
+        try:
+            claim = self.s.links.signer.verify(request.path_params["token"])
+        except LinkError as exc:
+            self.s.outcomes.labels("unknown", exc.reason).inc()
+            return pages.refusal(exc.reason)
+        if self.s.settings.tenant(claim.tenant_id) is None:
+            self.s.outcomes.labels(claim.action, "wrong_tenant").inc()
+            return pages.refusal("wrong_tenant")
+        return claim
+
+    async def _alert(self, claim: LinkClaim) -> dict[str, Any] | Response:
+        try:
+            _, alert = await read_alert(self.s.graph, claim.tenant_id, claim.alert_id,
+                                        claim.source_api)
+        except AlertNotFound:
+            return pages.refusal("not_found")
+        envelope = _envelope(claim.source_api, alert)
+        if envelope.tenant_id and envelope.tenant_id != claim.tenant_id.lower():
+            return pages.refusal("wrong_tenant")
+        return alert
+
+    def _tenant_name(self, claim: LinkClaim) -> str:
+        tenant = self.s.settings.tenant(claim.tenant_id)
+        return tenant.name if tenant else claim.tenant_id
+
+    async def confirm(self, request: Request) -> Response:
+        """GET: what the link would do, and a form to do it. Changes nothing."""
+        claim = self._claim(request)
+        if isinstance(claim, Response):
+            return claim
+        try:
+            used = await self.s.redis.get(self.s.keys.action_link(claim.nonce))
+        except (RedisError, OSError):
+            return pages.page(503, "refused", "Try again shortly",
+                               "The receiver's store is unavailable. Nothing was changed.")
+        if used is not None:
+            return pages.used_page(pages.text(used))
+        try:
+            alert = await self._alert(claim)
+        except (GraphError, GraphAuthError) as exc:
+            status = 502 if isinstance(exc, GraphError) and not isinstance(
+                exc, GraphUnavailable) else 503
+            return pages.page(status, "refused", "Microsoft Graph did not answer",
+                               "The alert could not be read. Nothing was changed; try again.",
+                               detail=_graph_text(exc))
+        if isinstance(alert, Response):
+            return alert
+        action = ACTIONS[claim.action]
+        self.s.outcomes.labels(claim.action, "shown").inc()
+        return pages.page(200, "ask", action.label, f"Confirm to {action.summary}.",
+                           alert=_envelope(claim.source_api, alert),
+                           tenant=self._tenant_name(claim), form=True, label=action.label,
+                           need_name=claim.action == "take", max_name=MAX_NAME_CHARS,
+                           expires=_expires(claim))
+
+    async def act(self, request: Request) -> Response:
+        """POST: the confirmed action, at most once per link."""
+        claim = self._claim(request)
+        client = request.client.host if request.client else ""
+        forwarded = request.headers.get("x-forwarded-for", "")
+        who = audit.AuditRecord(
+            action=claim.action if isinstance(claim, LinkClaim) else "unknown", outcome="",
+            client=client + (f" (X-Forwarded-For: {forwarded[:200]})" if forwarded else ""),
+            user_agent=request.headers.get("user-agent", "")[:300])
+        if isinstance(claim, Response):
+            await self._audit(who, outcome="invalid" if claim.status_code == 400 else
+                              "expired" if claim.status_code == 410 else "wrong_tenant")
+            return claim
+        who = _with(who, alert_id=claim.alert_id, tenant_id=claim.tenant_id,
+                    source_api=claim.source_api, nonce=claim.nonce)
+        origin = request.headers.get("origin")
+        if origin is not None and origin.lower() != self.s.origin:
+            self.s.outcomes.labels(claim.action, "forbidden_origin").inc()
+            await self._audit(who, outcome="forbidden_origin")
+            return pages.refusal("forbidden_origin")
+        form = await _form(request)
+        if form is None:
+            return pages.page(400, "refused", "Bad form", "The confirmation form could not be "
+                               "read. Nothing was changed; open the link again.")
+        name = _clean_name(form.get("name", ""))
+        if claim.action == "take" and not name:
+            return pages.page(400, "refused", "Your name is needed",
+                               "Taking an alert assigns it to you: go back and type your name. "
+                               "Nothing was changed.")
+        who = _with(who, by=name)
+        key = self.s.keys.action_link(claim.nonce)
+        ttl = max(1, claim.expires_at - int(time.time())) + NONCE_GRACE_S
+        pending = _with(who, outcome="pending", at=round(time.time(), 3)).to_json()
+        try:
+            if not await self.s.redis.set(key, pending, nx=True, ex=ttl):
+                used = await self.s.redis.get(key)
+                self.s.outcomes.labels(claim.action, "reused").inc()
+                await self._audit(who, outcome="reused")
+                return pages.used_page(pages.text(used) if used is not None else None)
+        except (RedisError, OSError):
+            return pages.page(503, "refused", "Try again shortly",
+                               "The receiver's store is unavailable. Nothing was changed.")
+        return await self._perform(claim, who, key)
+
+    async def _perform(self, claim: LinkClaim, who: audit.AuditRecord, key: str) -> Response:
+        update = for_action(claim.action, who.by)
+        who = _with(who, changes=update.describe())
+        try:
+            alert = await self._alert(claim)
+            if isinstance(alert, Response):
+                outcome = "not_found" if alert.status_code == 404 else "wrong_tenant"
+                await self._finish(key, who, outcome=outcome)
+                return alert
+            applied = await apply_update(self.s.graph, claim.tenant_id, claim.alert_id,
+                                         update, source_api=claim.source_api, alert=alert)
+        except (GraphUnavailable, GraphAuthError) as exc:
+            await self.s.redis.delete(key)  # nothing certain happened: let them try again
+            await self._audit(who, outcome="graph_unavailable", graph=_graph_text(exc),
+                              request_id=getattr(exc, "request_id", ""))
+            return pages.page(503, "refused", "Microsoft Graph is unavailable",
+                               "The alert was not updated. The link still works: try again in a "
+                               "minute.", detail=_graph_text(exc))
+        except GraphError as exc:
+            await self._finish(key, who, outcome="graph_refused", graph=_graph_text(exc),
+                               request_id=exc.request_id)
+            return pages.page(502, "refused", "Microsoft Graph refused the update",
+                               "The alert was not updated.", detail=_graph_text(exc))
+        detail = "updated" + (f"; comment not added: {applied.comment_error}"
+                              if applied.comment_error else "")
+        record = await self._finish(key, who, outcome="done", graph=detail)
+        await queue_changed(self.s.redis, self.s.keys, claim.tenant_id,
+                            claim.source_api, applied.after)
+        action = ACTIONS[claim.action]
+        return pages.page(200, "ok", f"Done: {action.label}",
+                           "Microsoft Graph accepted the update; the alert now reads as below. "
+                           "The channels that got the alert will get an update.",
+                           alert=_envelope(claim.source_api, applied.after),
+                           tenant=self._tenant_name(claim),
+                           detail=f"Recorded {datetime.fromtimestamp(record.at, UTC):%H:%M:%S} UTC "
+                                  f"as {record.by or 'anonymous'} from {record.client}.")
+
+    async def _finish(self, key: str, who: audit.AuditRecord, **changes: Any
+                      ) -> audit.AuditRecord:
+        """Audit the outcome and keep it as the link's state (so a reuse can say what)."""
+        record = await self._audit(who, **changes)
+        try:
+            await self.s.redis.set(key, record.to_json(), xx=True, keepttl=True)
+        except (RedisError, OSError):
+            log.warning("could not record the outcome on the action link",
+                        extra={"alert_id": who.alert_id, "tenant_id": who.tenant_id})
+        return record
+
+    async def _audit(self, who: audit.AuditRecord, **changes: Any) -> audit.AuditRecord:
+        record = _with(who, **changes)
+        if record.outcome not in ("pending",):
+            self.s.outcomes.labels(record.action, record.outcome).inc()
+        log.info("action %s on alert %s: %s", record.action, record.alert_id or "-",
+                 record.outcome, extra={"alert_id": record.alert_id,
+                                        "tenant_id": record.tenant_id, "reason": record.outcome})
+        try:
+            return await audit.write(self.s.redis, self.s.keys, record)
+        except (RedisError, OSError):
+            log.error("action audit record lost (Redis unavailable)",
+                      extra={"alert_id": record.alert_id, "tenant_id": record.tenant_id})
+            return record
+
+
+def _with(record: audit.AuditRecord, **changes: Any) -> audit.AuditRecord:
+    from dataclasses import replace
+
+    return replace(record, **changes)
+
+
+def _graph_text(exc: GraphError | GraphAuthError) -> str:
+    if isinstance(exc, GraphAuthError):
+        return f"no token: {exc}"
+    return f"{exc.status} {exc.code}: {exc.message}" if exc.status else (
+        f"{exc.code}: {exc.message}")
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """An urlencoded form, bounded (no multipart: the page sends a single text field)."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type not in ("application/x-www-form-urlencoded", ""):
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return {k: v[0] for k, v in parsed.items() if v}
+
+
+def create_actions_app(settings: Settings, *, redis: Redis, graph: GraphClient,
+                       registry: CollectorRegistry | None = None,
+                       links: ActionLinks | None = None) -> Starlette:
+    """The action endpoint as a Starlette app (routes under ``settings.actions.path``)."""
+    links = links or ActionLinks.from_settings(settings)
+    state = _State(settings=settings, keys=Keys(settings.redis.key_prefix), redis=redis,
+                   graph=graph, links=links,
+                   origin=_origin(settings.actions.base_url or settings.web.public_url),
+                   outcomes=Counter("receiver_actions", "Action link requests by action and "
+                                    "outcome", ["action", "outcome"], registry=registry))
+    handlers = _Handlers(state)
+    path = settings.actions.path + "/{token}"
+    return Starlette(routes=[Route(path, handlers.confirm, methods=["GET"]),
+                             Route(path, handlers.act, methods=["POST"])])
+
+
+class WithActions:
+    """ASGI: ``prefix`` to the actions app, everything else (lifespan included) to ``inner``.
+    ``on_shutdown`` runs when the inner app has shut down (closes what the actions app owns)."""
+
+    def __init__(self, inner: ASGIApp, actions: ASGIApp, prefix: str,
+                 on_shutdown: Callable[[], Awaitable[None]] | None = None) -> None:
+        self.inner = inner
+        self.actions = actions
+        self.prefix = prefix
+        self._on_shutdown = on_shutdown
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path == self.prefix or path.startswith(self.prefix + "/"):
+                await self.actions(scope, receive, send)
+                return
+        elif scope["type"] == "lifespan" and self._on_shutdown is not None:
+            on_shutdown = self._on_shutdown
+
+            async def send_after_cleanup(message: Message) -> None:
+                if message["type"] == "lifespan.shutdown.complete":
+                    try:
+                        await on_shutdown()
+                    except Exception:
+                        log.exception("closing the action endpoint failed")
+                await send(message)
+
+            await self.inner(scope, receive, send_after_cleanup)
+            return
+        await self.inner(scope, receive, send)
+
+
+def mount(inner: ASGIApp, settings: Settings, *, registry: CollectorRegistry | None = None,
+          redis: Redis | None = None, graph: GraphClient | None = None) -> WithActions:
+    """``inner`` (the web app) with the action endpoint in front. Without ``redis``/``graph``
+    it makes its own and closes them when the web app shuts down."""
+    from receiver.graph.client import client_for
+    from receiver.streams import make_redis
+
+    own_redis = redis is None
+    client = redis if redis is not None else make_redis(settings.redis)
+    own_graph = graph is None
+    graph_client = graph if graph is not None else client_for(settings, client)
+
+    async def close() -> None:
+        if own_graph:
+            await graph_client.aclose()
+        if own_redis:
+            await client.aclose()
+
+    app = create_actions_app(settings, redis=client, graph=graph_client, registry=registry)
+    return WithActions(inner, app, settings.actions.path, close)
