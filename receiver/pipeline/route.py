@@ -23,6 +23,7 @@ from receiver.pipeline.consumer import Entry, Poison
 from receiver.pipeline.fetch import envelope_of
 from receiver.pipeline.grouping import Groups
 from receiver.routing.config import RoutesConfig
+from receiver.routing.grouping import GROUPED_KINDS
 from receiver.routing.silences import Silence, silenced_by
 from receiver.routing.tree import route
 
@@ -92,7 +93,7 @@ class RouteStage:
         member_json = ""
         async with self.redis.pipeline(transaction=True) as pipe:
             for d in decisions:
-                if d.grouped:
+                if d.grouped and envelope.kind in GROUPED_KINDS:
                     # Members are kept without Graph's body: a group can hold many.
                     member_json = member_json or replace(envelope, raw={}).to_json()
                     gid = await self.groups.add(pipe, d, envelope, member_json)

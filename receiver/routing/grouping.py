@@ -24,6 +24,9 @@ from datetime import UTC, datetime
 
 from receiver.envelope import SEVERITIES, Entity, Envelope
 
+# Alerts and incidents are grouped; other events a route sends (a Secure Score drop or
+# digest) are already one message each and go out at once.
+GROUPED_KINDS = frozenset({"alert", "incident"})
 MAX_LISTED = 20  # members listed in the description; the rest are counted
 MAX_ENTITIES = 12
 
@@ -142,4 +145,4 @@ def all_resolved(members: Sequence[Envelope]) -> bool:
     return bool(members) and all(m.status == "resolved" for m in members)
 
 
-__all__ = ["all_resolved", "group_id", "group_labels", "summarize"]
+__all__ = ["GROUPED_KINDS", "all_resolved", "group_id", "group_labels", "summarize"]

@@ -190,3 +190,13 @@ async def test_a_group_for_a_removed_sink_is_dropped_loudly(rig: Any,
     assert await later.flush_due() == 0
     assert "sink 'teams' is no longer configured" in caplog.text
     assert await redis.zcard(keys.groups_due) == 0
+
+
+async def test_events_that_are_not_alerts_are_not_grouped(rig: Any) -> None:
+    """A Secure Score digest on a grouping route is one message already: it goes at once."""
+    redis, keys, _clock, stage = rig
+    digest = alert(9, kind="secure_score", source_api="secureScores", incident="")
+    await stage.handle(entry(digest))
+    (sent,) = [m for m in await messages(redis, keys, "teams")]
+    assert Envelope.from_json(sent[b"e"]).kind == "secure_score"
+    assert await redis.zcard(keys.groups_due) == 0
