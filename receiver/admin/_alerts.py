@@ -70,10 +70,14 @@ async def recent(redis: Redis, keys: Keys, cards: CardPreviews, count: int
         except (ValueError, TypeError, KeyError):
             continue  # not an envelope: nothing to show
         raw_events = await records.timeline(redis, keys, envelope.tenant_id, envelope.id)
-        routes = {str(e["sink"]): str(e.get("route", "")) for e in raw_events
-                  if e.get("event") == "routed" and e.get("sink")
-                  and e.get("version") in (None, envelope.version)}
+        mine = [e for e in raw_events if e.get("sink")
+                and e.get("version") in (None, envelope.version)]
+        routes = {str(e["sink"]): str(e.get("route", "")) for e in mine
+                  if e.get("event") in ("routed", "grouped")}
+        grouped = {str(e["sink"]) for e in mine if e.get("event") == "grouped"}
         sink, card, note = cards.card(envelope, routes)
+        if sink in grouped:  # the channel got a group message listing it, not this card
+            note = f"sent to {sink} inside a group message; the alert's own card"
         out.append(RecentAlert(_iso(int(stream_id.split("-")[0]) / 1000), envelope,
                                [_event(e) for e in raw_events], sink, card, note))
     return out

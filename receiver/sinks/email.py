@@ -59,7 +59,8 @@ class EmailSink(BaseSink):
         self._password = config.password.get_secret_value() if config.password else None
         http.register_secret(self._password)
         self.templates = Templates("email", TEMPLATE_NAMES["email"], config.templates)
-        self.score_templates = Templates("email", secure_score.TEMPLATE_NAMES["email"])
+        self.score_templates = Templates("email", secure_score.TEMPLATE_NAMES["email"],
+                                         config.templates)
         self._tls_context: ssl.SSLContext | None = None
         if config.tls != "none":
             self._tls_context = ssl.create_default_context(

@@ -46,7 +46,8 @@ class TeamsSink(BaseSink):
         self._url = config.url.get_secret_value()
         http.register_url(self._url)
         self.templates = Templates("teams", TEMPLATE_NAMES["teams"], config.templates)
-        self.score_templates = Templates("teams", secure_score.TEMPLATE_NAMES["teams"])
+        self.score_templates = Templates("teams", secure_score.TEMPLATE_NAMES["teams"],
+                                         config.templates)
         self._client = pool.client(config.ca_bundle)
 
     def payload(self, envelope: Envelope, delivery: Delivery) -> dict[str, Any]:

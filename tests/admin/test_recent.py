@@ -49,3 +49,26 @@ async def test_route_stage_remembers_routed_and_silenced(make_settings: MakeSett
         assert len(await records.recent(client, keys, 2)) == 2
     finally:
         await client.aclose()
+
+
+async def test_a_grouped_alert_says_it_went_out_in_a_group(make_settings: MakeSettings,
+                                                           redis_url: str,
+                                                           tmp_path: Path) -> None:
+    routes_file = tmp_path / "routes.yaml"
+    routes_file.write_text("route:\n  receiver: soc\n  group_by: [incident_id]\n")
+    settings = make_settings(redis_url=redis_url, sinks=[
+        {"type": "teams", "name": "soc", "url": "https://example.invalid/hook"}])
+    keys = Keys("{test}")
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        stage = RouteStage(client, keys, load_routes(routes_file, ["soc"]), {"soc"})
+        env = Envelope(id="a-1", tenant_id=TENANT_ID, source_api="alerts_v2",
+                       title="grouped alert", severity="high", incident_id="7",
+                       updated_at="2026-01-01")
+        await stage.handle(Entry("1-0", {b"e": env.to_json().encode(), b"first": b"1"}, 1))
+        (got,) = await recent(client, keys, CardPreviews(settings), 10)
+        assert [e.event for e in got.timeline] == ["grouped"]
+        assert got.card_sink == "soc" and got.card is not None
+        assert got.card_note == "sent to soc inside a group message; the alert's own card"
+    finally:
+        await client.aclose()

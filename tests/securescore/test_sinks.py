@@ -233,3 +233,17 @@ async def test_other_sinks_render_the_generic_message(kind: str, server: Server,
     await sink.send(DROP, Delivery())
     text = server.requests[-1].body.decode()
     assert "Secure Score dropped 11 points to 217 of 350 (contoso)" in text
+
+
+async def test_a_teams_sink_can_override_the_secure_score_card(server: Server, pool: ClientPool,
+                                                               tmp_path: Any) -> None:
+    custom = tmp_path / "score.json.j2"
+    custom.write_text('{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": '
+                      '"TextBlock", "text": {{ ("Score: " ~ alert.title) | tojson }}}]}')
+    sink = build_sink(http_config("teams", server.url,
+                                  templates={"secure_score.json": str(custom)}),
+                      pool=pool, metrics=SinkMetrics())
+    await sink.send(DROP, Delivery())
+    (attachment,) = server.requests[-1].json["attachments"]
+    assert attachment["content"]["body"] == [{"type": "TextBlock",
+                                              "text": f"Score: {DROP.title}"}]
