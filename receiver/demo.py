@@ -271,7 +271,7 @@ class Demo:
         return base, ca
 
     def write_config(self, redis_url: str, sim: str, ca: Path, web_port: int,
-                     teams_url: str) -> Path:
+                     teams_url: str, admin_port: int) -> Path:
         import yaml
 
         routes = {"route": {"receiver": "console", "routes": [
@@ -302,6 +302,8 @@ class Demo:
                 {"name": "teams-preview", "type": "teams", "url": teams_url},
             ],
             "routes_file": str(routes_path.resolve()),
+            # The status page, on loopback only (no token needed there).
+            "admin": {"host": "127.0.0.1", "port": admin_port},
             "logging": {"level": "WARNING", "format": "text"},
         }
         path = self.data_dir / "receiver.yaml"
@@ -431,9 +433,12 @@ class Demo:
             print(f"demo: Graph simulator on {sim}")
             self.teams = TeamsPreview(self.teams_path)
             self.teams.start()
-            web_port = free_port()
-            config = self.write_config(redis_url, sim, ca, web_port, self.teams.url)
+            web_port, admin_port = free_port(), free_port()
+            config = self.write_config(redis_url, sim, ca, web_port, self.teams.url,
+                                       admin_port)
             self.start_serve(config, web_port)
+            if not self.stop_event.is_set():
+                print(f"demo: status page on http://127.0.0.1:{admin_port}/status")
             with httpx.Client(verify=_ssl_context(ca), trust_env=False, timeout=30) as control:
                 self.wait_for_subscription(control, sim)
                 if self.stop_event.is_set():

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,9 +50,31 @@ def _assert_nothing_left(data_dir: Path) -> None:
 
 
 @pytest.mark.slow
+def _read_until(proc: subprocess.Popen[str], marker: str, seen: list[str],
+                timeout_s: float = 40) -> str:
+    """Read the demo's output line by line until a line containing ``marker``."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if marker in line:
+            return line
+    pytest.fail(f"no {marker!r} in the demo's output:\n{''.join(seen)}")
+
+
 def test_demo_routes_alerts_to_every_sink_and_stops_cleanly(tmp_path: Path) -> None:
     proc = _demo(tmp_path, "--duration", "25")
-    out, err = _finish(proc, 60)
+    seen: list[str] = []
+    status_url = _read_until(proc, "demo: status page on ", seen).split()[-1]
+    _read_until(proc, "NEW [", seen)  # an alert went through
+    page = httpx.get(status_url, timeout=10, trust_env=False)
+    assert page.status_code == 200 and "<h2>Subscriptions</h2>" in page.text
+    assert "contoso" in page.text and "Last alerts" in page.text
+    rest, err = _finish(proc, 60)
+    out = "".join(seen) + rest
     assert proc.returncode == 0, f"stdout:\n{out}\nstderr:\n{err}"
 
     alerts = _jsonl(tmp_path / "alerts.jsonl")
