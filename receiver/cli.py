@@ -113,7 +113,9 @@ def _cmd_web(args: argparse.Namespace) -> int:
             uvicorn.run("receiver.cli:web_app_from_environment", factory=True,
                         workers=args.workers, **common)
         else:
-            uvicorn.run(_web_app(settings), **common)
+            app = _web_app(settings)
+            _tune_gc()
+            uvicorn.run(app, **common)
     return EXIT_OK
 
 
