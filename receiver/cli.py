@@ -140,7 +140,9 @@ def web_app_from_environment() -> ASGIApp:
     """uvicorn factory for ``receiver web --workers N``: settings from RECEIVER_CONFIG."""
     from receiver.settings import load_settings
 
-    return _web_app(load_settings(os.environ["RECEIVER_CONFIG"], environ=os.environ))
+    app = _web_app(load_settings(os.environ["RECEIVER_CONFIG"], environ=os.environ))
+    _tune_gc()
+    return app
 
 
 def _expires_in(seconds: float | None) -> str:
