@@ -460,21 +460,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def _ops(name: str, *, needs_redis: bool = True) -> Handler:
-    """A handler for an operator command in receiver.ops."""
+def _ops(name: str, *, needs_redis: bool = True, module: str = "receiver.ops",
+         quiet_logs: bool = False) -> Handler:
+    """A handler for an operator command: ``module``'s async ``name(settings, redis, args)``
+    (``redis`` None when Redis is optional and unreachable). ``quiet_logs``: only warnings
+    reach the terminal (commands whose own output is the answer)."""
 
     def handler(args: argparse.Namespace) -> int:
         import asyncio
+        import importlib
 
         from redis.exceptions import RedisError
 
-        from receiver import ops
         from receiver.streams import make_redis
 
         settings = _load(args)
         if settings is None:
             return EXIT_ERROR
-        command = getattr(ops, name)
+        command = getattr(importlib.import_module(module), name)
+        if quiet_logs:
+            from receiver.logs import setup_logging
+
+            setup_logging("WARNING", "text")
 
         async def run() -> int:
             redis = make_redis(settings.redis)
@@ -500,36 +507,6 @@ def _ops(name: str, *, needs_redis: bool = True) -> Handler:
 
 def _cmd_scheduler(args: argparse.Namespace) -> int:
     return _run_role(args, _scheduler)
-
-
-def _alerts_update(args: argparse.Namespace) -> int:
-    """`receiver alerts update`: Graph (and Redis for its rate limiter and the audit)."""
-    import asyncio
-
-    from redis.exceptions import RedisError
-
-    from receiver.actions.command import alert_update
-    from receiver.logs import setup_logging
-    from receiver.streams import make_redis
-
-    settings = _load(args)
-    if settings is None:
-        return EXIT_ERROR
-    setup_logging("WARNING", "text")
-
-    async def run() -> int:
-        redis = make_redis(settings.redis)
-        try:
-            return await alert_update(settings, redis, args)
-        finally:
-            await redis.aclose()
-
-    try:
-        return asyncio.run(run())
-    except (RedisError, OSError) as exc:
-        print(f"receiver alerts update: Redis at {settings.redis.url} unavailable: "
-              f"{type(exc).__name__}", file=sys.stderr)
-        return EXIT_ERROR
 
 
 def _cmd_secure_score(args: argparse.Namespace) -> int:
@@ -702,7 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
     from receiver.actions import command as alerts_update
 
     alerts_update.add_arguments(alert_actions["update"])
-    alert_actions["update"].set_defaults(handler=_alerts_update)
+    alert_actions["update"].set_defaults(handler=_ops(
+        "alert_update", module="receiver.actions.command", quiet_logs=True))
 
     score = add("securescore", "Secure Score: the trend and the top improvement actions",
                 _cmd_secure_score)

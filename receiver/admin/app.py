@@ -18,7 +18,7 @@ import binascii
 import contextlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -122,7 +122,9 @@ class _Page:
                               self.settings.admin.recent_alerts)
         return state, alerts
 
-    async def html(self, request: Request) -> Response:
+    async def _answer(self, request: Request,
+                      render: Callable[[health.Health, list[Any]], Response]) -> Response:
+        """The page in one form: refused without the token, 503 without Redis."""
         refused = self._refused(request)
         if refused is not None:
             return refused
@@ -130,21 +132,19 @@ class _Page:
             state, alerts = await self._data()
         except (RedisError, OSError) as exc:
             return _unavailable(exc)
-        body = self.templates.get_template("status.html").render(
-            health=state, alerts=alerts, version=__version__,
-            generated=datetime.fromtimestamp(state.at, UTC).isoformat(timespec="seconds"))
-        return HTMLResponse(body)
+        return render(state, alerts)
+
+    async def html(self, request: Request) -> Response:
+        def render(state: health.Health, alerts: list[Any]) -> Response:
+            return HTMLResponse(self.templates.get_template("status.html").render(
+                health=state, alerts=alerts, version=__version__,
+                generated=datetime.fromtimestamp(state.at, UTC).isoformat(timespec="seconds")))
+
+        return await self._answer(request, render)
 
     async def json(self, request: Request) -> Response:
-        refused = self._refused(request)
-        if refused is not None:
-            return refused
-        try:
-            state, alerts = await self._data()
-        except (RedisError, OSError) as exc:
-            return _unavailable(exc)
-        return JSONResponse({"health": state.to_dict(),
-                             "alerts": [a.to_dict() for a in alerts]})
+        return await self._answer(request, lambda state, alerts: JSONResponse(
+            {"health": state.to_dict(), "alerts": [a.to_dict() for a in alerts]}))
 
 
 def _unavailable(exc: BaseException) -> Response:
