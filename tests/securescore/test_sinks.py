@@ -10,7 +10,7 @@ import datetime as dt
 import email
 import email.policy
 import io
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -34,7 +34,7 @@ from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.registry import build_sink
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.simulator import SimulatorHandle
-from tests.fixtures.web import free_port, served
+from tests.fixtures.web import free_port
 from tests.graph.helpers import sim_settings, tenant_entry
 from tests.sinks.conftest import Server
 from tests.sinks.helpers import config, http_config
@@ -86,21 +86,6 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     controller.start()
     yield box, port
     controller.stop()
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[Server]:
-    srv = Server()
-    async with served(srv.app) as url:
-        srv.url = url
-        yield srv
-
-
-@pytest.fixture
-async def pool() -> AsyncIterator[ClientPool]:
-    p = ClientPool()
-    yield p
-    await p.aclose()
 
 
 def _email_sink(**extra: Any) -> EmailSink:
