@@ -137,6 +137,18 @@ class Keys:
         with NX so a link works once (TTL: until the link expires)."""
         return self._k("action", _check_name("nonce", nonce))
 
+    def signin_flow(self, digest: str) -> str:
+        """String: an Entra ID sign-in in progress at the action endpoint (MSAL's auth code
+        flow and the link to return to), keyed by a hash of the flow cookie's value
+        (TTL: 10 minutes; deleted when Entra redirects back)."""
+        return self._k("signin", "flow", _check_name("flow", digest))
+
+    def signin_session(self, digest: str) -> str:
+        """String: a signed-in person at the action endpoint (name, UPN, oid, tid, groups,
+        CSRF token), keyed by a hash of the session cookie's value, so a copy of Redis holds
+        no usable session (TTL: actions.sign_in.session_ttl_s)."""
+        return self._k("signin", "session", _check_name("session", digest))
+
     @property
     def actions_audit(self) -> str:
         """Stream: every triage action and alert update, who, what, when, Graph's answer

@@ -395,6 +395,44 @@ class SigningKey(Model):
         return value
 
 
+class SignInSettings(Model):
+    """Sign-in with Entra ID before a triage action (OIDC authorization code flow, MSAL).
+    Entra redirects back to ``{base_url}{path}/signin/callback``: register that URL (type
+    Web) on the app registration ``client_id``, and add a groups claim to its tokens when
+    ``allowed_groups`` is set."""
+
+    enabled: bool = False
+    # The tenant people sign in to: a configured tenant's name or tenant_id, or any tenant
+    # GUID. Unset: the only configured tenant.
+    tenant: str | None = None
+    client_id: Guid | None = None
+    client_secret: Secret | None = None
+    # Group object ids; a person must be in one of them. Empty: anyone of the tenant.
+    allowed_groups: list[Guid] = Field(default_factory=list, max_length=100)
+    session_ttl_s: int = Field(8 * 3600, ge=60, le=7 * 86_400)
+
+    @model_validator(mode="after")
+    def _complete(self) -> SignInSettings:
+        if self.enabled:
+            missing = [k for k in ("client_id", "client_secret") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(f"enabled sign-in needs {' and '.join(missing)} (the secret "
+                                 "as client_secret, client_secret_file or client_secret_env)")
+        return self
+
+    def tenant_id_in(self, tenants: list[TenantSettings]) -> str | None:
+        """The tenant id people sign in to, or None when ``tenant`` names none."""
+        if self.tenant is None:
+            return tenants[0].tenant_id if len(tenants) == 1 else None
+        for t in tenants:
+            if self.tenant in (t.name, t.tenant_id):
+                return t.tenant_id
+        try:
+            return _guid(self.tenant)
+        except ValueError:
+            return None
+
+
 class ActionsSettings(Model):
     """Triage links in messages ("Take it", "Resolve: true positive", ...), served by the web
     role under ``path`` at ``base_url`` (default: web.public_url)."""
@@ -406,6 +444,7 @@ class ActionsSettings(Model):
     link_ttl_s: int = Field(7 * 86_400, ge=60, le=90 * 86_400)
     actions: list[Literal["take", "resolve_true_positive", "resolve_false_positive"]] = Field(
         default_factory=lambda: list(ACTION_NAMES), min_length=1)  # type: ignore[arg-type]
+    sign_in: SignInSettings = Field(default_factory=SignInSettings)
 
     @model_validator(mode="after")
     def _keys(self) -> ActionsSettings:
@@ -464,6 +503,17 @@ class Settings(Model):
                  "/metrics")
         if self.actions.enabled and any(p == path or p.startswith(path + "/") for p in taken):
             raise ValueError(f"actions.path {path} would hide a web endpoint; choose another")
+        return self
+
+    @model_validator(mode="after")
+    def _sign_in_tenant(self) -> Settings:
+        sign_in = self.actions.sign_in
+        if sign_in.enabled and sign_in.tenant_id_in(self.tenants) is None:
+            raise ValueError(
+                f"actions.sign_in.tenant {sign_in.tenant!r} is neither a configured tenant's "
+                "name or tenant_id nor a GUID" if sign_in.tenant is not None else
+                "actions.sign_in.tenant is required (a tenant name or GUID) unless exactly "
+                "one tenant is configured")
         return self
 
     def tenant(self, tenant_id: str) -> TenantSettings | None:

@@ -19,6 +19,11 @@ refuses, the link stays used and the page shows Graph's code and message. Every 
 page with a clear message and a 4xx (or 502/503 for Graph) status. Tokens never appear in
 logs, audit records or metrics.
 
+With ``actions.sign_in`` (signin.py), a GET without a session goes to Entra ID first and
+comes back through ``{path}/signin/callback``; the page then shows who is signed in, and a
+POST acts only with a current session and the session's CSRF token in the form (401/403
+before the link is claimed otherwise), for the signed-in UPN instead of a typed name.
+
 Where it runs: the web role, because analysts' browsers reach the public port. ``web/`` may
 not import the Graph client, so :class:`WithActions` (plain ASGI, one prefix check) puts this
 app in front of the web app; ``receiver.cli`` composes the two.
@@ -47,6 +52,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from receiver.actions import audit, pages
 from receiver.actions.links import ACTIONS, ActionLinks, LinkClaim, LinkError
 from receiver.actions.postback import queue_changed
+from receiver.actions.signin import Identity, SignIn, SignInError
 from receiver.actions.updates import (
     AlertNotFound,
     apply_update,
@@ -75,6 +81,7 @@ class _State:
     links: ActionLinks
     origin: str
     outcomes: Counter
+    signin: SignIn | None = None
 
 
 def _origin(url: str) -> str:
@@ -131,6 +138,9 @@ class _Handlers:
         claim = self._claim(request)
         if isinstance(claim, Response):
             return claim
+        signed = await self._signed_in(request)
+        if isinstance(signed, Response):
+            return signed
         try:
             used = await self.s.redis.get(self.s.keys.action_link(claim.nonce))
         except (RedisError, OSError):
@@ -154,17 +164,64 @@ class _Handlers:
                            alert=_envelope(claim.source_api, alert),
                            tenant=self._tenant_name(claim), form=True, label=action.label,
                            need_name=claim.action == "take", max_name=MAX_NAME_CHARS,
-                           expires=_expires(claim))
+                           expires=_expires(claim), signed_in=signed)
+
+    async def _signed_in(self, request: Request) -> Identity | Response | None:
+        """With sign-in on: the person, or the redirect to Entra ID (or a refusal page)."""
+        signin = self.s.signin
+        if signin is None:
+            return None
+        try:
+            who = await signin.identity(request)
+            if who is not None:
+                return who
+            path = request.url.path
+            return await signin.start(path)
+        except SignInError as exc:
+            return pages.refusal(exc.reason, exc.detail)
+        except (RedisError, OSError):
+            return _store_down()
+
+    async def callback(self, request: Request) -> Response:
+        """Entra ID's redirect after sign-in: a session, then back to the link."""
+        signin = self.s.signin
+        assert signin is not None  # the route exists only with sign-in
+        state = request.query_params.get("state", "")
+        try:
+            done = await signin.finish(request)
+        except SignInError as exc:
+            await self._signin_refused(request, exc)
+            response = pages.refusal(exc.reason, exc.detail)
+            signin.forget_flow(response, state)
+            return response
+        except (RedisError, OSError):
+            return _store_down()
+        self.s.outcomes.labels("signin", "signed_in").inc()
+        log.info("signed in at the action endpoint", extra={"tenant_id": done.identity.tid})
+        return signin.signed_in(done, state)
+
+    async def _signin_refused(self, request: Request, exc: SignInError) -> None:
+        """Count and log the refusal; audit it when the link it was for is known."""
+        log.warning("sign-in refused: %s", exc.reason, extra={"reason": exc.reason})
+        if not exc.return_to:
+            self.s.outcomes.labels("signin", exc.reason).inc()
+            return
+        record = _requester(request, "signin")
+        token = exc.return_to.removeprefix(self.s.settings.actions.path + "/")
+        try:
+            claim = self.s.links.signer.verify(token)
+        except LinkError:
+            pass
+        else:
+            record = _with(record, action=claim.action, alert_id=claim.alert_id,
+                           tenant_id=claim.tenant_id, source_api=claim.source_api,
+                           nonce=claim.nonce)
+        await self._audit(record, outcome=exc.reason, by=exc.upn, graph=exc.detail)
 
     async def act(self, request: Request) -> Response:
         """POST: the confirmed action, at most once per link."""
         claim = self._claim(request)
-        client = request.client.host if request.client else ""
-        forwarded = request.headers.get("x-forwarded-for", "")
-        who = audit.AuditRecord(
-            action=claim.action if isinstance(claim, LinkClaim) else "unknown", outcome="",
-            client=client + (f" (X-Forwarded-For: {forwarded[:200]})" if forwarded else ""),
-            user_agent=request.headers.get("user-agent", "")[:300])
+        who = _requester(request, claim.action if isinstance(claim, LinkClaim) else "unknown")
         if isinstance(claim, Response):
             await self._audit(who, outcome="invalid" if claim.status_code == 400 else
                               "expired" if claim.status_code == 410 else "wrong_tenant")
@@ -176,16 +233,33 @@ class _Handlers:
             self.s.outcomes.labels(claim.action, "forbidden_origin").inc()
             await self._audit(who, outcome="forbidden_origin")
             return pages.refusal("forbidden_origin")
+        signed: Identity | None = None
+        if self.s.signin is not None:
+            try:
+                signed = await self.s.signin.identity(request)
+            except (RedisError, OSError):
+                return _store_down()
+            if signed is None:
+                await self._audit(who, outcome="signin_required")
+                return pages.refusal("signin_required")
         form = await _form(request)
         if form is None:
             return pages.page(400, "refused", "Bad form", "The confirmation form could not be "
                                "read. Nothing was changed; open the link again.")
-        name = _clean_name(form.get("name", ""))
-        if claim.action == "take" and not name:
-            return pages.page(400, "refused", "Your name is needed",
-                               "Taking an alert assigns it to you: go back and type your name. "
-                               "Nothing was changed.")
-        who = _with(who, by=name)
+        if signed is not None:
+            assert self.s.signin is not None
+            if not self.s.signin.csrf_ok(signed, form.get("csrf", "")):
+                await self._audit(who, outcome="forbidden_csrf", by=signed.upn,
+                                  identity=signed.account)
+                return pages.refusal("forbidden_csrf")
+            who = _with(who, by=signed.upn, identity=signed.account)
+        else:
+            name = _clean_name(form.get("name", ""))
+            if claim.action == "take" and not name:
+                return pages.page(400, "refused", "Your name is needed",
+                                  "Taking an alert assigns it to you: go back and type your "
+                                  "name. Nothing was changed.")
+            who = _with(who, by=name)
         key = self.s.keys.action_link(claim.nonce)
         ttl = max(1, claim.expires_at - int(time.time())) + NONCE_GRACE_S
         pending = _with(who, outcome="pending", at=round(time.time(), 3)).to_json()
@@ -196,8 +270,7 @@ class _Handlers:
                 await self._audit(who, outcome="reused")
                 return pages.used_page(pages.text(used) if used is not None else None)
         except (RedisError, OSError):
-            return pages.page(503, "refused", "Try again shortly",
-                               "The receiver's store is unavailable. Nothing was changed.")
+            return _store_down()
         return await self._perform(claim, who, key)
 
     async def _perform(self, claim: LinkClaim, who: audit.AuditRecord, key: str) -> Response:
@@ -263,6 +336,21 @@ class _Handlers:
             return record
 
 
+def _requester(request: Request, action: str) -> audit.AuditRecord:
+    """An audit record of who sent the request, as far as the request tells."""
+    client = request.client.host if request.client else ""
+    forwarded = request.headers.get("x-forwarded-for", "")
+    return audit.AuditRecord(
+        action=action, outcome="",
+        client=client + (f" (X-Forwarded-For: {forwarded[:200]})" if forwarded else ""),
+        user_agent=request.headers.get("user-agent", "")[:300])
+
+
+def _store_down() -> Response:
+    return pages.page(503, "refused", "Try again shortly",
+                      "The receiver's store is unavailable. Nothing was changed.")
+
+
 def _with(record: audit.AuditRecord, **changes: Any) -> audit.AuditRecord:
     from dataclasses import replace
 
@@ -298,15 +386,24 @@ def create_actions_app(settings: Settings, *, redis: Redis, graph: GraphClient,
                        links: ActionLinks | None = None) -> Starlette:
     """The action endpoint as a Starlette app (routes under ``settings.actions.path``)."""
     links = links or ActionLinks.from_settings(settings)
-    state = _State(settings=settings, keys=Keys(settings.redis.key_prefix), redis=redis,
+    keys = Keys(settings.redis.key_prefix)
+    signin = SignIn(settings, redis, keys) if settings.actions.sign_in.enabled else None
+    state = _State(settings=settings, keys=keys, redis=redis,
                    graph=graph, links=links,
                    origin=_origin(settings.actions.base_url or settings.web.public_url),
                    outcomes=Counter("receiver_actions", "Action link requests by action and "
-                                    "outcome", ["action", "outcome"], registry=registry))
+                                    "outcome", ["action", "outcome"], registry=registry),
+                   signin=signin)
     handlers = _Handlers(state)
     path = settings.actions.path + "/{token}"
-    return Starlette(routes=[Route(path, handlers.confirm, methods=["GET"]),
-                             Route(path, handlers.act, methods=["POST"])])
+    routes = [Route(path, handlers.confirm, methods=["GET"]),
+              Route(path, handlers.act, methods=["POST"])]
+    if signin is not None:
+        routes.insert(0, Route(signin.path + "/signin/callback", handlers.callback,
+                               methods=["GET"]))
+    app = Starlette(routes=routes)
+    app.state.signin = signin
+    return app
 
 
 class WithActions:
@@ -355,6 +452,9 @@ def mount(inner: ASGIApp, settings: Settings, *, registry: CollectorRegistry | N
     graph_client = graph if graph is not None else client_for(settings, client)
 
     async def close() -> None:
+        signin: SignIn | None = app.state.signin
+        if signin is not None:
+            signin.close()
         if own_graph:
             await graph_client.aclose()
         if own_redis:

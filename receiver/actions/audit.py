@@ -30,16 +30,20 @@ _FIELD = "r"
 class AuditRecord:
     action: str  # take | resolve_true_positive | resolve_false_positive | update (CLI)
     outcome: str  # done | graph_refused | graph_unavailable | reused | expired | invalid |
-    #               wrong_tenant | not_found | forbidden_origin
+    #               wrong_tenant | not_found | forbidden_origin; with sign-in also
+    #               signin_required | forbidden_csrf | not_allowed | groups_overage |
+    #               no_groups_claim | wrong_signin_tenant | signin_failed | signin_unavailable
     alert_id: str = ""
     tenant_id: str = ""
     source_api: str = ""
     via: str = "link"  # link | cli
-    by: str = ""  # the person, as far as we know them
+    by: str = ""  # the person: the signed-in UPN, else the typed name (unverified)
+    identity: str = ""  # with sign-in: the Entra ID account (name, object id, tenant)
     client: str = ""  # client address (and X-Forwarded-For as given, unverified)
     user_agent: str = ""
     changes: str = ""  # what was asked of Graph, e.g. status=resolved, classification=...
-    graph: str = ""  # Graph's answer: HTTP status, or error code and message
+    graph: str = ""  # Graph's answer (HTTP status, or error code and message); for a
+    #                  refused sign-in, why (Entra ID's error, or the check that failed)
     request_id: str = ""
     nonce: str = ""
     at: float = 0.0

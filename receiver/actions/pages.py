@@ -31,7 +31,7 @@ _ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
 
 def page(status: int, kind: str, heading: str, message: str, **extra: Any) -> Response:
     ctx = {"heading": heading, "message": message, "color": _COLORS[kind], "alert": None,
-           "form": False, "detail": "", "tenant": "", **extra}
+           "form": False, "detail": "", "tenant": "", "signed_in": None, **extra}
     return HTMLResponse(_ENV.get_template("page.html.j2").render(ctx), status_code=status,
                         headers=_HEADERS)
 
@@ -52,6 +52,42 @@ _REFUSALS = {
     "forbidden_origin": (403, "Request from another site refused",
                          "The confirmation must be sent from this receiver's own page. "
                          "Nothing was changed."),
+    # sign-in with Entra ID (actions.sign_in)
+    "signin_required": (401, "Sign-in required",
+                        "This receiver acts only for people signed in with Entra ID, and this "
+                        "request had no current sign-in (it may have expired). Open the link "
+                        "again to sign in. Nothing was changed; the link still works."),
+    "forbidden_csrf": (403, "This form is not from your current sign-in",
+                       "The confirmation form belongs to another or an older sign-in. Open the "
+                       "link again. Nothing was changed; the link still works."),
+    "signin_expired": (400, "Sign-in expired or started elsewhere",
+                       "The sign-in took longer than 10 minutes, was already completed, or was "
+                       "not started in this browser. Open the action link again. Nothing was "
+                       "changed."),
+    "signin_failed": (400, "Sign-in failed",
+                      "Entra ID did not confirm who you are. Open the action link again to "
+                      "retry. Nothing was changed."),
+    "signin_unavailable": (503, "Entra ID is unavailable",
+                           "Sign-in could not be completed. Nothing was changed; the link still "
+                           "works: try again in a minute."),
+    "wrong_signin_tenant": (403, "Signed in to another tenant",
+                            "This receiver accepts sign-ins of its own Entra ID tenant only. "
+                            "Nothing was changed."),
+    "not_allowed": (403, "Not allowed to triage alerts here",
+                    "Your account is in none of the groups allowed to act on alerts. Ask the "
+                    "receiver's administrator to add you to one. Nothing was changed; the link "
+                    "still works for someone who is."),
+    "groups_overage": (403, "Group membership could not be checked",
+                       "Your account is in more groups than Entra ID puts in a sign-in token "
+                       "(200), so membership in the allowed groups cannot be read from it. The "
+                       "receiver's administrator can set the app registration to emit only "
+                       "the groups assigned to the application (Token configuration, groups "
+                       "claim) and assign the allowed groups to it. Nothing was changed."),
+    "no_groups_claim": (403, "Group membership could not be checked",
+                        "The sign-in token carries no groups claim, so membership in the "
+                        "allowed groups cannot be checked. The receiver's administrator must "
+                        "add a groups claim to the app registration's tokens (Token "
+                        "configuration). Nothing was changed."),
 }
 
 

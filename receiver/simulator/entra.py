@@ -1,4 +1,5 @@
-"""Entra ID (v2 endpoints): OpenID discovery, signing keys and client-credentials tokens.
+"""Entra ID (v2 endpoints): OpenID discovery, signing keys, client-credentials tokens and the
+authorization code grant of user sign-in (signin.py: the authorize endpoint, users, codes).
 
 Just enough for MSAL's ConfidentialClientApplication to run unchanged: it discovers
 `{authority}/v2.0/.well-known/openid-configuration`, then POSTs the token request with a
@@ -23,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from receiver.simulator import signin
 from receiver.simulator.tokens import GRAPH_AUDIENCE
 
 if TYPE_CHECKING:
@@ -363,7 +365,7 @@ def _issue(request: Request, sim: Simulator, form: dict[str, str]) -> Response:
     if tenant is None:
         raise _unknown_tenant(name)
     grant_type = form.get("grant_type")
-    if grant_type != "client_credentials":
+    if grant_type not in ("client_credentials", "authorization_code"):
         raise EntraError(
             400,
             "unsupported_grant_type",
@@ -416,6 +418,11 @@ def _issue(request: Request, sim: Simulator, form: dict[str, str]) -> Response:
             "The request body must contain the following parameter: "
             "'client_assertion' or 'client_secret'.",
         )
+    if grant_type == "authorization_code":
+        try:
+            return _json(signin.redeem(sim, app, form, _base(request)))
+        except signin.GrantError as exc:
+            raise EntraError(400, exc.error, exc.code, exc.text) from None
     _check_scope(form.get("scope"), tenant)
     access_token = sim.tokens.issue(
         tenant_id=tenant.tenant_id,
@@ -442,4 +449,5 @@ routes = [
     Route("/{tenant}/discovery/v2.0/keys", keys, methods=["GET"]),
     Route("/{tenant}/discovery/keys", keys, methods=["GET"]),
     Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
+    *signin.routes,
 ]
