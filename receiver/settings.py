@@ -178,6 +178,8 @@ class WebSettings(Model):
     lifecycle_path: str = "/webhooks/graph/lifecycle"
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=64 * 1024 * 1024)
     enqueue_budget_ms: int = Field(2000, ge=10, le=9000)
+    # The whole request body must arrive within this long (slow-loris guard).
+    body_timeout_s: float = Field(10.0, ge=0.1, le=120)
     rich_notifications: RichNotificationSettings = Field(
         default_factory=RichNotificationSettings)
 

@@ -600,12 +600,20 @@ class Supervisor:
         await self._ensure_group()
         stream = self.keys.lifecycle
         retry_ms = int(self.settings.scheduler.lifecycle_retry_s * 1000)
-        claimed = await self.redis.xautoclaim(stream, LIFECYCLE_GROUP, consumer,
-                                              min_idle_time=retry_ms, start_id="0-0",
-                                              count=count)
-        entries: list[tuple[bytes, dict[bytes, bytes] | None]] = list(claimed[1])
-        fresh = await self.redis.xreadgroup(LIFECYCLE_GROUP, consumer, {stream: ">"},
-                                            count=count, block=block_ms or None)
+        try:
+            claimed = await self.redis.xautoclaim(stream, LIFECYCLE_GROUP, consumer,
+                                                  min_idle_time=retry_ms, start_id="0-0",
+                                                  count=count)
+            entries: list[tuple[bytes, dict[bytes, bytes] | None]] = list(claimed[1])
+            fresh = await self.redis.xreadgroup(LIFECYCLE_GROUP, consumer, {stream: ">"},
+                                                count=count, block=block_ms or None)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis came back empty (restarted without persistence): make the group again.
+            self._group_ready = False
+            await self._ensure_group()
+            return 0
         streams = cast("list[Any]", fresh or [])
         for _, items in streams:
             entries.extend(items)

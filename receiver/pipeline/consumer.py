@@ -111,6 +111,10 @@ class ConsumerConfig:
     sweep_interval_s: float = 1.0
 
 
+# While Redis is unavailable the loop retries after this long, doubling up to the maximum.
+MIN_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 5.0
+
 # Move due entries from the delayed set back into the stream, atomically.
 # KEYS[1] delayed zset, KEYS[2] stream; ARGV[1] now (ms), ARGV[2] limit.
 _PROMOTE = """
@@ -145,6 +149,7 @@ class Consumer:
         self.processed = 0
         self.failed = 0
         self.poisoned = 0
+        self.redis_errors = 0  # loop passes that found Redis unavailable
 
     @property
     def delayed_key(self) -> str:
@@ -164,6 +169,7 @@ class Consumer:
         await self.ensure_group()
         last_health = 0.0
         last_sweep = float("-inf")
+        backoff_s = 0.0
         try:
             me = asyncio.current_task()
             while not stop.is_set():
@@ -175,15 +181,36 @@ class Consumer:
                                        return_when=asyncio.FIRST_COMPLETED)
                     continue
                 now = time.monotonic()
-                if now - last_health > self.config.health_ttl_s / 3:
-                    await self._heartbeat()
-                    last_health = now
-                got = 0
-                if burst or now - last_sweep >= self.config.sweep_interval_s:
-                    await self._promote_due()
-                    got += await self._claim_stale()
-                    last_sweep = now
-                got += await self._read_new(block=not burst)
+                try:
+                    if now - last_health > self.config.health_ttl_s / 3:
+                        await self._heartbeat()
+                        last_health = now
+                    got = 0
+                    if burst or now - last_sweep >= self.config.sweep_interval_s:
+                        await self._promote_due()
+                        got += await self._claim_stale()
+                        last_sweep = now
+                    got += await self._read_new(block=not burst)
+                    backoff_s = 0.0
+                except (RedisError, OSError) as exc:
+                    if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                        # Redis came back empty (restarted without persistence): the group
+                        # is made again and reading goes on.
+                        with contextlib.suppress(RedisError, OSError):
+                            await self.ensure_group()
+                            continue
+                    if burst:
+                        raise
+                    # Redis restarting or out of reach: wait and go on. What was in flight
+                    # stays pending and is claimed again; nothing is acknowledged meanwhile.
+                    backoff_s = min(MAX_BACKOFF_S, max(MIN_BACKOFF_S, backoff_s * 2))
+                    self.redis_errors += 1
+                    log.warning("redis unavailable (%s), retrying in %.1fs",
+                                type(exc).__name__, backoff_s,
+                                extra={"stream": self.config.stream})
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff_s)
+                    continue
                 if burst and got == 0:
                     await self._wait_idle()
                     if await self._nothing_left():

@@ -209,9 +209,15 @@ class IngestApp:
         if length and (not length.isdigit() or int(length) > limit):
             return _error(413, "body too large")
         try:
-            body = await _read_body(receive, limit)
+            # A body that trickles in (slow-loris) is cut off: Graph sends a whole batch at
+            # once, and a waiting coroutine is all a slow client may cost us.
+            async with asyncio.timeout(settings.web.body_timeout_s):
+                body = await _read_body(receive, limit)
         except _TooLarge:
             return _error(413, "body too large")
+        except TimeoutError:
+            state.metrics.rejected(v.BODY_TIMEOUT)
+            return _error(408, "request body not received in time")
         try:
             batch = v.parse_body(body)
         except v.BodyError as exc:

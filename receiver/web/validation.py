@@ -31,8 +31,10 @@ TENANT_NOT_ALLOWED = "tenant_not_allowed"
 TENANT_MISMATCH = "tenant_mismatch"
 BAD_VALIDATION_TOKEN = "bad_validation_token"  # noqa: S105 - a reason label
 BAD_ENCRYPTED_CONTENT = "bad_encrypted_content"
+BODY_TIMEOUT = "body_timeout"  # the body did not arrive within web.body_timeout_s
 REASONS = (MALFORMED_JSON, BAD_ENVELOPE, BAD_ITEM, UNKNOWN_SUBSCRIPTION, CLIENT_STATE_MISMATCH,
-           TENANT_NOT_ALLOWED, TENANT_MISMATCH, BAD_VALIDATION_TOKEN, BAD_ENCRYPTED_CONTENT)
+           TENANT_NOT_ALLOWED, TENANT_MISMATCH, BAD_VALIDATION_TOKEN, BAD_ENCRYPTED_CONTENT,
+           BODY_TIMEOUT)
 # Reasons that mean "not from Graph for us" (403) rather than "not well-formed" (400).
 FORBIDDEN_REASONS = frozenset({UNKNOWN_SUBSCRIPTION, CLIENT_STATE_MISMATCH, TENANT_NOT_ALLOWED,
                                TENANT_MISMATCH, BAD_VALIDATION_TOKEN, BAD_ENCRYPTED_CONTENT})

@@ -29,7 +29,7 @@ from tests.fixtures.web import body, free_port, notification, register
 from tests.web.test_ingest import stream
 
 PATH = "/webhooks/graph"
-ALLOWED = {200, 202, 400, 403, 405, 413, 415}
+ALLOWED = {200, 202, 400, 403, 405, 408, 413, 415}
 LIMIT = 64 * 1024
 
 
@@ -202,3 +202,24 @@ def test_slow_loris_blocks_no_one(web: tuple[Served, SubscriptionRecord, Setting
         for s in slow:
             s.close()
     _still_stores(served, record, settings_, redis_url, "after-slow")
+
+
+def test_a_body_that_never_finishes_is_cut_off(make_settings: MakeSettings,
+                                               redis_url: str) -> None:
+    """Past web.body_timeout_s a trickling body gets 408 and its connection is closed, so a
+    slow client cannot hold a coroutine and a socket for as long as it likes."""
+    settings_ = make_settings(redis_url=redis_url, web={"body_timeout_s": 0.5})
+    record = asyncio.run(register(redis_url, settings_))
+    served = Served(settings_)
+    try:
+        with served.connect() as s:
+            s.sendall(_head([("Content-Type", "application/json")], 1000) + b'{"value": ')
+            started = time.monotonic()
+            for _ in range(3):  # a byte now and then, never the whole body
+                time.sleep(0.1)
+                s.sendall(b" ")
+            assert _status(s) == 408
+            assert time.monotonic() - started < 3
+        _still_stores(served, record, settings_, redis_url, "after-timeout")
+    finally:
+        served.stop()

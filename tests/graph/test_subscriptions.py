@@ -13,7 +13,7 @@ from receiver import registry
 from receiver.entries import BackfillRequest, NotificationEntry
 from receiver.graph.client import GraphClient, client_for
 from receiver.graph.metrics import SupervisorMetrics
-from receiver.graph.subscriptions import Supervisor, parse_graph_time
+from receiver.graph.subscriptions import LeaseLost, Supervisor, parse_graph_time
 from receiver.keys import Keys
 from receiver.scheduler import Lease
 from receiver.settings import Settings
@@ -299,3 +299,23 @@ async def test_a_stale_lease_holder_cannot_write(world: World) -> None:
     with pytest.raises(LeaseLost):
         await w.supervisor.renew(wanted, records[ids[("t0", RESOURCE)]])
     assert w.sim.control.counters().get("subscriptions.renewed", 0) == renewed
+
+
+async def test_redis_lost_everything_lifecycle_and_registry_come_back(world: World) -> None:
+    """Redis restarted empty: the lifecycle group is made again (no endless NOGROUP), and
+    the next reconcile replaces the subscription it no longer knows and asks for a backfill
+    of the gap, so nothing Graph notified meanwhile is lost."""
+    w = world
+    await w.supervisor.reconcile()
+    assert await w.supervisor.consume_lifecycle("c1") == 0
+    await w.redis.flushall()
+    assert await w.supervisor.consume_lifecycle("c1") == 0  # NOGROUP -> group made again
+    await w.redis.xadd(w.keys.lifecycle, {"e": "not json"})
+    assert await w.supervisor.consume_lifecycle("c1") == 1  # read through the new group
+    with pytest.raises(LeaseLost):  # the lease went with the data: no write without it
+        await w.supervisor.reconcile()
+    assert await w.lease.acquire()
+    report = await w.supervisor.reconcile()
+    assert report.orphans_deleted == 4 and report.recreated == 4, report.summary()
+    backfills = await w.backfills()
+    assert len(backfills) == 4 and {b.reason for b in backfills} == {"recreated"}

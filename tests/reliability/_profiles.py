@@ -48,7 +48,8 @@ SHORT = Profile(
         Fault(48, "kill", {"role": "scheduler-1"}),
         Fault(52, "deleted_alert"),
         Fault(54, "lifecycle", {"event": "reauthorizationRequired"}),
-        Fault(58, "redis_restart"),
+        Fault(56, "redis_restart"),
+        Fault(64, "redis_wipe"),
     ),
     baseline=(2.0, SINK_DOWN_AT), failing=(SINK_DOWN_AT + 2, SINK_DOWN_AT + SINK_DOWN_S),
 )
@@ -71,8 +72,7 @@ def _long() -> Profile:
         Fault(480, "lifecycle", {"event": "missed"}),
         Fault(490, "lifecycle", {"event": "subscriptionRemoved"}),
         Fault(520, "redis_restart"),
-        # "redis_wipe" (a restart without persistence) is implemented but not in the run
-        # yet: see docs/RELIABILITY.md, "Not covered yet".
+        Fault(560, "redis_wipe"),
     ]
     return Profile(
         name="long", duration_s=30 * 60, rate=10, v2_every_s=2, update_every=10,

@@ -86,6 +86,11 @@ class Proxy:
                 with contextlib.suppress(OSError, RuntimeError):
                     dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer),
-                             return_exceptions=True)
+        try:
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer),
+                                 return_exceptions=True)
+        except asyncio.CancelledError:
+            # The proxy is shutting down. Ending quietly: asyncio (3.11) asks a cancelled
+            # connection task for its exception and prints a traceback otherwise.
+            return
 

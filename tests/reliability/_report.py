@@ -110,6 +110,8 @@ class Report:
         for what, n in self.leftovers.items():
             if n:
                 self.failures.append(f"{n} entries left in {what}")
+        for exit_ in self.unexpected_exits:  # a process that died without being killed
+            self.failures.append(f"unexpected exit: {exit_.splitlines()[0]}")
 
     def render(self) -> str:
         lines = [f"profile {self.profile}: {self.wall_s:.0f} s wall",
