@@ -326,6 +326,7 @@ def test_web_is_served_scaled_and_protected() -> None:
     for rule in ingress["spec"]["rules"]:
         for path in rule["http"]["paths"]:
             assert path["path"].startswith("/webhooks/"), "only the webhooks are published"
+            # (triage actions, when on, are added by an overlay: deploy/kubernetes/README.md)
             assert path["backend"]["service"]["name"] == service["metadata"]["name"]
     (hpa,) = _of_kind(objects, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "receiver-web"
