@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability._profiles import SHORT
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,7 +33,7 @@ def test_short_profile_loses_nothing(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     # Every fault of the profile ran, and the load and the checks were real.
     assert not [f for f in report["faults"] if "FAILED" in f], report["faults"]
-    assert len(report["faults"]) == 10
+    assert len(report["faults"]) == len(SHORT.faults)
     assert report["created"]["push"] > 300 and report["created"]["poll"] > 10
     assert {s["name"]: s["lost"] for s in report["sinks"]} == \
         {"hook": 0, "flaky": 0, "tickets": 0}
