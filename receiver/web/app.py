@@ -36,6 +36,7 @@ from receiver.keys import Keys
 from receiver.settings import Settings, load_settings
 from receiver.streams import make_redis
 from receiver.web import validation as v
+from receiver.web.deadlines import Deadlines
 from receiver.web.enqueue import EnqueueError, Enqueuer
 from receiver.web.metrics import WebMetrics
 from receiver.web.registry_cache import RegistryCache
@@ -140,6 +141,36 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
+class _BodyReads:
+    """Cuts off request bodies that trickle in (slow-loris): a read past its deadline is
+    cancelled by the sweep (:mod:`receiver.web.deadlines`) and ends in TimeoutError."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._deadlines = Deadlines(min(1.0, timeout_s / 2))
+        self._expired: set[asyncio.Task[Any]] = set()
+
+    async def read(self, receive: Receive, limit: int) -> bytes:
+        task = asyncio.current_task()
+        assert task is not None
+
+        def expire() -> None:
+            self._expired.add(task)
+            task.cancel()
+
+        self._deadlines.add(task, self.timeout_s, expire)
+        try:
+            return await _read_body(receive, limit)
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            self._expired.discard(task)
+            task.uncancel()
+            raise TimeoutError from None
+        finally:
+            self._deadlines.remove(task)
+
+
 class IngestApp:
     """ASGI: the two notification paths here, everything else to the Starlette app.
 
@@ -152,6 +183,7 @@ class IngestApp:
         self.fallback = fallback
         self.paths = frozenset({state.settings.web.notification_path,
                                 state.settings.web.lifecycle_path})
+        self.bodies = _BodyReads(state.settings.web.body_timeout_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -211,8 +243,7 @@ class IngestApp:
         try:
             # A body that trickles in (slow-loris) is cut off: Graph sends a whole batch at
             # once, and a waiting coroutine is all a slow client may cost us.
-            async with asyncio.timeout(settings.web.body_timeout_s):
-                body = await _read_body(receive, limit)
+            body = await self.bodies.read(receive, limit)
         except _TooLarge:
             return _error(413, "body too large")
         except TimeoutError:

@@ -20,9 +20,13 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from receiver.web.deadlines import Deadlines
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BATCH = 1000  # entries per call
+# Confirmation deadlines are checked this often: a caller gets its 503 at most this late.
+DEADLINE_SWEEP_S = 0.05
 
 # KEYS[i]: the stream of entry i; ARGV[1]: the field name; ARGV[i + 1]: entry i's value.
 _XADD_MANY = """
@@ -38,7 +42,7 @@ class EnqueueError(Exception):
     """The entries were not (confirmed) stored."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashed by identity (a key of the deadlines)
 class _Pending:
     """The entries of one request and the future its caller waits on."""
 
@@ -54,6 +58,7 @@ class Enqueuer:
         self._queue: deque[_Pending] = deque()
         self._max_batch = max_batch
         self._flusher: asyncio.Task[None] | None = None
+        self._deadlines = Deadlines(DEADLINE_SWEEP_S)
         self.round_trips = 0
 
     async def enqueue(self, entries: Sequence[tuple[str, str]], timeout_s: float) -> list[bytes]:
@@ -67,11 +72,18 @@ class Enqueuer:
         self._queue.append(pending)
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush_loop())
+        future = pending.future
+
+        def expire() -> None:
+            if not future.done():
+                future.set_exception(EnqueueError("redis did not confirm in time"))
+
+        # One sweep for every request's deadline rather than a timer each (deadlines.py).
+        self._deadlines.add(pending, timeout_s, expire)
         try:
-            async with asyncio.timeout(timeout_s):
-                return await pending.future
-        except TimeoutError:
-            raise EnqueueError("redis did not confirm in time") from None
+            return await future
+        finally:
+            self._deadlines.remove(pending)
 
     def _take_batch(self) -> list[_Pending]:
         batch: list[_Pending] = []
