@@ -54,7 +54,7 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from receiver.graph.auth import MICROSOFT_AUTHORITY_HOSTS, describe_failure
+from receiver.graph.auth import describe_failure, msal_options
 from receiver.keys import Keys
 from receiver.settings import Settings
 
@@ -232,20 +232,12 @@ class SignIn:
     # --- the flow --------------------------------------------------------------------------
 
     def _make_app(self) -> msal.ConfidentialClientApplication:
-        host = (urlsplit(self._graph.authority_host).hostname or "").lower()
-        ca = self._graph.ca_bundle
-        options: dict[str, Any] = {}
-        if ca is not None:
-            # trust_env off: with it on, REQUESTS_CA_BUNDLE silently overrides `verify`.
-            session = requests.Session()
-            session.verify = str(ca)
-            session.trust_env = False
+        options, session = msal_options(self._graph)
+        if session is not None:
             self._session = session
-            options["http_client"] = session
         return msal.ConfidentialClientApplication(
             self.client_id, client_credential=self._secret,
             authority=f"{self._graph.authority_host.rstrip('/')}/{self.tenant_id}",
-            instance_discovery=ca is None and host in MICROSOFT_AUTHORITY_HOSTS,
             token_cache=_NoTokenCache(), timeout=self._graph.timeout_s,
             exclude_scopes=["offline_access"], **options)
 

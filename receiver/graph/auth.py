@@ -85,6 +85,24 @@ def describe_failure(result: dict[str, Any]) -> tuple[str, str, list[int]]:
     return f"Entra ID refused the token request: {error}{code_text}: {first}", error, codes
 
 
+
+def msal_options(graph: GraphSettings) -> tuple[dict[str, Any], requests.Session | None]:
+    """The MSAL client options every app of ours shares, and the HTTP session made for a CA
+    bundle (the caller closes it): instance discovery only against Microsoft's own hosts
+    with the system trust store; with a CA bundle (the simulator), a session that verifies
+    against it."""
+    host = (urlsplit(graph.authority_host).hostname or "").lower()
+    options: dict[str, Any] = {
+        "instance_discovery": graph.ca_bundle is None and host in MICROSOFT_AUTHORITY_HOSTS}
+    session = None
+    if graph.ca_bundle is not None:
+        # trust_env off: with it on, REQUESTS_CA_BUNDLE silently overrides `verify`.
+        session = requests.Session()
+        session.verify = str(graph.ca_bundle)
+        session.trust_env = False
+        options["http_client"] = session
+    return options, session
+
 class TokenProvider:
     """Access tokens for Graph, per tenant of the settings."""
 
@@ -107,16 +125,9 @@ class TokenProvider:
         return f"{self._graph.authority_host.rstrip('/')}/{tenant_id}"
 
     def _make_app(self, tenant: TenantSettings) -> msal.ConfidentialClientApplication:
-        host = (urlsplit(self._graph.authority_host).hostname or "").lower()
-        ca = self._graph.ca_bundle
-        options: dict[str, Any] = {}
-        if ca is not None:
-            # trust_env off: with it on, REQUESTS_CA_BUNDLE silently overrides `verify`.
-            session = requests.Session()
-            session.verify = str(ca)
-            session.trust_env = False
+        options, session = msal_options(self._graph)
+        if session is not None:
             self._sessions.append(session)
-            options["http_client"] = session
         try:
             credential = _credential(tenant)
         except OSError as exc:
@@ -127,7 +138,6 @@ class TokenProvider:
                 tenant.client_id,
                 client_credential=credential,
                 authority=self._authority(tenant.tenant_id),
-                instance_discovery=ca is None and host in MICROSOFT_AUTHORITY_HOSTS,
                 token_cache=msal.TokenCache(),
                 timeout=self._graph.timeout_s,
                 **options,
