@@ -43,6 +43,7 @@ __all__ = [
     "SinkSettings",
     "SlackSinkSettings",
     "TeamsSinkSettings",
+    "TicketSinkSettings",
     "WebhookSinkSettings",
 ]
 
@@ -216,7 +217,9 @@ class EmailSinkSettings(_Sink):
         return {"implicit": 465, "starttls": 587, "none": 25}[self.tls]
 
 
-class _TicketSink(_HttpSink):
+class TicketSinkSettings(_HttpSink):
+    # The site: https://your-site.atlassian.net, https://your-instance.service-now.com
+    url: HttpUrl
     # Record the ticket on the alert in Graph after creating it (needs a write-back hook).
     writeback: bool = False
 
@@ -225,11 +228,10 @@ DEFAULT_JIRA_PRIORITIES: dict[str, str] = {
     "high": "High", "medium": "Medium", "low": "Low", "informational": "Lowest"}
 
 
-class JiraSinkSettings(_TicketSink):
+class JiraSinkSettings(TicketSinkSettings):
     """Jira Cloud REST v3: one issue per alert, comments for changes, a transition on resolve."""
 
     type: Literal["jira"]
-    url: HttpUrl  # https://your-site.atlassian.net
     email: Email
     api_token: SecretStr
     project: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,19}$")
@@ -254,11 +256,10 @@ DEFAULT_SNOW_LEVELS: dict[str, int] = {
     "high": 1, "medium": 2, "low": 3, "informational": 3, "unknown": 3}
 
 
-class ServiceNowSinkSettings(_TicketSink):
+class ServiceNowSinkSettings(TicketSinkSettings):
     """ServiceNow Table API: one incident per alert, work notes for changes, resolve."""
 
     type: Literal["servicenow"]
-    url: HttpUrl  # https://your-instance.service-now.com
     username: str = Field(min_length=1)
     password: SecretStr
     table: str = Field("incident", pattern=r"^[a-z0-9_]+$")

@@ -58,15 +58,11 @@ class JiraSink(TicketSink):
     def __init__(self, config: JiraSinkSettings, pool: http.ClientPool,
                  tickets: TicketStore | None, *, writeback: TicketWriteBack | None = None,
                  metrics: SinkMetrics | None = None) -> None:
-        super().__init__(config.name, tickets,
-                         writeback=writeback if config.writeback else None, metrics=metrics)
+        super().__init__(config, pool, tickets,
+                         login=(config.email, config.api_token.get_secret_value()),
+                         writeback=writeback, metrics=metrics)
         self.config = config
-        self._base = config.url.rstrip("/")
-        token = config.api_token.get_secret_value()
-        http.register_basic_auth(config.email, token)
-        self._auth = httpx.BasicAuth(config.email, token)
         self.templates = Templates("jira", TEMPLATE_NAMES["jira"], config.templates)
-        self._client = pool.client(config.ca_bundle)
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return await http.request(

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
 from receiver.envelope import Envelope
 from receiver.sinkconfig import TEMPLATE_NAMES, ServiceNowSinkSettings
 from receiver.sinks import http
@@ -29,17 +27,13 @@ class ServiceNowSink(TicketSink):
     def __init__(self, config: ServiceNowSinkSettings, pool: http.ClientPool,
                  tickets: TicketStore | None, *, writeback: TicketWriteBack | None = None,
                  metrics: SinkMetrics | None = None) -> None:
-        super().__init__(config.name, tickets,
-                         writeback=writeback if config.writeback else None, metrics=metrics)
+        super().__init__(config, pool, tickets,
+                         login=(config.username, config.password.get_secret_value()),
+                         writeback=writeback, metrics=metrics)
         self.config = config
-        self._base = config.url.rstrip("/")
         self._table = f"/api/now/table/{config.table}"
-        password = config.password.get_secret_value()
-        http.register_basic_auth(config.username, password)
-        self._auth = httpx.BasicAuth(config.username, password)
         self.templates = Templates("servicenow", TEMPLATE_NAMES["servicenow"],
                                    config.templates)
-        self._client = pool.client(config.ca_bundle)
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = await http.request(

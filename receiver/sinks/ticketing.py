@@ -18,7 +18,11 @@ import abc
 import logging
 from dataclasses import dataclass
 
+import httpx
+
 from receiver.envelope import Envelope
+from receiver.sinkconfig import TicketSinkSettings
+from receiver.sinks import http
 from receiver.sinks.base import BaseSink, Delivery, PermanentError, Result, TicketStore
 from receiver.sinks.base import TicketWriteBack as WriteBack
 from receiver.sinks.http import redact
@@ -39,11 +43,21 @@ class Ticket:
 
 
 class TicketSink(BaseSink):
-    def __init__(self, name: str, tickets: TicketStore | None, *,
+    """A ticketing system behind HTTP basic auth (Jira: email and API token; ServiceNow:
+    user and password): the connection set-up both share, and the one-ticket-per-alert
+    logic on top of their find/create/comment/resolve."""
+
+    def __init__(self, config: TicketSinkSettings, pool: http.ClientPool,
+                 tickets: TicketStore | None, *, login: tuple[str, str],
                  writeback: WriteBack | None = None, metrics: SinkMetrics | None = None) -> None:
-        super().__init__(name, metrics=metrics)
+        super().__init__(config.name, metrics=metrics)
         self.tickets = tickets
-        self.writeback = writeback
+        self.writeback = writeback if config.writeback else None
+        self._base = config.url.rstrip("/")
+        user, secret = login
+        http.register_basic_auth(user, secret)  # redacted from every error from now on
+        self._auth = httpx.BasicAuth(user, secret)
+        self._client = pool.client(config.ca_bundle)
 
     @abc.abstractmethod
     async def find(self, envelope: Envelope) -> Ticket | None:
