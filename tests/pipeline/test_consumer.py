@@ -187,13 +187,10 @@ async def test_health_key_and_lag(redis: aioredis.Redis) -> None:
     assert await consumer.lag() == {"unread": 0, "pending": 0, "delayed": 3}
 
 
-async def test_the_loop_rides_out_a_redis_restart(
-        make_redis_server: type[RedisServer]) -> None:
-    """Redis goes away and comes back (AOF on): the consumer keeps running, and handles
-    what arrives afterwards. (Before, the error ended the loop and the worker process.)"""
-    server = make_redis_server(appendonly=True)
-    server.start()
-    client = aioredis.Redis.from_url(server.url, socket_timeout=0.5)
+@contextlib.asynccontextmanager
+async def recording(client: aioredis.Redis
+                    ) -> AsyncIterator[tuple[Consumer, asyncio.Task[None], list[bytes]]]:
+    """A consumer running in the background, recording the payloads it handles."""
     seen: list[bytes] = []
 
     async def handler(entry: Entry) -> None:
@@ -203,29 +200,43 @@ async def test_the_loop_rides_out_a_redis_restart(
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     try:
-        await client.xadd(STREAM, {"e": b"before"})
-        for _ in range(100):
-            if seen:
-                break
-            await asyncio.sleep(0.02)
-        server.stop()
-        await asyncio.sleep(1.5)
-        assert not task.done()  # still running, waiting for Redis
-        assert consumer.redis_errors >= 1
-        server.start()
-        for _ in range(200):
-            with contextlib.suppress(RedisError, OSError):
-                await client.xadd(STREAM, {"e": b"after"})
-                break
-            await asyncio.sleep(0.05)
-        for _ in range(200):
-            if b"after" in seen:
-                break
-            await asyncio.sleep(0.05)
-        assert seen == [b"before", b"after"]
+        yield consumer, task, seen
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def handled(seen: list[bytes], value: bytes, timeout_s: float = 10) -> None:
+    for _ in range(int(timeout_s / 0.05)):
+        if value in seen:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_the_loop_rides_out_a_redis_restart(
+        make_redis_server: type[RedisServer]) -> None:
+    """Redis goes away and comes back (AOF on): the consumer keeps running, and handles
+    what arrives afterwards. (Before, the error ended the loop and the worker process.)"""
+    server = make_redis_server(appendonly=True)
+    server.start()
+    client = aioredis.Redis.from_url(server.url, socket_timeout=0.5)
+    try:
+        async with recording(client) as (consumer, task, seen):
+            await client.xadd(STREAM, {"e": b"before"})
+            await handled(seen, b"before")
+            server.stop()
+            await asyncio.sleep(1.5)
+            assert not task.done()  # still running, waiting for Redis
+            assert consumer.redis_errors >= 1
+            server.start()
+            for _ in range(200):
+                with contextlib.suppress(RedisError, OSError):
+                    await client.xadd(STREAM, {"e": b"after"})
+                    break
+                await asyncio.sleep(0.05)
+            await handled(seen, b"after")
+            assert seen == [b"before", b"after"]
+    finally:
         await client.aclose()
 
 
@@ -233,29 +244,12 @@ async def test_the_loop_makes_its_group_again_after_redis_lost_everything(
         redis: aioredis.Redis) -> None:
     """Redis restarted empty (no persistence): the stream and its group are gone. The loop
     makes them again and goes on, instead of failing on NOGROUP forever."""
-    seen: list[bytes] = []
-
-    async def handler(entry: Entry) -> None:
-        seen.append(entry.value)
-
-    consumer = Consumer(redis, KEYS, config(), handler)
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
-    try:
+    async with recording(redis) as (_, task, seen):
         await redis.xadd(STREAM, {"e": b"before"})
-        for _ in range(100):
-            if seen:
-                break
-            await asyncio.sleep(0.02)
+        await handled(seen, b"before")
         await redis.flushall()
         await asyncio.sleep(0.3)
         await redis.xadd(STREAM, {"e": b"after"})
-        for _ in range(100):
-            if b"after" in seen:
-                break
-            await asyncio.sleep(0.05)
+        await handled(seen, b"after")
         assert seen == [b"before", b"after"]
         assert not task.done()
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
