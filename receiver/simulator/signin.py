@@ -46,7 +46,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from receiver.simulator.control import ControlError, control
+# The control API's own body and tenant helpers (same package, same answers).
+from receiver.simulator.control import ControlError, _body, _tenant, control
 
 if TYPE_CHECKING:
     from receiver.simulator.core import Simulator
@@ -139,23 +140,6 @@ def _browser(sim: Simulator) -> User | None:
 
 
 # --- the control API -------------------------------------------------------------------------
-
-def _tenant(sim: Simulator, tenant_id: Any) -> Tenant:
-    if not isinstance(tenant_id, str):
-        raise ControlError(400, "tenantId is required")
-    tenant = sim.directory.find(tenant_id)
-    if tenant is None:
-        raise ControlError(404, f"unknown tenant {tenant_id}")
-    return tenant
-
-
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    body = json.loads(raw) if raw else {}
-    if not isinstance(body, dict):
-        raise ControlError(400, "the body must be a JSON object")
-    return body
-
 
 async def add_users(request: Request, sim: Simulator) -> Response:
     body = await _body(request)
