@@ -255,8 +255,16 @@ class Supervisor:
             async with gate:
                 return await self.reconcile_tenant(tenant, by_tenant.get(tenant.tenant_id, {}))
 
-        for result in await asyncio.gather(*(one(t) for t in chosen)):
-            report.add(result)
+        # A task group, not gather: the first failure (a lost lease, Redis gone) cancels the
+        # other tenants' work at once. Left running, it went on writing -- with the next lease
+        # this process took -- beside the next reconcile, and subscriptions were made twice.
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(t)) for t in chosen]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        for task in tasks:
+            report.add(task.result())
         if tenants is None:
             await self._forget_unknown_tenants(by_tenant)
         return report

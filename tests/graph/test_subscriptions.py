@@ -318,4 +318,4 @@ async def test_redis_lost_everything_lifecycle_and_registry_come_back(world: Wor
     report = await w.supervisor.reconcile()
     assert report.orphans_deleted == 4 and report.recreated == 4, report.summary()
     backfills = await w.backfills()
-    assert len(backfills) == 4 and {b.reason for b in backfills} == {"recreated"}
+    assert len(backfills) == 4 and {b.reason for b in backfills} == {"recreated"}, backfills
