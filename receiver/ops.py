@@ -13,6 +13,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from receiver import clock
 from receiver.configfile import ConfigError
 from receiver.envelope import Envelope, from_incident, from_legacy, from_v2
 from receiver.keys import Keys
@@ -74,7 +75,7 @@ async def route_test(settings: Settings, redis: Redis | None, args: argparse.Nam
     print("\n".join(trace.lines))
     if redis is not None:
         silence = silenced_by(envelope, await load_silences(redis, Keys(
-            settings.redis.key_prefix)), datetime.now(UTC))
+            settings.redis.key_prefix)), clock.now())
         if silence is not None:
             print(f"SILENCED by {silence.id} until {silence.ends_at.isoformat()}: "
                   f"{silence.comment}")
@@ -98,7 +99,7 @@ async def silence(settings: Settings, redis: Redis, args: argparse.Namespace) ->
     action = args.silence_command
     if action == "add":
         try:
-            ends = datetime.now(UTC) + timedelta(seconds=parse_duration(args.duration))
+            ends = clock.now() + timedelta(seconds=parse_duration(args.duration))
             new = Silence.new(args.matchers, ends, args.comment, created_by=args.author)
         except ValueError as exc:
             print(f"receiver silence add: {exc}", file=sys.stderr)
@@ -112,7 +113,7 @@ async def silence(settings: Settings, redis: Redis, args: argparse.Namespace) ->
             return OK
         print(f"receiver silence expire: no silence {args.id}", file=sys.stderr)
         return ERROR
-    now = datetime.now(UTC)
+    now = clock.now()
     rows = [[s.id, " ".join(str(m) for m in s.matchers), s.ends_at.isoformat(timespec="seconds"),
              "active" if s.active(now) else "expired", s.comment]
             for s in await load_silences(redis, keys)]
@@ -236,7 +237,7 @@ async def status(settings: Settings, redis: Redis, args: argparse.Namespace) -> 
 
 def _backfill_since(args: argparse.Namespace, settings: Settings) -> datetime:
     """When a backfill starts: --since (ISO 8601), --hours, or the scheduler's lookback."""
-    now = datetime.now(UTC)
+    now = clock.now()
     if args.since:
         try:
             since = datetime.fromisoformat(args.since.strip().replace("Z", "+00:00"))
@@ -286,7 +287,7 @@ async def backfill(settings: Settings, redis: Redis, args: argparse.Namespace) -
 
     request = BackfillRequest(tenant_id=tenant.tenant_id, reason="manual",
                               since=since.isoformat().replace("+00:00", "Z"),
-                              requested_at=datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+                              requested_at=clock.now().isoformat().replace("+00:00", "Z"))
     try:
         with Progress(f"backfill {tenant.name}") as progress:
             count = await Poller(redis, Keys(settings.redis.key_prefix), settings,

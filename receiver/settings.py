@@ -39,6 +39,7 @@ from pydantic import (
     model_validator,
 )
 
+from receiver import clock
 from receiver.configfile import ConfigError, ConfigIssue, Document, Path_, read_yaml, validate
 from receiver.keys import DEFAULT_PREFIX, validate_prefix
 from receiver.sinkconfig import SinkSettings
@@ -615,7 +616,7 @@ def _apply_env(doc: Document, environ: Mapping[str, str], issues: list[ConfigIss
     if "REDIS_URL" in environ:
         overrides.append(("REDIS_URL", ["redis", "url"], environ["REDIS_URL"]))
     for var, raw in sorted(environ.items()):
-        if not var.startswith(ENV_PREFIX) or var == "RECEIVER_CONFIG":
+        if not var.startswith(ENV_PREFIX) or var in ("RECEIVER_CONFIG", clock.OFFSET_ENV):
             continue
         parts = var[len(ENV_PREFIX):].lower().split("__")
         if not all(parts):

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from receiver import clock
 from receiver.graph.client import GraphError
 
 __all__ = ["AlertNotFound", "AlertUpdate", "Applied", "UpdateRefused", "apply_update",
@@ -161,7 +162,7 @@ async def apply_update(graph: GraphApi, tenant_id: str, alert_id: str, update: A
                     raise
                 comment_error = str(exc)
     else:
-        body = legacy_body(update, alert, now or datetime.now(UTC))
+        body = legacy_body(update, alert, now or clock.now())
         await graph.patch(tenant_id, path, body)
     after = await graph.get(tenant_id, path)
     return Applied(source_api=source_api, before=alert, after=after, request=body,

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
+from receiver import clock as calendar
 from receiver.entries import BackfillRequest, NotificationEntry
 from receiver.keys import Keys
 from receiver.settings import Settings, TenantSettings
@@ -67,7 +68,7 @@ class Poller:
         self.keys = keys
         self.settings = settings
         self.graph = graph
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock = clock or calendar.now
         self.items = Counter("receiver_poller_items", "Items the poller queued",
                              ["source"], registry=registry)
         self.failures = Counter("receiver_poller_failures", "Failed polls", ["source"],

@@ -44,7 +44,7 @@ from typing import Any, Protocol, cast
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from receiver import registry
+from receiver import clock, registry
 from receiver.entries import BackfillRequest, NotificationEntry
 from receiver.graph.auth import GraphAuthError
 from receiver.graph.client import GraphClient, GraphError
@@ -67,7 +67,7 @@ _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 def graph_time(moment: dt.datetime) -> str:

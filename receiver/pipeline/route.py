@@ -12,11 +12,11 @@ import json
 import logging
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
+from receiver import clock
 from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.consumer import Entry, Poison
@@ -76,7 +76,7 @@ class RouteStage:
             envelope = envelope_of(entry)
         except (ValueError, TypeError, KeyError) as exc:
             raise Poison(f"not an alert envelope: {exc}") from None
-        silence = silenced_by(envelope, await self._active_silences(), datetime.now(UTC))
+        silence = silenced_by(envelope, await self._active_silences(), clock.now())
         if silence is not None:
             self.outcomes.labels("silenced").inc()
             async with self.redis.pipeline(transaction=True) as pipe:

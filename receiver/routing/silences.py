@@ -10,8 +10,9 @@ import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from receiver import clock
 from receiver.envelope import Envelope
 from receiver.routing.matchers import Matcher
 
@@ -33,7 +34,7 @@ class Silence:
             raise ValueError("a silence needs at least one matcher")
         if not comment.strip():
             raise ValueError("a silence needs a comment (why, and who to ask)")
-        start = starts_at or datetime.now(UTC)
+        start = starts_at or clock.now()
         if ends_at <= start:
             raise ValueError("a silence must end after it starts")
         return cls(str(uuid.uuid4()), parsed, start, ends_at, comment.strip(), created_by)

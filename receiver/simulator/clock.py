@@ -5,13 +5,25 @@ subscription lifetimes and expiry, alert and incident timestamps and notificatio
 Access tokens and throttling windows use real time (`time.time()`), never this clock: MSAL
 and httpx on the other side use real time too, and a token that outlives a clock jump would
 otherwise expire under a client that cannot know.
+
+`RECEIVER_CLOCK_OFFSET_S` (seconds) sets where the clock starts, as it does for the product's
+own calendar clock: the test command runs the date-sensitive tests a second time a year ahead
+with it, so both sides agree on "today" (the variable is read here, not shared as code).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import threading
+
+OFFSET_ENV = "RECEIVER_CLOCK_OFFSET_S"
+
+
+def start_offset() -> dt.timedelta:
+    raw = os.environ.get(OFFSET_ENV, "").strip()
+    return dt.timedelta(seconds=float(raw)) if raw else dt.timedelta()
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
@@ -23,7 +35,8 @@ class Clock:
     """Real UTC time shifted by an offset that only moves forward."""
 
     def __init__(self) -> None:
-        self._offset = dt.timedelta()
+        self._start = start_offset()
+        self._offset = self._start
         self._lock = threading.Lock()
 
     def now(self) -> dt.datetime:
@@ -42,7 +55,7 @@ class Clock:
 
     def reset(self) -> None:
         with self._lock:
-            self._offset = dt.timedelta()
+            self._offset = self._start
 
 
 def iso(moment: dt.datetime) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
+from receiver import clock
 from receiver.envelope import Entity, Envelope
 from receiver.sinkconfig import SinkSettings
 from receiver.sinks.base import Delivery, Result, SinkError, TicketStore
@@ -17,7 +17,7 @@ SAMPLE_TENANT_ID = "00000000-0000-0000-0000-000000000000"
 
 def sample_envelope(tenant: str = "sample") -> Envelope:
     """A realistic high-severity alert; a new id each time (a ticket sink makes a new ticket)."""
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
     alert_id = f"sample-{uuid.uuid4().hex[:12]}"
     return Envelope(
         id=alert_id, tenant_id=SAMPLE_TENANT_ID, source_api="alerts_v2", tenant=tenant,

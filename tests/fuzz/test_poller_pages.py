@@ -143,7 +143,10 @@ def test_junk_pages_lose_nothing(script: list[tuple[str, list[int]]], graph: Loo
         client = aioredis.Redis.from_url(redis_url)
         graph_client = client_for(settings_, client)
         try:
-            poller = Poller(client, Keys(settings_.redis.key_prefix), settings_, graph_client)
+            # The poller's own clock, a day after the items: the 30-day first look-back covers
+            # them whatever today's date is.
+            poller = Poller(client, Keys(settings_.redis.key_prefix), settings_, graph_client,
+                            clock=lambda: BASE + timedelta(days=1))
             await poller.poll_all()  # never raises, whatever the pages
             first = await _queued(client, settings_)
             graph.healthy = True
