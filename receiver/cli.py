@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -64,6 +65,8 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         return EXIT_ERROR
     print(f"{path}: OK ({settings.summary()})")
+    for warning in settings.warnings():
+        print(f"{path}: warning: {warning}")
     return EXIT_OK
 
 
@@ -434,6 +437,8 @@ def _run_role(args: argparse.Namespace,
         return EXIT_ERROR
     setup_logging(settings.logging.level, settings.logging.format)
     _tune_gc()
+    for warning in settings.warnings():
+        logging.getLogger("receiver").warning("config: %s", warning)
     try:
         with _admin_server(settings):
             return asyncio.run(role(settings))

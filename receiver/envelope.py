@@ -5,7 +5,11 @@ Graph has two alert shapes: the legacy ``microsoft.graph.alert`` (``/security/al
 templates see one shape, :class:`Envelope`; the original is kept in ``raw``.
 
 Normalised values: ``severity`` is one of informational, low, medium, high, unknown;
-``status`` one of new, inProgress, resolved, unknown (legacy ``newAlert`` becomes ``new``).
+``status`` one of new, inProgress, resolved, unknown (legacy ``newAlert`` and an incident's
+``active`` become ``new``). Graph's enum members are camelCase on the wire, but Microsoft's own
+examples also print them in PascalCase ("Active", "Medium", "TruePositive"), so every enum value
+is read case-insensitively and kept in its camelCase spelling; an unclassified alert's
+``"unknown"`` classification or determination reads as empty.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ MATERIAL_FIELDS = ("status", "severity", "assigned_to", "classification", "deter
 
 _LEGACY_STATUS = {"newalert": "new", "new": "new", "inprogress": "inProgress",
                   "resolved": "resolved"}
+# An incident's status: active, inProgress, resolved, redirected (merged into another incident:
+# nothing is left to do on this one), awaitingAction (waiting on the customer).
+_INCIDENT_STATUS = {"active": "new", "inprogress": "inProgress", "resolved": "resolved",
+                    "redirected": "resolved", "awaitingaction": "inProgress"}
+MAX_INCIDENT_ALERTS = 20  # an incident's alerts listed in its description
 _PORTAL = "https://security.microsoft.com"
 
 
@@ -150,6 +159,17 @@ def _status(value: Any) -> str:
     return _LEGACY_STATUS.get(_s(value).lower(), "unknown")
 
 
+def _enum(value: Any) -> str:
+    """An enum member in Graph's camelCase, whatever casing it came in ("TruePositive" ->
+    "truePositive", "APT" -> "apt"); ``unknown`` (unclassified) and null read as empty."""
+    text = _s(value).strip()
+    if not text or text.lower() == "unknown":
+        return ""
+    if text.isupper():
+        return text.lower()
+    return text[0].lower() + text[1:]
+
+
 def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value if v is not None) if isinstance(value, list) else ()
 
@@ -247,10 +267,10 @@ def from_v2(alert: dict[str, Any], tenant: str = "") -> Envelope:
         source_api="alerts_v2", tenant=tenant, title=_s(alert.get("title")),
         severity=_severity(alert.get("severity")), status=_status(alert.get("status")),
         description=_s(alert.get("description")), category=_s(alert.get("category")),
-        classification=_s(alert.get("classification")),
-        determination=_s(alert.get("determination")),
-        provider=_s(alert.get("serviceSource")), product=_s(alert.get("productName")),
-        detection_source=_s(alert.get("detectionSource")),
+        classification=_enum(alert.get("classification")),
+        determination=_enum(alert.get("determination")),
+        provider=_enum(alert.get("serviceSource")), product=_s(alert.get("productName")),
+        detection_source=_enum(alert.get("detectionSource")),
         assigned_to=_s(alert.get("assignedTo")), created_at=_s(alert.get("createdDateTime")),
         updated_at=_s(alert.get("lastUpdateDateTime") or alert.get("createdDateTime")),
         first_activity_at=_s(alert.get("firstActivityDateTime")),
@@ -265,21 +285,35 @@ def from_v2(alert: dict[str, Any], tenant: str = "") -> Envelope:
 
 
 def from_incident(incident: dict[str, Any], tenant: str = "") -> Envelope:
-    """A ``microsoft.graph.security.incident``."""
+    """A ``microsoft.graph.security.incident``; read with ``$expand=alerts`` its alerts are
+    listed in the description and their evidence gives its entities."""
+    alerts = [from_v2(a) for a in incident.get("alerts") or [] if isinstance(a, dict)]
+    lines = [f"- [{a.severity.capitalize()}] {a.title} · {a.status}"
+             + (f" · {a.provider}" if a.provider else "") for a in alerts[:MAX_INCIDENT_ALERTS]]
+    if len(alerts) > MAX_INCIDENT_ALERTS:
+        lines.append(f"... and {len(alerts) - MAX_INCIDENT_ALERTS} more")
+    description = _s(incident.get("description") or incident.get("summary"))
+    if lines:
+        description = "\n".join([*([description] if description else []),
+                                  f"{len(alerts)} alert(s):", *lines])
+    providers = {a.provider for a in alerts if a.provider}
     return Envelope(
         id=_s(incident.get("id")), tenant_id=_s(incident.get("tenantId")).lower(),
         source_api="incidents", kind="incident", tenant=tenant,
         title=_s(incident.get("displayName")), severity=_severity(incident.get("severity")),
-        status=_status(incident.get("status")) if _s(incident.get("status")) != "active"
-        else "new",
-        classification=_s(incident.get("classification")),
-        determination=_s(incident.get("determination")),
+        status=_INCIDENT_STATUS.get(_s(incident.get("status")).lower(), "unknown"),
+        description=description,
+        classification=_enum(incident.get("classification")),
+        determination=_enum(incident.get("determination")),
+        provider=providers.pop() if len(providers) == 1 else "",
         assigned_to=_s(incident.get("assignedTo")),
         created_at=_s(incident.get("createdDateTime")),
         updated_at=_s(incident.get("lastUpdateDateTime") or incident.get("createdDateTime")),
         incident_id=_s(incident.get("id")), web_url=_s(incident.get("incidentWebUrl")),
         incident_web_url=_s(incident.get("incidentWebUrl")),
         tags=_strings(incident.get("systemTags")) + _strings(incident.get("customTags")),
+        mitre_techniques=tuple(dict.fromkeys(t for a in alerts for t in a.mitre_techniques)),
+        entities=_dedupe([e for a in alerts for e in a.entities]),
         raw=incident,
     )
 

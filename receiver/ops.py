@@ -41,6 +41,13 @@ def envelope_from_file(path: str, settings: Settings) -> Envelope:
     """An envelope from a JSON file: an envelope, or an alert as Graph returns it (legacy,
     alerts_v2 or incident)."""
     data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, dict) and isinstance(data.get("value"), list):
+        # A collection page as Graph answers a list (the docs' examples are such pages).
+        items = data["value"]
+        if len(items) != 1 or not isinstance(items[0], dict):
+            raise ValueError(f"the file is a collection page of {len(items)} items: "
+                             "keep the one to test")
+        data = items[0]
     if not isinstance(data, dict):
         raise ValueError("the file must hold one JSON object")
     if "source_api" in data:
@@ -48,7 +55,13 @@ def envelope_from_file(path: str, settings: Settings) -> Envelope:
     tenant_id = str(data.get("tenantId") or data.get("azureTenantId") or "").lower()
     tenant = settings.tenant(tenant_id)
     name = tenant.name if tenant else ""
-    if "azureTenantId" in data or "vendorInformation" in data:
+    odata_type = str(data.get("@odata.type") or "").lstrip("#").lower()
+    if odata_type == "microsoft.graph.security.incident":
+        return from_incident(data, name)
+    if odata_type == "microsoft.graph.security.alert":
+        return from_v2(data, name)
+    if (odata_type == "microsoft.graph.alert" or "azureTenantId" in data
+            or "vendorInformation" in data):
         return from_legacy(data, name)
     if "displayName" in data and "incidentWebUrl" in data:
         return from_incident(data, name)
@@ -70,7 +83,7 @@ async def route_test(settings: Settings, redis: Redis | None, args: argparse.Nam
         return ERROR
     trace = Trace()
     decisions = route(routes.route, envelope, trace)
-    print(f"alert {envelope.id} ({envelope.severity}, {envelope.status}, "
+    print(f"{envelope.kind} {envelope.id} ({envelope.severity}, {envelope.status}, "
           f"provider {envelope.provider or '-'}, tenant {envelope.tenant or envelope.tenant_id})")
     print("\n".join(trace.lines))
     if redis is not None:

@@ -50,6 +50,21 @@ def test_route_test_shows_grouping(write_config: WriteConfig, config: Path,
             "after 10s, changes every 300s, reminders every 3600s)") in out
 
 
+def test_route_test_reads_the_docs_incident_example(
+        write_config: WriteConfig, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The first example of Microsoft's "List incidents" page, as published (a collection
+    page, enums in PascalCase), is an active medium incident classified true positive."""
+    write_config("route:\n  receiver: console\n  routes:\n"
+                 "    - matchers: ['kind=\"incident\"', 'status=\"new\"', "
+                 "'severity=\"medium\"', 'classification=\"truePositive\"']\n"
+                 "      receiver: pager\n", "routes.yaml")
+    assert main(["route", "test", str(SAMPLES / "incidents_list_docs_example.json"),
+                 "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("incident 2972395 (medium, new, ")
+    assert "-> pager (via route.routes[0])" in out
+
+
 def test_route_test_bad_file(config: Path, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.json"

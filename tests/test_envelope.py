@@ -98,3 +98,53 @@ def test_material_changes() -> None:
                                                       "assignedTo": "soc@contoso.com"})
     assert material_changes(before, resolved) == ("status", "assigned_to")
     assert material_changes(before, env) == ()
+
+
+def test_docs_incident_example_reads_whatever_the_casing() -> None:
+    """Microsoft's own "List incidents" example prints status "Active", severity "Medium" and
+    classification "TruePositive" (tests/samples/README.md)."""
+    raw = sample("incidents_list_docs_example.json")["value"][0]
+    env = from_incident(raw)
+    assert (env.kind, env.status, env.severity) == ("incident", "new", "medium")
+    assert (env.classification, env.determination) == ("truePositive", "multiStagedAttack")
+    assert env.incident_web_url == raw["incidentWebUrl"]
+    lower = from_incident(raw | {"status": "active", "severity": "medium",
+                                 "classification": "truePositive",
+                                 "determination": "multiStagedAttack"})
+    assert lower.material() == env.material()  # the casing is no change worth a message
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    ("active", "new"), ("Active", "new"), ("inProgress", "inProgress"), ("RESOLVED", "resolved"),
+    ("redirected", "resolved"), ("awaitingAction", "inProgress"),
+    ("unknownFutureValue", "unknown"), (None, "unknown")])
+def test_incident_status_normalised(status: Any, expected: str) -> None:
+    assert from_incident(sample("incident.json") | {"status": status}).status == expected
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("classification", "TruePositive", "truePositive"),
+    ("classification", "unknown", ""),  # unclassified
+    ("classification", None, ""),
+    ("determination", "ConfirmedActivity", "confirmedActivity"),
+    ("determination", "APT", "apt"),
+    ("serviceSource", "MicrosoftSentinel", "microsoftSentinel"),
+    ("serviceSource", "microsoftSentinel", "microsoftSentinel"),
+])
+def test_v2_enums_read_case_insensitively(field: str, value: Any, expected: str) -> None:
+    env = from_v2(sample("alert_v2_mde.json") | {field: value})
+    attribute = {"serviceSource": "provider"}.get(field, field)
+    assert getattr(env, attribute) == expected
+
+
+def test_incident_with_its_alerts_lists_them() -> None:
+    alert = sample("alert_v2_mde.json")
+    second = alert | {"id": "a2", "title": "Second", "severity": "low",
+                      "mitreTechniques": ["T1000"]}
+    env = from_incident(sample("incident.json") | {"alerts": [alert, second]})
+    assert "2 alert(s):" in env.description
+    assert f"- [{alert['severity'].capitalize()}] {alert['title']}" in env.description
+    assert "- [Low] Second" in env.description
+    assert env.provider == "microsoftDefenderForEndpoint"  # the one service of its alerts
+    assert "T1000" in env.mitre_techniques
+    assert {"user", "device"} <= {e.type for e in env.entities}

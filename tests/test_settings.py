@@ -5,7 +5,9 @@ from pathlib import Path
 import pytest
 
 from receiver.configfile import ConfigError
-from receiver.settings import Settings, load_settings, settings_from_mapping
+import datetime as dt
+
+from receiver.settings import LEGACY_ALERTS_RETIRED, Settings, load_settings, settings_from_mapping
 from tests.fixtures.settings import CLIENT_SECRET, TENANT_ID, WriteConfig, base_settings_data
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,6 +27,11 @@ def test_example_config_is_valid() -> None:
 
 def test_defaults_are_production_safe() -> None:
     settings = Settings()
+    # Today's Graph: alerts_v2 and incidents are polled, every 10 s; nothing is subscribed.
+    tenant = settings_from_mapping(base_settings_data()).tenants[0]
+    assert (tenant.poll.alerts_v2, tenant.poll.incidents, tenant.poll.interval_s) == (
+        True, True, 10.0)
+    assert tenant.subscriptions == []
     assert settings.graph.authority_host == "https://login.microsoftonline.com"
     assert settings.web.public_url.startswith("https://")
     assert settings.web.max_body_bytes == 1024 * 1024
@@ -80,8 +87,15 @@ def test_every_problem_reported_with_file_line_and_key(write_config: WriteConfig
          "unfiltered 'security/alerts'"),
         ({"tenants": [{"name": "a", "tenant_id": TENANT_ID, "client_id": TENANT_ID,
                        "client_secret": "x",
-                       "subscriptions": [{"lifetime_minutes": 43_201}]}]},
+                       "subscriptions": [{"resource": "security/alerts/x",
+                                          "lifetime_minutes": 43_201}]}]},
          "lifetime_minutes"),
+        ({"tenants": [{"name": "a", "tenant_id": TENANT_ID, "client_id": TENANT_ID,
+                       "client_secret": "x", "subscriptions": [{}]}]},
+         "tenants[0].subscriptions[0].resource: required key is missing"),
+        # Graph gives up on an answer after 3 s and counts one over 2.9 s as slow.
+        ({"web": {"public_url": "http://x.example", "allow_http": True,
+                  "enqueue_budget_ms": 2600}}, "web.enqueue_budget_ms"),
         ({"sinks": [{"type": "console", "name": "x"}, {"type": "console", "name": "x"}]},
          "duplicate sink name: x"),
         ({"sinks": [{"type": "carrier-pigeon", "name": "x"}]}, "sinks[0]"),
@@ -229,3 +243,27 @@ def test_derived_urls(make_settings: object) -> None:
     assert settings.web.notification_url == "https://r.example.com/base/webhooks/graph"
     assert settings.web.lifecycle_url == "https://r.example.com/base/webhooks/graph/lifecycle"
     assert settings.allowed_tenant_ids == frozenset({TENANT_ID})
+
+
+def test_legacy_subscription_warned_after_the_retirement_date() -> None:
+    data = base_settings_data()
+    data["tenants"][0]["subscriptions"] = [
+        {"resource": "security/alerts?$filter=status eq 'newAlert'"},
+        {"resource": "security/alerts_v2/abc"}]
+    settings = settings_from_mapping(data)
+    before = settings.warnings(LEGACY_ALERTS_RETIRED - dt.timedelta(seconds=1))
+    after = settings.warnings(LEGACY_ALERTS_RETIRED)
+    assert before == []
+    assert len(after) == 1
+    assert after[0].startswith("tenants[0].subscriptions[0].resource: ")
+    assert "retired on 2026-10-15" in after[0] and "sends nothing" in after[0]
+    # A year on, still warned: the product's clock is passed, not today's date.
+    assert settings.warnings(LEGACY_ALERTS_RETIRED + dt.timedelta(days=365)) == after
+
+
+def test_tenant_with_nothing_to_read_is_warned() -> None:
+    data = base_settings_data()
+    data["tenants"][0]["poll"] = {"alerts_v2": False, "incidents": False}
+    warnings = settings_from_mapping(data).warnings(LEGACY_ALERTS_RETIRED)
+    assert warnings == ["tenants[0] (contoso): nothing is polled and no subscription is kept: "
+                        "this tenant's alerts reach no sink"]

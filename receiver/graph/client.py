@@ -42,6 +42,10 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
 # The rate-limited Graph families, by the first path segment(s) (Graph's per-tenant limits).
 SECURITY_BUCKET = "security"
+# alerts_v2 and incidents have evolvable enums: members listed after `unknownFutureValue`
+# (serviceSource microsoftSentinel, incident status awaitingAction, ...) come back as
+# `unknownFutureValue` unless the request asks for them with this preference.
+PREFER_UNKNOWN_ENUMS = "include-unknown-enum-members"
 
 
 class GraphError(Exception):
@@ -141,6 +145,8 @@ class GraphClient:
                 await self.limiter.acquire(tenant_id, bucket)
             headers = {"Authorization": f"Bearer {token}",
                        "client-request-id": str(uuid.uuid4())}
+            if bucket == SECURITY_BUCKET:
+                headers["Prefer"] = PREFER_UNKNOWN_ENUMS
             self.calls += 1
             wait: float | None
             try:

@@ -130,12 +130,12 @@ def test_slow_answer_window_share_over_ten_minutes() -> None:
     for _ in range(90):
         window.record(0.01)
     for _ in range(5):
-        window.record(3.0)  # over 2.9 s
-    for _ in range(5):
-        window.record(11.0)  # over both
-    assert window.shares() == {2.9: 0.10, 10.0: 0.05}
+        window.record(2.9)  # exactly Graph's threshold: not slow
+    for _ in range(10):
+        window.record(2.95)  # over 2.9 s: slow by Graph's rule
+    assert window.shares() == {2.9: 10 / 105}
     now[0] += 599  # still inside the 10-minute window
     window.record(0.01)
-    assert window.shares()[2.9] == pytest.approx(10 / 101)
+    assert window.shares()[2.9] == pytest.approx(10 / 106)
     now[0] += 2  # the first second has left the window
-    assert window.shares() == {2.9: 0.0, 10.0: 0.0}
+    assert window.shares() == {2.9: 0.0}
