@@ -132,9 +132,12 @@ class Wanted:
     lifetime: dt.timedelta
 
     @property
-    def key(self) -> tuple[str, frozenset[str], str]:
+    def key(self) -> tuple[str, frozenset[str], str, str]:
+        # The lifecycle URL belongs to the key: Graph sets lifecycleNotificationUrl only at
+        # creation (a PATCH cannot change it), so a subscription whose lifecycle URL is no
+        # longer ours is replaced, or Graph would keep calling the old one.
         return (_norm(self.resource), frozenset(self.change_type.split(",")),
-                self.notification_url)
+                self.notification_url, self.lifecycle_url)
 
     def matches_record(self, record: SubscriptionRecord) -> bool:
         return (_norm(record.resource) == _norm(self.resource)
@@ -145,10 +148,10 @@ def _norm(resource: str) -> str:
     return resource.strip().lstrip("/").lower()
 
 
-def _key_of(sub: Mapping[str, Any]) -> tuple[str, frozenset[str], str]:
+def _key_of(sub: Mapping[str, Any]) -> tuple[str, frozenset[str], str, str]:
     return (_norm(str(sub.get("resource", ""))),
             frozenset(p.strip() for p in str(sub.get("changeType", "")).split(",")),
-            str(sub.get("notificationUrl", "")))
+            str(sub.get("notificationUrl", "")), str(sub.get("lifecycleNotificationUrl") or ""))
 
 
 @dataclass
@@ -332,8 +335,9 @@ class Supervisor:
                 else:
                     to_delete.append((sub, "orphan" if sid not in records else "duplicate"))
                     gap.add(i)
-            if i not in keep and any(w.matches_record(r) and sid not in existing_ids
-                                     for sid, r in records.items()):
+            # Ours for this resource, but gone from Graph or about to be replaced (its URLs
+            # changed): a recreate, with a backfill of what it may have missed.
+            if i not in keep and any(w.matches_record(r) for r in records.values()):
                 gap.add(i)
         for sub in existing:
             sid = str(sub.get("id"))

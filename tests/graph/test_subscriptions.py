@@ -242,6 +242,31 @@ async def test_unwanted_subscriptions_are_deleted_with_their_registry_entry(
     assert gone not in (await registry.load_all(w.redis, w.keys))[1]
 
 
+async def test_changed_lifecycle_url_recreates_the_subscription(
+        world: World, make_settings: MakeSettings) -> None:
+    """Graph sets lifecycleNotificationUrl only at creation: a renewal (PATCH) would keep the
+    old URL, so a changed one means a new subscription (and a backfill of the gap)."""
+    w = world
+    await w.supervisor.reconcile()
+    old = (await assert_all_alive(w, dt.timedelta(hours=1)))[("t1", RESOURCE)]
+    data = w.settings.model_dump(mode="json")
+    moved_url = w.settings.web.lifecycle_url + "?moved=1"  # the same app answers it
+    data["tenants"][1]["subscriptions"][0]["lifecycle_url"] = moved_url
+    for t, orig in zip(data["tenants"], w.settings.tenants, strict=True):
+        t["client_secret"] = orig.client_secret.get_secret_value()  # type: ignore[union-attr]
+    moved = make_settings(**data)
+    sup = Supervisor(moved, w.graph, w.redis, guard=w.lease, clock=w.now)
+    report = await sup.reconcile()
+    assert (report.recreated, report.deleted, report.created, report.errors) == (1, 1, 0, 0)
+    subs = [s for s in await w.sim_subscriptions()
+            if s["tenantId"] == w.settings.tenants[1].tenant_id and s["resource"] == RESOURCE]
+    assert [s["lifecycleNotificationUrl"] for s in subs] == [moved_url]
+    assert subs[0]["id"] != old
+    assert [b.tenant_id for b in await w.backfills()] == [w.settings.tenants[1].tenant_id]
+    again = await sup.reconcile()  # settled: nothing more to do
+    assert (again.recreated, again.deleted, again.created) == (0, 0, 0)
+
+
 async def test_renewal_that_finds_it_gone_recreates_with_backfill(world: World) -> None:
     w = world
     await w.supervisor.reconcile()
