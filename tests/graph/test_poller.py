@@ -103,7 +103,8 @@ async def test_overlap_window_rereads_recent_items(poller: Any, make_settings: M
     sim, p, redis = poller
     tid = sim.tenant.tenant_id
     await asyncio.to_thread(sim.control.create_alerts, tid, 5, kind="v2")
-    entry = tenant_entry(sim.tenant, "contoso") | {"poll": {"overlap_s": 300}}
+    entry = tenant_entry(sim.tenant, "contoso") | {"poll": {"overlap_s": 300,
+                                                            "incidents": False}}
     overlapping = Poller(redis, p.keys, sim_settings(make_settings, sim, redis_url,
                                                      tenants=[entry]), p.graph)
     assert await overlapping.poll_all() == 5
