@@ -35,6 +35,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
 from receiver.keys import Keys
+from receiver.redaction import cut, redact
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +332,7 @@ class Consumer:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self.keys.poison, {
                 "e": entry.value, "stream": self.config.stream, "id": entry.id,
-                "error": _describe(exc)[:2000], "attempts": str(entry.attempt),
+                "error": cut(_describe(exc), 2000), "attempts": str(entry.attempt),
                 "at": str(int(time.time() * 1000))})
             pipe.xack(self.config.stream, self.config.group, entry.id)
             pipe.xdel(self.config.stream, entry.id)
@@ -387,5 +388,5 @@ class Consumer:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc)
+    text = redact(str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -30,6 +30,7 @@ from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.consumer import Entry, Poison, Retry
 from receiver.pipeline.fetch import envelope_of
+from receiver.redaction import cut
 from receiver.sinks.base import Delivery, PermanentError, RetryableError, Sink
 
 log = logging.getLogger(__name__)
@@ -155,9 +156,9 @@ class DeliverStage:
             self.outcomes.labels(name, "retry").inc()
             await records.record(self.redis, self.keys, envelope.tenant_id, envelope.id,
                                  records.event("retrying", sink=name, attempt=entry.attempt,
-                                               detail=str(exc)[:300],
+                                               detail=cut(str(exc), 300),
                                                next_in_s=round(delay, 1)))
-            raise Retry(delay, str(exc)) from None
+            raise Retry(delay, cut(str(exc), 300)) from None
         except PermanentError as exc:
             self.breaker.failure()
             await self._dead_letter(entry, envelope.tenant_id, envelope.id, str(exc),
@@ -189,19 +190,19 @@ class DeliverStage:
                            *, reason: str) -> None:
         name = self.sink.name
         self.outcomes.labels(name, "dead_lettered").inc()
-        log.warning("delivery dead-lettered (%s): %s", reason, error[:300],
+        log.warning("delivery dead-lettered (%s): %s", reason, cut(error, 300),
                     extra={"sink": name, "alert_id": alert_id, "tenant_id": tenant_id,
                            "attempt": entry.attempt})
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self.keys.dlq(name), {
                 "e": entry.value, "first": entry.fields.get(b"first", b"1"),
                 "changes": entry.fields.get(b"changes", b""),
-                "route": entry.fields.get(b"route", b""), "error": error[:2000],
+                "route": entry.fields.get(b"route", b""), "error": cut(error, 2000),
                 "reason": reason, "attempts": str(entry.attempt),
                 "at": str(int(time.time() * 1000))})
             records.add(pipe, self.keys, tenant_id, alert_id,
                         records.event("dead_lettered", sink=name, attempt=entry.attempt,
-                                      detail=f"{reason}: {error[:300]}"))
+                                      detail=f"{reason}: {cut(error, 300)}"))
             await pipe.execute()
 
 

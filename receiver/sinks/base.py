@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from receiver.envelope import Envelope
+from receiver.redaction import redact
 from receiver.sinks.metrics import SinkMetrics
 
 log = logging.getLogger("receiver.sinks")
@@ -124,8 +125,6 @@ class BaseSink(abc.ABC):
     async def _send(self, envelope: Envelope, delivery: Delivery) -> Result: ...
 
     async def send(self, envelope: Envelope, delivery: Delivery) -> Result:
-        from receiver.sinks.http import redact
-
         extra: dict[str, object] = {"sink": self.name, "alert_id": envelope.id,
                                     "tenant_id": envelope.tenant_id, "attempt": delivery.attempt}
         start = time.monotonic()

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosmtplib
 
+from receiver import redaction
 from receiver.envelope import Envelope
 from receiver.securescore import render as secure_score
 from receiver.sinkconfig import TEMPLATE_NAMES, EmailSinkSettings
@@ -169,7 +170,7 @@ class EmailSink(BaseSink):
 
 
 def _reply_error(where: str, code: int, message: str) -> SinkError:
-    text = f"{where}: SMTP {code} {http.redact(' '.join(message.split()))[:200]}"
+    text = f"{where}: SMTP {code} {redaction.cut(message, 200, squeeze=True)}"
     if 400 <= code < 500:
         return RetryableError(text, status=code)
     return PermanentError(text, status=code)
@@ -185,5 +186,5 @@ def _transport_error(where: str, exc: BaseException) -> SinkError:
         node = node.__cause__ or node.__context__
     if isinstance(exc, aiosmtplib.SMTPNotSupported) or type(exc) is aiosmtplib.SMTPException:
         # The server lacks what the config asks for (STARTTLS, AUTH): fix the config.
-        return PermanentError(f"{where}: {http.redact(str(exc))[:200]}")
-    return RetryableError(f"{where}: {type(exc).__name__}: {http.redact(str(exc))[:200]}")
+        return PermanentError(f"{where}: {redaction.cut(str(exc), 200)}")
+    return RetryableError(f"{where}: {type(exc).__name__}: {redaction.cut(str(exc), 200)}")

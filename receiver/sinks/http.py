@@ -23,9 +23,11 @@ pointless. It needs an operator (fix ``ca_bundle`` or the server), who then repl
 dead-lettered deliveries.
 
 Redaction: webhook URLs carry tokens, and keys and passwords must never reach a log line or an
-error. Sinks register their secrets (:func:`register_secret`); :func:`redact` replaces them, and
-a filter on httpx's logger (which logs every request URL at INFO) does the same for its lines.
-Errors name an endpoint by scheme and host only (:func:`safe_url`).
+error. Sinks register their secrets (:func:`register_secret`, into :mod:`receiver.redaction`);
+:func:`redact` replaces them, and a filter on httpx's logger (which logs every request URL at
+INFO) does the same for its lines. A server's answer is redacted whole before it is cut into an
+error (:func:`receiver.redaction.cut`): a webhook that echoes its URL must not leave the part of
+the token before the cut. Errors name an endpoint by scheme and host only (:func:`safe_url`).
 """
 
 from __future__ import annotations
@@ -34,19 +36,21 @@ import base64
 import logging
 import re
 import ssl
-import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
+from receiver import redaction
+from receiver.redaction import REDACTED, redact
 from receiver.sinks.base import PermanentError, RetryableError, SinkError
 from receiver.transport import Transport
 from receiver.values import parse_retry_after
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "REDACTED",
     "ClientPool",
     "classify",
     "parse_retry_after",
@@ -62,23 +66,18 @@ __all__ = [
 DEFAULT_TIMEOUT_S = 10.0
 RETRY_STATUSES = frozenset({408, 409, 425, 429})
 PERMANENT_5XX = frozenset({501, 505})
-REDACTED = "[redacted]"
 _BODY_ERROR = re.compile(r"(?i)\berror\b\D{0,32}?\b([1-5]\d\d)\b")
 _MAX_BODY_IN_ERROR = 200
 _MIN_TOKEN = 12
-
-_secrets: set[str] = set()
-_secrets_lock = threading.Lock()
 
 
 # --- redaction ---------------------------------------------------------------------------
 
 def register_secret(value: str | None) -> None:
     """Make ``value`` (and its URL-encoded forms) redacted wherever :func:`redact` runs."""
-    if not value or len(value) < 4:
+    if not value or len(value) < redaction.MIN_SECRET:
         return
-    with _secrets_lock:
-        _secrets.update({value, quote(value, safe=""), quote(value, safe="/:")})
+    redaction.register(value, quote(value, safe=""), quote(value, safe="/:"))
 
 
 def register_url(url: str) -> None:
@@ -102,16 +101,6 @@ def register_basic_auth(user: str, secret: str) -> None:
     """Register a password and the Basic authorization value made from it."""
     register_secret(secret)
     register_secret(base64.b64encode(f"{user}:{secret}".encode()).decode())
-
-
-def redact(text: str) -> str:
-    """``text`` with every registered secret replaced (longest first)."""
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 def safe_url(url: str | httpx.URL) -> str:
@@ -144,10 +133,7 @@ def _snippet(response: httpx.Response) -> str:
         text = response.text
     except (UnicodeDecodeError, httpx.ResponseNotRead):
         return ""
-    text = " ".join(text.split())
-    if len(text) > _MAX_BODY_IN_ERROR:
-        text = text[:_MAX_BODY_IN_ERROR] + "…"
-    return redact(text)
+    return redaction.cut(text, _MAX_BODY_IN_ERROR, squeeze=True)
 
 
 def classify(response: httpx.Response, *, what: str = "request",
