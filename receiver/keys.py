@@ -168,6 +168,19 @@ class Keys:
         """String: the poller's lastUpdateDateTime watermark per tenant and source (no TTL)."""
         return self._k("watermark", tenant_id, source)
 
+    @property
+    def push_seen(self) -> str:
+        """Hash: subscription id -> when the fetch stage last handled a pushed notification of
+        it (ms since the epoch; written at most once a minute per subscription; no TTL, a
+        field per subscription, removed with the subscription's registry entry)."""
+        return self._k("seen", "push")
+
+    @property
+    def poll_seen(self) -> str:
+        """Hash: tenant id -> when the fetch stage last handled a change the poller found
+        (ms since the epoch; at most once a minute per tenant; no TTL)."""
+        return self._k("seen", "poll")
+
     # --- groups (routes with group_by): receiver.pipeline.grouping -------------------------
     @property
     def groups_due(self) -> str:
@@ -190,6 +203,13 @@ class Keys:
         """Hash: the Secure Score watch's state per tenant: ``evaluated`` (the last score date
         checked, YYYY-MM-DD) and ``digest_week`` (the last digest's ISO week) (no TTL)."""
         return self._k("securescore", tenant_id)
+
+    @property
+    def tenant_checks(self) -> str:
+        """Hash: tenant id -> that tenant's last `receiver tenants check` (JSON: name, ok, at,
+        source, verdicts), written by the command and at start of serve and scheduler, shown
+        on the status page (no TTL; one field per tenant, overwritten)."""
+        return self._k("tenantchecks")
 
     @property
     def backfill_requests(self) -> str:

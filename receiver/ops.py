@@ -310,6 +310,7 @@ async def backfill(settings: Settings, redis: Redis, args: argparse.Namespace) -
         return ERROR
     finally:
         await graph.aclose()
-    print(f"backfill {tenant.name}: {count} alert(s) changed since {request.since} queued; "
+    print(f"backfill {tenant.name}: {count} alert(s) and incident(s) changed since "
+          f"{request.since} queued; "
           "the workers fetch and route them (duplicates of what was delivered are dropped)")
     return OK

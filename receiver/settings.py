@@ -548,6 +548,15 @@ class Settings(Model):
                 "one tenant is configured")
         return self
 
+    def silent_after_s(self, tenant_id: str, resource: str) -> float:
+        """The configured silence limit of a tenant's subscription on ``resource``."""
+        tenant = self.tenant(tenant_id)
+        want = resource.strip().lstrip("/").lower()
+        for spec in tenant.subscriptions if tenant else []:
+            if spec.resource.strip().lstrip("/").lower() == want:
+                return spec.silent_after_s
+        return SubscriptionSpec.model_fields["silent_after_s"].default  # type: ignore[no-any-return]
+
     def tenant(self, tenant_id: str) -> TenantSettings | None:
         for t in self.tenants:
             if t.tenant_id == tenant_id:

@@ -64,13 +64,14 @@ def test_backfill_then_replay_with_progress(config: tuple[Path, Any], redis_url:
     made = sim.control.create_alerts(sim.tenant.tenant_id, 30, kind="v2")
     assert main(["backfill", "contoso", "--hours", "2", "--config", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert "backfill contoso: 30 alert(s) changed since" in out
+    # alerts_v2 and, as the tenant polls them (the default), their 30 incidents
+    assert "backfill contoso: 60 alert(s) and incident(s) changed since" in out
     # the progress display's last line (other tests may leave log handlers on stderr)
-    assert re.search(r"^backfill contoso: 30, [\d.]+/s, 0:0\d elapsed \(done\)$", err,
+    assert re.search(r"^backfill contoso: 60, [\d.]+/s, 0:0\d elapsed \(done\)$", err,
                      re.MULTILINE), err
     keys = Keys("{test}")
     with redis.Redis.from_url(redis_url) as r:
-        assert r.xlen(keys.notifications) == 30
+        assert r.xlen(keys.notifications) == 60
 
     settings = load_settings(path)
 

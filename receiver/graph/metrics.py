@@ -17,6 +17,11 @@ class SupervisorMetrics:
             "receiver_subscription_seconds_to_expiry",
             "Seconds until each wanted subscription expires (negative or absent: missing)",
             ["tenant", "resource"], registry=self.registry)
+        self.silent_seconds = Gauge(
+            "receiver_subscription_silent_seconds",
+            "How long a subscription has delivered nothing while the poller found changes in "
+            "its tenant (0: not silent); the retired legacy alerts API looks like this",
+            ["tenant", "resource"], registry=self.registry)
         self.lifecycle = Counter(
             "receiver_lifecycle_events_total",
             "Lifecycle events handled, by event and outcome",

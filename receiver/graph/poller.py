@@ -16,8 +16,10 @@ an alert seen both ways one message per change.
   the Graph client, under every request, so concurrency cannot push a tenant past Graph's
   limit.
 - Each entry carries the alert as read (no second GET in the fetch stage).
-- Backfill requests from the subscription supervisor (``missed``, removed, recreated) re-read
-  the tenant's legacy alerts and alerts_v2 from the request's ``since``.
+- Backfills (the supervisor's after ``missed`` or a recreated subscription, and ``receiver
+  backfill``) re-read alerts_v2 and incidents first, where every alert is today, then the
+  legacy alerts API, which Graph retired on 2026-10-15: its errors are expected and never
+  stop a backfill.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from redis.asyncio import Redis
 
 from receiver import clock as calendar
 from receiver.entries import BackfillRequest, NotificationEntry
+from receiver.graph.client import GraphError
 from receiver.keys import Keys
 from receiver.settings import Settings, TenantSettings
 
@@ -85,6 +88,10 @@ class Poller:
         self.round_seconds = Gauge("receiver_poller_round_seconds",
                                    "How long the last poll round took (keep it under the "
                                    "poll interval)", registry=registry)
+        self.legacy_errors = Counter(
+            "receiver_poller_legacy_errors", "Legacy alerts reads of a backfill Graph refused "
+            "(expected since the API's retirement), by HTTP status", ["status"],
+            registry=registry)
         self._running: set[tuple[str, str]] = set()  # (tenant id, source) being read now
 
     async def poll_all(self) -> int:
@@ -163,14 +170,21 @@ class Poller:
         size = PAGE_SIZES.get(path, PAGE_SIZE)
         params = {"$filter": f"{field} gt {_iso(since)}", "$top": str(size)}
         batch: list[dict[str, Any]] = []
-        async for item in self.graph.pages(tenant_id, path, params):
-            if isinstance(item, dict) and item.get("id"):
-                batch.append(item)
-            if len(batch) >= size:
+        try:
+            async for item in self.graph.pages(tenant_id, path, params):
+                if isinstance(item, dict) and item.get("id"):
+                    batch.append(item)
+                if len(batch) >= size:
+                    await self._queue(tenant_id, path, batch)
+                    for queued in batch:
+                        yield queued
+                    batch = []
+        except GraphError:
+            # A later page failed (or its link was refused): what was read is queued, and
+            # the caller's watermark stays where it was (the error goes on).
+            if batch:
                 await self._queue(tenant_id, path, batch)
-                for queued in batch:
-                    yield queued
-                batch = []
+            raise
         if batch:
             await self._queue(tenant_id, path, batch)
             for queued in batch:
@@ -190,7 +204,14 @@ class Poller:
             await pipe.execute()
 
     async def backfill(self, request: BackfillRequest) -> int:
-        """Re-read a tenant's alerts changed since the request's time."""
+        """Re-read a tenant's alerts and incidents changed since the request's time.
+
+        alerts_v2 first (every provider's alerts are there today, whatever the tenant polls),
+        then incidents when the tenant polls them, then the legacy alerts API for what a
+        legacy subscription may have missed. A legacy error (404 or an empty answer since the
+        retirement, 403 without SecurityEvents.*, 400) is logged and counted, never raised.
+        An alerts_v2 or incident error is raised once the other sources were read, so the
+        request is tried again (the fetch stage's dedup drops what was queued twice)."""
         tenant = self.settings.tenant(request.tenant_id)
         if tenant is None:
             log.warning("backfill for an unknown tenant ignored",
@@ -198,15 +219,29 @@ class Poller:
             return 0
         since = _parse(request.since) or (self.clock() - timedelta(hours=1))
         since -= timedelta(seconds=tenant.poll.overlap_s)
+        tid = tenant.tenant_id
         count = 0
-        async for _ in self._changed(tenant.tenant_id, "security/alerts",
-                                     "lastModifiedDateTime", since):
-            count += 1
-        if tenant.poll.alerts_v2:
-            async for _ in self._changed(tenant.tenant_id, "security/alerts_v2",
-                                         "lastUpdateDateTime", since):
+        failed: Exception | None = None
+        for source in ("alerts_v2", *(("incidents",) if tenant.poll.incidents else ())):
+            try:
+                async for _ in self._changed(tid, f"security/{source}", "lastUpdateDateTime",
+                                             since):
+                    count += 1
+            except Exception as exc:
+                self.failures.labels(source).inc()
+                log.warning("backfill of %s failed: %s", source, exc, extra={"tenant_id": tid})
+                failed = failed or exc
+        try:
+            async for _ in self._changed(tid, "security/alerts", "lastModifiedDateTime", since):
                 count += 1
+        except GraphError as exc:
+            self.legacy_errors.labels(str(exc.status)).inc()
+            log.info("backfill: legacy alerts not read (%s); Graph retired that API on "
+                     "2026-10-15 and alerts_v2 carries its alerts", exc,
+                     extra={"tenant_id": tid})
         self.items.labels("backfill").inc(count)
         log.info("backfill queued %d items (%s)", count, request.reason,
-                 extra={"tenant_id": tenant.tenant_id, "count": count})
+                 extra={"tenant_id": tid, "count": count})
+        if failed is not None:
+            raise failed
         return count

@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
 import re
 import secrets
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
@@ -270,7 +272,29 @@ class Supervisor:
             report.add(task.result())
         if tenants is None:
             await self._forget_unknown_tenants(by_tenant)
+        await self._export_silence()
         return report
+
+    async def _export_silence(self) -> None:
+        """Report subscriptions that stay silent while the poller finds changes (a metric
+        and a warning; `receiver status` and /status say it too)."""
+        _, records = await registry.load_all(self.redis, self.keys)
+        push, poll = await registry.seen(self.redis, self.keys)
+        found = {s.record.subscription_id: s for s in registry.silent(
+            records, push, poll,
+            lambda r: self.settings.silent_after_s(r.tenant_id, r.resource))}
+        names = {t.tenant_id: t.name for t in self.settings.tenants}
+        for record in records.values():
+            silence = found.get(record.subscription_id)
+            tenant = names.get(record.tenant_id, record.tenant_id)
+            self.metrics.silent_seconds.labels(tenant, record.resource).set(
+                silence.silent_s if silence else 0.0)
+            if silence:
+                log.warning("subscription on %s has delivered nothing for %.0f min while "
+                            "polling found changes in the tenant", record.resource,
+                            silence.silent_s / 60,
+                            extra={"tenant_id": record.tenant_id,
+                                   "subscription_id": record.subscription_id})
 
     async def _forget_unknown_tenants(self, by_tenant: dict[str, dict[str, SubscriptionRecord]]
                                       ) -> None:
@@ -460,7 +484,7 @@ class Supervisor:
             expires = (now + w.lifetime).timestamp()
         record = SubscriptionRecord(subscription_id=sid, tenant_id=tid, resource=w.resource,
                                     client_state=client_state, expires_at=expires,
-                                    change_types=w.change_type)
+                                    change_types=w.change_type, created_at=time.time())
         # Written at once, lease or not: it is a fact about Graph, and the clientState exists
         # nowhere else. A notification may arrive any moment now.
         await registry.put(self.redis, self.keys, record)
@@ -522,9 +546,7 @@ class Supervisor:
         except ValueError:
             graph_expiry = record.expires_at
         if abs(graph_expiry - record.expires_at) > 1:  # Graph knows best
-            record = SubscriptionRecord(record.subscription_id, record.tenant_id,
-                                        record.resource, record.client_state, graph_expiry,
-                                        record.change_types)
+            record = dataclasses.replace(record, expires_at=graph_expiry)
             await registry.put(self.redis, self.keys, record)
         if not self._due(record, w.lifetime):
             report.unchanged += 1
@@ -570,8 +592,7 @@ class Supervisor:
             expires = parse_graph_time(str(sub.get("expirationDateTime", ""))).timestamp()
         except ValueError:
             expires = (now + w.lifetime).timestamp()
-        renewed = SubscriptionRecord(sid, tid, record.resource, record.client_state, expires,
-                                     record.change_types)
+        renewed = dataclasses.replace(record, expires_at=expires)
         await registry.put(self.redis, self.keys, renewed)
         await self._record_touch(sid, "renew", now)
         self.metrics.op("renew")

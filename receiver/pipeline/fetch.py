@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ from receiver.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_DEDUP_WINDOW_S = 7 * 24 * 3600
+SEEN_EVERY_S = 60.0  # how often a subscription's last push (a tenant's last poll) is noted
 ALERTS_STREAM_MAXLEN = 1_000_000  # a guard against unbounded growth; consumers keep it short
 
 # KEYS[1] dedup record, KEYS[2] alerts stream, KEYS[3] the notifications stream.
@@ -122,6 +124,7 @@ class FetchStage:
         self._script = redis.register_script(_DEDUP_AND_ENQUEUE)
         self.outcomes = Counter("receiver_fetch_outcomes", "Fetch stage outcomes",
                                 ["outcome"], registry=registry)
+        self._seen_written: dict[tuple[str, str], float] = {}
 
     async def handle(self, entry: Entry) -> None:
         try:
@@ -131,6 +134,7 @@ class FetchStage:
         tenant = self.tenants.get(note.tenant_id)
         if tenant is None:
             raise Poison(f"tenant {note.tenant_id} is not configured")
+        await self._note_seen(note)
         if note.change_type == "deleted":
             self.outcomes.labels("deleted").inc()
             return
@@ -142,6 +146,22 @@ class FetchStage:
         if not envelope.id or envelope.tenant_id != note.tenant_id:
             raise Poison("the fetched alert does not match its notification")
         await self.dedup_and_enqueue(envelope, entry)
+
+    async def _note_seen(self, note: NotificationEntry) -> None:
+        """Note that a subscription pushed, or that the poller found a change in a tenant, at
+        most once a minute for each (a push subscription silent while the poller finds
+        changes is reported: receiver.registry.silent)."""
+        if note.source == "push" and note.subscription_id and not note.lifecycle_event:
+            key, field = self.keys.push_seen, note.subscription_id
+        elif note.source == "poll":
+            key, field = self.keys.poll_seen, note.tenant_id
+        else:
+            return
+        now = time.time()
+        if now - self._seen_written.get((key, field), 0.0) < SEEN_EVERY_S:
+            return
+        self._seen_written[(key, field)] = now
+        await self.redis.hset(key, field, str(int(now * 1000)))
 
     async def _alert(self, note: NotificationEntry) -> dict[str, Any] | None:
         if note.resource_data:

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from receiver.entries import BackfillRequest, NotificationEntry
-from receiver.graph.client import client_for
+from receiver.graph.client import GraphError, client_for
 from receiver.graph.poller import Poller
 from receiver.keys import Keys
 from tests.fixtures.settings import MakeSettings
@@ -83,19 +83,97 @@ async def test_watermark_moves_only_after_queueing(poller: Any, make_settings: M
     assert (await redis.get(key)) != b"2020-01-01T00:00:00.000000Z"
 
 
-async def test_backfill_rereads_legacy_and_v2(poller: Any) -> None:
-    sim, p, redis = poller
+def _backfill_poller(make_simulator: Callable[..., Any], make_settings: MakeSettings,
+                     redis_url: str, redis: aioredis.Redis, **sim_options: Any
+                     ) -> tuple[Any, Poller]:
+    sim = make_simulator(**sim_options)
+    entry = tenant_entry(sim.tenant, "contoso") | {"poll": {"alerts_v2": True,
+                                                            "incidents": True}}
+    settings = sim_settings(make_settings, sim, redis_url, tenants=[entry])
+    return sim, Poller(redis, Keys(settings.redis.key_prefix), settings,
+                       client_for(settings, redis))
+
+
+def _since() -> str:
+    return (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+
+
+async def test_backfill_reads_v2_and_incidents_before_legacy(
+        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    sim, p = _backfill_poller(make_simulator, make_settings, redis_url, redis,
+                              legacy_alerts="live")
     tid = sim.tenant.tenant_id
     legacy = await asyncio.to_thread(sim.control.create_alerts, tid, 4)
-    await asyncio.to_thread(sim.control.create_alerts, tid, 2, kind="v2")
-    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-    n = await p.backfill(BackfillRequest(tenant_id=tid, reason="missed", since=since))
-    assert n == 6
-    got = await queued(redis, p)
-    assert {e.resource_id for e in got if e.resource.startswith("security/alerts/")} == \
-        set(legacy["ids"])
-    assert await p.backfill(BackfillRequest(tenant_id="00000000-0000-4000-8000-000000000000",
-                                            reason="missed", since=since)) == 0
+    v2 = await asyncio.to_thread(sim.control.create_alerts, tid, 2, kind="v2")
+    try:
+        n = await p.backfill(BackfillRequest(tenant_id=tid, reason="missed", since=_since()))
+        assert n == 8  # 2 alerts_v2, their 2 incidents, 4 legacy alerts
+        got = await queued(redis, p)
+        kinds = [e.resource.split("/")[1] for e in got]
+        assert kinds == ["alerts_v2"] * 2 + ["incidents"] * 2 + ["alerts"] * 4
+        assert {e.resource_id for e in got[:2]} == set(v2["ids"])
+        assert {e.resource_id for e in got[4:]} == set(legacy["ids"])
+        assert await p.backfill(BackfillRequest(
+            tenant_id="00000000-0000-4000-8000-000000000000", reason="missed",
+            since=_since())) == 0
+    finally:
+        await p.graph.aclose()  # type: ignore[attr-defined]
+        await redis.aclose()
+
+
+@pytest.mark.parametrize(("sim_options", "status"), [
+    # An app granted today's permissions only (no SecurityEvents.*): 403 on legacy alerts.
+    ({"roles": ("SecurityAlert.Read.All", "SecurityIncident.Read.All"),
+      "legacy_alerts": "live"}, "403"),
+    # Graph since 2026-10-15: the legacy API answers, with nothing.
+    ({"legacy_alerts": "retired"}, None),
+])
+async def test_backfill_is_never_stopped_by_the_legacy_api(
+        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str,
+        sim_options: dict[str, Any], status: str | None) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    sim, p = _backfill_poller(make_simulator, make_settings, redis_url, redis, **sim_options)
+    tid = sim.tenant.tenant_id
+    v2 = await asyncio.to_thread(sim.control.create_alerts, tid, 3, kind="v2")
+    try:
+        n = await p.backfill(BackfillRequest(tenant_id=tid, reason="recreated",
+                                             since=_since()))
+        assert n == 6  # 3 alerts_v2 and their 3 incidents
+        got = await queued(redis, p)
+        assert {e.resource_id for e in got if "alerts_v2" in e.resource} == set(v2["ids"])
+        assert len([e for e in got if "incidents" in e.resource]) == 3
+        assert not [e for e in got if e.resource.startswith("security/alerts/")]
+        if status is not None:
+            assert p.legacy_errors.labels(status)._value.get() == 1
+        assert p.failures.labels("alerts_v2")._value.get() == 0
+        assert p.failures.labels("incidents")._value.get() == 0
+    finally:
+        await p.graph.aclose()  # type: ignore[attr-defined]
+        await redis.aclose()
+
+
+async def test_backfill_reads_the_rest_then_raises_a_v2_side_error(
+        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str) -> None:
+    """An incident read that fails is retried (the request stays pending), after alerts_v2
+    and legacy were read."""
+    redis = aioredis.Redis.from_url(redis_url)
+    sim, p = _backfill_poller(
+        make_simulator, make_settings, redis_url, redis, legacy_alerts="live",
+        roles=("SecurityAlert.Read.All", "SecurityEvents.Read.All"))
+    tid = sim.tenant.tenant_id
+    await asyncio.to_thread(sim.control.create_alerts, tid, 2, kind="both")
+    try:
+        with pytest.raises(GraphError) as failed:
+            await p.backfill(BackfillRequest(tenant_id=tid, reason="missed", since=_since()))
+        assert failed.value.status == 403
+        got = await queued(redis, p)
+        assert sorted(e.resource.split("/")[1] for e in got) == ["alerts"] * 2 + \
+            ["alerts_v2"] * 2
+        assert p.failures.labels("incidents")._value.get() == 1
+    finally:
+        await p.graph.aclose()  # type: ignore[attr-defined]
+        await redis.aclose()
 
 
 async def test_overlap_window_rereads_recent_items(poller: Any, make_settings: MakeSettings,
