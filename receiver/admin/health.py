@@ -18,7 +18,8 @@ from receiver import registry
 from receiver.keys import Keys
 from receiver.settings import Settings
 
-__all__ = ["EXPIRING_S", "Health", "Process", "SinkHealth", "Stage", "Subscription", "gather"]
+__all__ = ["EXPIRING_S", "Health", "Process", "SilentSubscription", "SinkHealth", "Stage",
+           "Subscription", "TenantCheck", "gather"]
 
 EXPIRING_S = 24 * 3600  # a subscription with less left than this is flagged
 BACKED_UP_S = 300  # a stage whose oldest waiting entry is older than this is flagged
@@ -44,6 +45,17 @@ class Subscription:
         if self.expires_in_s <= 0:
             return "EXPIRED"
         return "expiring" if self.expires_in_s < EXPIRING_S else "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class SilentSubscription:
+    """A subscription that delivered nothing while the poller found changes in its tenant."""
+
+    tenant: str
+    resource: str
+    subscription_id: str
+    silent_s: float
+    last_push_s_ago: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +98,18 @@ class SinkHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class TenantCheck:
+    """A tenant's last `receiver tenants check` (by the command, or at a role's start)."""
+
+    tenant: str
+    tenant_id: str
+    ok: bool
+    checked_s_ago: float
+    source: str
+    failures: list[str]  # "check: detail. Fix: ..." per failed verdict
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     at: float
     processes: list[Process]
@@ -96,6 +120,8 @@ class Health:
     sinks: list[SinkHealth]
     poisoned: int
     problems: list[str] = field(default_factory=list)
+    tenant_checks: list[TenantCheck] = field(default_factory=list)
+    silent: list[SilentSubscription] = field(default_factory=list)
 
     @property
     def healthy(self) -> bool:
@@ -144,6 +170,26 @@ async def _stage(redis: Redis, stream: str, group: str, delayed_key: str, short:
                  None if oldest is None else max(0.0, oldest))
 
 
+async def _tenant_checks(redis: Redis, keys: Keys, settings: Settings, now: float
+                         ) -> list[TenantCheck]:
+    raw: Any = await redis.hgetall(keys.tenant_checks)
+    out = []
+    for tenant in settings.tenants:  # in the settings' order; tenants since removed: ignored
+        value = raw.get(tenant.tenant_id.encode())
+        if value is None:
+            continue
+        try:
+            data = json.loads(value)
+            failures = [f"{v['check']}: {v['detail']}. Fix: {v['fix']}"
+                        for v in data.get("verdicts", []) if v.get("status") == "fail"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+        out.append(TenantCheck(tenant.name, tenant.tenant_id, not failures,
+                               now - float(data.get("at") or now), str(data.get("source", "")),
+                               failures))
+    return out
+
+
 async def gather(settings: Settings, redis: Redis) -> Health:
     """The health summary of the deployment ``settings`` describe."""
     prefix = settings.redis.key_prefix
@@ -166,6 +212,15 @@ async def gather(settings: Settings, redis: Redis) -> Health:
     expired = sum(1 for s in subscriptions if s.expires_in_s <= 0)
     if expired:
         problems.append(f"{expired} subscription(s) expired")
+    push, poll = await registry.seen(redis, keys)
+    silent = [SilentSubscription(names.get(s.record.tenant_id, s.record.tenant_id),
+                                 s.record.resource, s.record.subscription_id, s.silent_s,
+                                 None if s.last_push_s is None else now - s.last_push_s)
+              for s in registry.silent(records, push, poll, lambda r: settings.silent_after_s(
+                  r.tenant_id, r.resource))]
+    for s in silent:
+        problems.append(f"subscription on {s.resource} ({s.tenant}) delivered nothing for "
+                        f"{s.silent_s / 60:.0f} min while polling found changes")
     wanted = sum(len(t.subscriptions) for t in settings.tenants)
     missing = max(0, wanted - len(records))
     if missing:
@@ -181,5 +236,7 @@ async def gather(settings: Settings, redis: Redis) -> Health:
         sinks.append(SinkHealth(sink.name, sink.type, stage.waiting, stage.delayed,
                                 int(await redis.xlen(keys.dlq(sink.name))), stage.oldest_s))
     poisoned = int(await redis.xlen(keys.poison))
+    checks = await _tenant_checks(redis, keys, settings, now)
+    problems += [f"tenant {c.tenant} cannot work: {c.failures[0]}" for c in checks if not c.ok]
     return Health(now, processes, leader, subscriptions, missing, stages, sinks, poisoned,
-                  problems)
+                  problems, checks, silent)
