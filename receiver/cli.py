@@ -279,13 +279,27 @@ async def _scheduler(settings: Settings) -> int:
     graph = client_for(settings, redis)
     stop = _stop_on_signals()
     runner = _scheduler_runner(settings, redis, graph)
+    check = _start_tenant_check(settings, redis, graph, "scheduler")
     try:
         _serve_metrics(settings, runner.registries)
         await runner.run(stop)
     finally:
+        check.cancel()
         await graph.aclose()
         await redis.aclose()
     return EXIT_OK
+
+
+def _start_tenant_check(settings: Settings, redis: Redis, graph: GraphClient,
+                        role: str) -> asyncio.Task[None]:
+    """`receiver tenants check` in its short form, beside the role's start (it never delays
+    or stops the role): one warning per tenant that cannot work, results on /status."""
+    import asyncio
+
+    from receiver.graph.probes import startup_check
+
+    return asyncio.create_task(startup_check(settings, redis, graph, role),
+                               name="tenant-check")
 
 
 def _scheduler_runner(settings: Settings, redis: Redis, graph: GraphClient) -> SchedulerRunner:
@@ -396,6 +410,7 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         stop_web()
         stop.set()
 
+    check = _start_tenant_check(settings, redis, worker.graph, "serve")
     tasks = [asyncio.create_task(server.serve(), name="web"),
              asyncio.create_task(worker.run(stop), name="worker"),
              asyncio.create_task(runner.run(stop), name="scheduler")]
@@ -408,6 +423,7 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
             print(f"receiver serve: {type(error).__name__}: {error}", file=sys.stderr)
         return EXIT_ERROR if failed else EXIT_OK
     finally:
+        check.cancel()
         await worker.aclose()
         await redis.aclose()
 
@@ -686,6 +702,18 @@ def build_parser() -> argparse.ArgumentParser:
     alerts_update.add_arguments(alert_actions["update"])
     alert_actions["update"].set_defaults(handler=_ops(
         "alert_update", module="receiver.actions.command", quiet_logs=True))
+
+    tenants_check = _ops("command", module="receiver.graph.probes", needs_redis=False,
+                         quiet_logs=True)
+    tenants = add("tenants", "check that each configured tenant can work", tenants_check)
+    _add_config_option(tenants)
+    check_parser = actions(tenants, "tenants_command", tenants_check, [
+        ("check", "per tenant: credentials, permissions, one read per feature and, with a "
+                  "subscription, the public endpoint; each failure with its fix (exit 1)")])
+    check_parser["check"].add_argument("tenants", nargs="*", metavar="TENANT",
+                                       help="tenant names or ids (default: all)")
+    check_parser["check"].add_argument("--json", action="store_true",
+                                       help="the verdicts as JSON, for automation")
 
     score = add("securescore", "Secure Score: the trend and the top improvement actions",
                 _cmd_secure_score)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ class AppSeed:
     secret: str | None = None
     certificate_pem: str | None = None
     roles: tuple[str, ...] | None = None  # None: every role the simulator knows
+    # The secret stops working at this moment of the virtual clock (AADSTS7000222); None: never.
+    secret_expires_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.simulator.clock import iso
+from receiver.simulator.clock import iso, parse_datetime
 from receiver.simulator.config import AppSeed, TenantSeed
 from receiver.simulator.tls import ClientCertificate, make_client_certificate
 
@@ -106,6 +106,8 @@ def _app_seed(
         secret=secret,
         certificate_pem=cert_pem,
         roles=tuple(roles) if roles is not None else None,
+        secret_expires_at=(parse_datetime(str(spec["secretExpiresAt"]))
+                           if spec.get("secretExpiresAt") else None),
     )
     return seed, extra
 

@@ -189,7 +189,7 @@ def _client_auth(request: Request, form: dict[str, str]) -> tuple[str | None, st
     return form.get("client_id"), form.get("client_secret")
 
 
-def _check_secret(app: App, secret: str) -> None:
+def _check_secret(app: App, secret: str, now: dt.datetime) -> None:
     if not any(hmac.compare_digest(secret.encode(), s.encode()) for s in app.secrets):
         raise EntraError(
             401,
@@ -198,6 +198,16 @@ def _check_secret(app: App, secret: str) -> None:
             "Invalid client secret provided. Ensure the secret being sent in the "
             "request is the client secret value, not the client secret ID, for a "
             f"secret added to app '{app.client_id}'.",
+        )
+    if app.secret_expires_at is not None and app.secret_expires_at <= now:
+        raise EntraError(
+            401,
+            "invalid_client",
+            7000222,
+            f"The provided client secret keys for app '{app.client_id}' are expired. "
+            "Visit the Azure portal to create new keys for your app: "
+            "https://aka.ms/NewClientSecret, or consider using certificate credentials "
+            "for added security: https://aka.ms/certCreds.",
         )
 
 
@@ -208,7 +218,12 @@ def _thumb_hex(value: Any) -> str:
         return ""
 
 
-def _check_assertion(app: App, assertion: str, token_endpoints: set[str]) -> None:
+def _check_assertion(
+    app: App, assertion: str, token_endpoints: set[str], now_virtual: dt.datetime
+) -> None:
+    """Entra's checks of a certificate credential. The certificate's own validity is a
+    calendar matter (virtual clock); the assertion's exp/nbf are checked in real time, as the
+    client signs them with its own clock."""
     try:
         header = jwt.get_unverified_header(assertion)
     except jwt.PyJWTError as exc:
@@ -260,6 +275,15 @@ def _check_assertion(app: App, assertion: str, token_endpoints: set[str]) -> Non
             f"{cert.not_before:%m/%d/%Y %H:%M:%S}, End="
             f"{cert.not_after:%m/%d/%Y %H:%M:%S}']",
         ) from exc
+    if not cert.not_before <= now_virtual <= cert.not_after:
+        raise EntraError(
+            401,
+            "invalid_client",
+            1000502,
+            "The provided certificate is not within its specified validity window. "
+            f"Thumbprint of key used by client: '{used}', Found key 'Start="
+            f"{cert.not_before:%m/%d/%Y %H:%M:%S}, End={cert.not_after:%m/%d/%Y %H:%M:%S}'",
+        )
     now = time.time()
     exp, nbf = claims.get("exp"), claims.get("nbf")
     if (
@@ -405,10 +429,10 @@ def _issue(request: Request, sim: Simulator, form: dict[str, str]) -> Response:
         endpoints = {
             f"{base}/{n}/oauth2/v2.0/token" for n in (name, tenant.tenant_id, tenant.domain)
         }
-        _check_assertion(app, assertion, endpoints)
+        _check_assertion(app, assertion, endpoints, sim.clock.now())
         credential = "certificate"
     elif secret:
-        _check_secret(app, secret)
+        _check_secret(app, secret, sim.clock.now())
         credential = "secret"
     else:
         raise EntraError(

@@ -10,17 +10,27 @@ tenants:
         secret: a-simulator-secret                   # and/or
         certificatePath: certs/app.pem               # or certificatePem: "-----BEGIN..."
         roles: [SecurityEvents.ReadWrite.All, SecurityAlert.Read.All]   # default: all
+        secretExpiresAt: 2026-01-31T00:00:00Z        # optional; or secretExpired: true
+
+`roles: []` is an app whose permissions were never granted admin consent: its tokens carry
+no `roles` claim and Graph answers 403. A secret past `secretExpiresAt` (virtual clock) gets
+AADSTS7000222; a certificate outside its own notBefore/notAfter gets AADSTS1000502.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from receiver.simulator.clock import parse_datetime
 from receiver.simulator.config import AppSeed, TenantSeed
+
+# `secretExpired: true`: a secret that expired long before any virtual "now".
+LONG_AGO = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 class SeedError(ValueError):
@@ -46,7 +56,23 @@ def _app(raw: Any, base: Path, where: str) -> AppSeed:
         secret=raw.get("secret"),
         certificate_pem=cert_pem,
         roles=tuple(roles) if roles is not None else None,
+        secret_expires_at=_secret_expiry(raw, where),
     )
+
+
+def _secret_expiry(raw: dict[str, Any], where: str) -> dt.datetime | None:
+    if raw.get("secretExpired") is True:
+        return LONG_AGO
+    value = raw.get("secretExpiresAt")
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):  # YAML reads an unquoted timestamp as a datetime
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    try:
+        return parse_datetime(str(value))
+    except ValueError:
+        raise SeedError(f"{where}.secretExpiresAt: an ISO 8601 time, e.g. "
+                        "2026-01-31T00:00:00Z") from None
 
 
 def load_seed(path: Path) -> tuple[TenantSeed, ...]:

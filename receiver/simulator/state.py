@@ -66,6 +66,7 @@ class App:
     certificates: list[RegisteredCertificate]
     roles: tuple[str, ...]
     service_principal_id: str
+    secret_expires_at: dt.datetime | None = None  # virtual clock; None: the secrets never expire
 
     def describe(self, *, with_secrets: bool = True) -> dict[str, Any]:
         return {
@@ -204,6 +205,7 @@ class Directory:
             certificates=certificates,
             roles=roles,
             service_principal_id=str(uuid.uuid5(uuid.UUID(tenant.tenant_id), client_id)),
+            secret_expires_at=seed.secret_expires_at,
         )
         tenant.apps[client_id] = app
         return app

@@ -135,7 +135,6 @@ class TokenService:
             "idtyp": "app",
             "oid": object_id,
             "rh": "0.simulator.",
-            "roles": list(roles),
             "sub": object_id,
             "tenant_region_scope": "EU",
             "tid": tenant_id,
@@ -143,6 +142,8 @@ class TokenService:
             "ver": "1.0",
             "xms_tcdt": issued - 86_400 * 365,
         }
+        if roles:  # Entra leaves the claim out when no application permission is consented
+            claims["roles"] = list(roles)
         headers = {"typ": "JWT", "kid": self.kid, "x5t": self.kid}
         return jwt.encode(claims, self._key, algorithm="RS256", headers=headers)
 
