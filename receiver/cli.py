@@ -396,8 +396,9 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         raise
     runner = _scheduler_runner(settings, redis, worker.graph)
     server = _Server(uvicorn.Config(
-        _web_app(settings, [*worker.registries, *runner.registries], redis=redis,
-                 graph=worker.graph),
+        # One Graph client serves both roles: its registry once.
+        _web_app(settings, list(dict.fromkeys([*worker.registries, *runner.registries])),
+                 redis=redis, graph=worker.graph),
         host=host or settings.web.host, port=port or settings.web.port,
         loop="none", http="httptools", access_log=False, log_config=None,
         timeout_keep_alive=75, backlog=4096))

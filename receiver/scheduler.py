@@ -238,7 +238,7 @@ class SchedulerRunner:
     @property
     def registries(self) -> list[CollectorRegistry]:
         """The scheduler's metrics (the supervisor's and those of its jobs)."""
-        out = [self.supervisor.metrics.registry]
+        out = [self.supervisor.metrics.registry, self.supervisor.graph.registry]
         out += [r for job in self.jobs if (r := job.registry) is not None]
         return out
 

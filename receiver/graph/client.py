@@ -11,6 +11,7 @@ Exceptions::
 
     GraphError            a Graph answer that is not a success (status, code, request_id)
       GraphUnavailable    network failure or 5xx/429 after the retries and the wait budget
+      ForeignLink         an absolute URL (an ``@odata.nextLink``) off the Graph origin
     GraphAuthError        (receiver.graph.auth) no token for the tenant
 """
 
@@ -25,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
 from receiver.graph.auth import TokenProvider
@@ -69,6 +71,25 @@ class GraphUnavailable(GraphError):
     """Graph could not be reached, or kept failing, within the retry budget."""
 
 
+class ForeignLink(GraphError):
+    """An absolute URL (Graph's ``@odata.nextLink``, or any path given whole) that is not on
+    the configured Graph origin. Refused before a token is fetched: the bearer token goes to
+    ``graph_url``'s scheme, host and port and nowhere else, whatever a page says."""
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _shown(url: httpx.URL) -> str:
+    """A refused link for the log: scheme, host and port only (no path, query or userinfo)."""
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{url.host}{port}"
+
+
 def bucket_of(path: str) -> str | None:
     """The rate-limit bucket of a Graph path: ``security/...`` shares one; others none."""
     first = path.lstrip("/").split("?", 1)[0].split("/", 1)[0].lower()
@@ -95,7 +116,8 @@ class GraphClient:
 
     def __init__(self, settings: GraphSettings, tokens: TokenProvider,
                  limiter: RateLimiter | None = None, *, sleep: Sleep = asyncio.sleep,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.tokens = tokens
         self.limiter = limiter
@@ -112,6 +134,10 @@ class GraphClient:
             headers={"Accept": "application/json"})
         self.calls = 0  # requests sent, retries included
         self.waited_s = 0.0  # time spent waiting between retries
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.refused_links = Counter(
+            "receiver_graph_refused_links", "Absolute URLs (@odata.nextLink) off the configured "
+            "Graph origin, refused without sending the token", registry=self.registry)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -124,14 +150,32 @@ class GraphClient:
         await self.aclose()
 
     def url(self, path: str) -> str:
-        if path.startswith("https://") or path.startswith("http://"):
-            return path
-        return f"{self.settings.graph_url.rstrip('/')}/{path.lstrip('/')}"
+        """The URL for ``path``: relative to ``graph_url``; an absolute URL (a nextLink) only
+        when it has graph_url's scheme, host and port and no userinfo (else ForeignLink). So
+        plain http is followed only when graph_url itself is http (a loopback test Graph)."""
+        base = self.settings.graph_url.rstrip("/")
+        if "://" not in path and not path.startswith("//"):
+            return f"{base}/{path.lstrip('/')}"
+        try:
+            target = httpx.URL(path)
+        except (httpx.InvalidURL, ValueError):
+            raise ForeignLink(0, "ForeignLink", "not a valid URL") from None
+        if target.userinfo or _origin(target) != _origin(httpx.URL(base)):
+            raise ForeignLink(0, "ForeignLink",
+                              f"{_shown(target)} is not the Graph origin, refused")
+        return path
 
     async def request(self, tenant_id: str, method: str, path: str, *,
                       json: Any = None, params: dict[str, str] | None = None) -> httpx.Response:
         """One Graph call with retries; the response when it is a success (2xx)."""
-        url = self.url(path)
+        try:
+            url = self.url(path)
+        except ForeignLink as exc:
+            self.refused_links.inc()
+            log.warning("graph %s: %s", method, exc.message,
+                        extra={"tenant_id": tenant_id, "reason": "foreign_link"})
+            raise ForeignLink(0, exc.code, exc.message, method=method,
+                              tenant_id=tenant_id) from None
         bucket = bucket_of(path if not path.startswith("http") else
                            url.removeprefix(self.settings.graph_url.rstrip("/")))
         budget = self.settings.max_retry_wait_s

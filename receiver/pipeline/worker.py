@@ -47,7 +47,7 @@ class Worker:
 
     @property
     def registries(self) -> list[CollectorRegistry]:
-        return [self.registry, self.sinks.metrics.registry]
+        return [self.registry, self.sinks.metrics.registry, self.graph.registry]
 
     async def watch_lag(self, stop: asyncio.Event, interval_s: float = 5.0) -> None:
         """Keep the backlog gauges current: unread, pending and delayed per stage stream."""
