@@ -52,3 +52,15 @@ def test_pipeline_benchmark_smoke() -> None:
     m = re.fullmatch(r"e2e_p99_ms=(\d+\.\d+)", lines[-1])
     assert m, lines
     assert lines[0].startswith("alerts: 60 created") and "0 missing, 0 duplicated" in lines[0]
+
+
+@pytest.mark.slow
+def test_poll_benchmark_smoke() -> None:
+    lines = run_benchmark("tests.benchmarks.poll", "--tenants", "4", "--duration", "15",
+                          "--interval", "5", "--rate", "2")
+    m = re.fullmatch(r"poll_lag_p99_s=(\d+\.\d+)", lines[-1])
+    assert m, lines
+    # Polled every 5 s: a change waits one interval at most, plus the pipeline.
+    assert 0 < float(m.group(1)) < 20
+    assert any("0 alerts' last version missing, 0 duplicated" in line for line in lines), lines
+    assert any(re.search(r"per tenant per minute; 0 throttled", line) for line in lines), lines
