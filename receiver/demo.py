@@ -1,11 +1,14 @@
 """`receiver demo`: the product's main job on one machine, with nothing to set up.
 
-Starts, as child processes: a private Redis (unless REDIS_URL is set), the Graph simulator and
-`receiver serve` with a generated configuration; in this process: a loopback "Teams" endpoint
-that records the Adaptive Cards the Teams sink posts. Once the receiver has created its
-subscription, a stream of realistic alerts from several providers is created in the simulator
-(and now and then one is updated); the receiver routes them to the console, a JSON-lines file
-and the Teams preview. Ctrl-C, SIGTERM or the end of ``--duration`` stops everything it started.
+Starts, as child processes: a private Redis (unless REDIS_URL is set), the Graph simulator (as
+Graph is today: the legacy alerts API retired) and `receiver serve` with a generated
+configuration; in this process: a loopback "Teams" endpoint that records the Adaptive Cards the
+Teams sink posts. What a tenant gets today comes first: incidents and their alerts_v2 alerts
+from several services, polled every few seconds, one Teams card per incident. The push path is
+shown too, labelled as such: the receiver's subscription on the legacy alerts API is created
+(today's Graph creates it and then sends nothing), the simulator is switched to its `live`
+legacy mode (Graph before 2026-10-15), and every fourth alert is a legacy one that reaches the
+receiver by change notification. Ctrl-C, SIGTERM or the end of ``--duration`` stops everything.
 
 Everything lives under the data directory (default ``.receiver/demo``): the Redis data (AOF),
 the simulator's TLS files, the generated settings and routes, the logs of each process, the
@@ -45,7 +48,11 @@ EXIT_ERROR = 1
 TENANT = "5f1c2b3a-7d4e-4a6b-9c8d-0e1f2a3b4c5d"
 CLIENT_ID = "0a1b2c3d-4e5f-4a7b-8c9d-aebfc0d1e2f3"
 CLIENT_SECRET = "sim-demo-secret~not-a-real-credential"  # noqa: S105 - simulator demo credential
-RESOURCE = "security/alerts?$filter=vendorInformation/vendor eq 'Microsoft'"
+# The push path, labelled as such: Graph documents change notifications for security only on
+# the legacy alerts API, retired on 2026-10-15; the simulator's `live` mode still serves it.
+PUSH_RESOURCE = "security/alerts?$filter=vendorInformation/vendor eq 'Microsoft'"
+POLL_INTERVAL_S = 5  # the settings' minimum; production default is 10 s
+PUSH_EVERY = 4  # every fourth alert of the stream is a legacy one, pushed
 
 DEFAULT_DATA_DIR = Path(".receiver") / "demo"
 START_TIMEOUT_S = 30.0
@@ -276,8 +283,12 @@ class Demo:
 
         routes = {"route": {"receiver": "console", "routes": [
             {"receiver": "archive", "continue": True},
-            {"matchers": ['severity=~"high|medium"'], "receiver": "teams-preview",
-             "continue": True},
+            # One Teams card per incident: the incident and its alerts, updated as they change.
+            {"matchers": ['severity=~"high|medium"', 'incident_id!=""'],
+             "receiver": "teams-preview", "group_by": ["tenant", "incident_id"],
+             "group_wait": "3s", "group_interval": "10s", "continue": True},
+            {"matchers": ['severity=~"high|medium"', 'incident_id=""'],
+             "receiver": "teams-preview", "continue": True},
             {"receiver": "console"},
         ]}}
         routes_path = self.data_dir / "routes.yaml"
@@ -293,8 +304,9 @@ class Demo:
             "tenants": [{
                 "name": "contoso", "tenant_id": TENANT, "client_id": CLIENT_ID,
                 "client_secret": CLIENT_SECRET,
-                "subscriptions": [{"resource": RESOURCE, "change_types": ["created", "updated"]}],
-                "poll": {"alerts_v2": True, "incidents": False, "interval_s": 5},
+                "poll": {"alerts_v2": True, "incidents": True, "interval_s": POLL_INTERVAL_S},
+                "subscriptions": [{"resource": PUSH_RESOURCE,
+                                   "change_types": ["created", "updated"]}],
             }],
             "sinks": [
                 {"name": "console", "type": "console"},
@@ -354,10 +366,9 @@ class Demo:
     # -- the alert stream --------------------------------------------------------------------
 
     def stream(self, control: httpx.Client, sim: str, deadline: float | None) -> None:
-        from receiver.simulator.payloads import LEGACY_PROVIDERS, V2_SOURCES
-
         rng = random.Random()  # noqa: S311 - demo data, not security
         updatable: list[tuple[str, str, str]] = []  # (id, kind, next status)
+        incidents: list[str] = []  # open incidents a new alert may join
         started = time.monotonic()
         while not self.stop_event.is_set():
             if deadline is not None and time.monotonic() >= deadline:
@@ -366,29 +377,14 @@ class Demo:
             if self.max_alerts is None or self.created < self.max_alerts:
                 # The first alert is a high one, so the Teams preview gets a card early.
                 severity = "high" if self.created == 0 else rng.choice(SEVERITIES)
-                if self.created % 3 != 2:
-                    provider = rng.choice(sorted(LEGACY_PROVIDERS))
-                    title, category = rng.choice(LEGACY_PROVIDERS[provider]["alerts"])
-                    body: dict[str, Any] = {
-                        "tenantId": TENANT, "count": 1, "kind": "legacy", "provider": provider,
-                        "severity": severity, "overrides": {"title": title, "category": category}}
-                    kind, source, first_status = "legacy", provider, "inProgress"
+                if self.created % PUSH_EVERY == PUSH_EVERY - 1:
+                    alert_id, kind, line = self._legacy_alert(control, sim, rng, severity)
                 else:
-                    service = rng.choice(sorted(V2_SOURCES))
-                    title = rng.choice(V2_SOURCES[service][3])
-                    body = {"tenantId": TENANT, "count": 1, "kind": "v2", "serviceSource": service,
-                            "severity": severity, "v2Overrides": {
-                                "title": title,
-                                "description": f"{title}. Investigate the evidence attached."}}
-                    kind, source, first_status = "v2", V2_SOURCES[service][1], "inProgress"
-                response = control.post(f"{sim}/_sim/alerts", json=body)
-                response.raise_for_status()
-                alert_id = response.json()["ids"][0]
+                    alert_id, kind, line = self._v2_alert(control, sim, rng, severity,
+                                                          incidents)
                 self.created += 1
-                updatable.append((alert_id, kind, first_status))
-                how = "pushed" if kind == "legacy" else "polled"
-                print(f"demo: created #{self.created} {severity:<13} {source}: {title} "
-                      f"[{kind} alert {alert_id[:12]}, {how}]", flush=True)
+                updatable.append((alert_id, kind, "inProgress"))
+                print(f"demo: created #{self.created} {severity:<13} {line}", flush=True)
                 if self.created % 4 == 0 and len(updatable) > 1:
                     self._update(control, sim, rng, updatable)
                 next_at = started + self.created / self.rate
@@ -397,6 +393,52 @@ class Demo:
             if deadline is not None:
                 next_at = min(next_at, deadline)
             self.stop_event.wait(max(0.0, next_at - time.monotonic()))
+
+    def _v2_alert(self, control: httpx.Client, sim: str, rng: random.Random, severity: str,
+                  incidents: list[str]) -> tuple[str, str, str]:
+        """An alerts_v2 alert: in a new incident, or joining an open one (what a tenant gets
+        today, by polling)."""
+        from receiver.simulator.payloads import V2_SOURCES
+
+        service = rng.choice(sorted(V2_SOURCES))
+        title = rng.choice(V2_SOURCES[service][3])
+        if incidents and rng.random() < 0.4:
+            incident = rng.choice(incidents)
+            response = control.post(f"{sim}/_sim/alerts", json={
+                "tenantId": TENANT, "count": 1, "kind": "v2", "serviceSource": service,
+                "severity": severity, "incidentId": incident, "v2Overrides": {
+                    "title": title, "description": f"{title}. Investigate the evidence."}})
+            response.raise_for_status()
+            alert_id = str(response.json()["v2"][0])
+            how = f"joins incident {incident}"
+        else:
+            response = control.post(f"{sim}/_sim/incidents", json={
+                "tenantId": TENANT, "count": 1, "alerts": 1, "serviceSource": service,
+                "severity": severity})
+            response.raise_for_status()
+            answer = response.json()
+            incident = str(answer["ids"][0])
+            alert_id = str(answer["alerts"][incident][0])
+            incidents.append(incident)
+            del incidents[:-5]
+            how = f"new incident {incident}"
+        return alert_id, "v2", (f"{V2_SOURCES[service][1]}: alerts_v2 alert {alert_id[:12]}, "
+                                f"{how} [polled: what a tenant gets today]")
+
+    def _legacy_alert(self, control: httpx.Client, sim: str, rng: random.Random,
+                      severity: str) -> tuple[str, str, str]:
+        """A legacy alert, which the simulator's live mode pushes (the push path, labelled)."""
+        from receiver.simulator.payloads import LEGACY_PROVIDERS
+
+        provider = rng.choice(sorted(LEGACY_PROVIDERS))
+        title, category = rng.choice(LEGACY_PROVIDERS[provider]["alerts"])
+        response = control.post(f"{sim}/_sim/alerts", json={
+            "tenantId": TENANT, "count": 1, "kind": "legacy", "provider": provider,
+            "severity": severity, "overrides": {"title": title, "category": category}})
+        response.raise_for_status()
+        alert_id = str(response.json()["legacy"][0])
+        return alert_id, "legacy", (f"{provider}: {title} [push path demo: legacy alert "
+                                    f"{alert_id[:12]}, pushed by change notification]")
 
     def _update(self, control: httpx.Client, sim: str, rng: random.Random,
                 updatable: list[tuple[str, str, str]]) -> None:
@@ -408,6 +450,17 @@ class Demo:
         print(f"demo: updated {kind} alert {alert_id[:12]}: status {status}", flush=True)
         if status == "inProgress":
             updatable.append((alert_id, kind, "resolved"))
+
+    def show_push_path(self, control: httpx.Client, sim: str) -> None:
+        """The subscription exists (today's Graph creates it, then sends nothing); switch the
+        simulator to Graph as it was before the retirement, so the push path can be seen."""
+        mode = control.get(f"{sim}/_sim/legacy-alerts").json()
+        print(f"demo: push path: subscribed to {PUSH_RESOURCE} (legacy alerts API, retired "
+              f"{str(mode.get('retiredAt', '2026-10-15'))[:10]}: today's Graph creates the "
+              "subscription and sends nothing)", flush=True)
+        control.post(f"{sim}/_sim/legacy-alerts", json={"mode": "live"}).raise_for_status()
+        print(f"demo: push path: the simulator now serves the legacy API live (Graph before "
+              f"the retirement); every {PUSH_EVERY}th alert below is pushed", flush=True)
 
     # -- the whole run -----------------------------------------------------------------------
 
@@ -443,7 +496,11 @@ class Demo:
                 self.wait_for_subscription(control, sim)
                 if self.stop_event.is_set():
                     return EXIT_OK
-                print(f"demo: subscribed to {RESOURCE}; creating {self.rate:g} alert(s)/s"
+                print(f"demo: polling alerts_v2 and incidents every {POLL_INTERVAL_S}s "
+                      "(Graph pushes nothing for them; what a real tenant gets today)",
+                      flush=True)
+                self.show_push_path(control, sim)
+                print(f"demo: creating {self.rate:g} alert(s)/s"
                       + ("" if duration is None else f" for up to {duration:g}s")
                       + " (Ctrl-C stops)", flush=True)
                 self.stream(control, sim, deadline)

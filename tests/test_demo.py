@@ -84,6 +84,13 @@ def test_demo_routes_alerts_to_every_sink_and_stops_cleanly(tmp_path: Path) -> N
         assert envelope["severity"] in {"informational", "low", "medium", "high", "unknown"}
 
     assert "demo: created #1 high" in out  # the first alert is a high one: the Teams card
+    # What a tenant gets today first (polled alerts_v2 and incidents), the push path labelled.
+    assert "demo: polling alerts_v2 and incidents every 5s" in out
+    assert "[polled: what a tenant gets today]" in out
+    assert "today's Graph creates the subscription and sends nothing" in out
+    assert "[push path demo: legacy alert" in out
+    apis = {envelope["source_api"] for envelope in alerts}
+    assert {"alerts_v2", "incidents", "alerts_v1"} <= apis, apis
     cards = _jsonl(tmp_path / "teams-cards.jsonl")
     assert cards, out
     for message in cards:

@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 # Graph's $top limits: incidents 50 (documented), alerts 1,000 / 2,000.
 PAGE_SIZES = {"security/incidents": 50}
+# An incident is read with its alerts (Graph's `$expand=alerts`), so its message can list them.
+EXPAND = {"security/incidents": "alerts"}
 SOURCES = ("alerts_v2", "incidents")  # the polled sources, as named in PollSettings
 Clock = Callable[[], datetime]
 
@@ -169,6 +171,8 @@ class Poller:
         """Page through items changed since ``since``, queueing them; yields each queued."""
         size = PAGE_SIZES.get(path, PAGE_SIZE)
         params = {"$filter": f"{field} gt {_iso(since)}", "$top": str(size)}
+        if path in EXPAND:
+            params["$expand"] = EXPAND[path]
         batch: list[dict[str, Any]] = []
         try:
             async for item in self.graph.pages(tenant_id, path, params):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from receiver import registry
+from receiver import clock, registry
 from receiver.entries import BackfillRequest, NotificationEntry
 from receiver.graph.client import GraphClient, client_for
 from receiver.graph.metrics import SupervisorMetrics
@@ -38,7 +38,7 @@ class World:
     offset: list[float]
 
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.offset[0])
+        return clock.now() + dt.timedelta(seconds=self.offset[0])
 
     async def advance(self, **delta: float) -> None:
         answer = await asyncio.to_thread(self.sim.control.advance_clock, **delta)
@@ -100,7 +100,7 @@ async def world(make_simulator: Callable[..., SimulatorHandle], make_settings: M
     offset = [0.0]
     world = World(sim, settings, redis, keys, graph, Supervisor(
         settings, graph, redis, guard=lease, metrics=SupervisorMetrics(),
-        clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset[0])),
+        clock=lambda: clock.now() + dt.timedelta(seconds=offset[0])),
         lease, offset)
     async with served(create_app(settings), port):
         try:
