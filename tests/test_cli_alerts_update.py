@@ -90,6 +90,7 @@ def test_v2_update_is_read_back_audited_and_queued(
 
 def test_legacy_update_carries_vendor_information_for_the_user(
         config: str, simulator: SimulatorHandle, capsys: pytest.CaptureFixture[str]) -> None:
+    simulator.control.legacy_alerts("live")  # the retired legacy API, served for this test
     tenant = simulator.tenant.tenant_id
     alert_id = simulator.control.create_alert(tenant, kind="legacy")
     assert main(["alerts", "update", alert_id, "--config", config, "--source", "legacy",
@@ -108,6 +109,7 @@ def test_legacy_update_carries_vendor_information_for_the_user(
 
 def test_legacy_determination_is_refused_before_graph(
         config: str, simulator: SimulatorHandle, capsys: pytest.CaptureFixture[str]) -> None:
+    simulator.control.legacy_alerts("live")  # the retired legacy API, served for this test
     tenant = simulator.tenant.tenant_id
     alert_id = simulator.control.create_alert(tenant, kind="legacy")
     before = _graph_alert(simulator, f"/security/alerts/{alert_id}")

@@ -8,7 +8,12 @@ import socket
 import sys
 from pathlib import Path
 
-from receiver.simulator.config import DEFAULT_HANDSHAKE_TIMEOUT_S, SimulatorConfig
+from receiver.simulator.config import (
+    DEFAULT_HANDSHAKE_TIMEOUT_S,
+    LEGACY_ALERTS_MODES,
+    LEGACY_ALERTS_RETIRED_AT,
+    SimulatorConfig,
+)
 from receiver.simulator.state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
 
 
@@ -74,6 +79,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seed for generated alerts (same seed, same alerts)",
     )
     parser.add_argument(
+        "--legacy-alerts",
+        choices=LEGACY_ALERTS_MODES,
+        default="auto",
+        help="the legacy /security/alerts API: live, retired (empty lists, 404, silent "
+        f"subscriptions, as Graph since {LEGACY_ALERTS_RETIRED_AT:%Y-%m-%d}) or auto "
+        "(retired from that date on the simulator's clock; default)",
+    )
+    parser.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
 
@@ -89,6 +102,7 @@ def build_config(args: argparse.Namespace, tls_dir: Path) -> SimulatorConfig:
         notifier_backoff_base_s=args.notifier_backoff,
         control_token=args.control_token,
         random_seed=args.random_seed,
+        legacy_alerts=args.legacy_alerts,
         signing_key_path=tls_dir / "token-signing-key.pem",
     )
 
@@ -114,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"  Graph:      {base}/v1.0  (and {base}/beta)")
     print(f"  CA bundle:  {ca_path}")
     print(f"  Control:    {base}/_sim/  (see docs/SIMULATOR.md)")
+    print(f"  Legacy /security/alerts: {config.legacy_alerts}")
     if config.tenants is None:
         print("  Demo tenant (SIMULATOR-ONLY credentials, not a real secret):")
         print(f"    tenant id:     {DEMO_TENANT_ID}")

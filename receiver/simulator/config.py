@@ -8,6 +8,10 @@ from pathlib import Path
 
 DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0  # Graph's documented limit for the validation answer
 DEFAULT_NOTIFICATION_TIMEOUT_S = 10.0
+# concepts/alertsv1-alertsv2-migration.md (latest revision): the legacy alerts API is retired
+# on 2026-10-15 and "stops returning data" (earlier revisions said 2026-08-31, April 2026).
+LEGACY_ALERTS_RETIRED_AT = dt.datetime(2026, 10, 15, tzinfo=dt.UTC)
+LEGACY_ALERTS_MODES = ("live", "retired", "auto")
 DEFAULT_NOTIFIER_MAX_AGE_S = 4 * 3600.0  # Graph retries a notification for up to 4 hours
 DEFAULT_SECURITY_REQUESTS_PER_MINUTE = 150  # per app per tenant on /security alert endpoints
 
@@ -57,3 +61,15 @@ class SimulatorConfig:
     control_token: str | None = None
     signing_key_path: Path | None = None  # PEM; generated (and written here if set) if missing
     secure_score_days: int = 30
+    # Legacy /security/alerts: "live" serves it, "retired" answers as Graph does since its
+    # retirement (empty lists, 404 itemNotFound, subscriptions that never notify), "auto" is
+    # live before `legacy_alerts_retired_at` on the virtual clock and retired from then on.
+    legacy_alerts: str = "auto"
+    legacy_alerts_retired_at: dt.datetime = LEGACY_ALERTS_RETIRED_AT
+
+    def __post_init__(self) -> None:
+        if self.legacy_alerts not in LEGACY_ALERTS_MODES:
+            raise ValueError(
+                f"legacy_alerts must be one of {', '.join(LEGACY_ALERTS_MODES)}, "
+                f"not {self.legacy_alerts!r}"
+            )

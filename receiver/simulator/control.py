@@ -417,6 +417,20 @@ async def mint_token(request: Request, sim: Simulator) -> Response:
     return _json({"access_token": token, "token_type": "Bearer"}, status=201)
 
 
+async def legacy_alerts(request: Request, sim: Simulator) -> Response:
+    """Read or switch the legacy alerts API between live, retired and auto (by the clock)."""
+    if request.method == "POST":
+        body = await _body(request)
+        sim.set_legacy_alerts(str(body.get("mode")))
+    return _json(
+        {
+            "mode": sim.legacy_alerts_mode,
+            "live": sim.legacy_alerts_live(),
+            "retiredAt": iso(sim.config.legacy_alerts_retired_at),
+        }
+    )
+
+
 async def throttle(request: Request, sim: Simulator) -> Response:
     if request.method == "POST":
         body = await _body(request)
@@ -458,4 +472,5 @@ routes = [
     Route(f"{P}/reset", control(reset), methods=["POST"]),
     Route(f"{P}/tokens", control(mint_token), methods=["POST"]),
     Route(f"{P}/throttle", control(throttle), methods=["GET", "POST"]),
+    Route(f"{P}/legacy-alerts", control(legacy_alerts), methods=["GET", "POST"]),
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 from receiver.simulator import odata
 from receiver.simulator.clock import Clock, iso
-from receiver.simulator.config import SimulatorConfig, TenantSeed
+from receiver.simulator.config import LEGACY_ALERTS_MODES, SimulatorConfig, TenantSeed
 from receiver.simulator.faults import Counters, Faults
 from receiver.simulator.notifier import Notifier
 from receiver.simulator.payloads import (
@@ -108,6 +108,7 @@ class Simulator:
         self.throttle.enabled = config.throttle
         self.notifier = Notifier(self)
         self._resources: dict[str, AlertResource | None] = {}
+        self.legacy_alerts_mode = config.legacy_alerts
         self.seed()
 
     def seed(self) -> None:
@@ -124,7 +125,21 @@ class Simulator:
         self.clock.reset()
         self.payloads = PayloadFactory(self.config.random_seed)
         self._resources.clear()
+        self.legacy_alerts_mode = self.config.legacy_alerts
         self.seed()
+
+    # the legacy alerts API and its retirement
+
+    def set_legacy_alerts(self, mode: str) -> None:
+        if mode not in LEGACY_ALERTS_MODES:
+            raise ValueError(f"mode must be one of {', '.join(LEGACY_ALERTS_MODES)}")
+        self.legacy_alerts_mode = mode
+
+    def legacy_alerts_live(self) -> bool:
+        """Whether /security/alerts serves data now: `auto` follows the virtual clock."""
+        if self.legacy_alerts_mode == "auto":
+            return self.clock.now() < self.config.legacy_alerts_retired_at
+        return self.legacy_alerts_mode == "live"
 
     def add_tenant(self, seed: TenantSeed) -> Tenant:
         tenant = self.directory.add_tenant(seed)

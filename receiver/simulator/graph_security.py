@@ -2,6 +2,11 @@
 
 Only legacy alert changes produce change notifications (Graph documents none for
 alerts_v2 or incidents; clients poll them with `$filter=lastUpdateDateTime gt ...`).
+
+The legacy API is retired (2026-10-15, concepts/alertsv1-alertsv2-migration.md): unless the
+simulator runs it `live` (or `auto` before that date on its virtual clock), lists answer an
+empty collection, one alert answers 404 `itemNotFound`, and its subscriptions never notify,
+so a client still built on it fails as silently as it would against Graph.
 """
 
 from __future__ import annotations
@@ -96,6 +101,17 @@ def _not_found(kind: str, item_id: str) -> GraphError:
     return GraphError(404, "NotFound", f"{kind} with id '{item_id}' was not found.")
 
 
+def _legacy_alert(ctx: GraphContext, alert_id: str) -> dict[str, Any]:
+    """The stored legacy alert, or Graph's 404; every one is gone once the API is retired."""
+    alert = ctx.tenant.data.legacy_alerts.get(alert_id)
+    if not ctx.sim.legacy_alerts_live():
+        ctx.sim.counters["graph.security.legacy_retired"] += 1
+        raise GraphError(404, "itemNotFound", f"Alert with id '{alert_id}' was not found.")
+    if alert is None:
+        raise _not_found("Alert", alert_id)
+    return alert
+
+
 def _check_fields(
     body: Mapping[str, Any], allowed: frozenset[str], extra: frozenset[str] = frozenset()
 ) -> None:
@@ -120,12 +136,11 @@ def _check_enum(body: Mapping[str, Any], name: str, members: Sequence[str]) -> N
 
 
 async def list_legacy(request: Request, ctx: GraphContext) -> Response:
-    alerts = select(
-        request,
-        list(ctx.tenant.data.legacy_alerts.values()),
-        LEGACY_ALERT_ENUMS,
-        "createdDateTime desc",
-    )
+    stored = list(ctx.tenant.data.legacy_alerts.values())
+    if not ctx.sim.legacy_alerts_live():
+        ctx.sim.counters["graph.security.legacy_retired"] += 1
+        stored = []  # "stops returning data": a valid, empty collection
+    alerts = select(request, stored, LEGACY_ALERT_ENUMS, "createdDateTime desc")
     return graph_json(
         page(
             request,
@@ -138,18 +153,12 @@ async def list_legacy(request: Request, ctx: GraphContext) -> Response:
 
 
 async def get_legacy(request: Request, ctx: GraphContext) -> Response:
-    alert_id = request.path_params["id"]
-    alert = ctx.tenant.data.legacy_alerts.get(alert_id)
-    if alert is None:
-        raise _not_found("Alert", alert_id)
-    return graph_json(alert)
+    return graph_json(_legacy_alert(ctx, request.path_params["id"]))
 
 
 async def update_legacy(request: Request, ctx: GraphContext) -> Response:
     alert_id = request.path_params["id"]
-    alert = ctx.tenant.data.legacy_alerts.get(alert_id)
-    if alert is None:
-        raise _not_found("Alert", alert_id)
+    alert = _legacy_alert(ctx, alert_id)
     body = await json_body(request)
     vendor = body.get("vendorInformation")
     expected = alert["vendorInformation"]

@@ -109,11 +109,16 @@ class Notifier:
         tenant = sim.directory.find(tenant_id)
         if tenant is None:
             return 0
+        live = sim.legacy_alerts_live()
         queued = 0
         for subscription in list(tenant.data.subscriptions.values()):
             if change_type not in subscription.change_types:
                 continue
             if not sim.subscription_matches(subscription, alert):
+                continue
+            if not live:
+                # Retired: the subscription exists and renews, but nothing is ever posted to it.
+                sim.counters["notifications.retired"] += 1
                 continue
             item = self._change_item(subscription, alert["id"], change_type)
             if sim.faults.take("drop_notifications"):

@@ -161,6 +161,7 @@ async def test_take_needs_a_name_and_does_not_spend_the_link(harness: Harness) -
 
 
 async def test_legacy_resolve_sends_vendor_information(harness: Harness) -> None:
+    harness.sim.control.legacy_alerts("live")  # the retired legacy API, served for this test
     alert_id = harness.sim.control.create_alert(harness.tenant_id, kind="legacy")
     page = await harness.post(harness.link(alert_id, "resolve_false_positive",
                                            source="alerts_v1"), name="")

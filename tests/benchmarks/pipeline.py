@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         }))
         simulator = [sys.executable, "-m", "receiver.simulator", "--port", str(sim_port),
                      "--tls-dir", tmp, "--ca-out", ca, "--no-throttle", "--allow-http",
-                     "--log-level", "warning"]
+                     "--log-level", "warning", "--legacy-alerts", "live"]
         serve = [sys.executable, "-m", "receiver.cli", "serve", "--config", str(config)]
         with process(simulator, f"{sim}/_sim/health"), \
                 process(serve, f"http://127.0.0.1:{web_port}/readyz") as receiver, \

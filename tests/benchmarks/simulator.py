@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
         ca = str(Path(tmp) / "ca.pem")
         command = [sys.executable, "-m", "receiver.simulator", "--port", str(port),
-                   "--tls-dir", tmp, "--ca-out", ca, "--no-throttle", "--log-level", "warning"]
+                   "--tls-dir", tmp, "--ca-out", ca, "--no-throttle", "--log-level", "warning",
+                   "--legacy-alerts", "live"]
         with process(command, f"{base}/_sim/health"), \
                 httpx.Client(verify=ca, trust_env=False, timeout=30) as client:
             token = client.post(f"{base}/{TENANT}/oauth2/v2.0/token", data={

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         ca = str(Path(tmp) / "ca.pem")
         command = [sys.executable, "-m", "receiver.simulator", "--port", str(sim_port),
                    "--tls-dir", tmp, "--ca-out", ca, "--no-throttle", "--allow-http",
-                   "--log-level", "warning"]
+                   "--log-level", "warning", "--legacy-alerts", "live"]
         with process(command, f"{sim}/_sim/health"):
             with httpx.Client(verify=ca, trust_env=False, timeout=60) as control:
                 answer = control.post(f"{sim}/_sim/tenants",

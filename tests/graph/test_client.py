@@ -82,7 +82,7 @@ def max_in_window(times: list[float], window: float) -> int:
 async def test_429_storm_waits_as_told_and_stays_under_the_limiter(
         make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings,
         redis_url: str) -> None:
-    sim = make_simulator(throttle=True)
+    sim = make_simulator(throttle=True, legacy_alerts="live")
     sim.control.create_alerts(sim.tenant.tenant_id, 3)
     settings = sim_settings(make_settings, sim, redis_url,
                             graph={"rate_limit_per_minute": 12, "rate_limit_window_s": 1.0})
@@ -156,7 +156,7 @@ async def test_total_wait_is_capped(simulator: SimulatorHandle,
 
 async def test_pages_follow_next_link(make_simulator: Callable[..., SimulatorHandle],
                                       make_settings: MakeSettings) -> None:
-    sim = make_simulator(alert_page_size=10)
+    sim = make_simulator(alert_page_size=10, legacy_alerts="live")
     created = sim.control.create_alerts(sim.tenant.tenant_id, 25)["ids"]
     settings = sim_settings(make_settings, sim, "redis://127.0.0.1:1/0")
     client, transport = make_client(settings, None, sim, Sleeps())

@@ -72,7 +72,7 @@ async def test_push_end_to_end_once_per_change(make_simulator: Callable[..., Any
                                                 tmp_path: Path,
                                                 recorder: tuple[Recorder, str]) -> None:
     rec, hook_url = recorder
-    sim = make_simulator()
+    sim = make_simulator(legacy_alerts="live")  # the push path exists only on the legacy API
     port = free_port()
     settings = pipeline_settings(make_settings, sim, redis_url, tmp_path, hook_url,
                                  f"http://127.0.0.1:{port}", [{"resource": RESOURCE}])

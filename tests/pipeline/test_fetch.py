@@ -24,7 +24,7 @@ from tests.graph.helpers import sim_settings
 async def setup(make_simulator: Callable[..., Any], make_settings: MakeSettings,
                 redis_url: str) -> AsyncIterator[tuple[Any, Settings, aioredis.Redis,
                                                        FetchStage]]:
-    sim = make_simulator()
+    sim = make_simulator(legacy_alerts="live")
     settings = sim_settings(make_settings, sim, redis_url)
     redis = aioredis.Redis.from_url(redis_url)
     graph = client_for(settings, redis)

@@ -186,7 +186,8 @@ class Deployment:
         sim = Proc("simulator", [
             sys.executable, "-m", "receiver.simulator", "--port", str(self.sim_port),
             "--tls-dir", str(self.dir / "tls"), "--ca-out", str(self.ca), "--no-throttle",
-            "--allow-http", "--notifier-backoff", "0.5", "--log-level", "warning"],
+            "--allow-http", "--notifier-backoff", "0.5", "--log-level", "warning",
+            "--legacy-alerts", "live"],  # the harness pushes legacy alerts: serve them
             self.dir / "simulator.log", ready_url=f"{self.sim_url}/_sim/health")
         sim.start()
         self.procs["simulator"] = sim

@@ -93,9 +93,9 @@ def test_headers_echo_client_request_id(simulator: SimulatorHandle) -> None:
 
 
 def test_beta_serves_the_same_handlers(simulator: SimulatorHandle) -> None:
-    alert_id = simulator.control.create_alert(simulator.tenant.tenant_id)
+    alert_id = simulator.control.create_alert(simulator.tenant.tenant_id, kind="v2")
     with simulator.graph() as graph:
-        response = graph.get(f"{simulator.beta_url}/security/alerts/{alert_id}")
+        response = graph.get(f"{simulator.beta_url}/security/alerts_v2/{alert_id}")
     assert response.status_code == 200
     assert response.json()["id"] == alert_id
 
@@ -103,12 +103,12 @@ def test_beta_serves_the_same_handlers(simulator: SimulatorHandle) -> None:
 def test_tenants_are_partitioned(make_simulator) -> None:  # type: ignore[no-untyped-def]
     sim = make_simulator(tenants=2)
     first, second = sim.tenants
-    alert_id = sim.control.create_alert(first.tenant_id)
+    alert_id = sim.control.create_alert(first.tenant_id, kind="v2")
     with sim.graph(first) as graph:
-        assert graph.get(f"/security/alerts/{alert_id}").status_code == 200
+        assert graph.get(f"/security/alerts_v2/{alert_id}").status_code == 200
     with sim.graph(second) as graph:
-        assert graph.get(f"/security/alerts/{alert_id}").status_code == 404
-        assert graph.get("/security/alerts").json()["value"] == []
+        assert graph.get(f"/security/alerts_v2/{alert_id}").status_code == 404
+        assert graph.get("/security/alerts_v2").json()["value"] == []
 
 
 def test_injected_5xx_and_429_and_latency(simulator: SimulatorHandle) -> None:

@@ -7,8 +7,15 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from tests.fixtures.simulator import LoopbackReceiver, SimulatorHandle
+
+
+@pytest.fixture
+def simulator(make_simulator: Callable[..., SimulatorHandle]) -> SimulatorHandle:
+    """Every test here drives the legacy push path, so the retired legacy API runs live."""
+    return make_simulator(legacy_alerts="live")
 
 
 def _subscribe(
@@ -128,7 +135,7 @@ def test_notifications_give_up_after_max_age(
     make_simulator: Callable[..., SimulatorHandle],
     loopback_receiver: Callable[..., LoopbackReceiver],
 ) -> None:
-    sim = make_simulator(notifier_max_age_s=0.3)
+    sim = make_simulator(notifier_max_age_s=0.3, legacy_alerts="live")
     receiver = loopback_receiver(statuses=[500])
     with sim.graph() as graph:
         _subscribe(sim, graph, receiver.url)

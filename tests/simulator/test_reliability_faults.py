@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from tests.fixtures.simulator import LoopbackReceiver, SimulatorHandle
 from tests.simulator.test_notifier import _subscribe
+
+
+@pytest.fixture
+def simulator(make_simulator: Callable[..., SimulatorHandle]) -> SimulatorHandle:
+    """Every test here drives the legacy push path, so the retired legacy API runs live."""
+    return make_simulator(legacy_alerts="live")
 
 
 def test_reordered_notifications_arrive_newest_first_one_post_each(

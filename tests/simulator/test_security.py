@@ -25,7 +25,7 @@ def _all_pages(graph: httpx.Client, url: str) -> tuple[list[dict[str, Any]], int
 
 
 def test_legacy_alert_paging_filter_and_top(make_simulator: Callable[..., SimulatorHandle]) -> None:
-    sim = make_simulator(alert_page_size=10)
+    sim = make_simulator(alert_page_size=10, legacy_alerts="live")
     tid = sim.tenant.tenant_id
     ipc = sim.control.create_alerts(tid, 12, provider="IPC")["ids"]
     sim.control.create_alerts(tid, 13, provider="MCAS")
@@ -49,7 +49,8 @@ def test_legacy_alert_paging_filter_and_top(make_simulator: Callable[..., Simula
         assert titles == sorted(titles)
 
 
-def test_legacy_alert_shape(simulator: SimulatorHandle) -> None:
+def test_legacy_alert_shape(make_simulator: Callable[..., SimulatorHandle]) -> None:
+    simulator = make_simulator(legacy_alerts="live")
     tid = simulator.tenant.tenant_id
     for provider in (
         "IPC",
@@ -69,7 +70,8 @@ def test_legacy_alert_shape(simulator: SimulatorHandle) -> None:
         assert alert["createdDateTime"].endswith("Z")
 
 
-def test_legacy_patch_rules(simulator: SimulatorHandle) -> None:
+def test_legacy_patch_rules(make_simulator: Callable[..., SimulatorHandle]) -> None:
+    simulator = make_simulator(legacy_alerts="live")
     tid = simulator.tenant.tenant_id
     alert_id = simulator.control.create_alert(tid, provider="IPC")
     vendor = {"provider": "IPC", "vendor": "Microsoft"}

@@ -33,7 +33,7 @@ EMAIL = TypeAdapter(EmailSinkSettings)
 async def test_ticket_recorded_on_v2_and_legacy_alerts(
         make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str,
         server: Server, pool: ClientPool) -> None:
-    sim = make_simulator()
+    sim = make_simulator(legacy_alerts="live")
     tid = sim.tenant.tenant_id
     settings = sim_settings(make_settings, sim, redis_url)
     redis = aioredis.Redis.from_url(redis_url)

@@ -21,7 +21,7 @@ from tests.fixtures.web import served
 
 async def test_notifier_gets_every_notification_stored(
         make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str) -> None:
-    sim = make_simulator()
+    sim = make_simulator(legacy_alerts="live")
     tenant = sim.tenant
     settings = make_settings(redis_url=redis_url, tenants=[{
         "name": "contoso", "tenant_id": tenant.tenant_id, "client_id": tenant.app.client_id,
