@@ -11,6 +11,11 @@ Two APIs, two shapes:
   first; the classification maps to ``feedback``, a comment is appended to ``comments``, a
   resolution sets ``closedDateTime``; determination does not exist there and is refused here.
 
+Alert ids (from a signed link's claims or the command line) become path segments only through
+:func:`receiver.graph.resources.alert_path`: checked and quoted, so no id can reach another
+Graph path; one that cannot be a Graph id is refused as :class:`InvalidAlertId` (a kind of
+:class:`AlertNotFound`: no alert has it) before any Graph call.
+
 Values are passed to Graph as given (beyond the legacy mapping): Graph's answer to a bad
 value is the authority, and it is shown to the user as Graph gave it. Every update ends with
 the alert read back, so the caller shows what Graph now holds, not what it was asked.
@@ -24,9 +29,10 @@ from typing import Any, Protocol
 
 from receiver import clock
 from receiver.graph.client import GraphError
+from receiver.graph.resources import BadResource, alert_path
 
-__all__ = ["AlertNotFound", "AlertUpdate", "Applied", "UpdateRefused", "apply_update",
-           "for_action", "read_alert"]
+__all__ = ["AlertNotFound", "AlertUpdate", "Applied", "InvalidAlertId", "UpdateRefused",
+           "apply_update", "for_action", "read_alert"]
 
 V2_PATH = "security/alerts_v2"
 LEGACY_PATH = "security/alerts"
@@ -49,6 +55,18 @@ class GraphApi(Protocol):
 
 class AlertNotFound(Exception):
     """No such alert in the tenant (Graph answered 404 for every API asked)."""
+
+
+class InvalidAlertId(AlertNotFound):
+    """An id that cannot be a Graph alert id (a path, a '..', percent-encoding): refused
+    without calling Graph. Callers that handle AlertNotFound refuse it the same way."""
+
+
+def _path(source_api: str, alert_id: str) -> str:
+    try:
+        return alert_path(PATHS[source_api], alert_id)
+    except (BadResource, KeyError):
+        raise InvalidAlertId(f"not a Graph alert id: {alert_id[:80]!r}") from None
 
 
 class UpdateRefused(ValueError):
@@ -128,9 +146,10 @@ async def read_alert(graph: GraphApi, tenant_id: str, alert_id: str, source_api:
                      ) -> tuple[str, dict[str, Any]]:
     """(source api, alert). ``auto`` tries alerts_v2, then the legacy API."""
     sources = ["alerts_v2", "alerts_v1"] if source_api == "auto" else [source_api]
-    for source in sources:
+    paths = [(source, _path(source, alert_id)) for source in sources]  # all checked first
+    for source, path in paths:
         try:
-            return source, await graph.get(tenant_id, f"{PATHS[source]}/{alert_id}")
+            return source, await graph.get(tenant_id, path)
         except GraphError as exc:
             if exc.status != 404:
                 raise
@@ -146,7 +165,7 @@ async def apply_update(graph: GraphApi, tenant_id: str, alert_id: str, update: A
         raise UpdateRefused("nothing to update")
     if alert is None or source_api == "auto":
         source_api, alert = await read_alert(graph, tenant_id, alert_id, source_api)
-    path = f"{PATHS[source_api]}/{alert_id}"
+    path = _path(source_api, alert_id)
     comment_error = ""
     if source_api == "alerts_v2":
         body = v2_body(update)

@@ -10,6 +10,16 @@
 - Material-change detection: the record keeps the material fields of the last version routed;
   the envelope says whether this is the first version and which of them changed.
 - An alert that no longer exists (404) is recorded and dropped, not retried forever.
+- Resources are parsed strictly (:mod:`receiver.graph.resources`): a known collection and one
+  id, the id quoted as a path segment. Anything else is refused before any Graph call,
+  counted (``receiver_fetch_outcomes_total{outcome="refused_resource"}``) and kept in the
+  poison stream: a notification must not choose the path read with the app's token.
+- Content an entry carries is bound to it: its ``id`` must be the resource's id (and the
+  notification's ``resourceData.id``), else the entry is refused
+  (``outcome="refused_content"``). Poll, backfill and action entries carry what this
+  deployment read from Graph with its own token, and are used as read. A push entry's content
+  (decrypted rich-notification ``encryptedContent``) is not trusted as the alert: the alert is
+  re-read from Graph, as for every other notification (docs/SECURITY.md says why).
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
@@ -28,6 +38,7 @@ from redis.asyncio import Redis
 from receiver.entries import NotificationEntry
 from receiver.envelope import MATERIAL_FIELDS, Envelope, from_incident, from_legacy, from_v2
 from receiver.graph.client import GraphError
+from receiver.graph.resources import AlertResource, BadResource, parse_resource
 from receiver.keys import Keys
 from receiver.pipeline.consumer import Entry, Poison
 from receiver.settings import Settings
@@ -35,6 +46,8 @@ from receiver.settings import Settings
 log = logging.getLogger(__name__)
 
 DEFAULT_DEDUP_WINDOW_S = 7 * 24 * 3600
+# Entry sources whose content this deployment read from Graph itself, with its own token.
+READ_BY_US = frozenset({"poll", "backfill", "action"})
 SEEN_EVERY_S = 60.0  # how often a subscription's last push (a tenant's last poll) is noted
 ALERTS_STREAM_MAXLEN = 1_000_000  # a guard against unbounded growth; consumers keep it short
 
@@ -99,17 +112,9 @@ def canonical_version(value: str) -> str:
     return f"{utc}.{(fraction or '').ljust(7, '0')[:7]}Z"
 
 
-def _normaliser(resource: str) -> tuple[str, Callable[[dict[str, Any], str], Envelope]]:
-    """(Graph path, normaliser) for a notification's resource."""
-    path = resource.strip("/")
-    lower = path.lower()
-    if lower.startswith("security/alerts_v2/"):
-        return path, from_v2
-    if lower.startswith("security/incidents/"):
-        return path, from_incident
-    if lower.startswith("security/alerts/"):
-        return path, from_legacy
-    raise Poison(f"unsupported resource {resource!r}")
+NORMALISERS: dict[str, Callable[[dict[str, Any], str], Envelope]] = {
+    "security/alerts_v2": from_v2, "security/incidents": from_incident,
+    "security/alerts": from_legacy}
 
 
 class FetchStage:
@@ -135,14 +140,19 @@ class FetchStage:
         if tenant is None:
             raise Poison(f"tenant {note.tenant_id} is not configured")
         await self._note_seen(note)
+        try:
+            resource = parse_resource(note.resource)
+        except BadResource as exc:
+            self._refuse("refused_resource", note, str(exc))
+        if note.resource_id and note.resource_id != resource.id:
+            self._refuse("refused_resource", note, "resourceData.id is not the resource's id")
         if note.change_type == "deleted":
             self.outcomes.labels("deleted").inc()
             return
-        alert = await self._alert(note)
+        alert = await self._alert(note, resource)
         if alert is None:
             return
-        _, normalise = _normaliser(note.resource)
-        envelope = normalise(alert, tenant)
+        envelope = NORMALISERS[resource.collection](alert, tenant)
         if not envelope.id or envelope.tenant_id != note.tenant_id:
             raise Poison("the fetched alert does not match its notification")
         await self.dedup_and_enqueue(envelope, entry)
@@ -163,12 +173,29 @@ class FetchStage:
         self._seen_written[(key, field)] = now
         await self.redis.hset(key, field, str(int(now * 1000)))
 
-    async def _alert(self, note: NotificationEntry) -> dict[str, Any] | None:
+    def _refuse(self, outcome: str, note: NotificationEntry, why: str) -> NoReturn:
+        """Count and refuse an entry without calling Graph (Poison: kept for a human)."""
+        self.outcomes.labels(outcome).inc()
+        log.warning("notification refused (%s): %s", outcome, why,
+                    extra={"tenant_id": note.tenant_id, "subscription_id": note.subscription_id,
+                           "reason": outcome})
+        raise Poison(f"{outcome}: {why}")
+
+    async def _alert(self, note: NotificationEntry, resource: AlertResource
+                     ) -> dict[str, Any] | None:
         if note.resource_data:
-            data = json.loads(note.resource_data)
-            if isinstance(data, dict) and data.get("id"):
+            try:
+                data = json.loads(note.resource_data)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict) or str(data.get("id") or "") != resource.id:
+                self._refuse("refused_content", note,
+                             "the content's id is not the notification's resource id")
+            if note.source in READ_BY_US:
                 return data
-        path, _ = _normaliser(note.resource)
+            # A push entry's (decrypted) content: bound to its notification above, and
+            # re-read all the same (docs/SECURITY.md: what is trusted and why).
+        path = resource.path
         try:
             return await self.graph.get(note.tenant_id, path)
         except GraphError as exc:

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from receiver.entries import NotificationEntry
 from receiver.graph.client import client_for
 from receiver.keys import Keys
-from receiver.pipeline.consumer import Consumer, ConsumerConfig, Entry
+from receiver.pipeline.consumer import Consumer, ConsumerConfig, Entry, Poison
 from receiver.pipeline.fetch import FetchStage, canonical_version, envelope_of
 from receiver.settings import Settings
 from tests.fixtures.settings import MakeSettings
@@ -151,3 +151,62 @@ async def test_the_notification_is_acknowledged_with_the_hand_on(setup: Any) -> 
         assert (await redis.xpending(keys.notifications, "fetch"))["pending"] == 0
         assert await redis.xlen(keys.notifications) == 0
     assert len(await alerts(redis, settings)) == 1
+
+
+def _entry(note: NotificationEntry, entry_id: str = "5-0") -> Entry:
+    return Entry(entry_id, {b"e": note.to_fields()["e"].encode()}, 1)
+
+
+async def test_rich_content_is_bound_to_its_notification_and_re_read(setup: Any) -> None:
+    """Issue 15, items 3 and 9: a push entry's decrypted content (rich notifications) must be
+    the notification's alert (its id is the resource's), else it is refused and counted with
+    no Graph call; when it is, the alert is still re-read: Graph's version is routed, never
+    the content's."""
+    sim, settings, redis, stage = setup
+    tid = sim.tenant.tenant_id
+    [alert_id] = (await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2",
+                                          severity="low"))["ids"]
+    forged = {"id": alert_id, "tenantId": tid, "title": "Forged: wire money now",
+              "severity": "high", "status": "new",
+              "lastUpdateDateTime": "2099-01-01T00:00:00.0000000Z"}
+
+    def rich(content: Any) -> NotificationEntry:
+        return NotificationEntry(tenant_id=tid, subscription_id="s1", change_type="updated",
+                                 resource=f"security/alerts_v2/{alert_id}",
+                                 resource_id=alert_id, source="push",
+                                 resource_data=json.dumps(content))
+
+    calls = stage.graph.calls
+    for other in ({**forged, "id": "another-alert"}, {**forged, "id": ""}, ["not", "a", "dict"]):
+        with pytest.raises(Poison):
+            await stage.handle(_entry(rich(other)))
+    assert stage.graph.calls == calls
+    assert stage.outcomes.labels("refused_content")._value.get() == 3
+    await stage.handle(_entry(rich(forged)))
+    assert stage.graph.calls == calls + 1
+    [only] = await alerts(redis, settings)
+    routed = envelope_of(only)
+    assert (routed.id, routed.severity) == (alert_id, "low")
+    assert routed.title != forged["title"]
+
+
+async def test_poll_content_is_bound_to_its_resource(setup: Any) -> None:
+    """Content this deployment read itself (poll) is used as read, once its id is the
+    resource's; a mismatch is refused like a push entry's."""
+    sim, settings, redis, stage = setup
+    tid = sim.tenant.tenant_id
+    [alert_id] = (await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2"))["ids"]
+    body = (await asyncio.to_thread(sim.control.alerts, tid, "v2"))[0]
+    calls = stage.graph.calls
+    mismatched = NotificationEntry(tenant_id=tid, change_type="updated", source="poll",
+                                   resource="security/alerts_v2/some-other-id",
+                                   resource_data=json.dumps(body))
+    with pytest.raises(Poison):
+        await stage.handle(_entry(mismatched))
+    note = NotificationEntry(tenant_id=tid, change_type="updated", source="poll",
+                             resource=f"security/alerts_v2/{alert_id}", resource_id=alert_id,
+                             resource_data=json.dumps(body))
+    await stage.handle(_entry(note, "6-0"))
+    assert stage.graph.calls == calls
+    assert [envelope_of(e).id for e in await alerts(redis, settings)] == [alert_id]
+    assert stage.outcomes.labels("refused_content")._value.get() == 1
