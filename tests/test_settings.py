@@ -1,12 +1,11 @@
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from receiver.configfile import ConfigError
-import datetime as dt
-
 from receiver.settings import LEGACY_ALERTS_RETIRED, Settings, load_settings, settings_from_mapping
 from tests.fixtures.settings import CLIENT_SECRET, TENANT_ID, WriteConfig, base_settings_data
 
