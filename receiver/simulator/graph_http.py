@@ -203,6 +203,19 @@ def graph_endpoint(
     return endpoint
 
 
+def preferences(request: Request) -> frozenset[str]:
+    """The preferences of every `Prefer` header, lower-cased (RFC 7240: comma-separated,
+    a token with an optional `=value`; `return=representation, include-unknown-enum-members`).
+    """
+    found: set[str] = set()
+    for header in request.headers.getlist("prefer"):
+        for part in header.split(","):
+            preference = part.split(";")[0].strip().lower().replace(" ", "")
+            if preference:
+                found.add(preference)
+    return frozenset(found)
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     try:
         body = await request.json()

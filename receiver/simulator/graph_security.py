@@ -7,6 +7,12 @@ The legacy API is retired (2026-10-15, concepts/alertsv1-alertsv2-migration.md):
 simulator runs it `live` (or `auto` before that date on its virtual clock), lists answer an
 empty collection, one alert answers 404 `itemNotFound`, and its subscriptions never notify,
 so a client still built on it fails as silently as it would against Graph.
+
+alerts_v2 and incidents serve evolvable enums as Graph does: a member listed after
+`unknownFutureValue` (serviceSource `microsoftSentinel`, incident status `awaitingAction`, ...)
+comes back as `unknownFutureValue` unless the request says
+`Prefer: include-unknown-enum-members`, which is then echoed in `Preference-Applied`.
+Stored data keeps the real member, so `$filter` and PATCH see it either way.
 """
 
 from __future__ import annotations
@@ -28,11 +34,14 @@ from receiver.simulator.graph_http import (
     graph_json,
     json_body,
     page,
+    preferences,
 )
 from receiver.simulator.payloads import (
+    INCIDENT_EVOLVABLE,
     INCIDENT_STATUSES,
     V2_CLASSIFICATIONS,
     V2_DETERMINATIONS,
+    V2_EVOLVABLE,
     V2_SEVERITIES,
     V2_STATUSES,
 )
@@ -75,6 +84,37 @@ INCIDENT_ENUMS: dict[str, frozenset[str]] = {
     "determination": frozenset(V2_DETERMINATIONS),
 }
 PREFER_REPRESENTATION = "return=representation"
+INCLUDE_UNKNOWN = "include-unknown-enum-members"
+
+
+class Served:
+    """How this request gets evolvable enums: real members only when it asked for them."""
+
+    def __init__(self, request: Request) -> None:
+        self.include_unknown = INCLUDE_UNKNOWN in preferences(request)
+
+    def _map(self, item: dict[str, Any], evolvable: Mapping[str, frozenset[str]]) -> dict[str, Any]:
+        if self.include_unknown:
+            return item
+        hidden = {
+            name: "unknownFutureValue"
+            for name, members in evolvable.items()
+            if item.get(name) in members
+        }
+        return {**item, **hidden} if hidden else item
+
+    def alert(self, alert: dict[str, Any]) -> dict[str, Any]:
+        return self._map(alert, V2_EVOLVABLE)
+
+    def incident(self, incident: dict[str, Any]) -> dict[str, Any]:
+        served = self._map(incident, INCIDENT_EVOLVABLE)
+        if isinstance(served.get("alerts"), list):
+            served = {**served, "alerts": [self.alert(a) for a in served["alerts"]]}
+        return served
+
+    def respond(self, body: Any) -> Response:
+        headers = {"Preference-Applied": INCLUDE_UNKNOWN} if self.include_unknown else None
+        return graph_json(body, headers=headers)
 
 
 def select(
@@ -180,7 +220,7 @@ async def update_legacy(request: Request, ctx: GraphContext) -> Response:
     _check_enum(body, "feedback", LEGACY_FEEDBACK)
     changes = {k: v for k, v in body.items() if k in LEGACY_UPDATABLE}
     updated = ctx.sim.update_legacy_alert(ctx.tenant, alert_id, changes)
-    if PREFER_REPRESENTATION in request.headers.get("prefer", ""):
+    if PREFER_REPRESENTATION in preferences(request):
         return graph_json(updated, headers={"Preference-Applied": PREFER_REPRESENTATION})
     return Response(status_code=204)
 
@@ -189,18 +229,19 @@ async def update_legacy(request: Request, ctx: GraphContext) -> Response:
 
 
 async def list_v2(request: Request, ctx: GraphContext) -> Response:
+    served = Served(request)
     alerts = select(
         request, list(ctx.tenant.data.alerts_v2.values()), V2_ENUMS, "createdDateTime desc"
     )
-    return graph_json(
-        page(
-            request,
-            alerts,
-            page_size=ctx.sim.config.alert_page_size,
-            max_top=2000,
-            context="security/alerts_v2",
-        )
+    body = page(
+        request,
+        alerts,
+        page_size=ctx.sim.config.alert_page_size,
+        max_top=2000,
+        context="security/alerts_v2",
     )
+    body["value"] = [served.alert(a) for a in body["value"]]
+    return served.respond(body)
 
 
 def _v2(ctx: GraphContext, alert_id: str) -> dict[str, Any]:
@@ -211,7 +252,8 @@ def _v2(ctx: GraphContext, alert_id: str) -> dict[str, Any]:
 
 
 async def get_v2(request: Request, ctx: GraphContext) -> Response:
-    return graph_json(_v2(ctx, request.path_params["id"]))
+    served = Served(request)
+    return served.respond(served.alert(_v2(ctx, request.path_params["id"])))
 
 
 async def update_v2(request: Request, ctx: GraphContext) -> Response:
@@ -223,7 +265,8 @@ async def update_v2(request: Request, ctx: GraphContext) -> Response:
     _check_enum(body, "classification", V2_CLASSIFICATIONS)
     _check_enum(body, "determination", V2_DETERMINATIONS)
     changes = {k: v for k, v in body.items() if k in V2_UPDATABLE}
-    return graph_json(ctx.sim.update_v2_alert(ctx.tenant, alert_id, changes))
+    served = Served(request)
+    return served.respond(served.alert(ctx.sim.update_v2_alert(ctx.tenant, alert_id, changes)))
 
 
 async def comment_v2(request: Request, ctx: GraphContext) -> Response:
@@ -279,8 +322,9 @@ async def list_incidents(request: Request, ctx: GraphContext) -> Response:
         max_top=50,
         context="security/incidents",
     )
-    body["value"] = [_expand(request, ctx, i) for i in body["value"]]
-    return graph_json(body)
+    served = Served(request)
+    body["value"] = [served.incident(_expand(request, ctx, i)) for i in body["value"]]
+    return served.respond(body)
 
 
 def _incident(ctx: GraphContext, incident_id: str) -> dict[str, Any]:
@@ -291,7 +335,9 @@ def _incident(ctx: GraphContext, incident_id: str) -> dict[str, Any]:
 
 
 async def get_incident(request: Request, ctx: GraphContext) -> Response:
-    return graph_json(_expand(request, ctx, _incident(ctx, request.path_params["id"])))
+    served = Served(request)
+    incident = _expand(request, ctx, _incident(ctx, request.path_params["id"]))
+    return served.respond(served.incident(incident))
 
 
 async def update_incident(request: Request, ctx: GraphContext) -> Response:
@@ -303,7 +349,9 @@ async def update_incident(request: Request, ctx: GraphContext) -> Response:
     _check_enum(body, "classification", V2_CLASSIFICATIONS)
     _check_enum(body, "determination", V2_DETERMINATIONS)
     changes = {k: v for k, v in body.items() if k in INCIDENT_UPDATABLE}
-    return graph_json(ctx.sim.update_incident(ctx.tenant, incident_id, changes))
+    served = Served(request)
+    updated = ctx.sim.update_incident(ctx.tenant, incident_id, changes)
+    return served.respond(served.incident(updated))
 
 
 def _ep(handler: Any, roles: Sequence[str]) -> Any:

@@ -41,6 +41,11 @@ SCORE_CONTROLS = (
     ("Apps", "mdo_safelinksforOfficeApps", 3.0),
     ("Device", "scid_2010", 2.0),
 )
+# Evolvable enums: Graph returns a member listed after `unknownFutureValue` only to a request
+# with `Prefer: include-unknown-enum-members`; to any other it answers `unknownFutureValue`
+# (concepts/best-practices-concept.md, "Evolvable enums"). Members and order as in
+# microsoft-graph-docs-contrib api-reference/v1.0/resources/security-incident.md (status) and
+# security-alert.md (serviceSource, detectionSource; beta adds microsoftThreatIntelligence).
 INCIDENT_STATUSES = (
     "active",
     "resolved",
@@ -49,6 +54,60 @@ INCIDENT_STATUSES = (
     "unknownFutureValue",
     "awaitingAction",
 )
+V2_SERVICE_SOURCES = (
+    "unknown",
+    "microsoftDefenderForEndpoint",
+    "microsoftDefenderForIdentity",
+    "microsoftDefenderForCloudApps",
+    "microsoftDefenderForOffice365",
+    "microsoft365Defender",
+    "azureAdIdentityProtection",
+    "microsoftAppGovernance",
+    "dataLossPrevention",
+    "unknownFutureValue",
+    "microsoftDefenderForCloud",
+    "microsoftSentinel",
+    "microsoftThreatIntelligence",
+)
+V2_DETECTION_SOURCES = (
+    "unknown",
+    "microsoftDefenderForEndpoint",
+    "antivirus",
+    "smartScreen",
+    "customTi",
+    "microsoftDefenderForOffice365",
+    "automatedInvestigation",
+    "microsoftThreatExperts",
+    "customDetection",
+    "microsoftDefenderForIdentity",
+    "cloudAppSecurity",
+    "microsoft365Defender",
+    "azureAdIdentityProtection",
+    "manual",
+    "microsoftDataLossPrevention",
+    "appGovernancePolicy",
+    "appGovernanceDetection",
+    "unknownFutureValue",
+    "microsoftDefenderForCloud",
+    "microsoftDefenderForIoT",
+    "microsoftDefenderForServers",
+    "microsoftDefenderForStorage",
+    "microsoftDefenderForDNS",
+    "microsoftDefenderForDatabases",
+    "microsoftDefenderForContainers",
+    "microsoftDefenderForNetwork",
+    "microsoftDefenderForAppService",
+    "microsoftDefenderForKeyVault",
+    "microsoftDefenderForResourceManager",
+    "microsoftDefenderForApiManagement",
+    "microsoftSentinel",
+    "nrtAlerts",
+    "scheduledAlerts",
+    "microsoftDefenderThreatIntelligenceAnalytics",
+    "builtInMl",
+)
+# The alertDetermination table of security-alert.md (and the v1.0 SDK): `confirmedActivity`
+# (the property's prose once said `confirmedUserActivity`; the member table never did).
 V2_DETERMINATIONS = (
     "unknown",
     "apt",
@@ -63,10 +122,23 @@ V2_DETERMINATIONS = (
     "maliciousUserActivity",
     "notMalicious",
     "notEnoughDataToValidate",
-    "confirmedUserActivity",
+    "confirmedActivity",
     "lineOfBusinessApplication",
     "unknownFutureValue",
 )
+
+
+def evolvable(members: tuple[str, ...]) -> frozenset[str]:
+    """The members listed after `unknownFutureValue`: served only on request."""
+    return frozenset(members[members.index("unknownFutureValue") + 1 :])
+
+
+# Per entity: property -> its evolvable members.
+V2_EVOLVABLE: dict[str, frozenset[str]] = {
+    "serviceSource": evolvable(V2_SERVICE_SOURCES),
+    "detectionSource": evolvable(V2_DETECTION_SOURCES),
+}
+INCIDENT_EVOLVABLE: dict[str, frozenset[str]] = {"status": evolvable(INCIDENT_STATUSES)}
 PORTAL = "https://security.microsoft.com"
 
 # Legacy providers: vendorInformation, then (title, category) pairs they raise.
@@ -434,8 +506,8 @@ class PayloadFactory:
             "incidentId": incident_id,
             "status": "new",
             "severity": severity or self.rng.choice(("low", "medium", "high")),
-            "classification": None,
-            "determination": None,
+            "classification": "unknown",  # not classified yet: the member, not null
+            "determination": "unknown",
             "serviceSource": source,
             "detectionSource": detection,
             "productName": product,
