@@ -79,8 +79,7 @@ def parse_alert_resource(resource: str) -> AlertResource | None:
         return AlertResource(match.group("id"), None)
     if filter_text is None:
         return AlertResource(None, None)
-    expr = odata.parse_filter(filter_text)
-    odata.check_enums(expr, LEGACY_ALERT_ENUMS)
+    expr = odata.resolve_enums(odata.parse_filter(filter_text), LEGACY_ALERT_ENUMS)
     return AlertResource(None, expr)
 
 

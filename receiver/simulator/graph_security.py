@@ -128,8 +128,7 @@ def select(
     try:
         text = request.query_params.get("$filter")
         if text is not None:
-            expr = odata.parse_filter(text)
-            odata.check_enums(expr, enums)
+            expr = odata.resolve_enums(odata.parse_filter(text), enums)
             chosen = [item for item in items if odata.evaluate(expr, item)]
         ordered = odata.order(chosen, request.query_params.get("$orderby") or default_order)
     except odata.FilterError as exc:

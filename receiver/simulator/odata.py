@@ -280,31 +280,40 @@ def evaluate(expr: Expr, entity: Mapping[str, Any], scope: Mapping[str, Any] | N
     return any(evaluate(expr.body, entity, {**scope, expr.variable: item}) for item in items)
 
 
-def check_enums(expr: Expr, enums: Mapping[str, frozenset[str]]) -> None:
-    """Reject comparisons of a known enum property with a value outside its members.
+def resolve_enums(expr: Expr, enums: Mapping[str, frozenset[str]]) -> Expr:
+    """`expr` with every enum literal compared to a known enum property spelled as its member.
 
-    Graph answers `status eq 'New'` on legacy alerts with "Invalid filter clause" (the member is
-    `newAlert`); `enums` maps a property path like "status" to its members.
+    Enum literals match members case-insensitively: the docs' own examples write
+    `status eq 'NewAlert'` (legacy alerts, member `newAlert`) and `status eq 'Active'`
+    (incidents, member `active`). A value that is no member in any casing is rejected: Graph
+    answers `status eq 'New'` on legacy alerts with "Invalid filter clause". `enums` maps a
+    property path like "status" to its members.
     """
     if isinstance(expr, Compare):
-        sides = (expr.left, expr.right)
-        for path, other in (sides, sides[::-1]):
-            if isinstance(path, Path) and isinstance(other, Literal):
-                members = enums.get("/".join(path.parts))
-                if (
-                    members is not None
-                    and isinstance(other.value, str)
-                    and other.value not in members
-                ):
-                    raise FilterError(f"{other.value!r} is not a member of {path.parts}")
-        return
-    if isinstance(expr, And | Or):
-        check_enums(expr.left, enums)
-        check_enums(expr.right, enums)
-    elif isinstance(expr, Not):
-        check_enums(expr.operand, enums)
-    else:
-        check_enums(expr.body, enums)
+        left, right = expr.left, expr.right
+        if isinstance(left, Path) and isinstance(right, Literal):
+            right = _member(left, right, enums)
+        elif isinstance(right, Path) and isinstance(left, Literal):
+            left = _member(right, left, enums)
+        return Compare(expr.op, left, right)
+    if isinstance(expr, And):
+        return And(resolve_enums(expr.left, enums), resolve_enums(expr.right, enums))
+    if isinstance(expr, Or):
+        return Or(resolve_enums(expr.left, enums), resolve_enums(expr.right, enums))
+    if isinstance(expr, Not):
+        return Not(resolve_enums(expr.operand, enums))
+    return Any_(expr.collection, expr.variable, resolve_enums(expr.body, enums))
+
+
+def _member(path: Path, literal: Literal, enums: Mapping[str, frozenset[str]]) -> Literal:
+    members = enums.get("/".join(path.parts))
+    if members is None or not isinstance(literal.value, str):
+        return literal
+    wanted = literal.value.lower()
+    for member in members:
+        if member.lower() == wanted:
+            return Literal(member)
+    raise FilterError(f"{literal.value!r} is not a member of {path.parts}")
 
 
 def parse_orderby(text: str) -> list[tuple[tuple[str, ...], bool]]:

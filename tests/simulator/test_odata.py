@@ -93,11 +93,34 @@ def test_invalid_clauses(text: str) -> None:
 
 def test_enum_members_are_checked() -> None:
     enums = {"status": frozenset({"newAlert", "resolved"})}
-    odata.check_enums(odata.parse_filter("status eq 'newAlert'"), enums)
+    odata.resolve_enums(odata.parse_filter("status eq 'newAlert'"), enums)
     with pytest.raises(odata.FilterError):
-        odata.check_enums(odata.parse_filter("status eq 'New'"), enums)
+        odata.resolve_enums(odata.parse_filter("status eq 'New'"), enums)
     with pytest.raises(odata.FilterError):
-        odata.check_enums(odata.parse_filter("not ('New' eq status)"), enums)
+        odata.resolve_enums(odata.parse_filter("not ('New' eq status)"), enums)
+
+
+@pytest.mark.parametrize("text", [
+    "status eq 'NewAlert'",  # the docs' own example (legacy alerts)
+    "status eq 'NEWALERT'",
+    "'newalert' eq status",
+    "status eq microsoft.graph.alertStatus'NewAlert'",
+    "not (status ne 'NewAlert') and title eq 'NewAlert'",
+])
+def test_enum_literals_match_members_case_insensitively(text: str) -> None:
+    enums = {"status": frozenset({"newAlert", "resolved"})}
+    expr = odata.resolve_enums(odata.parse_filter(text), enums)
+    assert odata.evaluate(expr, {"status": "newAlert", "title": "NewAlert"})
+    assert not odata.evaluate(expr, {"status": "resolved", "title": "NewAlert"})
+
+
+def test_only_enum_properties_are_case_folded() -> None:
+    enums = {"status": frozenset({"newAlert"})}
+    expr = odata.resolve_enums(odata.parse_filter("title eq 'NewAlert'"), enums)
+    assert not odata.evaluate(expr, {"title": "newalert"})  # strings compare exactly
+    inside = odata.resolve_enums(
+        odata.parse_filter("userStates/any(u: u/status eq 'x') or status eq 'NEWALERT'"), enums)
+    assert odata.evaluate(inside, {"status": "newAlert", "userStates": []})
 
 
 def test_orderby() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from tests.fixtures.simulator import SimulatorHandle
+from receiver.simulator.clock import parse_datetime
+from tests.fixtures.simulator import LoopbackReceiver, SimulatorHandle
 
 
 def _all_pages(graph: httpx.Client, url: str) -> tuple[list[dict[str, Any]], int]:
@@ -274,3 +276,36 @@ def test_alert_generation_is_reproducible(make_simulator: Callable[..., Simulato
             [(a["title"], a["severity"]) for a in sim.control.alerts(sim.tenant.tenant_id)]
         )
     assert titles[0] == titles[1]
+
+
+def test_filters_accept_the_docs_enum_casing(
+    make_simulator: Callable[..., SimulatorHandle],
+    loopback_receiver: Callable[..., LoopbackReceiver],
+) -> None:
+    """The docs write `status eq 'NewAlert'` (legacy alerts) and `status eq 'Active'`
+    (incidents); Graph matches enum members whatever their case."""
+    sim = make_simulator(legacy_alerts="live")
+    tid = sim.tenant.tenant_id
+    legacy = sim.control.create_alert(tid)
+    incident = sim.control.create_incidents(tid)["ids"][0]
+    receiver = loopback_receiver()
+    with sim.graph() as graph:
+        by_docs = graph.get("/security/alerts", params={"$filter": "status eq 'NewAlert'"})
+        active = graph.get("/security/incidents", params={"$filter": "status eq 'Active'"})
+        severe = graph.get("/security/incidents", params={"$filter": "severity eq 'Medium'"})
+        v2 = graph.get("/security/alerts_v2", params={"$filter": "status eq 'New'"})
+        bad = graph.get("/security/alerts", params={"$filter": "status eq 'New'"})
+        expires = parse_datetime(sim.control.clock()["now"]) + dt.timedelta(days=1)
+        created = graph.post("/subscriptions", json={
+            "changeType": "updated", "notificationUrl": f"{receiver.url}/n",
+            "resource": "security/alerts?$filter=status eq 'InProgress'",
+            "expirationDateTime": expires.isoformat().replace("+00:00", "Z")})
+    assert [a["id"] for a in by_docs.json()["value"]] == [legacy]
+    assert [i["id"] for i in active.json()["value"]] == [incident]
+    assert incident in [i["id"] for i in severe.json()["value"]]
+    assert len(v2.json()["value"]) == 1  # the incident's alert: alerts_v2 status `new`
+    assert bad.status_code == 400 and bad.json()["error"]["message"] == "Invalid filter clause"
+    assert created.status_code == 201, created.text
+    sim.control.update_alert(tid, legacy, {"status": "inProgress"})
+    (notification,) = receiver.wait_for(1)
+    assert notification.json()["value"][0]["resourceData"]["id"] == legacy
