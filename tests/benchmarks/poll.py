@@ -250,6 +250,9 @@ def main(argv: list[str] | None = None) -> int:
     if not lags:
         print("error: nothing delivered", file=sys.stderr)
         return 1
+    # The floor: a change made at a random moment waits for its tenant's next poll.
+    print(f"baseline (waiting for the next poll alone): p50 {args.interval * 0.5:.2f} s, "
+          f"p99 {args.interval * 0.99:.2f} s")
     print(f"lag (lastUpdateDateTime -> sink): p50 {percentile(lags, 50):.2f} s, "
           f"p99 {percentile(lags, 99):.2f} s, max {max(lags):.2f} s")
     if missing:
