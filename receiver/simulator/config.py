@@ -7,7 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HANDSHAKE_TIMEOUT_S = 10.0  # Graph's documented limit for the validation answer
-DEFAULT_NOTIFICATION_TIMEOUT_S = 10.0
+# concepts/change-notifications-delivery-webhooks.md (Throttling): notifications are published
+# with a 3-second client timeout (an answer not in by then failed and is retried); an answer
+# over 2,900 ms is slow.
+DEFAULT_NOTIFICATION_TIMEOUT_S = 3.0
+DEFAULT_NOTIFIER_SLOW_S = 2.9
 # concepts/alertsv1-alertsv2-migration.md (latest revision): the legacy alerts API is retired
 # on 2026-10-15 and "stops returning data" (earlier revisions said 2026-08-31, April 2026).
 LEGACY_ALERTS_RETIRED_AT = dt.datetime(2026, 10, 15, tzinfo=dt.UTC)
@@ -66,6 +70,16 @@ class SimulatorConfig:
     # live before `legacy_alerts_retired_at` on the virtual clock and retired from then on.
     legacy_alerts: str = "auto"
     legacy_alerts_retired_at: dt.datetime = LEGACY_ALERTS_RETIRED_AT
+    # Webhook delivery throttling (concepts/change-notifications-delivery-webhooks.md): once an
+    # endpoint has `notifier_flag_min_count` notifications counted in the current window, 10%
+    # slow answers delay all its notifications by `notifier_slow_delay_s`, 15% drop them; the
+    # counts are flushed every `notifier_count_window_s`. Real time; tests shrink them.
+    notifier_slow_s: float = DEFAULT_NOTIFIER_SLOW_S
+    notifier_flag_min_count: int = 100
+    notifier_delay_ratio: float = 0.10
+    notifier_drop_ratio: float = 0.15
+    notifier_slow_delay_s: float = 600.0
+    notifier_count_window_s: float = 600.0
 
     def __post_init__(self) -> None:
         if self.legacy_alerts not in LEGACY_ALERTS_MODES:

@@ -383,7 +383,11 @@ async def mails(request: Request, sim: Simulator) -> Response:
 
 
 async def counters(request: Request, sim: Simulator) -> Response:
-    return _json(dict(sorted(sim.counters.items())))
+    """Named counts, and under "endpoints" each notification URL's throttling state
+    (`normal`, `delayed`, `dropped`) with the answers counted in its current window."""
+    body: dict[str, Any] = dict(sorted(sim.counters.items()))
+    body["endpoints"] = sim.notifier.endpoints.describe()
+    return _json(body)
 
 
 async def reset_counters(request: Request, sim: Simulator) -> Response:

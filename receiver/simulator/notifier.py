@@ -1,9 +1,13 @@
 """Posts change and lifecycle notifications to receivers the way Graph does.
 
 Items for the same URL that arrive within a short window (or up to a batch size) go out in
-one POST `{"value": [...]}`. A non-2xx answer, a timeout or a connection error is retried
-with exponential backoff until the notification is older than the maximum age (Graph: 4 h).
-Every attempt, and every validation handshake, is recorded as a delivery.
+one POST `{"value": [...]}`. A non-2xx answer, a timeout (Graph: 3 s) or a connection error is
+retried with exponential backoff until the notification is older than the maximum age
+(Graph: 4 h). Every attempt, and every validation handshake, is recorded as a delivery.
+
+Change notifications follow Graph's throttling of slow endpoints (`endpoints.py`): an endpoint
+flagged for slow answers gets each notification, and each retry, only after a delay (Graph:
+10 minutes), and one with more slow answers gets none.
 
 It runs as asyncio tasks on the server's loop, started and stopped with the app lifespan,
 with one shared `httpx.AsyncClient`.
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from receiver.simulator.clock import iso
+from receiver.simulator.endpoints import DELAYED, DROPPED, EndpointHealth
 from receiver.simulator.handshake import HandshakeResult, validate_endpoint
 
 if TYPE_CHECKING:
@@ -49,6 +54,7 @@ class Notifier:
         self._sequence = 0
         self._held: list[tuple[str, dict[str, Any]]] = []
         self._held_timer: asyncio.TimerHandle | None = None
+        self.endpoints = EndpointHealth(sim.config)
 
     # lifecycle of the notifier itself
 
@@ -233,11 +239,23 @@ class Notifier:
         self, url: str, items: list[dict[str, Any]], *, kind: str, since: float
     ) -> None:
         config = self.sim.config
+        counters = self.sim.counters
+        throttled = kind == "notification"  # Graph's throttling is of change notifications
         body = {"value": items}
         attempt = 0
         while True:
             attempt += 1
+            if throttled and attempt == 1 and self.endpoints.state(url) == DELAYED:
+                counters["notifications.delayed"] += 1
+                await asyncio.sleep(config.notifier_slow_delay_s)
+            if throttled and self.endpoints.state(url) == DROPPED:
+                counters["notifications.throttle_dropped"] += 1
+                counters["notifications.throttle_dropped_items"] += len(items)
+                log.warning("notification dropped: endpoint too slow", extra={"url": url})
+                return
             status, error, duration = await self._post(url, body)
+            if throttled:
+                self.endpoints.record(url, seconds=duration / 1000, timed_out=error == "timeout")
             self._record(
                 kind=kind,
                 url=url,
@@ -255,6 +273,8 @@ class Notifier:
             delay = min(
                 config.notifier_backoff_base_s * 2 ** (attempt - 1), config.notifier_backoff_max_s
             )
+            if throttled and self.endpoints.state(url) == DELAYED:
+                delay = config.notifier_slow_delay_s  # a flagged endpoint's failures wait too
             if time.monotonic() - since + delay > config.notifier_max_age_s:
                 self.sim.counters[f"{kind}s.abandoned"] += 1
                 log.warning("notification abandoned", extra={"url": url, "attempts": attempt})
@@ -319,5 +339,6 @@ class Notifier:
         self._timers.clear()
         self._pending.clear()
         self._pending_since.clear()
+        self.endpoints.clear()
         for task in list(self._tasks):
             task.cancel()
