@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
     from receiver.simulator.app import create_app
     from receiver.simulator.seed import SeedError
+    from receiver.simulator.server import GRACEFUL_SHUTDOWN_S, SimulatorServer
     from receiver.simulator.tls import ensure_tls, write_ca_bundle
 
     tls_dir: Path = args.tls_dir or _default_tls_dir()
@@ -138,13 +139,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"  Tenants from {args.seed}: {len(config.tenants)}")
     sys.stdout.flush()
-    server = uvicorn.Server(
+    server = SimulatorServer(
         uvicorn.Config(
             create_app(config),
             ssl_certfile=str(files.cert_path),
             ssl_keyfile=str(files.key_path),
             log_level=args.log_level,
             ws="none",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     )
     server.run(sockets=[listen_socket(args.host, args.port)])
