@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from receiver import registry
+from receiver import clock, registry
 from receiver.keys import Keys
 from receiver.settings import Settings
 
@@ -205,9 +205,10 @@ async def gather(settings: Settings, redis: Redis) -> Health:
         problems.append("no scheduler holds the lease")
 
     _, records = await registry.load_all(redis, keys)
+    today = clock.now().timestamp()  # expiry is Graph's date: the calendar clock
     names = {t.tenant_id: t.name for t in settings.tenants}
     subscriptions = [Subscription(names.get(r.tenant_id, r.tenant_id), r.resource,
-                                  r.subscription_id, r.expires_at - now)
+                                  r.subscription_id, r.expires_at - today)
                      for r in sorted(records.values(), key=lambda r: r.expires_at)]
     expired = sum(1 for s in subscriptions if s.expires_in_s <= 0)
     if expired:

@@ -4,11 +4,12 @@ there is no card preview (real Redis, the real route stage)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from receiver import clock
 from receiver.admin._alerts import recent
 from receiver.admin._cards import CardPreviews
 from receiver.envelope import Envelope
@@ -31,7 +32,7 @@ async def test_route_stage_remembers_routed_and_silenced(make_settings: MakeSett
     client = aioredis.Redis.from_url(redis_url)
     try:
         await save_silence(client, keys, Silence.new(
-            ['severity="low"'], datetime.now(UTC) + timedelta(hours=1), "noisy"))
+            ['severity="low"'], clock.now() + timedelta(hours=1), "noisy"))
         stage = RouteStage(client, keys, load_routes(routes_file, ["console"]), {"console"})
         for i, severity in enumerate(["high", "low", "medium"]):
             env = Envelope(id=f"a-{i}", tenant_id=TENANT_ID, source_api="alerts_v2",

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from receiver import clock
 from tests.fixtures.simulator import LoopbackReceiver, SimulatorHandle
 
 
@@ -29,7 +30,7 @@ def _subscribe(
     client_state: str | None = "s3cret",
     minutes: float = 24 * 60,
 ) -> dict[str, object]:
-    expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes)
+    expires = clock.now() + dt.timedelta(minutes=minutes)
     body: dict[str, object] = {
         "changeType": change_type,
         "notificationUrl": url,
@@ -230,7 +231,7 @@ def test_notification_times_follow_the_virtual_clock(
     alert = simulator.control.alerts(tid)[0]
     assert alert["id"] == alert_id
     created = dt.datetime.fromisoformat(alert["createdDateTime"][:19] + "+00:00")
-    assert created > dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    assert created > clock.now() + dt.timedelta(days=1)
     with simulator.graph() as graph:  # tokens still use real time
         _subscribe(simulator, graph, receiver.url, minutes=2 * 24 * 60 + 60)
         assert graph.get("/security/alerts").status_code == 200

@@ -9,13 +9,14 @@ from typing import Any
 import httpx
 import pytest
 
+from receiver import clock
 from tests.fixtures.simulator import LoopbackReceiver, SimulatorHandle
 
 RESOURCE = "security/alerts?$filter=vendorInformation/provider eq 'IPC'"
 
 
 def _in(minutes: float) -> str:
-    moment = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes)
+    moment = clock.now() + dt.timedelta(minutes=minutes)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -225,7 +226,7 @@ def test_under_45_minutes_is_raised_to_45(
         response = _create(graph, _body(receiver.url, expirationDateTime=_in(5)))
     assert response.status_code == 201
     expires = dt.datetime.fromisoformat(response.json()["expirationDateTime"][:26] + "+00:00")
-    minutes = (expires - dt.datetime.now(dt.UTC)).total_seconds() / 60
+    minutes = (expires - clock.now()).total_seconds() / 60
     assert 44.5 < minutes <= 45.1
 
 

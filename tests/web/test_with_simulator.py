@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from receiver import registry
+from receiver import clock, registry
 from receiver.entries import NotificationEntry
 from receiver.keys import Keys
 from receiver.registry import SubscriptionRecord
@@ -31,7 +31,7 @@ async def test_notifier_gets_every_notification_stored(
     resource = "security/alerts?$filter=status eq 'newAlert'"
     async with served(create_app(settings)) as url:
         graph = sim.graph()
-        expires = (datetime.now(UTC) + timedelta(days=2)).isoformat().replace("+00:00", "Z")
+        expires = (clock.now() + timedelta(days=2)).isoformat().replace("+00:00", "Z")
         # The simulator performs the validation handshake against the running web app on both
         # URLs before it answers: run the blocking client off this event loop.
         created = await asyncio.to_thread(graph.post, "/subscriptions", json={
