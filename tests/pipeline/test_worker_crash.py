@@ -45,7 +45,8 @@ async def test_kill_9_mid_batch_loses_nothing(make_simulator: Callable[..., Any]
     sim = make_simulator()
     (tmp_path / "routes.yaml").write_text("route:\n  receiver: hook\n")
     async with served(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as url:
-        tenant = tenant_entry(sim.tenant, "contoso") | {"poll": {"alerts_v2": True}}
+        tenant = tenant_entry(sim.tenant, "contoso") | {"poll": {"alerts_v2": True,
+                                                                 "incidents": False}}
         settings = sim_settings(make_settings, sim, redis_url, tenants=[tenant],
                                 sinks=[{"type": "webhook", "name": "hook",
                                         "url": url + "/hook"}],
