@@ -96,12 +96,11 @@ def _cmd_web(args: argparse.Namespace) -> int:
     from receiver.logs import setup_logging
 
     setup_logging(settings.logging.level, settings.logging.format)
-    host = args.host or settings.web.host
-    port = args.port or settings.web.port
+    from receiver.web.server import server_options
+
     common: dict[str, Any] = {
-        "host": host, "port": port, "loop": "uvloop", "http": "httptools",
-        "access_log": False, "log_config": None, "timeout_keep_alive": 75,
-        "limit_concurrency": args.limit_concurrency, "backlog": 4096,
+        **server_options(settings, host=args.host, port=args.port), "loop": "uvloop",
+        "limit_concurrency": args.limit_concurrency,
     }
     admin = contextlib.ExitStack()  # in this (the supervising) process only
     try:
@@ -395,13 +394,13 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         await redis.aclose()
         raise
     runner = _scheduler_runner(settings, redis, worker.graph)
+    from receiver.web.server import server_options
+
     server = _Server(uvicorn.Config(
         # One Graph client serves both roles: its registry once.
         _web_app(settings, list(dict.fromkeys([*worker.registries, *runner.registries])),
                  redis=redis, graph=worker.graph),
-        host=host or settings.web.host, port=port or settings.web.port,
-        loop="none", http="httptools", access_log=False, log_config=None,
-        timeout_keep_alive=75, backlog=4096))
+        loop="none", **server_options(settings, host=host, port=port)))
     def stop_web() -> None:
         server.should_exit = True
 

@@ -31,11 +31,12 @@ app in front of the web app; ``receiver.cli`` composes the two.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -50,6 +51,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.actions import audit, pages
+from receiver.actions.budget import NOT_FOUND, AlertCache, PageBudget
 from receiver.actions.links import ACTIONS, ActionLinks, LinkClaim, LinkError
 from receiver.actions.postback import queue_changed
 from receiver.actions.signin import Identity, SignIn, SignInError
@@ -81,7 +83,12 @@ class _State:
     links: ActionLinks
     origin: str
     outcomes: Counter
+    budget: PageBudget
+    cache: AlertCache
     signin: SignIn | None = None
+    # Graph reads for pages in flight, so concurrent pages of one alert share one.
+    reading: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = field(
+        default_factory=dict)
 
 
 def _origin(url: str) -> str:
@@ -124,6 +131,11 @@ class _Handlers:
                                         claim.source_api)
         except AlertNotFound:
             return pages.refusal("not_found")
+        return self._checked(claim, alert)
+
+    def _checked(self, claim: LinkClaim, alert: dict[str, Any]) -> dict[str, Any] | Response:
+        if alert is NOT_FOUND:
+            return pages.refusal("not_found")
         envelope = _envelope(claim.source_api, alert)
         if envelope.tenant_id and envelope.tenant_id != claim.tenant_id.lower():
             return pages.refusal("wrong_tenant")
@@ -142,20 +154,31 @@ class _Handlers:
         if isinstance(signed, Response):
             return signed
         try:
+            admitted = await self.s.budget.admit(claim.tenant_id, claim.nonce,
+                                                 _client_host(request))
             used = await self.s.redis.get(self.s.keys.action_link(claim.nonce))
         except (RedisError, OSError):
-            return pages.page(503, "refused", "Try again shortly",
-                               "The receiver's store is unavailable. Nothing was changed.")
+            return _store_down()
         if used is not None:
             return pages.used_page(pages.text(used))
+        if not admitted:
+            self.s.outcomes.labels(claim.action, "too_many_views").inc()
+            return _too_many("This link (or your address) was opened too often in the last "
+                             "minute.")
         try:
-            alert = await self._alert(claim)
+            alert = await self._page_read(claim)
+        except (RedisError, OSError):
+            return _store_down()
         except (GraphError, GraphAuthError) as exc:
             status = 502 if isinstance(exc, GraphError) and not isinstance(
                 exc, GraphUnavailable) else 503
             return pages.page(status, "refused", "Microsoft Graph did not answer",
                                "The alert could not be read. Nothing was changed; try again.",
                                detail=_graph_text(exc))
+        if alert is None:
+            self.s.outcomes.labels(claim.action, "page_budget_spent").inc()
+            return _too_many("Confirmation pages of this tenant have used their share of "
+                             "Microsoft Graph for this minute.")
         if isinstance(alert, Response):
             return alert
         action = ACTIONS[claim.action]
@@ -165,6 +188,35 @@ class _Handlers:
                            tenant=self._tenant_name(claim), form=True, label=action.label,
                            need_name=claim.action == "take", max_name=MAX_NAME_CHARS,
                            expires=_expires(claim), signed_in=signed)
+
+    async def _page_read(self, claim: LinkClaim) -> dict[str, Any] | Response | None:
+        """The alert for a confirmation page: cached for a few seconds, else read from Graph
+        (once for concurrent pages of one alert) within the pages' own per-tenant budget
+        (None when that is spent this minute)."""
+        key = (claim.tenant_id, claim.source_api, claim.alert_id)
+        alert = self.s.cache.get(key)
+        if alert is None:
+            pending = self.s.reading.get(key)
+            if pending is None:
+                pending = asyncio.ensure_future(self._read_for_page(claim, key))
+                self.s.reading[key] = pending
+                pending.add_done_callback(lambda _: self.s.reading.pop(key, None))
+            alert = await asyncio.shield(pending)
+            if alert is None:
+                return None
+        return self._checked(claim, alert)
+
+    async def _read_for_page(self, claim: LinkClaim, key: tuple[str, str, str]
+                             ) -> dict[str, Any] | None:
+        if not await self.s.budget.spend_read(claim.tenant_id):
+            return None
+        try:
+            _, alert = await read_alert(self.s.graph, claim.tenant_id, claim.alert_id,
+                                        claim.source_api)
+        except AlertNotFound:
+            alert = NOT_FOUND
+        self.s.cache.put(key, alert)
+        return alert
 
     async def _signed_in(self, request: Request) -> Identity | Response | None:
         """With sign-in on: the person, or the redirect to Entra ID (or a refusal page)."""
@@ -223,8 +275,12 @@ class _Handlers:
         claim = self._claim(request)
         who = _requester(request, claim.action if isinstance(claim, LinkClaim) else "unknown")
         if isinstance(claim, Response):
-            await self._audit(who, outcome="invalid" if claim.status_code == 400 else
-                              "expired" if claim.status_code == 410 else "wrong_tenant")
+            # Counted in _claim. Only a genuine signature (expired, or for a tenant not
+            # served here) is audited: forged tokens must not push real records out of the
+            # capped audit stream.
+            if claim.status_code != 400:
+                await self._audit(who, outcome="expired" if claim.status_code == 410 else
+                                  "wrong_tenant")
             return claim
         who = _with(who, alert_id=claim.alert_id, tenant_id=claim.tenant_id,
                     source_api=claim.source_api, nonce=claim.nonce)
@@ -242,7 +298,7 @@ class _Handlers:
             if signed is None:
                 await self._audit(who, outcome="signin_required")
                 return pages.refusal("signin_required")
-        form = await _form(request)
+        form = await _form(request, self.s.settings.web.body_timeout_s)
         if form is None:
             return pages.page(400, "refused", "Bad form", "The confirmation form could not be "
                                "read. Nothing was changed; open the link again.")
@@ -285,7 +341,12 @@ class _Handlers:
             applied = await apply_update(self.s.graph, claim.tenant_id, claim.alert_id,
                                          update, source_api=claim.source_api, alert=alert)
         except (GraphUnavailable, GraphAuthError) as exc:
-            await self.s.redis.delete(key)  # nothing certain happened: let them try again
+            try:
+                await self.s.redis.delete(key)  # nothing certain happened: let them try again
+            except (RedisError, OSError):
+                log.warning("could not release the action link after Graph failed",
+                            extra={"alert_id": who.alert_id, "tenant_id": who.tenant_id})
+                return _store_down()
             await self._audit(who, outcome="graph_unavailable", graph=_graph_text(exc),
                               request_id=getattr(exc, "request_id", ""))
             return pages.page(503, "refused", "Microsoft Graph is unavailable",
@@ -298,6 +359,7 @@ class _Handlers:
                                "The alert was not updated.", detail=_graph_text(exc))
         detail = "updated" + (f"; comment not added: {applied.comment_error}"
                               if applied.comment_error else "")
+        self.s.cache.forget((claim.tenant_id, claim.source_api, claim.alert_id))
         record = await self._finish(key, who, outcome="done", graph=detail)
         await queue_changed(self.s.redis, self.s.keys, claim.tenant_id,
                             claim.source_api, applied.after)
@@ -336,6 +398,18 @@ class _Handlers:
             return record
 
 
+def _client_host(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _too_many(why: str) -> Response:
+    response = pages.page(429, "refused", "Too many requests",
+                          f"{why} Nothing was changed; the link still works: open it again "
+                          "in a minute.")
+    response.headers["Retry-After"] = "60"
+    return response
+
+
 def _requester(request: Request, action: str) -> audit.AuditRecord:
     """An audit record of who sent the request, as far as the request tells."""
     client = request.client.host if request.client else ""
@@ -364,16 +438,21 @@ def _graph_text(exc: GraphError | GraphAuthError) -> str:
         f"{exc.code}: {exc.message}")
 
 
-async def _form(request: Request) -> dict[str, str] | None:
-    """An urlencoded form, bounded (no multipart: the page sends a single text field)."""
+async def _form(request: Request, timeout_s: float) -> dict[str, str] | None:
+    """An urlencoded form, bounded in size and in the time it may take to arrive (no
+    multipart: the page sends a single text field)."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type not in ("application/x-www-form-urlencoded", ""):
         return None
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_FORM_BYTES:
+                    return None
+    except TimeoutError:
+        return None
     try:
         parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
     except (UnicodeDecodeError, ValueError):
@@ -393,6 +472,7 @@ def create_actions_app(settings: Settings, *, redis: Redis, graph: GraphClient,
                    origin=_origin(settings.actions.base_url or settings.web.public_url),
                    outcomes=Counter("receiver_actions", "Action link requests by action and "
                                     "outcome", ["action", "outcome"], registry=registry),
+                   budget=PageBudget(redis, keys), cache=AlertCache(),
                    signin=signin)
     handlers = _Handlers(state)
     path = settings.actions.path + "/{token}"

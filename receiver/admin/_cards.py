@@ -45,6 +45,8 @@ class CardPreviews:
                 envelope, Delivery(route=routes.get(name, "route"), attempt=1))
         except PermanentError as exc:
             return name, None, f"the card does not render: {exc}"
+        except Exception as exc:  # one bad template must cost its card, never the page
+            return name, None, f"the card does not render: {type(exc).__name__}"
         for attachment in message.get("attachments", []):
             if attachment.get("contentType") == ADAPTIVE_CONTENT_TYPE:
                 content: dict[str, Any] = attachment["content"]

@@ -8,6 +8,13 @@ Every template sees the same context (:func:`context`): ``alert`` (the Envelope)
 (triage links ``{label, url}``, empty unless actions are enabled) and whatever the sink
 adds. All templates are compiled when the sink is built, so a broken override fails at start,
 not at the first alert.
+
+A template is the operator's code run on data from Graph, so its failures are bounded and
+reported the same way whatever they are: any error while rendering (a Jinja error, or a
+``ZeroDivisionError`` from ``{{ 1 / 0 }}``) is a PermanentError naming the template, and a
+rendered message may be at most ``MAX_RENDERED_CHARS`` long: ``{{ 'a' * 10**8 }}`` is refused
+before the string is built (the sandbox checks ``*`` and ``**``), a loop that writes too much is
+cut off while rendering.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import FunctionLoader, StrictUndefined, TemplateError
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 
 from receiver.envelope import Envelope
@@ -26,6 +35,8 @@ from receiver.sinks.base import Delivery, PermanentError
 __all__ = ["TemplateLoadError", "Templates", "context"]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+MAX_RENDERED_CHARS = 1_000_000  # far above any vendor's message limit (Slack: 40,000)
+MAX_EXPONENT_BITS = 4096  # ``x ** y`` results beyond this many bits are refused
 MAX_ENTITIES = 8
 _FIELD_LABELS = {
     "status": "Status", "severity": "Severity", "assigned_to": "Assigned to",
@@ -79,6 +90,25 @@ def context(alert: Envelope, delivery: Delivery, sink: str, **extra: Any) -> dic
     return ctx
 
 
+class _BoundedEnvironment(SandboxedEnvironment):
+    """The sandbox, with ``*`` and ``**`` checked so a template cannot build a huge string,
+    list or number (Jinja's sandbox bounds ``range`` only)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, n in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) \
+                        and len(seq) * n > MAX_RENDERED_CHARS:
+                    raise SecurityError("a repeated string or list longer than "
+                                        f"{MAX_RENDERED_CHARS:,} is refused")
+        elif operator == "**" and isinstance(left, int) and isinstance(right, int) \
+                and right > 0 and abs(left) > 1 and left.bit_length() * right > MAX_EXPONENT_BITS:
+            raise SecurityError("a power that large is refused")
+        return super().call_binop(context, operator, left, right)
+
+
 class Templates:
     """The compiled templates of one sink."""
 
@@ -87,7 +117,7 @@ class Templates:
                  filters: Mapping[str, Callable[..., Any]] | None = None) -> None:
         self.kind = kind
         self._overrides = dict(overrides or {})
-        self._env = SandboxedEnvironment(
+        self._env = _BoundedEnvironment(
             loader=FunctionLoader(self._source), autoescape=self._autoescape,
             undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
             keep_trailing_newline=False, auto_reload=False)
@@ -114,11 +144,25 @@ class Templates:
                                     f"({getattr(exc, 'strerror', None) or 'not UTF-8'})") from None
 
     def render(self, name: str, ctx: Mapping[str, Any]) -> str:
-        """The rendered text; PermanentError if the template fails (retrying cannot help)."""
+        """The rendered text; PermanentError if the template fails or writes more than
+        ``MAX_RENDERED_CHARS`` (retrying cannot help)."""
+        parts = []
+        size = 0
         try:
-            return self._compiled[name].render(ctx).strip()
+            for part in self._compiled[name].generate(ctx):
+                size += len(part)
+                if size > MAX_RENDERED_CHARS:
+                    raise PermanentError(f"template {self.kind}/{name}: the message is longer "
+                                         f"than {MAX_RENDERED_CHARS:,} characters")
+                parts.append(part)
+        except PermanentError:
+            raise
         except TemplateError as exc:
             raise PermanentError(f"template {self.kind}/{name}: {exc.message or exc}") from None
+        except Exception as exc:  # the operator's template code failed: say where and how
+            raise PermanentError(f"template {self.kind}/{name}: {type(exc).__name__}: "
+                                 f"{str(exc)[:200]}") from None
+        return "".join(parts).strip()
 
     def render_json(self, name: str, ctx: Mapping[str, Any]) -> Any:
         text = self.render(name, ctx)

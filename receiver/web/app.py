@@ -40,7 +40,14 @@ from receiver.web.deadlines import Deadlines
 from receiver.web.enqueue import EnqueueError, Enqueuer
 from receiver.web.metrics import WebMetrics
 from receiver.web.registry_cache import RegistryCache
-from receiver.web.rich import KeySet, RichError, decrypt_content, verify_validation_token
+from receiver.web.rich import (
+    ContentError,
+    KeySet,
+    RichError,
+    ThrottledWarning,
+    decrypt_content,
+    verify_validation_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +72,20 @@ class WebState:
     rich: RichConfig | None = None
     http: httpx.AsyncClient | None = None
     app_id_by_tenant: dict[str, str] = field(default_factory=dict)
+    # Refusals of rich content are logged at most once per interval each (forged traffic).
+    token_log: ThrottledWarning = field(default_factory=lambda: ThrottledWarning(log))
+    content_log: ThrottledWarning = field(default_factory=lambda: ThrottledWarning(log))
     # Registries of other roles in the same process (`receiver serve`), shown on /metrics.
     extra_registries: list[CollectorRegistry] = field(default_factory=list)
 
 
-async def _rich_checker(state: WebState, batch: v.Batch) -> v.RichCheck | None:
-    """Verify the batch's validation tokens once; a per-item check for the validator."""
+async def _rich_checker(state: WebState, batch: v.Batch, items: list[v.Item]
+                        ) -> v.RichCheck | None:
+    """The per-item rich check for the authorized ``items`` (clientState and tenant already
+    good: the cheap checks come first, so forged batches never cost a token verification).
+    The batch's validation tokens are verified once, and only when an item needs one."""
     rich = state.rich
-    has_encrypted = any(isinstance(i, dict) and "encryptedContent" in i for i in batch.items)
+    has_encrypted = any(i.encrypted_content is not None for i in items)
     if rich is None:
         if not has_encrypted:
             return None
@@ -81,7 +94,7 @@ async def _rich_checker(state: WebState, batch: v.Batch) -> v.RichCheck | None:
             return (v.BAD_ENCRYPTED_CONTENT if item.encrypted_content is not None else None), ""
 
         return refuse
-    if not batch.validation_tokens and not rich.require and not has_encrypted:
+    if not items or not (rich.require or has_encrypted):
         return None
     vouched: set[tuple[str, str]] = set()
     for token in batch.validation_tokens[:64]:
@@ -89,7 +102,10 @@ async def _rich_checker(state: WebState, batch: v.Batch) -> v.RichCheck | None:
             vouched.add(await verify_validation_token(
                 token, rich.keys, rich.app_ids, state.settings.allowed_tenant_ids))
         except RichError as exc:
-            log.warning("validation token refused: %s", exc, extra={"reason": "token"})
+            # "If any tokens fail, consider the change notification suspicious and
+            # investigate further." (concepts/change-notifications-with-resource-data.md)
+            state.token_log.warning("suspicious notification: validation token refused: %s",
+                                    exc, extra={"reason": "token"})
 
     def check(item: v.Item) -> tuple[str | None, str]:
         tenant = item.tenant_id.lower()
@@ -99,11 +115,17 @@ async def _rich_checker(state: WebState, batch: v.Batch) -> v.RichCheck | None:
         if item.encrypted_content is None:
             return None, ""
         try:
-            return None, decrypt_content(item.encrypted_content, rich.private_keys).decode()
+            return None, decrypt_content(item.encrypted_content, rich.private_keys)
+        except ContentError as exc:
+            reason = v.BAD_RESOURCE_DATA
+            message = str(exc)
         except RichError as exc:
-            log.warning("encrypted content refused: %s", exc,
-                        extra={"tenant_id": tenant, "subscription_id": item.subscription_id})
-            return v.BAD_ENCRYPTED_CONTENT, ""
+            reason = v.BAD_ENCRYPTED_CONTENT
+            message = str(exc)
+        state.content_log.warning("encrypted content refused: %s", message,
+                                  extra={"tenant_id": tenant,
+                                         "subscription_id": item.subscription_id})
+        return reason, ""
 
     return check
 
@@ -256,21 +278,27 @@ class IngestApp:
             return _error(400, exc.reason)
         budget_s = settings.web.enqueue_budget_ms / 1000
         deadline = time.monotonic() + budget_s
-        ids = v.subscription_ids(batch.items)
-        records = state.cache.cached(ids)
-        if records is None:  # an unknown subscription: the registry may have changed
-            try:
-                async with asyncio.timeout(budget_s):
-                    records = await state.cache.lookup(ids)
-            except (RedisError, OSError, TimeoutError) as exc:
-                log.warning("registry unavailable: %s", type(exc).__name__)
-                return _error(503, "temporarily unavailable")
-        rich = await _rich_checker(state, batch)
-        outcome = v.validate_items(batch.items, records, settings.allowed_tenant_ids,
-                                   int(time.time() * 1000), rich)
+        outcome = v.Outcome()
+        # Shape first (GUID ids, schema, encodable text): forged ids cost no Redis read.
+        items = v.screen(batch.items, outcome)
+        if items:
+            ids = v.subscription_ids(items)
+            records = state.cache.cached(ids)
+            if records is None:  # an unknown subscription: the registry may have changed
+                try:
+                    async with asyncio.timeout(budget_s):
+                        records = await state.cache.lookup(ids)
+                except (RedisError, OSError, TimeoutError) as exc:
+                    log.warning("registry unavailable: %s", type(exc).__name__)
+                    return _error(503, "temporarily unavailable")
+            items = v.authorize_all(items, records, settings.allowed_tenant_ids, outcome)
+        rich = await _rich_checker(state, batch, items)
+        v.accept(items, int(time.time() * 1000), outcome, rich)
         for reason, n in outcome.rejected.items():
             state.metrics.rejected(reason, n)
         if not outcome.entries:
+            if outcome.answer_accepted:
+                return _ACCEPTED
             return _error(outcome.status_if_empty(), "no valid item",
                           rejected=dict(outcome.rejected))
         keys = state.keys

@@ -5,6 +5,11 @@ in the background every second), so a notification for a known subscription cost
 read. An id not in memory is read from Redis directly (a subscription created a moment ago),
 and remembered as unknown for a short while, so forged traffic naming made-up subscriptions
 costs at most one small read per id and never a stream write.
+
+Two bounds keep forged traffic cheap whatever it names (issue 15, 6): one request reads at most
+``MAX_LOOKUPS`` ids from Redis (past that, one registry version check stands in for them: a
+burst of new subscriptions shows up there), and the memory of unknown ids is bounded in bytes,
+oldest forgotten first. The validator only lets GUID-shaped ids this far.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Iterable, Mapping
 
@@ -25,7 +31,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_NEGATIVE_TTL_S = 0.5  # an id found unknown is not looked up again for this long
 DEFAULT_POLL_S = 1.0  # background check of the registry version
-MAX_NEGATIVE = 100_000
+MAX_LOOKUPS = 16  # ids read from Redis for one request, at most
+MAX_NEGATIVE_BYTES = 4 * 1024 * 1024  # memory of unknown ids (about 20,000 GUIDs)
+_ENTRY_OVERHEAD = 100  # a dict slot and the float beside each id, roughly
 
 
 class RegistryCache:
@@ -36,6 +44,9 @@ class RegistryCache:
         self._records: dict[str, SubscriptionRecord] = {}
         self._version: int | None = None
         self._negative: dict[str, float] = {}  # id -> monotonic time it was found unknown
+        self._negative_bytes = 0
+        self.max_negative_bytes = MAX_NEGATIVE_BYTES
+        self.max_lookups = MAX_LOOKUPS
         self._negative_ttl_s = negative_ttl_s
         self._refreshing: asyncio.Future[None] | None = None
 
@@ -84,29 +95,51 @@ class RegistryCache:
         return self._records
 
     async def lookup(self, ids: Iterable[str]) -> Mapping[str, SubscriptionRecord]:
-        """The records for ``ids``, reading from Redis the ones not in memory.
+        """The records for ``ids``, reading from Redis the ones not in memory (at most
+        ``max_lookups`` of them; more than that costs one registry version check instead).
 
         Raises a Redis error when Redis must be read and does not answer.
         """
         if not self.loaded:
             await self.refresh()
         unknown = self._unknown(ids)
+        if len(unknown) > self.max_lookups:
+            await self.refresh()
+            unknown = self._unknown(unknown)[:self.max_lookups]
         if unknown:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for sid in unknown:
                     pipe.hgetall(self._keys.subscription(sid))
                 found = await pipe.execute()
             now = time.monotonic()
-            if len(self._negative) > MAX_NEGATIVE:
-                self._negative.clear()
             for sid, raw in zip(unknown, found, strict=True):
                 record = SubscriptionRecord.from_hash(sid, raw) if raw else None
                 if record is None:
-                    self._negative[sid] = now
+                    self._remember_unknown(sid, now)
                 else:
                     self._records[sid] = record
-                    self._negative.pop(sid, None)
+                    self._forget_unknown(sid)
         return self._records
+
+    @staticmethod
+    def _cost(sid: str) -> int:
+        return sys.getsizeof(sid) + _ENTRY_OVERHEAD
+
+    def _remember_unknown(self, sid: str, now: float) -> None:
+        self._forget_unknown(sid)  # re-added last: the oldest stay first in line
+        self._negative[sid] = now
+        self._negative_bytes += self._cost(sid)
+        while self._negative_bytes > self.max_negative_bytes and self._negative:
+            self._forget_unknown(next(iter(self._negative)))
+
+    def _forget_unknown(self, sid: str) -> None:
+        if self._negative.pop(sid, None) is not None:
+            self._negative_bytes -= self._cost(sid)
+
+    @property
+    def negative_bytes(self) -> int:
+        """The approximate memory held by the ids remembered as unknown."""
+        return self._negative_bytes
 
     async def run(self, stop: asyncio.Event, poll_s: float = DEFAULT_POLL_S) -> None:
         """Background task: follow registry changes until ``stop`` is set.

@@ -44,6 +44,35 @@ class RichError(ValueError):
     """A validation token or encrypted content that must not be trusted."""
 
 
+class ContentError(RichError):
+    """Encrypted content that is authentic (its signature holds) but not a UTF-8 JSON object:
+    malformed rather than forged, so the item is refused as a bad request (400)."""
+
+
+class ThrottledWarning:
+    """At most one WARNING per ``interval_s`` for one kind of refusal, carrying how many were
+    held back since the last one: forged traffic must not flood the log (a batch of 64 junk
+    tokens once made 64 lines)."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 10.0,
+                 clock: Any = time.monotonic) -> None:
+        self._log = logger
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last = float("-inf")
+        self.held = 0
+
+    def warning(self, message: str, *args: Any, **kwargs: Any) -> bool:
+        now = self._clock()
+        if now - self._last < self.interval_s:
+            self.held += 1
+            return False
+        held, self.held, self._last = self.held, 0, now
+        suffix = f" ({held} more like it not logged)" if held else ""
+        self._log.warning(message + suffix, *args, **kwargs)
+        return True
+
+
 @dataclass
 class KeySet:
     """Signing keys from a JWKS URL, cached; refetched on an unknown key id (rate-limited)."""
@@ -114,8 +143,9 @@ def _b64(value: Any) -> bytes:
 
 
 def decrypt_content(content: Mapping[str, Any],
-                    private_keys: Mapping[str, rsa.RSAPrivateKey]) -> bytes:
-    """Verify and decrypt one ``encryptedContent``; the decrypted bytes (JSON). RichError."""
+                    private_keys: Mapping[str, rsa.RSAPrivateKey]) -> str:
+    """Verify and decrypt one ``encryptedContent``; the decrypted JSON object as text.
+    RichError when it is not authentic, ContentError when it is but is not UTF-8 JSON."""
     cert_id = content.get("encryptionCertificateId")
     key = private_keys.get(cert_id) if isinstance(cert_id, str) else None
     if key is None:
@@ -141,8 +171,13 @@ def decrypt_content(content: Mapping[str, Any],
         plain = unpadder.update(padded) + unpadder.finalize()
     except ValueError:
         raise RichError("bad padding in decrypted content") from None
+    # json.loads(bytes) would also take UTF-16 and UTF-32; JSON between systems is UTF-8
+    # (RFC 8259, 8.1) and the entry stores text, so decode strictly first.
     try:
-        json.loads(plain)
-    except ValueError:
-        raise RichError("decrypted content is not JSON") from None
-    return plain
+        text = plain.decode("utf-8")
+        document = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ContentError("decrypted content is not UTF-8 JSON") from None
+    if not isinstance(document, dict):
+        raise ContentError("decrypted content is not a JSON object")
+    return text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
 MAX_TOKEN_LENGTH = 1024
 MAX_FIELD_LENGTH = 2048
+MAX_VALIDATION_TOKEN_LENGTH = 16_384  # a JWT; Graph's are about 1.5 KB
+# Graph's subscription ids and Entra ID tenant ids are GUIDs. Checked before anything is
+# looked up, so forged ids of any other shape cost no Redis read and no cache memory.
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 
 # Rejection reasons (metric label values; a fixed set).
 MALFORMED_JSON = "malformed_json"
@@ -31,10 +36,12 @@ TENANT_NOT_ALLOWED = "tenant_not_allowed"
 TENANT_MISMATCH = "tenant_mismatch"
 BAD_VALIDATION_TOKEN = "bad_validation_token"  # noqa: S105 - a reason label
 BAD_ENCRYPTED_CONTENT = "bad_encrypted_content"
+# Authentic encrypted content (signature good) that is not a UTF-8 JSON object: 400, not 403.
+BAD_RESOURCE_DATA = "bad_resource_data"
 BODY_TIMEOUT = "body_timeout"  # the body did not arrive within web.body_timeout_s
 REASONS = (MALFORMED_JSON, BAD_ENVELOPE, BAD_ITEM, UNKNOWN_SUBSCRIPTION, CLIENT_STATE_MISMATCH,
            TENANT_NOT_ALLOWED, TENANT_MISMATCH, BAD_VALIDATION_TOKEN, BAD_ENCRYPTED_CONTENT,
-           BODY_TIMEOUT)
+           BAD_RESOURCE_DATA, BODY_TIMEOUT)
 # Reasons that mean "not from Graph for us" (403) rather than "not well-formed" (400).
 FORBIDDEN_REASONS = frozenset({UNKNOWN_SUBSCRIPTION, CLIENT_STATE_MISMATCH, TENANT_NOT_ALLOWED,
                                TENANT_MISMATCH, BAD_VALIDATION_TOKEN, BAD_ENCRYPTED_CONTENT})
@@ -91,20 +98,40 @@ def parse_body(body: bytes) -> Batch:
     if not isinstance(items, list) or not items:
         raise BodyError(BAD_ENVELOPE)
     tokens = payload.get("validationTokens", [])
-    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+    # JWTs are ASCII: anything else (a lone surrogate, say) is not a token and must not
+    # reach the JWT library, which would fail encoding it.
+    if not isinstance(tokens, list) or not all(
+            isinstance(t, str) and t.isascii() and len(t) <= MAX_VALIDATION_TOKEN_LENGTH
+            for t in tokens):
         raise BodyError(BAD_ENVELOPE)
     return Batch(items=items, validation_tokens=tokens)
+
+
+def _encodable(value: str) -> bool:
+    """UTF-8 can carry it: JSON's ``\\ud800`` escapes decode to lone surrogates, which no
+    Redis key, comparison or log line can encode."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _str(raw: Mapping[str, Any], key: str, *, required: bool) -> str | None:
     value = raw.get(key)
     if value is None:
         return None if required else ""
-    if not isinstance(value, str) or len(value) > MAX_FIELD_LENGTH:
+    if not isinstance(value, str) or len(value) > MAX_FIELD_LENGTH or not _encodable(value):
         return None
     if required and not value:
         return None
     return value
+
+
+def is_guid(value: str) -> bool:
+    return len(value) == 36 and _GUID.fullmatch(value) is not None
 
 
 def check_item(raw: Any) -> Item | None:
@@ -116,6 +143,8 @@ def check_item(raw: Any) -> Item | None:
     state = _str(raw, "clientState", required=False)
     expires = _str(raw, "subscriptionExpirationDateTime", required=False)
     if sub is None or tenant is None or state is None or expires is None:
+        return None
+    if not is_guid(sub) or not is_guid(tenant):
         return None
     lifecycle = raw.get("lifecycleEvent")
     if lifecycle is not None:
@@ -136,7 +165,8 @@ def check_item(raw: Any) -> Item | None:
         if not isinstance(data, dict):
             return None
         rid, otype = data.get("id", ""), data.get("@odata.type", "")
-        if not isinstance(rid, str) or not isinstance(otype, str) or len(rid) > MAX_FIELD_LENGTH:
+        if not isinstance(rid, str) or not isinstance(otype, str) or len(rid) > MAX_FIELD_LENGTH \
+                or not _encodable(rid) or not _encodable(otype):
             return None
         resource_id, odata_type = rid, otype[:256]
     if not resource_id:
@@ -173,28 +203,59 @@ class Outcome:
         """The status for a batch none of whose items was accepted."""
         return 403 if set(self.rejected) <= FORBIDDEN_REASONS else 400
 
+    @property
+    def answer_accepted(self) -> bool:
+        """Answer 202 whatever was refused: an item carried a good clientState but failed its
+        validation token. concepts/change-notifications-with-resource-data.md, "How to
+        validate": "Make sure to always send an `HTTP 202 Accepted` status code as part of the
+        response to the change notification." and "Accepting a change notification [...]
+        prevents any potential rogue actors from finding out if they passed or failed
+        validation. You can always choose to ignore an invalid change notification after you
+        receive it." So such items are dropped, counted and logged (rate-limited), and the
+        answer is the same empty 202 a valid batch gets."""
+        return BAD_VALIDATION_TOKEN in self.rejected
+
 
 # A hook for rich notifications: (item, tokens) -> (reason or None, decrypted JSON or "").
 RichCheck = Callable[[Item], tuple[str | None, str]]
 
 
-def validate_items(items: list[Any], lookup: Mapping[str, SubscriptionRecord],
-                   allowed_tenants: frozenset[str], received_at_ms: int,
-                   rich: RichCheck | None = None) -> Outcome:
-    """Check every item; valid ones become entries, the rest are counted by reason."""
-    out = Outcome()
+def screen(items: list[Any], out: Outcome) -> list[Item]:
+    """The well-formed items (schema, GUID ids, encodable text); the rest counted in ``out``.
+    Cheap and without I/O: it runs before any registry lookup or token check."""
+    checked = []
     for raw in items:
         item = check_item(raw)
         if item is None:
             out.rejected[BAD_ITEM] += 1
-            continue
+        else:
+            checked.append(item)
+    return checked
+
+
+def authorize_all(items: list[Item], lookup: Mapping[str, SubscriptionRecord],
+                  allowed_tenants: frozenset[str], out: Outcome) -> list[Item]:
+    """The items whose subscription, clientState and tenant are ours; the rest counted."""
+    kept = []
+    for item in items:
         reason = authorize(item, lookup.get(item.subscription_id), allowed_tenants)
-        resource_data = ""
-        if reason is None and rich is not None:
-            reason, resource_data = rich(item)
-        if reason is not None:
+        if reason is None:
+            kept.append(item)
+        else:
             out.rejected[reason] += 1
-            continue
+    return kept
+
+
+def accept(items: list[Item], received_at_ms: int, out: Outcome,
+           rich: RichCheck | None = None) -> Outcome:
+    """Authorized items become entries once the rich check (if any) passes them."""
+    for item in items:
+        resource_data = ""
+        if rich is not None:
+            reason, resource_data = rich(item)
+            if reason is not None:
+                out.rejected[reason] += 1
+                continue
         out.entries.append(NotificationEntry(
             tenant_id=item.tenant_id.lower(),
             subscription_id=item.subscription_id,
@@ -211,12 +272,15 @@ def validate_items(items: list[Any], lookup: Mapping[str, SubscriptionRecord],
     return out
 
 
-def subscription_ids(items: list[Any]) -> set[str]:
-    """The subscription ids a batch names (for one registry lookup)."""
-    ids = set()
-    for raw in items:
-        if isinstance(raw, dict):
-            sid = raw.get("subscriptionId")
-            if isinstance(sid, str) and 0 < len(sid) <= MAX_FIELD_LENGTH:
-                ids.add(sid)
-    return ids
+def validate_items(items: list[Any], lookup: Mapping[str, SubscriptionRecord],
+                   allowed_tenants: frozenset[str], received_at_ms: int,
+                   rich: RichCheck | None = None) -> Outcome:
+    """Check every item; valid ones become entries, the rest are counted by reason."""
+    out = Outcome()
+    authorized = authorize_all(screen(items, out), lookup, allowed_tenants, out)
+    return accept(authorized, received_at_ms, out, rich)
+
+
+def subscription_ids(items: list[Item]) -> set[str]:
+    """The subscription ids well-formed items name (for one registry lookup)."""
+    return {item.subscription_id for item in items}

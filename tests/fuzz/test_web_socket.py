@@ -1,5 +1,7 @@
 """The web endpoint over a real socket to a real uvicorn: arbitrary headers, huge bodies,
-slow bodies (slow-loris). The in-process fuzz of bodies and JSON is tests/web/test_fuzz.py.
+slow bodies (slow-loris), and item fields no JSON parser should pass on unchecked (lone
+surrogates, UTF-16 and UTF-32 bodies, ids that are not GUIDs). The in-process fuzz of bodies
+and JSON is tests/web/test_fuzz.py.
 
 Properties: only the documented statuses, a declared or streamed body over the limit is
 refused with 413 without being read to the end, slow clients hold no worker (a valid
@@ -10,6 +12,7 @@ notification sent after all of it is still stored.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import string
 import threading
@@ -24,12 +27,13 @@ from hypothesis import strategies as st
 from receiver.registry import SubscriptionRecord
 from receiver.settings import Settings
 from receiver.web.app import create_app
+from receiver.web.server import server_options
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.web import body, free_port, notification, register
 from tests.web.test_ingest import stream
 
 PATH = "/webhooks/graph"
-ALLOWED = {200, 202, 400, 403, 405, 408, 413, 415}
+ALLOWED = {200, 202, 400, 403, 405, 408, 413, 415, 431}
 LIMIT = 64 * 1024
 
 
@@ -38,9 +42,9 @@ class Served:
 
     def __init__(self, settings_: Settings) -> None:
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(
-            create_app(settings_), host="127.0.0.1", port=self.port, log_config=None,
-            access_log=False, http="httptools", timeout_keep_alive=5))
+        self.server = uvicorn.Server(uvicorn.Config(create_app(settings_), **{
+            **server_options(settings_, host="127.0.0.1", port=self.port),
+            "timeout_keep_alive": 5}))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10
@@ -223,3 +227,49 @@ def test_a_body_that_never_finishes_is_cut_off(make_settings: MakeSettings,
         _still_stores(served, record, settings_, redis_url, "after-timeout")
     finally:
         served.stop()
+
+
+# Text as a JSON body can carry it: lone surrogates arrive as "\\udXXX" escapes.
+nasty_text = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["\ud800", "\udfff", "a\udc00b", "\ud83d", "😀", "\x00", "x" * 3000]),
+    st.uuids().map(str),
+    st.uuids().map(lambda u: str(u).upper()),
+    st.uuids().map(lambda u: "{" + str(u) + "}"),
+    st.uuids().map(lambda u: str(u)[:-1] + "g"))
+nasty_item = st.fixed_dictionaries({
+    "subscriptionId": nasty_text, "tenantId": nasty_text, "clientState": nasty_text,
+}, optional={"changeType": st.sampled_from(["updated", "created", "\ud800"]),
+             "resource": nasty_text, "lifecycleEvent": st.sampled_from(["missed", "\udfff"]),
+             "resourceData": st.fixed_dictionaries({"id": nasty_text, "@odata.type": nasty_text}),
+             "encryptedContent": st.fixed_dictionaries({
+                 "data": nasty_text, "dataKey": nasty_text, "dataSignature": nasty_text,
+                 "encryptionCertificateId": nasty_text})})
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.lists(nasty_item, min_size=1, max_size=5),
+       tokens=st.lists(nasty_text, max_size=3),
+       encoding=st.sampled_from(["utf-8", "utf-16", "utf-32", "utf-16-le", "utf-8-sig"]))
+def test_surrogates_utf16_and_non_guid_ids(web: tuple[Served, SubscriptionRecord, Settings],
+                                           items: list[dict[str, object]], tokens: list[str],
+                                           encoding: str) -> None:
+    """Issue 15, 5 and 6: none of it may give a 5xx (a lone surrogate once made a 500 with a
+    2.3 KB traceback), and nothing made up is stored."""
+    served, _, _ = web
+    text = json.dumps({"value": items, "validationTokens": tokens})  # ASCII, \\u escapes
+    content = text.encode(encoding, errors="surrogatepass")
+    status = served.request(_head([("Content-Type", "application/json")], len(content)),
+                            content)
+    assert status in ALLOWED - {200, 202}, (status, encoding, items)
+
+
+def test_forged_and_surrogate_items_then_a_valid_one_is_stored(
+        web: tuple[Served, SubscriptionRecord, Settings], redis_url: str) -> None:
+    served, record, settings_ = web
+    forged = {"value": [{"subscriptionId": "\ud800", "tenantId": "x", "clientState": "y"}]}
+    content = json.dumps(forged).encode()
+    assert served.request(_head([("Content-Type", "application/json")], len(content)),
+                          content) == 400
+    _still_stores(served, record, settings_, redis_url, "after-surrogates")

@@ -111,7 +111,8 @@ async def test_slack_blocks(server: Server, pool: ClientPool) -> None:
     env = VARIANTS["update"]
     await _sink("slack", server.url, pool).send(env, Delivery())
     msg = server.requests[-1].json
-    assert env.title in msg["text"] and msg["text"].startswith("Updated: ")
+    assert "Suspicious PowerShell &lt;download&gt; &amp; run" in msg["text"]
+    assert msg["text"].startswith("Updated: ")
     kinds = [b["type"] for b in msg["blocks"]]
     assert kinds[0] == "header" and "context" in kinds and kinds[-1] == "actions"
     assert msg["blocks"][0]["text"]["type"] == "plain_text"

@@ -204,7 +204,7 @@ async def test_new_subscription_is_found_without_restart(settings: Settings,
 
 async def test_forged_ids_cost_few_redis_reads(settings: Settings, redis_url: str) -> None:
     rec = await register(redis_url, settings)
-    forged = notification(rec, subscriptionId="forged-subscription-id")
+    forged = notification(rec, subscriptionId="0badf00d-0000-4000-8000-000000000000")
     with redis.Redis.from_url(redis_url) as sync:
         async with asgi_client(create_app(settings)) as client:
             sync.config_resetstat()

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +32,12 @@ from receiver.configfile import ConfigError
 from receiver.registry import SubscriptionRecord
 from receiver.settings import Settings
 from receiver.web.app import create_app, web_state
-from receiver.web.rich import GRAPH_PUBLISHER_APP_ID, RichError, decrypt_content
+from receiver.web.rich import (
+    GRAPH_PUBLISHER_APP_ID,
+    RichError,
+    ThrottledWarning,
+    decrypt_content,
+)
 from tests.fixtures.settings import CLIENT_ID, TENANT_ID, MakeSettings
 from tests.fixtures.web import JSON, asgi_client, body, notification, register, served
 from tests.web.test_ingest import stream
@@ -175,8 +181,13 @@ async def test_refused_and_nothing_stored(rich_settings: Settings, redis_url: st
     rec = await register(redis_url, rich_settings)
     status, answer, app = await post(rich_settings, rich_item(rec, make_content()),
                                      tokens=tokens())
-    assert status == 403
-    assert answer["rejected"] == {reason: 1}
+    if reason == "bad_validation_token":
+        # concepts/change-notifications-with-resource-data.md: always 202, so a rogue actor
+        # cannot tell whether it passed validation; the item is ignored.
+        assert (status, answer) == (202, {})
+    else:
+        assert status == 403
+        assert answer["rejected"] == {reason: 1}
     assert stream(redis_url, rich_settings) == []
     assert web_state(app).metrics.registry.get_sample_value(
         "receiver_web_items_total",
@@ -188,8 +199,11 @@ async def test_fail_closed_when_tokens_required(make_settings: MakeSettings, red
     settings = make_settings(redis_url=redis_url, web={"rich_notifications": {
         "enabled": True, "require_validation_tokens": True, "keys_url": keys_url}})
     rec = await register(redis_url, settings)
-    status, answer, _ = await post(settings, notification(rec, "a"))
-    assert (status, answer["rejected"]) == (403, {"bad_validation_token": 1})
+    status, answer, app = await post(settings, notification(rec, "a"))
+    assert (status, answer) == (202, {})  # accepted, as Graph's docs ask, and dropped
+    assert web_state(app).metrics.registry.get_sample_value(
+        "receiver_web_items_total", {"kind": "notification", "outcome": "rejected",
+                                     "reason": "bad_validation_token"}) == 1
     status, _, _ = await post(settings, notification(rec, "b"), tokens=[token()])
     assert status == 202
     assert [e["resource_id"] for e in stream(redis_url, settings)] == ["b"]
@@ -222,3 +236,82 @@ def test_settings_refuse_incoherent_rich_config(make_settings: MakeSettings) -> 
     with pytest.raises(ConfigError, match="private_key_file does not exist"):
         make_settings(web={"rich_notifications": {"enabled": True, "certificates": [
             {"id": "c", "private_key_file": "/nonexistent.pem"}]}})
+
+
+def _encrypt_bytes(plain: bytes, cert_id: str = "cert-1") -> dict[str, str]:
+    """encryptedContent around arbitrary bytes (Graph's scheme, any payload)."""
+    sym = os.urandom(32)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plain) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(sym), modes.CBC(sym[:16])).encryptor()
+    cipher = encryptor.update(padded) + encryptor.finalize()
+    data_key = CERT_KEYS[cert_id].public_key().encrypt(
+        sym, OAEP(mgf=MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(),  # noqa: S303
+                  label=None))
+    return {"data": base64.b64encode(cipher).decode(),
+            "dataSignature": base64.b64encode(
+                hmac.new(sym, cipher, hashlib.sha256).digest()).decode(),
+            "dataKey": base64.b64encode(data_key).decode(), "encryptionCertificateId": cert_id}
+
+
+@pytest.mark.parametrize("plain", [
+    json.dumps(RESOURCE_DATA).encode("utf-16"),  # json.loads(bytes) would take it
+    json.dumps(RESOURCE_DATA).encode("utf-32-le"),
+    b'"just a string"',
+    b"[1, 2]",
+    b"\xff\xfe\x00",
+], ids=["utf-16", "utf-32", "string", "array", "junk"])
+async def test_authentic_content_that_is_not_utf8_json_object_is_a_400(
+        rich_settings: Settings, redis_url: str, plain: bytes) -> None:
+    """Issue 15, 5: content that decrypted to UTF-16 JSON made a 500 (``.decode()``)."""
+    rec = await register(redis_url, rich_settings)
+    status, answer, app = await post(rich_settings, rich_item(rec, _encrypt_bytes(plain)),
+                                     tokens=[token()])
+    assert (status, answer["rejected"]) == (400, {"bad_resource_data": 1})
+    assert stream(redis_url, rich_settings) == []
+    assert web_state(app).metrics.registry.get_sample_value(
+        "receiver_web_items_total", {"kind": "notification", "outcome": "rejected",
+                                     "reason": "bad_resource_data"}) == 1
+    with pytest.raises(RichError):
+        decrypt_content(_encrypt_bytes(plain), CERT_KEYS)
+
+
+async def test_forged_client_state_costs_no_token_check_and_no_log(
+        rich_settings: Settings, redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 15, 8: 64 junk tokens beside a forged clientState made 64 WARNING lines. The
+    clientState is checked first; tokens are verified only for items that passed it."""
+    rec = await register(redis_url, rich_settings)
+    junk = [token(aud="99999999-9999-4999-8999-999999999999") for _ in range(64)]
+    with caplog.at_level(logging.WARNING):
+        status, answer, _ = await post(
+            rich_settings, rich_item(rec, encrypt(RESOURCE_DATA)) | {"clientState": "forged"},
+            tokens=junk)
+    assert (status, answer["rejected"]) == (403, {"client_state_mismatch": 1})
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_refused_tokens_are_logged_once_per_interval(
+        rich_settings: Settings, redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    rec = await register(redis_url, rich_settings)
+    junk = [token(aud="99999999-9999-4999-8999-999999999999") for _ in range(64)]
+    content = body(rich_item(rec, encrypt(RESOURCE_DATA)), validationTokens=junk)
+    with caplog.at_level(logging.WARNING):
+        async with asgi_client(create_app(rich_settings)) as client:
+            for _ in range(3):
+                r = await client.post("/webhooks/graph", content=content, headers=JSON)
+                assert (r.status_code, r.content) == (202, b"")
+    lines = [r.getMessage() for r in caplog.records if "validation token" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("suspicious notification")
+
+
+def test_throttled_warning_counts_what_it_held_back(caplog: pytest.LogCaptureFixture) -> None:
+    now = [100.0]
+    throttled = ThrottledWarning(logging.getLogger("test.throttled"), 10.0, lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="test.throttled"):
+        assert throttled.warning("refused %s", "a")
+        assert not throttled.warning("refused %s", "b")
+        assert not throttled.warning("refused %s", "c")
+        now[0] += 10
+        assert throttled.warning("refused %s", "d")
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused a", "refused d (2 more like it not logged)"]

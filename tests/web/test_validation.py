@@ -11,13 +11,15 @@ from receiver.web import validation as v
 from receiver.web.metrics import SlowAnswerWindow
 
 TENANT = "11111111-1111-4111-8111-111111111111"
-RECORD = SubscriptionRecord("sub-1", TENANT, "security/alerts?$filter=x", "the-state")
+SUB = "76619225-ff6b-4489-96ca-4ef547e78b22"  # Graph's subscription ids are GUIDs
+OTHER_SUB = "5cfe2387-163c-4006-81bb-1b5e1e060afe"
+RECORD = SubscriptionRecord(SUB, TENANT, "security/alerts?$filter=x", "the-state")
 ALLOWED = frozenset({TENANT})
 
 
 def item(**overrides: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
-        "subscriptionId": "sub-1", "clientState": "the-state", "tenantId": TENANT,
+        "subscriptionId": SUB, "clientState": "the-state", "tenantId": TENANT,
         "changeType": "updated", "resource": "Security/Alerts/abc",
         "resourceData": {"@odata.type": "#Microsoft.Graph.alert", "id": "abc"},
         "subscriptionExpirationDateTime": "2026-12-29T10:00:00Z",
@@ -47,6 +49,18 @@ def item(**overrides: Any) -> dict[str, Any]:
         (item(encryptedContent="x"), False),
         (item(lifecycleEvent="missed", changeType=None, resource=None), True),
         (item(lifecycleEvent="unknown"), False),
+        # shape before any lookup: Graph's subscription and tenant ids are GUIDs
+        (item(subscriptionId="sub-1"), False),
+        (item(subscriptionId=SUB.upper()), True),
+        (item(subscriptionId=SUB + "0"), False),
+        (item(subscriptionId="x" * 2048), False),
+        (item(tenantId="contoso.onmicrosoft.com"), False),
+        # lone surrogates (JSON "\ud800") cannot be encoded for Redis or a comparison
+        (item(subscriptionId="\ud800"), False),
+        (item(clientState="state-\udfff"), False),
+        (item(resource="Security/Alerts/\ud800"), False),
+        (item(resourceData={"id": "\udc00"}), False),
+        (item(clientState="état-€-😀"), True),  # any encodable text is fine
         ([], False),
         ("text", False),
         (None, False),
@@ -87,8 +101,8 @@ def test_tenant_mismatch() -> None:
 
 
 def test_validate_items_counts_by_reason_and_keeps_valid() -> None:
-    items = [item(), item(clientState="no"), "junk", item(subscriptionId="sub-2"), item()]
-    out = v.validate_items(items, {"sub-1": RECORD}, ALLOWED, 123)
+    items = [item(), item(clientState="no"), "junk", item(subscriptionId=OTHER_SUB), item()]
+    out = v.validate_items(items, {SUB: RECORD}, ALLOWED, 123)
     assert len(out.entries) == 2
     assert out.entries[0].received_at_ms == 123
     assert dict(out.rejected) == {v.CLIENT_STATE_MISMATCH: 1, v.BAD_ITEM: 1,
@@ -97,9 +111,9 @@ def test_validate_items_counts_by_reason_and_keeps_valid() -> None:
 
 
 def test_status_when_nothing_valid() -> None:
-    forged = v.validate_items([item(clientState="x")], {"sub-1": RECORD}, ALLOWED, 0)
+    forged = v.validate_items([item(clientState="x")], {SUB: RECORD}, ALLOWED, 0)
     assert forged.status_if_empty() == 403
-    broken = v.validate_items(["x", item(clientState="x")], {"sub-1": RECORD}, ALLOWED, 0)
+    broken = v.validate_items(["x", item(clientState="x")], {SUB: RECORD}, ALLOWED, 0)
     assert broken.status_if_empty() == 400
 
 
