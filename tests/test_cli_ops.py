@@ -158,3 +158,18 @@ def test_status_summary(config: Path, redis_url: str,
     assert "contoso" in out and "sub-1" in out and "240.0h" in out
     assert "held by host-2" in out and "host-1" in out
     assert "pager" in out and "overall: OK" in out
+
+
+def test_example_routes_send_one_message_per_incident(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped example: an incident and an alert of it land in one group per incident."""
+    monkeypatch.setenv("REDIS_URL", redis_url)  # never the machine's own Redis
+    example = Path(__file__).parent.parent / "config" / "receiver.example.yaml"
+    for sample, incident in (("incidents_list_docs_example.json", "2972395"),
+                             ("alert_v2_mde.json", "123")):
+        assert main(["route", "test", str(SAMPLES / sample), "--config", str(example)]) == 0
+        out = capsys.readouterr().out
+        grouped = [line for line in out.splitlines() if "grouped by" in line]
+        assert len(grouped) == 1, out
+        assert f"incident_id='{incident}'" in grouped[0]
