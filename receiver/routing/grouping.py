@@ -54,7 +54,8 @@ def _common(values: Sequence[str]) -> str:
 
 
 def _line(member: Envelope) -> str:
-    parts = [f"[{member.severity.capitalize()}] {member.title}", member.status]
+    kind = "Incident: " if member.kind == "incident" else ""
+    parts = [f"[{member.severity.capitalize()}] {kind}{member.title}", member.status]
     if member.provider:
         parts.append(member.provider)
     return " · ".join(parts)
@@ -83,7 +84,11 @@ def summarize(gid: str, started_ms: int, sent_ms: int, labels: dict[str, str],
     statuses = {m.status for m in ordered}
     status = next((s for s in ("new", "inProgress", "unknown") if s in statuses), "resolved")
     shown = ", ".join(f"{k}={v}" for k, v in labels.items() if v)
-    title = top.title if n == 1 else f"{n} alerts: {top.title} and {n - 1} more"
+    incident = next((m for m in ordered if m.kind == "incident"), None)
+    if incident is not None:  # the incident names the group; its alerts are the rest
+        title = incident.title if n == 1 else f"{incident.title} ({n - 1} alert(s))"
+    else:
+        title = top.title if n == 1 else f"{n} alerts: {top.title} and {n - 1} more"
     lines = [("* " if m.id in changed and not first else "- ") + _line(m)
              for m in ordered[:MAX_LISTED]]
     if n > MAX_LISTED:

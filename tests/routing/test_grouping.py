@@ -56,6 +56,20 @@ def test_first_message_summarises_the_members() -> None:
     assert msg.id == "group-g1-1764496800000"
 
 
+def test_an_incident_names_its_group() -> None:
+    incident = env(9, id="42", kind="incident", source_api="incidents", severity="medium",
+                   title="Multi-stage incident on 2 endpoints", provider="")
+    msg = summarize("g1", 1_764_496_800_000, 1_764_496_830_000, {"incident_id": "42"},
+                    [env(1, severity="high", title="Ransomware"), incident, env(2)],
+                    ["a1", "42", "a2"], first=True)
+    assert msg.title == "Multi-stage incident on 2 endpoints (2 alert(s))"
+    assert msg.severity == "high" and msg.web_url.endswith("/incidents/42")
+    lines = msg.description.splitlines()
+    assert "- [Medium] Incident: Multi-stage incident on 2 endpoints · new" in lines
+    alone = summarize("g2", 1, 2, {"incident_id": "42"}, [incident], ["42"], first=True)
+    assert alone.title == "Multi-stage incident on 2 endpoints"
+
+
 def test_later_messages_are_updates_marking_what_changed() -> None:
     members = [env(1), env(2, status="inProgress")]
     msg = summarize("g1", 1, 2, {"incident_id": "42"}, members, ["a2"], first=False)
