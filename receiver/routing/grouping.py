@@ -84,9 +84,9 @@ def summarize(gid: str, started_ms: int, sent_ms: int, labels: dict[str, str],
     statuses = {m.status for m in ordered}
     status = next((s for s in ("new", "inProgress", "unknown") if s in statuses), "resolved")
     shown = ", ".join(f"{k}={v}" for k, v in labels.items() if v)
-    incident = next((m for m in ordered if m.kind == "incident"), None)
-    if incident is not None:  # the incident names the group; its alerts are the rest
-        title = incident.title if n == 1 else f"{incident.title} ({n - 1} alert(s))"
+    named_by = next((m for m in ordered if m.kind == "incident"), None)
+    if named_by is not None:  # the incident names the group; its alerts are the rest
+        title = named_by.title if n == 1 else f"{named_by.title} ({n - 1} alert(s))"
     else:
         title = top.title if n == 1 else f"{n} alerts: {top.title} and {n - 1} more"
     lines = [("* " if m.id in changed and not first else "- ") + _line(m)
