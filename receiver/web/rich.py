@@ -73,6 +73,9 @@ class ThrottledWarning:
         return True
 
 
+KEY_FETCH_TIMEOUT_S = 1.0
+
+
 @dataclass
 class KeySet:
     """Signing keys from a JWKS URL, cached; refetched on an unknown key id (rate-limited)."""
@@ -95,7 +98,10 @@ class KeySet:
     async def _fetch(self) -> None:
         self._fetched_at = time.monotonic()
         try:
-            response = await self.client.get(self.url)
+            # Graph gives up on an answer after 3 s: a slow key endpoint may not eat that.
+            # Unfetched keys make the tokens fail (the items are ignored, 202) and the next
+            # unknown key id refetches after UNKNOWN_KID_REFETCH_S.
+            response = await self.client.get(self.url, timeout=KEY_FETCH_TIMEOUT_S)
             response.raise_for_status()
             jwks = jwt.PyJWKSet.from_dict(response.json())
         except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:

@@ -6,6 +6,7 @@ JWKS by a real loopback server, like the Microsoft identity platform's keys endp
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -315,3 +316,28 @@ def test_throttled_warning_counts_what_it_held_back(caplog: pytest.LogCaptureFix
         assert throttled.warning("refused %s", "d")
     assert [r.getMessage() for r in caplog.records] == [
         "refused a", "refused d (2 more like it not logged)"]
+
+
+async def test_a_slow_key_endpoint_cannot_hold_the_answer_past_graphs_budget(
+        rich_settings: Settings, redis_url: str) -> None:
+    """Graph gives up on an answer after 3 s: fetching signing keys is bounded well inside."""
+    release = asyncio.Event()
+
+    async def slow_keys(request: Request) -> JSONResponse:
+        await release.wait()  # never answers while the test waits
+        return JSONResponse({"keys": []})
+
+    async with served(Starlette(routes=[Route("/keys", slow_keys)])) as url:
+        web = rich_settings.web
+        settings = rich_settings.model_copy(update={"web": web.model_copy(update={
+            "rich_notifications": web.rich_notifications.model_copy(
+                update={"keys_url": url + "/keys"})})})
+        rec = await register(redis_url, settings)
+        started = time.monotonic()
+        status, answer, _ = await post(settings, rich_item(rec, encrypt(RESOURCE_DATA)),
+                                       tokens=[token()])
+        elapsed = time.monotonic() - started
+        release.set()
+    assert (status, answer) == (202, {})  # the item failed its token: ignored, as the docs say
+    assert elapsed < 2.0
+    assert stream(redis_url, settings) == []
