@@ -166,8 +166,11 @@ class GraphClient:
         return path
 
     async def request(self, tenant_id: str, method: str, path: str, *,
-                      json: Any = None, params: dict[str, str] | None = None) -> httpx.Response:
-        """One Graph call with retries; the response when it is a success (2xx)."""
+                      json: Any = None, params: dict[str, str] | None = None,
+                      content: bytes | None = None, content_type: str | None = None
+                      ) -> httpx.Response:
+        """One Graph call with retries; the response when it is a success (2xx). ``content``
+        (with its ``content_type``) is a body that is not JSON (sendMail's base64 MIME)."""
         try:
             url = self.url(path)
         except ForeignLink as exc:
@@ -191,11 +194,13 @@ class GraphClient:
                        "client-request-id": str(uuid.uuid4())}
             if bucket == SECURITY_BUCKET:
                 headers["Prefer"] = PREFER_UNKNOWN_ENUMS
+            if content_type is not None:
+                headers["Content-Type"] = content_type
             self.calls += 1
             wait: float | None
             try:
                 response = await self.http.request(method, url, json=json, params=params,
-                                                   headers=headers)
+                                                   content=content, headers=headers)
             except httpx.TransportError as exc:
                 failure: GraphError = GraphUnavailable(
                     0, type(exc).__name__, "network error", method=method, path=path,

@@ -5,6 +5,7 @@ the delivery: the ticket exists either way."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any, Protocol
 
 from receiver.envelope import Envelope
@@ -16,6 +17,10 @@ class GraphWriter(Protocol):
     async def post(self, tenant_id: str, path: str, body: Any = None) -> dict[str, Any]: ...
 
     async def patch(self, tenant_id: str, path: str, body: Any) -> dict[str, Any]: ...
+
+    async def request(self, tenant_id: str, method: str, path: str, *,
+                      content: bytes | None = None, content_type: str | None = None
+                      ) -> Any: ...
 
 
 class GraphWriteBack:
@@ -48,14 +53,28 @@ class GraphMail:
         self.tenants = tenants  # tenant name or id -> tenant id
 
     async def send_mail(self, tenant: str, sender: str, message: dict[str, Any]) -> None:
+        await self._send(tenant, sender, message, None)
+
+    async def send_mime(self, tenant: str, sender: str, mime: bytes) -> None:
+        """sendMail in MIME form: the body is the base64 of the message, Content-Type
+        text/plain (user-sendmail.md, "Example 4")."""
+        await self._send(tenant, sender, None, base64.b64encode(mime))
+
+    async def _send(self, tenant: str, sender: str, message: dict[str, Any] | None,
+                    mime_b64: bytes | None) -> None:
         from receiver.graph.client import GraphError, GraphUnavailable
         from receiver.sinks.base import PermanentError, RetryableError
 
         tenant_id = self.tenants.get(tenant) or self.tenants.get(tenant.lower())
         if tenant_id is None:
             raise PermanentError(f"graph mail: tenant {tenant!r} is not configured")
+        path = f"users/{sender}/sendMail"
         try:
-            await self.graph.post(tenant_id, f"users/{sender}/sendMail", message)
+            if mime_b64 is not None:
+                await self.graph.request(tenant_id, "POST", path, content=mime_b64,
+                                         content_type="text/plain")
+            else:
+                await self.graph.post(tenant_id, path, message)
         except GraphUnavailable as exc:
             raise RetryableError(f"graph sendMail: {exc.status or exc.code}",
                                  status=exc.status or None) from None

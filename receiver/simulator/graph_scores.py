@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import email
+import email.policy
+import email.utils
+from email.message import EmailMessage
 from typing import Any
 
 from starlette.requests import Request
@@ -111,16 +117,54 @@ async def update_profile(request: Request, ctx: GraphContext) -> Response:
     return Response(status_code=204)
 
 
+def _mime_message(raw: bytes) -> tuple[dict[str, Any], str]:
+    """sendMail's MIME form (Content-Type text/plain): the body is the base64 of an RFC 5322
+    message. Recorded as the message Graph would store: subject, recipients,
+    internetMessageId and every header (internetMessageHeaders), the HTML or text body."""
+    try:
+        data = base64.b64decode(b"".join(raw.split()), validate=True)
+        parsed = email.message_from_bytes(data, policy=email.policy.default)
+    except (binascii.Error, ValueError):
+        raise GraphError(400, "ErrorMimeContentInvalidBase64String",
+                         "Invalid base64 string for MIME content.") from None
+    if not isinstance(parsed, EmailMessage) or not data.strip():
+        raise GraphError(400, "ErrorMimeContentInvalidBase64String",
+                         "Invalid base64 string for MIME content.")
+
+    def recipients(name: str) -> list[dict[str, Any]]:
+        found = email.utils.getaddresses([str(v) for v in parsed.get_all(name, [])])
+        return [{"emailAddress": {"address": a}} for _, a in found if a]
+
+    part = parsed.get_body(("html", "plain"))
+    content = part.get_content() if isinstance(part, EmailMessage) else ""
+    kind = "HTML" if part is not None and part.get_content_subtype() == "html" else "Text"
+    message = {
+        "subject": str(parsed.get("Subject", "")),
+        "internetMessageId": str(parsed.get("Message-ID", "")),
+        "internetMessageHeaders": [{"name": k, "value": str(v)} for k, v in parsed.items()],
+        "toRecipients": recipients("To"),
+        "ccRecipients": recipients("Cc"),
+        "body": {"contentType": kind, "content": content},
+    }
+    return message, data.decode("utf-8", "replace")
+
+
 async def send_mail(request: Request, ctx: GraphContext) -> Response:
-    body = await json_body(request)
-    message = body.get("message")
-    if not isinstance(message, dict):
-        raise GraphError(400, "ErrorInvalidRequest", "Empty Message is not allowed.")
+    record: dict[str, Any]
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "text/plain":
+        message, mime = _mime_message(await request.body())
+        # The MIME form has no saveToSentItems: the message is kept in Sent Items.
+        record = {"message": message, "mime": mime, "saveToSentItems": True}
+    else:
+        body = await json_body(request)
+        sent = body.get("message")
+        if not isinstance(sent, dict):
+            raise GraphError(400, "ErrorInvalidRequest", "Empty Message is not allowed.")
+        record = {"message": sent, "saveToSentItems": body.get("saveToSentItems", True)}
     ctx.tenant.data.mails.append(
         {
             "userId": request.path_params["id"],
-            "message": message,
-            "saveToSentItems": body.get("saveToSentItems", True),
+            **record,
             "appId": ctx.caller.app_id,
             "time": iso(ctx.sim.clock.now()),
         }

@@ -110,6 +110,11 @@ class GraphMailer(Protocol):
 
     async def send_mail(self, tenant: str, sender: str, message: dict[str, Any]) -> None: ...
 
+    async def send_mime(self, tenant: str, sender: str, mime: bytes) -> None:
+        """sendMail with a whole MIME message (the only form that carries In-Reply-To and
+        References, which email threads need)."""
+        ...
+
 
 class BaseSink(abc.ABC):
     """The common frame of the shipped sinks: timing, metrics, one log line per delivery, and
