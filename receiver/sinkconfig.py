@@ -281,7 +281,8 @@ DEFAULT_PD_SEVERITIES: dict[str, str] = {
 
 
 class PagerDutySinkSettings(_HttpSink):
-    """PagerDuty Events API v2: trigger, acknowledge (in progress), resolve; stable dedup_key."""
+    """PagerDuty Events API v2: trigger, acknowledge (taken: in progress or assigned), resolve;
+    one stable dedup_key per alert or group."""
 
     type: Literal["pagerduty"]
     routing_key: SecretStr
