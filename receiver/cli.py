@@ -123,19 +123,26 @@ def _cmd_web(args: argparse.Namespace) -> int:
 
 def _web_app(settings: Settings, extra_registries: Sequence[CollectorRegistry] = (), *,
              redis: Redis | None = None, graph: GraphClient | None = None) -> ASGIApp:
-    """The web role's app; with ``actions.enabled``, the action endpoint in front of it (web/
-    may not import the Graph client, so the two meet here)."""
+    """The web role's app; with ``actions.enabled``, the action endpoint in front of it, and
+    with ``actions.slack.enabled`` the Slack app's interactivity endpoint (web/ may not import
+    the Graph client or the actions, so they meet here)."""
     from receiver.web.app import create_app
 
-    if not settings.actions.enabled:
+    if not settings.actions.enabled and not settings.actions.slack.enabled:
         return create_app(settings, extra_registries=list(extra_registries))
     from prometheus_client import CollectorRegistry
 
-    from receiver.actions.app import mount
-
     registry = CollectorRegistry()
-    web = create_app(settings, extra_registries=[*extra_registries, registry])
-    return mount(web, settings, registry=registry, redis=redis, graph=graph)
+    app: ASGIApp = create_app(settings, extra_registries=[*extra_registries, registry])
+    if settings.actions.enabled:
+        from receiver.actions.app import mount
+
+        app = mount(app, settings, registry=registry, redis=redis, graph=graph)
+    if settings.actions.slack.enabled:
+        from receiver.actions.slack import mount as mount_slack
+
+        app = mount_slack(app, settings, registry=registry, redis=redis)
+    return app
 
 
 def web_app_from_environment() -> ASGIApp:
@@ -302,43 +309,26 @@ def _start_tenant_check(settings: Settings, redis: Redis, graph: GraphClient,
 
 
 def _scheduler_runner(settings: Settings, redis: Redis, graph: GraphClient) -> SchedulerRunner:
-    """The lease holder's jobs: reconcile, lifecycle events, the poller and backfills."""
+    """The lease holder's jobs: reconcile, lifecycle events, deciding which tenant is due to
+    be polled (the workers poll it, and run backfills: receiver.pipeline.poll), and the
+    Secure Score watch."""
     from prometheus_client import CollectorRegistry
 
-    from receiver.entries import BackfillRequest
-    from receiver.graph.poller import Poller
     from receiver.graph.subscriptions import Supervisor
     from receiver.keys import Keys
-    from receiver.pipeline.consumer import Consumer, ConsumerConfig, Entry, Poison
+    from receiver.pipeline.poll import Planner
     from receiver.scheduler import Job, Lease, SchedulerRunner
 
     keys = Keys(settings.redis.key_prefix)
     lease = Lease(redis, keys, settings.scheduler.lease_s)
-    poller_registry = CollectorRegistry()
-    poller = Poller(redis, keys, settings, graph, registry=poller_registry)
+    jobs: list[Job] = []
+    planner = Planner(redis, keys, settings, registry=CollectorRegistry())
+    if planner.units:
 
-    async def backfill(entry: Entry) -> None:
-        try:
-            request = BackfillRequest.from_fields(entry.fields)
-        except ValueError as exc:
-            raise Poison(str(exc)) from None
-        await poller.backfill(request)
+        async def plan_polls() -> None:
+            await planner.tick()
 
-    backfills = Consumer(redis, keys, ConsumerConfig(keys.backfill_requests, "poller",
-                                                     visibility_timeout_s=300), backfill,
-                         role="scheduler")
-    interval = min((t.poll.interval_s for t in settings.tenants
-                    if t.poll.alerts_v2 or t.poll.incidents), default=0.0)
-
-    async def poll() -> None:
-        await poller.poll_all()
-
-    async def run_backfills() -> None:
-        await backfills.run(burst=True)
-
-    jobs = [Job("backfill", 5.0, run_backfills)]
-    if interval:
-        jobs.append(Job("poll", interval, poll, poller_registry))
+        jobs.append(Job("poll", planner.tick_s, plan_polls, planner.registry))
     if any(t.secure_score.enabled for t in settings.tenants):
         from receiver.securescore.job import SecureScoreJob
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import types
 import typing
 import uuid
@@ -376,6 +377,12 @@ class WorkerSettings(Model):
     route_concurrency: int = Field(16, ge=1, le=1000)
     deliver_concurrency: int = Field(8, ge=1, le=1000)  # per sink
     max_attempts: int = Field(10, ge=1, le=1000)  # fetch/route attempts before the poison stream
+    # Poll jobs (tenant, source) each worker process reads at once. A thousand tenants x 2
+    # sources every 10 s at Graph's ~150 ms a call keep about 30 in flight over all workers.
+    poll_concurrency: int = Field(32, ge=1, le=1024)
+    # A poll job whose worker stopped (killed, or stalled this long) is taken over after this
+    # long; a live worker keeps its job fresh every third of it.
+    poll_visibility_timeout_s: float = Field(20.0, ge=0.5, le=3600)
 
 
 class SchedulerSettings(Model):
@@ -395,9 +402,9 @@ class SchedulerSettings(Model):
     lifecycle_retry_s: float = Field(10.0, ge=0, le=3600)
     # How far back a backfill reaches when the start of a gap is unknown.
     backfill_lookback_s: float = Field(4 * 3600.0, ge=60, le=30 * 86_400)
-    # Tenant sources (alerts_v2, incidents) the poller reads at once. A round must finish
-    # within the poll interval: 200 tenants x 2 sources every 10 s at Graph's ~150 ms a call
-    # needs 6 at least; 16 leaves room for paging, retries and slower days.
+    # Tenant sources (alerts_v2, incidents) read at once by an in-process round
+    # (``Poller.poll_all``, a library call). The deployment polls through the workers instead
+    # (worker.poll_concurrency each).
     poll_concurrency: int = Field(16, ge=1, le=1024)
 
     @model_validator(mode="after")
@@ -465,6 +472,35 @@ class SignInSettings(Model):
             return None
 
 
+class SlackInteractivitySettings(Model):
+    """The Slack app's buttons (Take it, Resolve: ...): Slack posts each click to
+    ``{base_url}{path}`` (the app's Interactivity Request URL), signed with the app's signing
+    secret. The web role verifies and queues the click; a worker acts on it in Graph."""
+
+    enabled: bool = False
+    path: str = Field("/slack/interactivity", pattern=r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$")
+    # The app's Signing Secret (Basic Information page); signing_secret_file / _env.
+    signing_secret: Secret | None = None
+    # Slack user id -> the UPN Graph gets as assignedTo (else the Slack name is used).
+    users: dict[str, str] = Field(default_factory=dict, max_length=10_000)
+    # Only the users listed in ``users`` may act; others are told they are not allowed.
+    only_listed_users: bool = False
+    # Where ephemeral refusals may be posted: Slack's response_url must start with this.
+    response_url_prefix: str = "https://hooks.slack.com/"
+    # How far Slack's request timestamp may be from our clock (Slack's advice: 5 minutes).
+    max_skew_s: int = Field(300, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _complete(self) -> SlackInteractivitySettings:
+        if self.enabled and self.signing_secret is None:
+            raise ValueError("enabled Slack interactivity needs signing_secret (or "
+                             "signing_secret_file / signing_secret_env)")
+        for user in self.users:
+            if not re.fullmatch(r"[UW][A-Z0-9]{2,20}", user):
+                raise ValueError(f"users: {user!r} is not a Slack user id (U... or W...)")
+        return self
+
+
 class ActionsSettings(Model):
     """Triage links in messages ("Take it", "Resolve: true positive", ...), served by the web
     role under ``path`` at ``base_url`` (default: web.public_url)."""
@@ -477,6 +513,8 @@ class ActionsSettings(Model):
     actions: list[Literal["take", "resolve_true_positive", "resolve_false_positive"]] = Field(
         default_factory=lambda: list(ACTION_NAMES), min_length=1)  # type: ignore[arg-type]
     sign_in: SignInSettings = Field(default_factory=SignInSettings)
+    # Slack app buttons, served beside the links (needs no signing_keys of its own).
+    slack: SlackInteractivitySettings = Field(default_factory=SlackInteractivitySettings)
 
     @model_validator(mode="after")
     def _keys(self) -> ActionsSettings:

@@ -28,7 +28,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -50,6 +50,8 @@ PAGE_SIZES = {"security/incidents": 50}
 EXPAND = {"security/incidents": "alerts"}
 SOURCES = ("alerts_v2", "incidents")  # the polled sources, as named in PollSettings
 Clock = Callable[[], datetime]
+# Hands a page of items to the notifications stream: (tenant id, collection path, items).
+Queue = Callable[[str, str, list[dict[str, Any]]], Awaitable[None]]
 
 
 class Pages(Protocol):
@@ -73,6 +75,17 @@ def _parse(value: str) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def entry_fields(tenant_id: str, path: str, items: list[dict[str, Any]],
+                 source: str = "poll") -> list[dict[str, str]]:
+    """The ``notifications`` stream entries of polled items, each carrying the item as read
+    (no second GET in the fetch stage)."""
+    now_ms = int(time.time() * 1000)
+    return [NotificationEntry(
+        tenant_id=tenant_id, change_type="updated", resource=f"{path}/{item['id']}",
+        resource_id=str(item["id"]), received_at_ms=now_ms, source=source,
+        resource_data=json.dumps(item, separators=(",", ":"))).to_fields() for item in items]
 
 
 class Poller:
@@ -144,9 +157,21 @@ class Poller:
     async def _poll(self, tenant: TenantSettings, source: str) -> int:
         key = self.keys.watermark(tenant.tenant_id, source)
         raw = await self.redis.get(key)
-        overlap = timedelta(seconds=tenant.poll.overlap_s)
         text = raw.decode() if isinstance(raw, bytes) else raw
-        watermark = _parse(text) if text else None
+        count, moved = await self.read_source(tenant, source, text, self._queue)
+        # Only now that every item is in the stream does the watermark move.
+        if moved is not None:
+            await self.redis.set(key, moved)
+        return count
+
+    async def read_source(self, tenant: TenantSettings, source: str, watermark_text: str | None,
+                          queue: Queue) -> tuple[int, str | None]:
+        """Read one source changed since ``watermark_text`` (minus the overlap window), hand
+        every item to ``queue``, and return how many, with the watermark to store once they
+        are all queued (None: leave it as it is). Storing it is the caller's: the in-process
+        round sets it, a poll job sets it in the same script that acknowledges the job."""
+        overlap = timedelta(seconds=tenant.poll.overlap_s)
+        watermark = _parse(watermark_text) if watermark_text else None
         if watermark is None:
             since = self.clock() - timedelta(seconds=tenant.poll.initial_lookback_s)
         else:
@@ -154,21 +179,22 @@ class Poller:
         newest = watermark
         count = 0
         async for item in self._changed(tenant.tenant_id, f"security/{source}",
-                                        "lastUpdateDateTime", since):
+                                        "lastUpdateDateTime", since, queue):
             updated = _parse(str(item.get("lastUpdateDateTime", "")))
             if updated is not None and (newest is None or updated > newest):
                 newest = updated
             count += 1
-        # Only now that every item is in the stream does the watermark move.
-        if newest is not None and newest != watermark:
-            await self.redis.set(key, _iso(newest))
-        elif watermark is None:
-            await self.redis.set(key, _iso(self.clock()))
         self.items.labels(source).inc(count)
-        return count
+        if newest is not None and newest != watermark:
+            return count, _iso(newest)
+        if watermark is None:
+            return count, _iso(self.clock())
+        return count, None
 
-    async def _changed(self, tenant_id: str, path: str, field: str, since: datetime) -> Any:
+    async def _changed(self, tenant_id: str, path: str, field: str, since: datetime,
+                       queue: Queue | None = None) -> Any:
         """Page through items changed since ``since``, queueing them; yields each queued."""
+        queue = queue or self._queue
         size = PAGE_SIZES.get(path, PAGE_SIZE)
         params = {"$filter": f"{field} gt {_iso(since)}", "$top": str(size)}
         if path in EXPAND:
@@ -179,7 +205,7 @@ class Poller:
                 if isinstance(item, dict) and item.get("id"):
                     batch.append(item)
                 if len(batch) >= size:
-                    await self._queue(tenant_id, path, batch)
+                    await queue(tenant_id, path, batch)
                     for queued in batch:
                         yield queued
                     batch = []
@@ -187,24 +213,17 @@ class Poller:
             # A later page failed (or its link was refused): what was read is queued, and
             # the caller's watermark stays where it was (the error goes on).
             if batch:
-                await self._queue(tenant_id, path, batch)
+                await queue(tenant_id, path, batch)
             raise
         if batch:
-            await self._queue(tenant_id, path, batch)
+            await queue(tenant_id, path, batch)
             for queued in batch:
                 yield queued
 
-    async def _queue(self, tenant_id: str, path: str, items: list[dict[str, Any]],
-                     source: str = "poll") -> None:
-        now_ms = int(time.time() * 1000)
+    async def _queue(self, tenant_id: str, path: str, items: list[dict[str, Any]]) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for item in items:
-                entry = NotificationEntry(
-                    tenant_id=tenant_id, change_type="updated",
-                    resource=f"{path}/{item['id']}", resource_id=str(item["id"]),
-                    received_at_ms=now_ms, source=source,
-                    resource_data=json.dumps(item, separators=(",", ":")))
-                pipe.xadd(self.keys.notifications, entry.to_fields())  # type: ignore[arg-type]
+            for fields in entry_fields(tenant_id, path, items):
+                pipe.xadd(self.keys.notifications, fields)  # type: ignore[arg-type]
             await pipe.execute()
 
     async def backfill(self, request: BackfillRequest) -> int:

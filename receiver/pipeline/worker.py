@@ -5,6 +5,8 @@
 - deliver: one consumer per sink stream (group ``deliver``), so a slow sink backs up only
   itself
 - groups: routes with ``group_by`` collect alerts; a flusher sends each group when it is due
+- poll: the poll jobs the scheduler's leader queues (group ``poll``), and backfill requests
+  (group ``poller``): each reads one tenant's source from Graph into ``notifications``
 
 Any number of worker processes share the work through the consumer groups.
 """
@@ -26,7 +28,7 @@ from receiver.pipeline.deliver import DeliverStage, delivery_counter
 from receiver.pipeline.fetch import FetchStage
 from receiver.pipeline.grouping import Groups
 from receiver.pipeline.route import RouteStage
-from receiver.pipeline.tickets import RedisTicketStore
+from receiver.pipeline.tickets import RedisSlackMessageStore, RedisTicketStore
 from receiver.pipeline.writeback import GraphMail, GraphWriteBack
 from receiver.routing.config import RoutesConfig, load_routes
 from receiver.settings import Settings
@@ -111,7 +113,8 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
     tenants = {t.name: t.tenant_id for t in settings.tenants}
     tenants.update({t.tenant_id: t.tenant_id for t in settings.tenants})
     sinks = build_sinks(settings.sinks, tickets=RedisTicketStore(redis, keys),
-                        writeback=GraphWriteBack(graph), mailer=GraphMail(graph, tenants))
+                        writeback=GraphWriteBack(graph), mailer=GraphMail(graph, tenants),
+                        messages=RedisSlackMessageStore(redis, keys))
     worker = Worker(settings, redis, graph, sinks, registry=registry)
 
     ws = settings.worker
@@ -141,7 +144,48 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
                              links=links if links and sinks[name].type in LINK_SINK_TYPES
                              else None)
         stages.append((keys.sink(name), "deliver", ws.deliver_concurrency, stage.handle))
+    if settings.actions.slack.enabled:  # Slack button clicks the web role queued
+        from receiver.actions.slack_worker import GROUP, SlackActions
+
+        clicks = SlackActions(settings, redis, keys, graph, registry=registry,
+                              client=sinks.pool.client())
+        stages.append((keys.slack_interactions, GROUP, 8, clicks.handle))
     for stream, group, concurrency, handler in stages:
         worker.consumers.append(Consumer(redis, keys, config(stream, group, concurrency),
                                          handler))
+    worker.consumers += poll_consumers(settings, redis, keys, graph, registry=registry,
+                                       consumer_name=consumer_name,
+                                       visibility_timeout_s=visibility_timeout_s)
     return worker
+
+
+def poll_consumers(settings: Settings, redis: Redis, keys: Keys, graph: GraphClient, *,
+                   registry: CollectorRegistry, consumer_name: str | None = None,
+                   visibility_timeout_s: float | None = None) -> list[Consumer]:
+    """The poll jobs the scheduler's leader queues, and the backfill requests of the
+    subscription supervisor: read by every worker process (receiver.pipeline.poll)."""
+    from receiver.entries import BackfillRequest
+    from receiver.graph.poller import Poller
+    from receiver.pipeline.consumer import Entry, Poison
+    from receiver.pipeline.poll import POLL_GROUP, PollJobs
+
+    ws = settings.worker
+    poller = Poller(redis, keys, settings, graph, registry=registry)
+    visibility = visibility_timeout_s or ws.poll_visibility_timeout_s
+    polls = ConsumerConfig(keys.poll_jobs, POLL_GROUP, concurrency=ws.poll_concurrency,
+                           visibility_timeout_s=visibility, max_attempts=ws.max_attempts)
+    backfills = ConsumerConfig(keys.backfill_requests, "poller", concurrency=4,
+                               visibility_timeout_s=300, max_attempts=ws.max_attempts)
+    if consumer_name:
+        polls.consumer = backfills.consumer = consumer_name
+    jobs = PollJobs(redis, keys, settings, poller, consumer=polls.consumer,
+                    keepalive_s=visibility / 3, registry=registry)
+
+    async def backfill(entry: Entry) -> None:
+        try:
+            request = BackfillRequest.from_fields(entry.fields)
+        except ValueError as exc:
+            raise Poison(str(exc)) from None
+        await poller.backfill(request)
+
+    return [Consumer(redis, keys, polls, jobs.handle), Consumer(redis, keys, backfills, backfill)]

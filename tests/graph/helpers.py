@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from receiver.graph.client import GraphClient
 from receiver.settings import Settings
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.simulator import SimTenant, SimulatorHandle
@@ -38,3 +43,41 @@ def sim_settings(make_settings: MakeSettings, sim: SimulatorHandle, redis_url: s
              "ca_bundle": str(sim.ca_path), **overrides.pop("graph", {})}
     return make_settings(redis_url=redis_url, graph=graph, tenants=tenants,
                          web={"public_url": public_url, "allow_http": True}, **overrides)
+
+
+@dataclass
+class Span:
+    tenant_id: str
+    path: str
+    start: float
+    end: float = 0.0
+
+
+@dataclass
+class Recording:
+    """The real Graph client's ``pages``, noting when each collection read started and ended."""
+
+    graph: GraphClient
+    spans: list[Span] = field(default_factory=list)
+    started: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def pages(self, tenant_id: str, path: str, params: dict[str, str] | None = None
+                    ) -> AsyncIterator[dict[str, Any]]:
+        span = Span(tenant_id, path, time.monotonic())
+        self.spans.append(span)
+        async with self.started:
+            self.started.notify_all()
+        try:
+            async for item in self.graph.pages(tenant_id, path, params):
+                yield item
+        finally:
+            span.end = time.monotonic()
+
+    def peak(self) -> int:
+        """The most reads in flight at one moment (an end before a start at the same time)."""
+        events = sorted([(s.start, 1) for s in self.spans] + [(s.end, -1) for s in self.spans])
+        level = top = 0
+        for _, step in events:
+            level += step
+            top = max(top, level)
+        return top

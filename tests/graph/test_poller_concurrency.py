@@ -9,60 +9,20 @@ tests put the simulator's ``graph_latency`` fault in front of every call and loo
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from receiver.entries import NotificationEntry
-from receiver.graph.client import SECURITY_BUCKET, GraphClient, client_for
+from receiver.graph.client import SECURITY_BUCKET, client_for
 from receiver.graph.poller import Poller
 from receiver.keys import Keys
 from receiver.settings import Settings
 from tests.fixtures.settings import MakeSettings
-from tests.graph.helpers import sim_settings, tenant_entry
+from tests.graph.helpers import Recording, sim_settings, tenant_entry
 
 BOTH = {"alerts_v2": True, "incidents": True, "overlap_s": 0}
-
-
-@dataclass
-class Span:
-    tenant_id: str
-    path: str
-    start: float
-    end: float = 0.0
-
-
-@dataclass
-class Recording:
-    """The real Graph client's ``pages``, noting when each collection read started and ended."""
-
-    graph: GraphClient
-    spans: list[Span] = field(default_factory=list)
-    started: asyncio.Condition = field(default_factory=asyncio.Condition)
-
-    async def pages(self, tenant_id: str, path: str, params: dict[str, str] | None = None
-                    ) -> AsyncIterator[dict[str, Any]]:
-        span = Span(tenant_id, path, time.monotonic())
-        self.spans.append(span)
-        async with self.started:
-            self.started.notify_all()
-        try:
-            async for item in self.graph.pages(tenant_id, path, params):
-                yield item
-        finally:
-            span.end = time.monotonic()
-
-    def peak(self) -> int:
-        """The most reads in flight at one moment (an end before a start at the same time)."""
-        events = sorted([(s.start, 1) for s in self.spans] + [(s.end, -1) for s in self.spans])
-        level = top = 0
-        for _, step in events:
-            level += step
-            top = max(top, level)
-        return top
 
 
 def _settings(make_settings: MakeSettings, sim: Any, redis_url: str, **overrides: Any
