@@ -123,19 +123,26 @@ def _cmd_web(args: argparse.Namespace) -> int:
 
 def _web_app(settings: Settings, extra_registries: Sequence[CollectorRegistry] = (), *,
              redis: Redis | None = None, graph: GraphClient | None = None) -> ASGIApp:
-    """The web role's app; with ``actions.enabled``, the action endpoint in front of it (web/
-    may not import the Graph client, so the two meet here)."""
+    """The web role's app; with ``actions.enabled``, the action endpoint in front of it, and
+    with ``actions.slack.enabled`` the Slack app's interactivity endpoint (web/ may not import
+    the Graph client or the actions, so they meet here)."""
     from receiver.web.app import create_app
 
-    if not settings.actions.enabled:
+    if not settings.actions.enabled and not settings.actions.slack.enabled:
         return create_app(settings, extra_registries=list(extra_registries))
     from prometheus_client import CollectorRegistry
 
-    from receiver.actions.app import mount
-
     registry = CollectorRegistry()
-    web = create_app(settings, extra_registries=[*extra_registries, registry])
-    return mount(web, settings, registry=registry, redis=redis, graph=graph)
+    app: ASGIApp = create_app(settings, extra_registries=[*extra_registries, registry])
+    if settings.actions.enabled:
+        from receiver.actions.app import mount
+
+        app = mount(app, settings, registry=registry, redis=redis, graph=graph)
+    if settings.actions.slack.enabled:
+        from receiver.actions.slack import mount as mount_slack
+
+        app = mount_slack(app, settings, registry=registry, redis=redis)
+    return app
 
 
 def web_app_from_environment() -> ASGIApp:

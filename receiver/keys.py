@@ -164,6 +164,33 @@ class Keys:
         (TTL: the lock's TTL; released only by its owner)."""
         return self.ticket(sink, tenant_id, alert_id) + ":lock"
 
+    def slack_message(self, channel: str, tenant_id: str, alert_id: str) -> str:
+        """String: the Slack app's parent message about an alert (or group) in a channel,
+        JSON {channel id, ts, ...}; written before the delivery is acknowledged (no TTL)."""
+        return self._k("slack", "msg", _check_name("channel", channel), tenant_id, alert_id)
+
+    def slack_message_lock(self, channel: str, tenant_id: str, alert_id: str) -> str:
+        """String: the lock a Slack app sink posts or updates an alert's message under
+        (TTL: the lock's TTL; released only by its owner)."""
+        return self.slack_message(channel, tenant_id, alert_id) + ":lock"
+
+    @property
+    def slack_interactions(self) -> str:
+        """Stream: verified Slack button clicks, acted on by the workers (group ``slack``;
+        no TTL, capped by MAXLEN where written)."""
+        return self._k("stream", "slack", "interactions")
+
+    def slack_seen(self, digest: str) -> str:
+        """String: a Slack request signature already accepted, so a replay inside the 5-minute
+        window is refused (TTL: a little over the window)."""
+        return self._k("slack", "seen", _check_name("digest", digest))
+
+    def slack_claim(self, tenant_id: str, alert_id: str, action: str, version: str) -> str:
+        """String: a Slack button used, one per (alert, action, version): who claimed it and
+        the outcome (TTL: days; the version moves on with every change)."""
+        return self._k("slack", "claim", tenant_id, alert_id, _check_name("action", action),
+                       version)
+
     def watermark(self, tenant_id: str, source: str) -> str:
         """String: the poller's lastUpdateDateTime watermark per tenant and source (no TTL)."""
         return self._k("watermark", tenant_id, source)

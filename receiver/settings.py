@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import types
 import typing
 import uuid
@@ -471,6 +472,35 @@ class SignInSettings(Model):
             return None
 
 
+class SlackInteractivitySettings(Model):
+    """The Slack app's buttons (Take it, Resolve: ...): Slack posts each click to
+    ``{base_url}{path}`` (the app's Interactivity Request URL), signed with the app's signing
+    secret. The web role verifies and queues the click; a worker acts on it in Graph."""
+
+    enabled: bool = False
+    path: str = Field("/slack/interactivity", pattern=r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$")
+    # The app's Signing Secret (Basic Information page); signing_secret_file / _env.
+    signing_secret: Secret | None = None
+    # Slack user id -> the UPN Graph gets as assignedTo (else the Slack name is used).
+    users: dict[str, str] = Field(default_factory=dict, max_length=10_000)
+    # Only the users listed in ``users`` may act; others are told they are not allowed.
+    only_listed_users: bool = False
+    # Where ephemeral refusals may be posted: Slack's response_url must start with this.
+    response_url_prefix: str = "https://hooks.slack.com/"
+    # How far Slack's request timestamp may be from our clock (Slack's advice: 5 minutes).
+    max_skew_s: int = Field(300, ge=1, le=3600)
+
+    @model_validator(mode="after")
+    def _complete(self) -> SlackInteractivitySettings:
+        if self.enabled and self.signing_secret is None:
+            raise ValueError("enabled Slack interactivity needs signing_secret (or "
+                             "signing_secret_file / signing_secret_env)")
+        for user in self.users:
+            if not re.fullmatch(r"[UW][A-Z0-9]{2,20}", user):
+                raise ValueError(f"users: {user!r} is not a Slack user id (U... or W...)")
+        return self
+
+
 class ActionsSettings(Model):
     """Triage links in messages ("Take it", "Resolve: true positive", ...), served by the web
     role under ``path`` at ``base_url`` (default: web.public_url)."""
@@ -483,6 +513,8 @@ class ActionsSettings(Model):
     actions: list[Literal["take", "resolve_true_positive", "resolve_false_positive"]] = Field(
         default_factory=lambda: list(ACTION_NAMES), min_length=1)  # type: ignore[arg-type]
     sign_in: SignInSettings = Field(default_factory=SignInSettings)
+    # Slack app buttons, served beside the links (needs no signing_keys of its own).
+    slack: SlackInteractivitySettings = Field(default_factory=SlackInteractivitySettings)
 
     @model_validator(mode="after")
     def _keys(self) -> ActionsSettings:

@@ -57,7 +57,7 @@ TEMPLATE_NAMES: dict[str, tuple[str, ...]] = {
     "jsonl": (),
     "webhook": ("body.json",),
     "teams": ("adaptive.json", "messagecard.json", "secure_score.json"),
-    "slack": ("message.json",),
+    "slack": ("message.json", "app_message.json", "app_reply.txt"),
     "email": ("subject.txt", "body.txt", "body.html", "secure_score_subject.txt",
               "secure_score_body.txt", "secure_score_body.html"),
     "jira": ("summary.txt", "description.txt", "comment.txt"),
@@ -174,11 +174,48 @@ class TeamsSinkSettings(_HttpSink):
     format: Literal["adaptive", "messagecard"] = "adaptive"
 
 
+SLACK_API_URL = "https://slack.com/api/"
+_SLACK_CHANNEL = r"^[#@]?[A-Za-z0-9_\-.]{1,80}$"
+
+
 class SlackSinkSettings(_HttpSink):
-    """A Slack incoming webhook with Block Kit."""
+    """Slack with Block Kit, one of two ways:
+
+    - an incoming webhook (``url``): one message per delivery, links as buttons;
+    - the Slack app (``bot_token`` and ``channel``): one message per alert (or group) in the
+      channel, updated in place with ``chat.update``, a thread reply for each change, and
+      triage buttons that act from Slack (the interactivity endpoint, ``actions.slack``).
+    """
 
     type: Literal["slack"]
-    url: SecretUrl
+    url: SecretUrl | None = None
+    # The app's bot token (xoxb-...); bot_token_file / bot_token_env like every secret.
+    bot_token: SecretStr | None = None
+    # Channel id (C0123ABCD) or name; the app must be in it, or have chat:write.public.
+    channel: str | None = Field(None, pattern=_SLACK_CHANNEL)
+    # Slack's Web API base (tests and the demo point it at a local stand-in).
+    api_url: HttpUrl = SLACK_API_URL
+    # A short thread reply under the message for every change.
+    thread_replies: bool = True
+    # App mode: interactive buttons that act from Slack (actions.slack), or the signed
+    # action links (actions.enabled) as URL buttons.
+    buttons: Literal["interactive", "links"] = "interactive"
+
+    @model_validator(mode="after")
+    def _mode(self) -> SlackSinkSettings:
+        if (self.url is None) == (self.bot_token is None):
+            raise ValueError("a slack sink needs either url (an incoming webhook) or bot_token "
+                             "and channel (the Slack app), not both")
+        if self.bot_token is not None and not self.channel:
+            raise ValueError("a slack app sink (bot_token) needs a channel")
+        if self.bot_token is not None and not self.bot_token.get_secret_value().startswith(
+                ("xoxb-", "xoxe.xoxb-")):
+            raise ValueError("bot_token must be a bot token (xoxb-...)")
+        return self
+
+    @property
+    def is_app(self) -> bool:
+        return self.bot_token is not None
 
 
 class EmailSinkSettings(_Sink):

@@ -23,35 +23,19 @@ from typing import Any
 
 import jwt
 
+from receiver.actions.rules import ACTIONS, SOURCES, Action, offered
 from receiver.envelope import Envelope
 from receiver.settings import ActionsSettings, Settings
 
-__all__ = ["ACTIONS", "Action", "ActionLinks", "LinkClaim", "LinkError", "LinkSigner"]
+__all__ = ["ACTIONS", "Action", "ActionLinks", "LinkClaim", "LinkError", "LinkSigner", "offered"]
 
 ALGORITHM = "HS256"
 TOKEN_TYPE = "alert-action"  # noqa: S105 - the JWT typ header, not a secret
 MAX_TOKEN_CHARS = 2048
-SOURCES = frozenset({"alerts_v1", "alerts_v2"})
 # The sinks whose messages show the links (tickets and pages carry no buttons).
 LINK_SINK_TYPES = frozenset({"teams", "slack", "email"})
 _NONCE = re.compile(r"^[A-Za-z0-9_\-]{16,64}$")
 _CLAIMS = ("aid", "tid", "src", "act", "exp", "iat", "jti")
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    name: str
-    label: str  # the button's text
-    summary: str  # what the confirmation page says it will do
-
-
-ACTIONS: dict[str, Action] = {a.name: a for a in (
-    Action("take", "Take it", "set the alert in progress and assign it to you"),
-    Action("resolve_true_positive", "Resolve: true positive",
-           "resolve the alert, classified as a true positive"),
-    Action("resolve_false_positive", "Resolve: false positive",
-           "resolve the alert, classified as a false positive"),
-)}
 
 
 class LinkError(Exception):
@@ -136,19 +120,6 @@ class LinkSigner:
                          source_api=claims["src"], action=claims["act"],
                          issued_at=claims["iat"], expires_at=claims["exp"],
                          nonce=claims["jti"], key_id=kid)  # type: ignore[arg-type]
-
-
-def offered(envelope: Envelope, allowed: Sequence[str]) -> list[str]:
-    """The actions that make sense for the alert as it is now, in button order."""
-    if envelope.source_api not in SOURCES or envelope.kind != "alert":
-        return []
-    if envelope.status == "resolved":
-        return []
-    out = []
-    if envelope.status != "inProgress" or not envelope.assigned_to:
-        out.append("take")
-    out += ["resolve_true_positive", "resolve_false_positive"]
-    return [a for a in out if a in allowed]
 
 
 class ActionLinks:

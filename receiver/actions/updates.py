@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from receiver import clock
+from receiver.actions.rules import ACTIONS, comment
 from receiver.graph.client import GraphError
 from receiver.graph.resources import BadResource, alert_path
 
@@ -89,19 +90,15 @@ class AlertUpdate:
                          if getattr(self, f.name) is not None)
 
 
-def for_action(action: str, who: str) -> AlertUpdate:
-    """The update an action link performs; ``who`` is the person acting (a name or UPN)."""
-    note = f"via alert action link by {who}" if who else "via alert action link"
-    if action == "take":
-        return AlertUpdate(status="inProgress", assigned_to=who or None,
-                           comment=f"Taken {note}")
-    if action == "resolve_true_positive":
-        return AlertUpdate(status="resolved", classification="truePositive",
-                           comment=f"Resolved as true positive {note}")
-    if action == "resolve_false_positive":
-        return AlertUpdate(status="resolved", classification="falsePositive",
-                           comment=f"Resolved as false positive {note}")
-    raise ValueError(f"unknown action {action!r}")
+def for_action(action: str, who: str, via: str = "alert action link") -> AlertUpdate:
+    """The update an action performs (receiver.actions.rules); ``who`` is the person acting
+    (a name or UPN), ``via`` the way they acted (an action link, Slack)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown action {action!r}")
+    rule = ACTIONS[action]
+    return AlertUpdate(status=rule.status, classification=rule.classification,
+                       assigned_to=(who or None) if rule.assigns else None,
+                       comment=comment(action, who, via))
 
 
 def v2_body(update: AlertUpdate) -> dict[str, Any]:

@@ -8,7 +8,8 @@ after the TTL. Waiting longer than ``wait_s`` for it raises RetryableError, so t
 tries again later instead of blocking a worker.
 
 Keys: ``keys.ticket(sink, tenant, alert)`` (string, no TTL) and ``keys.ticket_lock(...)``
-(TTL: ``lock_ttl_s``).
+(TTL: ``lock_ttl_s``). :class:`RedisSlackMessageStore` is the same for the Slack app sink's
+parent message per channel and alert (``keys.slack_message``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from redis.exceptions import LockError, RedisError
 from receiver.keys import Keys
 from receiver.sinks.base import RetryableError
 
-__all__ = ["RedisTicketStore"]
+__all__ = ["RedisSlackMessageStore", "RedisTicketStore"]
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,15 @@ class RedisTicketStore:
         self.lock_wait_s = lock_wait_s
         self.lock_poll_s = lock_poll_s
 
+    def _key(self, sink: str, tenant_id: str, alert_id: str) -> str:
+        return self.keys.ticket(sink, tenant_id, alert_id)
+
+    def _lock_key(self, sink: str, tenant_id: str, alert_id: str) -> str:
+        return self.keys.ticket_lock(sink, tenant_id, alert_id)
+
     async def get(self, sink: str, tenant_id: str, alert_id: str) -> str | None:
         try:
-            value = await self.redis.get(self.keys.ticket(sink, tenant_id, alert_id))
+            value = await self.redis.get(self._key(sink, tenant_id, alert_id))
         except RedisError as exc:
             raise RetryableError(f"ticket store unavailable: {type(exc).__name__}") from None
         if value is None:
@@ -56,13 +63,13 @@ class RedisTicketStore:
 
     async def put(self, sink: str, tenant_id: str, alert_id: str, ticket_id: str) -> None:
         try:
-            await self.redis.set(self.keys.ticket(sink, tenant_id, alert_id), ticket_id)
+            await self.redis.set(self._key(sink, tenant_id, alert_id), ticket_id)
         except RedisError as exc:
             raise RetryableError(f"ticket store unavailable: {type(exc).__name__}") from None
 
     @contextlib.asynccontextmanager
     async def lock(self, sink: str, tenant_id: str, alert_id: str) -> AsyncIterator[None]:
-        name = self.keys.ticket_lock(sink, tenant_id, alert_id)
+        name = self._lock_key(sink, tenant_id, alert_id)
         lock = Lock(self.redis, name, timeout=self.lock_ttl_s, sleep=self.lock_poll_s,
                     blocking=True, blocking_timeout=self.lock_wait_s, thread_local=False)
         try:
@@ -86,3 +93,14 @@ class RedisTicketStore:
                 log.warning("ticket lock for alert %s not released: %s (it lapses in %gs)",
                             alert_id, type(exc).__name__, self.lock_ttl_s,
                             extra={"sink": sink, "tenant_id": tenant_id, "alert_id": alert_id})
+
+
+class RedisSlackMessageStore(RedisTicketStore):
+    """The same store and lock for the Slack app sink's parent messages, keyed per channel
+    (``keys.slack_message``): its ``sink`` argument is the channel."""
+
+    def _key(self, sink: str, tenant_id: str, alert_id: str) -> str:
+        return self.keys.slack_message(sink, tenant_id, alert_id)
+
+    def _lock_key(self, sink: str, tenant_id: str, alert_id: str) -> str:
+        return self.keys.slack_message_lock(sink, tenant_id, alert_id)

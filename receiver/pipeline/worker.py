@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
 
+from receiver.actions.rules import buttons as triage_buttons
 from receiver.graph.client import GraphClient, client_for
 from receiver.keys import Keys
 from receiver.pipeline.consumer import Consumer, ConsumerConfig
@@ -28,7 +29,7 @@ from receiver.pipeline.deliver import DeliverStage, delivery_counter
 from receiver.pipeline.fetch import FetchStage
 from receiver.pipeline.grouping import Groups
 from receiver.pipeline.route import RouteStage
-from receiver.pipeline.tickets import RedisTicketStore
+from receiver.pipeline.tickets import RedisSlackMessageStore, RedisTicketStore
 from receiver.pipeline.writeback import GraphMail, GraphWriteBack
 from receiver.routing.config import RoutesConfig, load_routes
 from receiver.settings import Settings
@@ -113,7 +114,9 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
     tenants = {t.name: t.tenant_id for t in settings.tenants}
     tenants.update({t.tenant_id: t.tenant_id for t in settings.tenants})
     sinks = build_sinks(settings.sinks, tickets=RedisTicketStore(redis, keys),
-                        writeback=GraphWriteBack(graph), mailer=GraphMail(graph, tenants))
+                        writeback=GraphWriteBack(graph), mailer=GraphMail(graph, tenants),
+                        messages=RedisSlackMessageStore(redis, keys),
+                        buttons=triage_buttons if settings.actions.slack.enabled else None)
     worker = Worker(settings, redis, graph, sinks, registry=registry)
 
     ws = settings.worker
@@ -143,6 +146,12 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
                              links=links if links and sinks[name].type in LINK_SINK_TYPES
                              else None)
         stages.append((keys.sink(name), "deliver", ws.deliver_concurrency, stage.handle))
+    if settings.actions.slack.enabled:  # Slack button clicks the web role queued
+        from receiver.actions.slack_worker import GROUP, SlackActions
+
+        clicks = SlackActions(settings, redis, keys, graph, registry=registry,
+                              client=sinks.pool.client())
+        stages.append((keys.slack_interactions, GROUP, 8, clicks.handle))
     for stream, group, concurrency, handler in stages:
         worker.consumers.append(Consumer(redis, keys, config(stream, group, concurrency),
                                          handler))

@@ -22,6 +22,7 @@ from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.pagerduty import PagerDutySink
 from receiver.sinks.servicenow import ServiceNowSink
 from receiver.sinks.slack import SlackSink
+from receiver.sinks.slack_app import Buttons, SlackAppSink
 from receiver.sinks.teams import TeamsSink
 from receiver.sinks.templating import TemplateLoadError
 from receiver.sinks.webhook import WebhookSink
@@ -36,6 +37,14 @@ class _Context:
     tickets: TicketStore | None
     writeback: TicketWriteBack | None
     mailer: GraphMailer | None = None
+    messages: TicketStore | None = None  # the Slack app's parent messages
+    buttons: Buttons | None = None  # the Slack app's triage buttons (actions.rules.buttons)
+
+
+def _slack(config: Any, x: _Context) -> BaseSink:
+    if config.is_app:
+        return SlackAppSink(config, x.pool, x.messages, buttons=x.buttons, metrics=x.metrics)
+    return SlackSink(config, x.pool, metrics=x.metrics)
 
 
 Factory = Callable[[Any, _Context], BaseSink]
@@ -45,7 +54,7 @@ FACTORIES: Mapping[str, Factory] = {
     "jsonl": lambda c, x: JsonlSink(c, metrics=x.metrics),
     "webhook": lambda c, x: WebhookSink(c, x.pool, metrics=x.metrics),
     "teams": lambda c, x: TeamsSink(c, x.pool, metrics=x.metrics),
-    "slack": lambda c, x: SlackSink(c, x.pool, metrics=x.metrics),
+    "slack": _slack,
     "email": lambda c, x: EmailSink(c, metrics=x.metrics, mailer=x.mailer),
     "pagerduty": lambda c, x: PagerDutySink(c, x.pool, metrics=x.metrics),
     "jira": lambda c, x: JiraSink(c, x.pool, x.tickets, writeback=x.writeback,
@@ -86,7 +95,9 @@ class Sinks:
 def build_sink(config: SinkSettings, *, pool: ClientPool, metrics: SinkMetrics,
                tickets: TicketStore | None = None,
                writeback: TicketWriteBack | None = None,
-               mailer: GraphMailer | None = None) -> BaseSink:
+               mailer: GraphMailer | None = None,
+               messages: TicketStore | None = None,
+               buttons: Buttons | None = None) -> BaseSink:
     factory = FACTORIES.get(config.type)
     if factory is None:  # pragma: no cover - the settings union rejects unknown types
         raise SinkBuildError(f"sink {config.name}: unknown type {config.type!r}")
@@ -94,8 +105,11 @@ def build_sink(config: SinkSettings, *, pool: ClientPool, metrics: SinkMetrics,
         raise SinkBuildError(f"sink {config.name}: a {config.type} sink needs a ticket store")
     if getattr(config, "transport", "") == "graph" and mailer is None:
         raise SinkBuildError(f"sink {config.name}: the graph transport needs a Graph mailer")
+    if getattr(config, "is_app", False) and messages is None:
+        raise SinkBuildError(f"sink {config.name}: a slack app sink needs a message store")
     try:
-        return factory(config, _Context(pool, metrics, tickets, writeback, mailer))
+        return factory(config, _Context(pool, metrics, tickets, writeback, mailer, messages,
+                                         buttons))
     except TemplateLoadError as exc:
         raise SinkBuildError(f"sink {config.name}: {exc}") from None
 
@@ -103,12 +117,15 @@ def build_sink(config: SinkSettings, *, pool: ClientPool, metrics: SinkMetrics,
 def build_sinks(configs: Iterable[SinkSettings], *, tickets: TicketStore | None = None,
                 writeback: TicketWriteBack | None = None, metrics: SinkMetrics | None = None,
                 mailer: GraphMailer | None = None,
-                pool: ClientPool | None = None) -> Sinks:
+                pool: ClientPool | None = None,
+                messages: TicketStore | None = None,
+                buttons: Buttons | None = None) -> Sinks:
     """Every configured sink (``settings.sinks``); SinkBuildError on the first that cannot be
     built."""
     sinks = Sinks(pool=pool or ClientPool(), metrics=metrics or SinkMetrics())
     for config in configs:
         sinks.by_name[config.name] = build_sink(config, pool=sinks.pool, metrics=sinks.metrics,
                                                 tickets=tickets, writeback=writeback,
-                                                mailer=mailer)
+                                                mailer=mailer, messages=messages,
+                                                buttons=buttons)
     return sinks

@@ -1,5 +1,6 @@
 """Slack: an incoming webhook with Block Kit (header, fields, context, a button to the portal)
-and a plain ``text`` fallback for notifications and clients without blocks."""
+and a plain ``text`` fallback for notifications and clients without blocks. One message per
+delivery; the Slack app mode (one message per alert, updated in place) is slack_app.py."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ SEVERITY_EMOJI = {"high": ":red_circle:", "medium": ":large_orange_circle:",
                   "unknown": ":white_circle:"}
 
 
-def _mrkdwn_escape(text: str) -> str:
+def mrkdwn_escape(text: str) -> str:
+    """Slack's three control characters escaped, so alert text cannot form links or
+    mentions."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -28,10 +31,11 @@ class SlackSink(BaseSink):
                  metrics: SinkMetrics | None = None) -> None:
         super().__init__(config.name, metrics=metrics)
         self.config = config
+        assert config.url is not None  # the webhook mode (the app mode: slack_app.py)
         self._url = config.url.get_secret_value()
         http.register_url(self._url)
         self.templates = Templates("slack", TEMPLATE_NAMES["slack"], config.templates,
-                                   filters={"mrkdwn": _mrkdwn_escape})
+                                   filters={"mrkdwn": mrkdwn_escape})
         self._client = pool.client(config.ca_bundle)
 
     def payload(self, envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
