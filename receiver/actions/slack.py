@@ -46,7 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from receiver.actions.rules import ACTIONS
+from receiver.actions.rules import ACTIONS, parse_button_value
 from receiver.keys import Keys
 from receiver.redaction import register
 from receiver.settings import Settings
@@ -104,6 +104,8 @@ def _click(form: dict[str, list[str]]) -> dict[str, Any] | None:
         return None
     action = actions[0]
     if not isinstance(action, dict) or action.get("action_id") not in ACTIONS:
+        return None
+    if parse_button_value(str(action.get("value") or "")) is None:
         return None
     channel = payload.get("channel") if isinstance(payload.get("channel"), dict) else {}
     message = payload.get("message") if isinstance(payload.get("message"), dict) else {}
