@@ -17,6 +17,8 @@ def test_every_key_carries_the_prefix_and_one_hash_tag() -> None:
         keys.ticket_lock("jira", "t", "a"), keys.watermark("t", "alerts_v2"),
         keys.backfill_requests, keys.silences, keys.leader, keys.fencing,
         keys.rate_limit("t", "security"), keys.health("worker", "h1"), keys.counter("web"),
+        keys.slack_message("C0SEC", "t", "a"), keys.slack_message_lock("C0SEC", "t", "a"),
+        keys.slack_interactions, keys.slack_seen("d1"), keys.slack_claim("t", "a", "take", "v"),
     ]
     assert len(set(names)) == len(names)
     for name in names:
