@@ -64,3 +64,18 @@ def test_poll_benchmark_smoke() -> None:
     assert 0 < float(m.group(1)) < 20
     assert any("0 alerts' last version missing, 0 duplicated" in line for line in lines), lines
     assert any(re.search(r"per tenant per minute; 0 throttled", line) for line in lines), lines
+
+
+@pytest.mark.slow
+def test_poll_scale_benchmark_smoke() -> None:
+    lines = run_benchmark("tests.benchmarks.poll_scale", "--tenants", "6", "--duration", "8",
+                          "--interval", "5", "--rate", "2")
+    m = re.fullmatch(r"poll_scale_lag_p99_s=(\d+\.\d+)", lines[-1])
+    assert m, lines
+    assert 0 < float(m.group(1)) < 20  # polled every 5 s, plus the pipeline
+    # Both phases ran (1 worker, then 2), every change arrived, Graph was read.
+    for n in ("1 worker", "2 workers"):
+        at = lines.index(f"--- {n} ---")
+        assert lines[at + 1].endswith("0 alerts' last version missing"), lines
+        assert re.match(r"Graph: \d+\.\d GETs/s", lines[at + 3]), lines
+    assert any(line.startswith("capacity 2 workers / 1: ") for line in lines), lines

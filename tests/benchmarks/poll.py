@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(missing)} alerts' last version missing, {recorder.duplicates} duplicated")
     print(f"Graph: {requests} /security requests, {per_tenant_min:.2f} per tenant per minute; "
           f"{counters.get('graph.429', 0)} throttled (429)")
-    print(f"poller: last round {_metric(metrics, 'receiver_poller_round_seconds'):.2f} s, "
+    print(f"poller: {_metric(metrics, 'receiver_poll_jobs_skipped_total'):.0f} times a source "
+          f"was due while its last poll ran, "
           f"{_metric(metrics, 'receiver_poller_failures_total'):.0f} failed polls")
     print(f"receiver CPU: {cpu_s / (period_min * 60) * 100:.0f}% of one core; "
           f"machine load during the run: {load_during}")

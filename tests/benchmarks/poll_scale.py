@@ -1,0 +1,284 @@
+"""Poll scale benchmark: a thousand tenants polled every 10 s by 1, then 2 worker processes.
+
+An MSSP with 1,000 tenants polled for alerts_v2 and incidents every 10 s needs about 200
+Graph GETs a second; at Graph's ~150 ms an answer that is ~30 reads in flight at all times.
+The scheduler's leader only queues poll jobs when due; the workers read them
+(receiver.pipeline.poll). This starts a private Redis, the simulator (throttling off, every
+Graph call held by its ``graph_latency`` fault, 150 ms by default), one `receiver scheduler`
+and `receiver worker` processes, with a recording webhook in this process. The simulator gets
+``--tenants`` new tenants. For each worker count of ``--workers`` (default 1 then 2: the
+second phase starts one more worker beside the first), alerts_v2 and incidents change at
+random moments in random tenants for ``--duration`` seconds (a Poisson process of ``--rate``
+changes a second through the control API, as in tests.benchmarks.poll).
+
+Per phase: lag p50/p99 from each delivered version's ``lastUpdateDateTime`` (simulator clock)
+to its arrival; Graph GETs a second (the simulator's own count of /security requests); the CPU
+of every worker, the scheduler, the simulator and Redis (share of one core); poll jobs the
+leader found still running when due again; and the capacity: the Graph GETs a second served
+divided by the busiest worker's share of a core, i.e. the rate at which that worker would
+have a whole core's work (an uneven split, or a cost per GET that grows with workers, shows
+as less than n times one worker's). On this machine the workers also share its cores with
+the simulator and Redis, which is printed beside it.
+
+    .venv/bin/python -m tests.benchmarks.poll_scale [--tenants 1000] [--duration 180]
+
+Last line: poll_scale_lag_p99_s=<value> for the last phase (2 workers): target <= 12 s, and
+the capacity of 2 workers >= 1.7x that of 1 where the machine has the cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.benchmarks._common import ROOT, free_port, private_redis
+from tests.benchmarks.pipeline import cpu_seconds, parse_time, percentile
+from tests.benchmarks.poll import Changes, Recorder, _load, _metric, _ok
+
+
+class Role:
+    """A receiver process with its own config (its own metrics port)."""
+
+    def __init__(self, name: str, args: list[str], base: dict[str, Any], tmp: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        config = tmp / f"{name}.yaml"
+        config.write_text(yaml.safe_dump({**base, "metrics": {"port": self.port}}))
+        self.log = (tmp / f"{name}.log").open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "receiver.cli", *args, "--config",
+                                      str(config)], cwd=ROOT, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+    def metrics(self) -> str:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        return ""
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.metrics():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start (exit {self.proc.poll()})")
+            time.sleep(0.1)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def _polls_done(roles: list[Role]) -> float:
+    return sum(_metric(r.metrics(), "receiver_poll_jobs_total") for r in roles)
+
+
+def _phase(args: argparse.Namespace, n: int, workers: list[Role], scheduler: Role,
+           others: dict[str, int], sim: httpx.Client, recorder: Recorder,
+           tenants: list[str], rng: random.Random) -> dict[str, Any]:
+    """One measured period with ``n`` workers running; returns its figures."""
+    # Warm-up: every (tenant, source) polled at least once by these workers since they
+    # started (tokens fetched, watermarks set), then a few seconds more.
+    units = 2 * len(tenants)
+    before = _polls_done(workers)
+    deadline = time.monotonic() + 180
+    while _polls_done(workers) - before < units:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the workers never finished a first round of polls")
+        time.sleep(0.5)
+    time.sleep(2)
+    skew = float(_ok(sim.get("/clock"))["offsetSeconds"])
+    _ok(sim.delete("/counters"))
+    cpu0 = {r.name: r.cpu() for r in [*workers, scheduler]}
+    cpu0.update({name: cpu_seconds(pid) for name, pid in others.items()})
+    skipped0 = _metric(scheduler.metrics(), "receiver_poll_jobs_skipped_total")
+    changes = Changes()
+    started = time.monotonic()
+    start_wall = time.time()
+    next_at = started + rng.expovariate(args.rate)
+    while next_at < started + args.duration:
+        time.sleep(max(0.0, next_at - time.monotonic()))
+        changes.change(sim, rng.choice(tenants), rng)
+        next_at += rng.expovariate(args.rate)
+    time.sleep(max(0.0, started + args.duration - time.monotonic()))
+    elapsed = time.monotonic() - started
+    end_wall = time.time()
+    counters = _ok(sim.get("/counters"))
+    cpu = {r.name: r.cpu() - cpu0[r.name] for r in [*workers, scheduler]}
+    cpu.update({name: cpu_seconds(pid) - cpu0[name] for name, pid in others.items()})
+    skipped = _metric(scheduler.metrics(), "receiver_poll_jobs_skipped_total") - skipped0
+    load = _load()
+    # Every changed alert's last version must arrive.
+    latest = {(t, a["id"]): a["lastUpdateDateTime"] for t in changes.alerts
+              for a in _ok(sim.get("/alerts", params={"tenantId": t, "kind": "v2"}))["alerts"]}
+    deadline = time.monotonic() + 2 * args.interval + 30
+    missing = list(latest)
+    while missing and time.monotonic() < deadline:
+        missing = [k for k in missing if not any(parse_time(v) >= parse_time(latest[k])
+                                                 for v in recorder.versions("alert", k[1]))]
+        time.sleep(0.2)
+    lags = [arrived - (parse_time(version) - skew)
+            for (_, _, version), arrived in list(recorder.arrived.items())
+            if start_wall <= parse_time(version) - skew <= end_wall]
+    gets = counters.get("graph.security", 0) / elapsed
+    worker_cpu = sum(cpu[r.name] for r in workers) / elapsed
+    busiest = max(cpu[r.name] for r in workers) / elapsed
+    ms_per_get = worker_cpu * 1000 / gets if gets else float("nan")
+    return {"workers": n, "changes": changes.made, "versions": len(lags),
+            "missing": len(missing), "gets": gets, "lags": lags,
+            "cpu": {k: v / elapsed for k, v in cpu.items()}, "worker_cpu": worker_cpu,
+            "busiest": busiest, "ms_per_get": ms_per_get,
+            # The deployment saturates when its busiest worker has a core's worth of work.
+            "capacity": gets / busiest if busiest else 0.0,
+            "skipped": skipped, "load": load, "throttled": counters.get("graph.429", 0)}
+
+
+def _report(p: dict[str, Any], tenants: int, interval: float) -> None:
+    n = p["workers"]
+    lags = p["lags"]
+    print(f"--- {n} worker{'s' if n > 1 else ''} ---")
+    print(f"changes: {p['changes']}; versions delivered: {p['versions']}, "
+          f"{p['missing']} alerts' last version missing")
+    if lags:
+        print(f"lag (lastUpdateDateTime -> sink): p50 {percentile(lags, 50):.2f} s, "
+              f"p99 {percentile(lags, 99):.2f} s, max {max(lags):.2f} s "
+              f"(the wait for the next poll alone: p50 {interval / 2:.2f}, "
+              f"p99 {interval * 0.99:.2f})")
+    need = 2 * tenants / interval
+    print(f"Graph: {p['gets']:.1f} GETs/s (the schedule asks {need:.0f}/s); "
+          f"{p['skipped']:.0f} times a source was due while its last poll ran; "
+          f"{p['throttled']} throttled")
+    cpu = ", ".join(f"{k} {v * 100:.0f}%" for k, v in p["cpu"].items())
+    print(f"CPU (% of one core): {cpu}")
+    print(f"workers: {p['worker_cpu'] * 100:.0f}% of a core in all (busiest "
+          f"{p['busiest'] * 100:.0f}%), {p['ms_per_get']:.2f} ms of CPU per Graph GET; capacity "
+          f"(GETs/s when the busiest worker has a whole core): {p['capacity']:.0f} GETs/s = "
+          f"{p['capacity'] * interval / 2:.0f} tenants at {interval:g} s")
+    print(f"machine load during the phase: {p['load']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=1000)
+    parser.add_argument("--duration", type=float, default=180.0,
+                        help="seconds of changes per phase (default 180)")
+    parser.add_argument("--interval", type=float, default=10.0,
+                        help="poll interval in seconds (default 10; the product's minimum is 5)")
+    parser.add_argument("--rate", type=float, default=10.0,
+                        help="changes a second, over all tenants (default 10)")
+    parser.add_argument("--latency-ms", type=int, default=150,
+                        help="the simulator's latency for every Graph call (default 150)")
+    parser.add_argument("--workers", default="1,2",
+                        help="worker counts, one phase each, in order (default 1,2)")
+    parser.add_argument("--seed", type=int, default=18)
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.workers.split(",")]
+    if counts != sorted(counts) or counts[0] < 1:
+        parser.error("--workers: increasing counts, e.g. 1,2")
+    rng = random.Random(args.seed)
+    print(f"machine load at start: {_load()}")
+    phases: list[dict[str, Any]] = []
+    with private_redis() as redis_server, tempfile.TemporaryDirectory() as tmp_dir, \
+            Recorder() as recorder:
+        tmp = Path(tmp_dir)
+        sim_port = free_port()
+        sim_url = f"https://127.0.0.1:{sim_port}"
+        ca = str(tmp / "ca.pem")
+        simulator = subprocess.Popen(
+            [sys.executable, "-m", "receiver.simulator", "--port", str(sim_port), "--tls-dir",
+             tmp_dir, "--ca-out", ca, "--no-throttle", "--log-level", "warning"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        roles: list[Role] = []
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(httpx.HTTPError, OSError):
+                    if httpx.get(f"{sim_url}/_sim/health", verify=False, timeout=1  # noqa: S501
+                                 ).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the simulator did not start")
+                time.sleep(0.1)
+            with httpx.Client(base_url=f"{sim_url}/_sim", verify=ca, trust_env=False,
+                              timeout=60) as sim:
+                made = _ok(sim.post("/tenants", json={"count": args.tenants,
+                                                      "credential": "secret"}))["tenants"]
+                tenants = [{"name": f"t{i:04d}", "tenant_id": t["tenantId"],
+                            "client_id": t["apps"][0]["clientId"],
+                            "client_secret": t["apps"][0]["secrets"][0],
+                            "poll": {"alerts_v2": True, "incidents": True,
+                                     "interval_s": args.interval}}
+                           for i, t in enumerate(made)]
+                (tmp / "routes.yaml").write_text("route:\n  receiver: hook\n")
+                base = {
+                    "redis": {"url": redis_server.url},
+                    "web": {"public_url": "http://127.0.0.1:9", "allow_http": True},
+                    "graph": {"authority_host": sim_url, "graph_url": f"{sim_url}/v1.0",
+                              "ca_bundle": ca},
+                    "tenants": tenants,
+                    "sinks": [{"type": "webhook", "name": "hook",
+                               "url": f"http://127.0.0.1:{recorder.port}/hook"}],
+                    "routes_file": str(tmp / "routes.yaml"),
+                    "logging": {"level": "ERROR", "format": "text"},
+                }
+                _ok(sim.post("/faults", json={"kind": "graph_latency", "ms": args.latency_ms}))
+                assert redis_server.proc is not None
+                others = {"simulator": simulator.pid, "redis": redis_server.proc.pid}
+                scheduler = Role("scheduler", ["scheduler"], base, tmp)
+                roles.append(scheduler)
+                scheduler.wait_ready()
+                ids = [t["tenant_id"] for t in tenants]
+                workers: list[Role] = []
+                for n in counts:
+                    while len(workers) < n:
+                        worker = Role(f"worker-{len(workers) + 1}", ["worker"], base, tmp)
+                        roles.append(worker)
+                        worker.wait_ready()
+                        workers.append(worker)
+                    phase = _phase(args, n, workers, scheduler, others, sim, recorder, ids,
+                                   rng)
+                    phases.append(phase)
+                    _report(phase, args.tenants, args.interval)
+        finally:
+            for role in reversed(roles):
+                role.stop()
+            simulator.terminate()
+            simulator.wait(30)
+    last = phases[-1]
+    if len(phases) > 1 and phases[0]["capacity"]:
+        first = phases[0]
+        print(f"capacity {last['workers']} workers / {first['workers']}: "
+              f"{last['capacity'] / first['capacity']:.2f}x; on this "
+              f"machine ({_cores()} cores) the simulator and Redis took "
+              f"{(last['cpu']['simulator'] + last['cpu']['redis']) * 100:.0f}% of a core "
+              f"beside the workers' {last['worker_cpu'] * 100:.0f}%")
+    if any(p["missing"] for p in phases) or not last["lags"]:
+        print("error: versions missing or nothing delivered", file=sys.stderr)
+        return 1
+    print(f"poll_scale_lag_p99_s={percentile(last['lags'], 99):.2f}")
+    return 0
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
