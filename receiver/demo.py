@@ -183,6 +183,39 @@ class TeamsPreview:
         self.server.server_close()
 
 
+class SlackPreview:
+    """The Slack Web API stand-in (receiver.simulator.slack) on loopback, in a thread: the
+    Slack app sink's calls (chat.postMessage, chat.update, thread replies) as JSON lines."""
+
+    TOKEN = "xoxb-demo-0000-not-a-real-token"  # noqa: S105 - the local stand-in's token
+    CHANNEL = "C0SECALRTS"
+
+    def __init__(self, path: Path) -> None:
+        import uvicorn
+
+        from receiver.simulator.slack import SlackStandIn
+
+        self.standin = SlackStandIn(token=self.TOKEN, jsonl=path)
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/api/"
+        self.server = uvicorn.Server(uvicorn.Config(
+            self.standin.app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+            lifespan="off", loop="asyncio"))
+        self.thread = threading.Thread(target=self.server.run, name="slack-preview",
+                                       daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(5)
+
+
 @dataclass
 class Demo:
     data_dir: Path
@@ -192,6 +225,7 @@ class Demo:
     children: list[Child] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)
     teams: TeamsPreview | None = None
+    slack: SlackPreview | None = None
     created: int = 0
 
     @property
@@ -201,6 +235,10 @@ class Demo:
     @property
     def teams_path(self) -> Path:
         return self.data_dir / "teams-cards.jsonl"
+
+    @property
+    def slack_path(self) -> Path:
+        return self.data_dir / "slack-calls.jsonl"
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -283,6 +321,9 @@ class Demo:
 
         routes = {"route": {"receiver": "console", "routes": [
             {"receiver": "archive", "continue": True},
+            # The Slack app: one message per alert, updated in place, a reply per change.
+            {"matchers": ['severity=~"high|medium"', 'source_api="alerts_v2"'],
+             "receiver": "slack-app", "continue": True},
             # One Teams card per incident: the incident and its alerts, updated as they change.
             {"matchers": ['severity=~"high|medium"', 'incident_id!=""'],
              "receiver": "teams-preview", "group_by": ["tenant", "incident_id"],
@@ -312,6 +353,9 @@ class Demo:
                 {"name": "console", "type": "console"},
                 {"name": "archive", "type": "jsonl", "path": str(self.jsonl_path.resolve())},
                 {"name": "teams-preview", "type": "teams", "url": teams_url},
+                *([{"name": "slack-app", "type": "slack", "bot_token": SlackPreview.TOKEN,
+                    "channel": SlackPreview.CHANNEL, "api_url": self.slack.url}]
+                  if self.slack is not None else []),
             ],
             "routes_file": str(routes_path.resolve()),
             # The status page, on loopback only (no token needed there).
@@ -360,6 +404,8 @@ class Demo:
                 by_name[name].stop()
         if self.teams is not None:
             self.teams.stop()
+        if self.slack is not None:
+            self.slack.stop()
         if "redis" in by_name:
             by_name["redis"].stop()
 
@@ -486,6 +532,8 @@ class Demo:
             print(f"demo: Graph simulator on {sim}")
             self.teams = TeamsPreview(self.teams_path)
             self.teams.start()
+            self.slack = SlackPreview(self.slack_path)
+            self.slack.start()
             web_port, admin_port = free_port(), free_port()
             config = self.write_config(redis_url, sim, ca, web_port, self.teams.url,
                                        admin_port)
@@ -519,7 +567,12 @@ class Demo:
             print(f"demo: stopped. Alerts routed to the JSON-lines sink: {self.jsonl_path} "
                   f"({_lines(self.jsonl_path)} lines)")
             print(f"demo: Teams preview (Adaptive Cards a Teams channel would get): "
-                  f"{self.teams_path} ({_lines(self.teams_path)} cards)", flush=True)
+                  f"{self.teams_path} ({_lines(self.teams_path)} cards)")
+            if self.slack is not None:
+                standin = self.slack.standin
+                print(f"demo: Slack app (one message per alert, updated in place): "
+                      f"{self.slack_path} ({len(standin.parents())} messages, "
+                      f"{standin.count('chat.update')} updates)", flush=True)
 
 
 def _ssl_context(ca: Path) -> Any:

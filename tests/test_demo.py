@@ -49,7 +49,6 @@ def _assert_nothing_left(data_dir: Path) -> None:
             pytest.fail(f"{name} (pid {pid}) is still running")
 
 
-@pytest.mark.slow
 def _read_until(proc: subprocess.Popen[str], marker: str, seen: list[str],
                 timeout_s: float = 40) -> str:
     """Read the demo's output line by line until a line containing ``marker``."""
@@ -65,6 +64,7 @@ def _read_until(proc: subprocess.Popen[str], marker: str, seen: list[str],
     pytest.fail(f"no {marker!r} in the demo's output:\n{''.join(seen)}")
 
 
+@pytest.mark.slow
 def test_demo_routes_alerts_to_every_sink_and_stops_cleanly(tmp_path: Path) -> None:
     proc = _demo(tmp_path, "--duration", "25")
     seen: list[str] = []
@@ -101,6 +101,12 @@ def test_demo_routes_alerts_to_every_sink_and_stops_cleanly(tmp_path: Path) -> N
         # Only high and medium alerts go to the preview; the card's banner shows which.
         assert attachment["content"]["body"][0]["style"] in {"attention", "warning"}
 
+    calls = _jsonl(tmp_path / "slack-calls.jsonl")  # the Slack app, recorded by the stand-in
+    posts = [c for c in calls if c["method"] == "chat.postMessage" and c["ok"]
+             and not c["body"].get("thread_ts")]
+    assert posts and all(c["body"]["channel"] == "C0SECALRTS" for c in posts), out
+    assert len({c["body"]["metadata"]["event_payload"]["alert_id"] for c in posts}) == len(posts)
+    assert "demo: Slack app (one message per alert, updated in place)" in out
     assert "NEW [HIGH]" in out  # the console sink, printed by `receiver serve`
     assert str(tmp_path / "alerts.jsonl") in out and str(tmp_path / "teams-cards.jsonl") in out
     _assert_nothing_left(tmp_path)
