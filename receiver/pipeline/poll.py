@@ -60,17 +60,29 @@ log = logging.getLogger(__name__)
 POLL_GROUP = "poll"
 Now = Callable[[], float]
 
-# KEYS: poll stream, job marker, watermark. ARGV: tenant, source, due (ms).
-# -> the new job's id, or false when the last job of this (tenant, source) is still there.
+# One call for every unit due at a tick (one round trip, and a script is the same on a
+# Redis Cluster: all keys share the prefix's hash tag).
+# KEYS: poll stream, then per unit its job marker and its watermark.
+# ARGV: job version, then per unit tenant, source, due (ms).
+# -> per unit 1 queued, 0 its last job is still in the stream (queued, or pending).
 _ENQUEUE = """
-local job = redis.call('GET', KEYS[2])
-if job and #redis.call('XRANGE', KEYS[1], job, job) > 0 then return false end
-local mark = redis.call('GET', KEYS[3]) or ''
-local id = redis.call('XADD', KEYS[1], '*', 'v', ARGV[4], 'tenant_id', ARGV[1],
-                      'source', ARGV[2], 'watermark', mark, 'due_ms', ARGV[3])
-redis.call('SET', KEYS[2], id)
-return id
+local out = {}
+for i = 1, (#KEYS - 1) / 2 do
+  local marker = KEYS[2 * i]
+  local job = redis.call('GET', marker)
+  if job and #redis.call('XRANGE', KEYS[1], job, job) > 0 then
+    out[i] = 0
+  else
+    local mark = redis.call('GET', KEYS[2 * i + 1]) or ''
+    local id = redis.call('XADD', KEYS[1], '*', 'v', ARGV[1], 'tenant_id', ARGV[3 * i - 1],
+                          'source', ARGV[3 * i], 'watermark', mark, 'due_ms', ARGV[3 * i + 1])
+    redis.call('SET', marker, id)
+    out[i] = 1
+  end
+end
+return out
 """
+BATCH = 500  # units per enqueue call
 _OWNED = """
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
@@ -181,17 +193,20 @@ class Planner:
         due: list[tuple[float, str, str, float, float]] = []
         while self._heap and self._heap[0][0] <= now:
             due.append(heapq.heappop(self._heap))
-        if due:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for at, tenant_id, source, _, waiting in due:
-                    await self._enqueue(keys=[self.keys.poll_jobs,
-                                              self.keys.poll_job(tenant_id, source),
-                                              self.keys.watermark(tenant_id, source)],
-                                        args=[tenant_id, source, int((waiting or at) * 1000),
-                                              ENTRY_VERSION], client=pipe)
-                results = await pipe.execute()
-        else:
-            results = []
+        results: list[int] = []
+        try:
+            for first in range(0, len(due), BATCH):
+                keys: list[str] = [self.keys.poll_jobs]
+                args: list[Any] = [ENTRY_VERSION]
+                for at, tenant_id, source, _, waiting in due[first:first + BATCH]:
+                    keys += [self.keys.poll_job(tenant_id, source),
+                             self.keys.watermark(tenant_id, source)]
+                    args += [tenant_id, source, int((waiting or at) * 1000)]
+                results += [int(r) for r in await self._enqueue(keys=keys, args=args)]
+        except BaseException:  # Redis unavailable: what was not queued stays due
+            for unit in due:  # (those queued find their job there: skipped, not doubled)
+                heapq.heappush(self._heap, unit)
+            raise
         queued = 0
         for (at, tenant_id, source, interval, waiting), result in zip(due, results,
                                                                       strict=True):
