@@ -1,20 +1,23 @@
 """The poller: what Graph does not push, read with ``lastUpdateDateTime gt <watermark>``.
 
 Graph documents no change notifications for ``security/alerts_v2`` or ``security/incidents``,
-and the legacy alerts API is being retired, so these are pulled on a schedule (leader only)
-into the same ``notifications`` stream as pushed notifications; the fetch stage's dedup makes
-an alert seen both ways one message per change.
+and the legacy alerts API is being retired, so these are pulled on a schedule into the same
+``notifications`` stream as pushed notifications; the fetch stage's dedup makes an alert seen
+both ways one message per change. In a deployment the scheduler's leader decides what is due
+and any worker reads it (``receiver.pipeline.poll`` calls :meth:`Poller.read_source` and
+stores the watermark itself); :meth:`Poller.poll_all` is the same read as one in-process
+round (tests, and a library call).
 
 - One watermark per tenant and source in Redis, advanced only after the items are in the
   stream, and read back with an overlap window: a crash between the two re-reads a little,
   never skips.
-- A round reads every tenant's sources at once, at most ``scheduler.poll_concurrency`` of
-  them in flight: Graph answers in ~150 ms, so 200 tenants one after another took a minute
-  per round, six times a 10 s interval. A source still being read (a slow tenant) is not
-  started again beside itself, and a failing one is logged, counted and retried next round
-  from the same watermark without holding up the others. The per-tenant rate limiter sits in
-  the Graph client, under every request, so concurrency cannot push a tenant past Graph's
-  limit.
+- An in-process round reads every tenant's sources at once, at most
+  ``scheduler.poll_concurrency`` of them in flight: Graph answers in ~150 ms, so 200
+  tenants one after another took a minute per round, six times a 10 s interval. A source
+  still being read (a slow tenant) is not started again beside itself, and a failing one is
+  logged, counted and retried next round from the same watermark without holding up the
+  others. The per-tenant rate limiter sits in the Graph client, under every request (in
+  Redis, shared by every process), so concurrency cannot push a tenant past Graph's limit.
 - Each entry carries the alert as read (no second GET in the fetch stage).
 - Backfills (the supervisor's after ``missed`` or a recreated subscription, and ``receiver
   backfill``) re-read alerts_v2 and incidents first, where every alert is today, then the
