@@ -48,10 +48,17 @@ def test_subscriptions_benchmark_smoke() -> None:
 
 @pytest.mark.slow
 def test_pipeline_benchmark_smoke() -> None:
-    lines = run_benchmark("tests.benchmarks.pipeline", "--alerts", "60", "--rate", "60")
-    m = re.fullmatch(r"e2e_p99_ms=(\d+\.\d+)", lines[-1])
-    assert m, lines
-    assert lines[0].startswith("alerts: 60 created") and "0 missing, 0 duplicated" in lines[0]
+    lines = run_benchmark("tests.benchmarks.pipeline", "--brief")
+    ratio = re.fullmatch(r"pipeline_cpu_ratio=(\d+\.\d+)", lines[-2])
+    p99 = re.fullmatch(r"e2e_p99_ms=(\d+\.\d+)", lines[-1])
+    assert ratio and p99, lines
+    assert 0.05 < float(ratio.group(1)) < 50
+    assert lines[0].startswith("baseline (") and "ms CPU per alert" in lines[0]
+    assert any(line.startswith("  step ") and line.endswith("holds") for line in lines), lines
+    assert any(re.search(r"measured at 50 %: \d+ alerts/s, \d+ alerts, 0 missing, "
+                         r"0 duplicated", line) for line in lines), lines
+    assert any(line.startswith("real-world latencies") and ", 0 missing," in line
+               for line in lines), lines
 
 
 @pytest.mark.slow
