@@ -1,13 +1,16 @@
-"""The product's HTTP transport: httpx's, with a cheap check of idle pooled connections."""
+"""The product's HTTP transport: httpx's on an asyncio backend, with a cheap check of idle
+pooled connections and a request written in one piece."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 
+import httpcore
 import httpx
+import pytest
 
-from receiver.transport import Transport, _readable, fast_path_active
+from receiver.transport import Transport, _Backend, _readable, fast_path_active
 
 
 def test_readable_tells_data_and_end_of_connection_apart_from_quiet() -> None:
@@ -58,3 +61,47 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_request_goes_out_in_one_write_when_its_answer_is_read() -> None:
+    """Headers and body written separately by httpcore leave as one send: nothing is sent
+    before the response is read, then everything at once (one segment on the wire)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    try:
+        port = server.getsockname()[1]
+        stream = await _Backend().connect_tcp("127.0.0.1", port, timeout=5)
+        peer, _ = server.accept()
+        peer.setblocking(False)
+        await stream.write(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\n")
+        await stream.write(b"body")
+        # A send on loopback is in the peer's queue when it returns: nothing was sent.
+        with pytest.raises(BlockingIOError):
+            peer.recv(1024)
+        reader = asyncio.ensure_future(stream.read(1024, timeout=5))
+        await asyncio.sleep(0)  # the reader runs up to its wait, sending on the way
+        assert peer.recv(1024) == b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody"
+        peer.send(b"HTTP/1.1 204 No Content\r\n\r\n")
+        assert await reader == b"HTTP/1.1 204 No Content\r\n\r\n"
+        peer.close()
+        assert await stream.read(1024, timeout=5) == b""  # the end of the connection
+        assert stream.get_extra_info("is_readable")
+        await stream.aclose()
+    finally:
+        server.close()
+
+
+async def test_a_read_that_gets_no_answer_times_out() -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    try:
+        stream = await _Backend().connect_tcp("127.0.0.1", server.getsockname()[1], timeout=5)
+        with pytest.raises(httpcore.ReadTimeout):
+            await stream.read(1024, timeout=0.1)
+        await stream.aclose()
+    finally:
+        server.close()
+    with pytest.raises(httpcore.ConnectError):  # nobody listens there any more
+        await _Backend().connect_tcp("127.0.0.1", 1, timeout=5)
