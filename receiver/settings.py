@@ -375,7 +375,7 @@ class WorkerSettings(Model):
     visibility_timeout_s: float = Field(60.0, ge=0.5, le=3600)
     fetch_concurrency: int = Field(32, ge=1, le=1000)
     route_concurrency: int = Field(16, ge=1, le=1000)
-    deliver_concurrency: int = Field(8, ge=1, le=1000)  # per sink
+    deliver_concurrency: int = Field(32, ge=1, le=1000)  # per sink (Little: 320/s at 100 ms)
     max_attempts: int = Field(10, ge=1, le=1000)  # fetch/route attempts before the poison stream
     # Poll jobs (tenant, source) each worker process reads at once. A thousand tenants x 2
     # sources every 10 s at Graph's ~150 ms a call keep about 30 in flight over all workers.

@@ -212,7 +212,7 @@ class ClientPool:
             client = httpx.AsyncClient(
                 timeout=self._timeout, follow_redirects=False,
                 transport=Transport(verify=verify, limits=httpx.Limits(
-                    max_connections=100, max_keepalive_connections=20)),
+                    max_connections=100, max_keepalive_connections=64)),
                 headers={"user-agent": "graph-alert-receiver"})
             self._clients[key] = client
         return client
