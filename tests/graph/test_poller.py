@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from receiver import clock
 from receiver.entries import BackfillRequest, NotificationEntry
+from receiver.envelope import from_incident
 from receiver.graph.client import GraphError, client_for
 from receiver.graph.poller import Poller
 from receiver.keys import Keys
@@ -190,3 +191,18 @@ async def test_overlap_window_rereads_recent_items(poller: Any, make_settings: M
     # A crash between queueing and the watermark, or an item Graph indexed late: the next
     # run reads the last 5 minutes again; the fetch stage's dedup drops what it has seen.
     assert await overlapping.poll_all() == 5
+
+
+async def test_polled_incident_carries_its_alerts(poller: Any) -> None:
+    sim, p, redis = poller
+    tid = sim.tenant.tenant_id
+    answer = await asyncio.to_thread(sim.control.create_incidents, tid, 1, 3, severity="high")
+    incident_id = answer["ids"][0]
+    assert await p.poll_all() == 4  # the incident and its three alerts
+    [note] = [e for e in await queued(redis, p) if e.resource.startswith("security/incidents/")]
+    incident = json.loads(note.resource_data)
+    assert note.resource == f"security/incidents/{incident_id}"
+    assert sorted(a["id"] for a in incident["alerts"]) == sorted(answer["alerts"][incident_id])
+    envelope = from_incident(incident, "contoso")
+    assert "3 alert(s):" in envelope.description
+    assert all(f"] {a['title']} · " in envelope.description for a in incident["alerts"])
