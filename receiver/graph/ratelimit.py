@@ -10,6 +10,11 @@ Graph's limit instead of finding it by 429s.
 A log rather than GCRA: GCRA allows a burst on top of the steady rate, which a sliding window
 of the same size does not, so GCRA tuned to never burst would halve the usable rate. The log
 costs one member per request in the window (150 per tenant): small.
+
+Requests for one tenant and bucket that ask in the same turn of the event loop (the fetch
+stage starts a batch of notifications at once) share one call of the script, which grants as
+many of them as the window has room for: one Redis round trip instead of one per request.
+Nothing is reserved ahead of demand, so no slot of the window is wasted.
 """
 
 from __future__ import annotations
@@ -23,21 +28,28 @@ from redis.asyncio import Redis
 
 from receiver.keys import Keys
 
-# KEYS[1] the window's sorted set; ARGV: limit, window (ms), a unique member suffix.
-# Returns 0 when the request is counted, else the milliseconds to wait before trying again.
+# KEYS[1] the window's sorted set; ARGV: limit, window (ms), a unique member suffix, requests.
+# Counts as many of the requests as the window has room for; returns {granted, wait}: wait
+# is the milliseconds until the oldest request leaves the window (0 when all were granted).
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local wanted = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
-  redis.call('ZADD', KEYS[1], now, now .. '-' .. ARGV[3])
+local granted = math.max(0, math.min(wanted, limit - redis.call('ZCARD', KEYS[1])))
+for i = 1, granted do
+  redis.call('ZADD', KEYS[1], now, now .. '-' .. ARGV[3] .. '-' .. i)
+end
+if granted > 0 then
   redis.call('PEXPIRE', KEYS[1], window + 1000)
-  return 0
+end
+if granted == wanted then
+  return {granted, 0}
 end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now + 1)
+return {granted, math.max(1, tonumber(oldest[2]) + window - now + 1)}
 """
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -55,6 +67,9 @@ class RateLimiter:
         self._sleep = sleep
         self._script = redis.register_script(_ACQUIRE)
         self.waited_s = 0.0
+        self.round_trips = 0  # script calls made (requests asking together share one)
+        self._waiting: dict[tuple[str, str], list[asyncio.Future[float]]] = {}
+        self._asking: set[asyncio.Task[None]] = set()
 
     def limited(self, bucket: str | None) -> bool:
         return bucket is not None and bucket in self._limits
@@ -62,13 +77,46 @@ class RateLimiter:
     async def acquire(self, tenant_id: str, bucket: str | None) -> None:
         if bucket is None or bucket not in self._limits:
             return
-        limit, window_s = self._limits[bucket]
-        key = self._keys.rate_limit(tenant_id, bucket)
+        loop = asyncio.get_running_loop()
         while True:
-            wait_ms = int(await self._script(keys=[key], args=[limit, int(window_s * 1000),
-                                                                 secrets.token_hex(6)]))
+            waiter: asyncio.Future[float] = loop.create_future()
+            queue = self._waiting.get((tenant_id, bucket))
+            if queue is None:  # the first in this turn of the loop asks for everyone
+                queue = self._waiting[(tenant_id, bucket)] = []
+                task = loop.create_task(self._ask(tenant_id, bucket, queue))
+                self._asking.add(task)
+                task.add_done_callback(self._asking.discard)
+            queue.append(waiter)
+            wait_ms = await waiter
             if wait_ms <= 0:
                 return
             wait = wait_ms / 1000 + random.uniform(0, 0.02)  # noqa: S311 - jitter
             self.waited_s += wait
             await self._sleep(wait)
+
+    async def _ask(self, tenant_id: str, bucket: str, queue: list[asyncio.Future[float]]
+                   ) -> None:
+        """One script call for every request queued in this turn of the loop."""
+        await asyncio.sleep(0)  # let the rest of this turn's requests join the queue
+        del self._waiting[(tenant_id, bucket)]
+        waiters = [w for w in queue if not w.done()]
+        if not waiters:
+            return
+        limit, window_s = self._limits[bucket]
+        try:
+            self.round_trips += 1
+            granted, wait_ms = await self._script(
+                keys=[self._keys.rate_limit(tenant_id, bucket)],
+                args=[limit, int(window_s * 1000), secrets.token_hex(6), len(waiters)])
+        except asyncio.CancelledError:
+            for w in waiters:
+                w.cancel()
+            raise
+        except Exception as exc:  # Redis unavailable: every caller sees it, as before
+            for w in waiters:
+                if not w.done():
+                    w.set_exception(exc)
+            return
+        for i, w in enumerate(waiters):
+            if not w.done():  # a caller cancelled meanwhile wastes its slot (never exceeds)
+                w.set_result(0 if i < int(granted) else max(1, int(wait_ms)))

@@ -189,3 +189,31 @@ async def test_limiter_is_shared_between_connections(redis_url: str) -> None:
     assert len(granted) == 12
     assert max_in_window(granted, 0.45) <= 4
     assert time.monotonic() - started >= 1.0
+
+
+async def test_requests_asking_together_share_one_round_trip(redis_url: str) -> None:
+    """Ten requests at once: one script call counts them all; with room for 4 in the window,
+    4 go at once and the rest wait for the window to move, as before."""
+    keys = Keys("{test-batch}")
+    redis = Redis.from_url(redis_url)
+    roomy = RateLimiter(redis, keys, {"security": (100, 60.0)})
+    tight = RateLimiter(redis, keys, {"security": (4, 0.5)})
+    granted: list[float] = []
+
+    async def take(limiter: RateLimiter, tenant: str) -> None:
+        await limiter.acquire(tenant, "security")
+        granted.append(time.monotonic())
+
+    try:
+        await asyncio.gather(*(take(roomy, "tenant-a") for _ in range(10)))
+        assert roomy.round_trips == 1
+        assert await redis.zcard(keys.rate_limit("tenant-a", "security")) == 10
+        granted.clear()
+        started = time.monotonic()
+        await asyncio.gather(*(take(tight, "tenant-b") for _ in range(10)))
+    finally:
+        await redis.aclose()
+    assert len(granted) == 10
+    assert max_in_window(granted, 0.45) <= 4
+    assert sum(t - started < 0.2 for t in granted) == 4
+    assert time.monotonic() - started >= 1.0
