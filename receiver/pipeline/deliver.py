@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from receiver.envelope import Envelope
 from receiver.keys import Keys
 from receiver.pipeline import records
+from receiver.pipeline.coalesce import Transactions
 from receiver.pipeline.consumer import Entry, Poison, Retry
 from receiver.pipeline.fetch import envelope_of
 from receiver.redaction import cut
@@ -113,9 +114,11 @@ ActionLinksFor = Callable[[Envelope], tuple[tuple[str, str], ...]]
 
 class DeliverStage:
     def __init__(self, redis: Redis, keys: Keys, sink: Sink, policy: DeliverPolicy | None = None,
-                 *, outcomes: Counter | None = None, links: ActionLinksFor | None = None
-                 ) -> None:
+                 *, outcomes: Counter | None = None, links: ActionLinksFor | None = None,
+                 transactions: Transactions | None = None) -> None:
         self.redis = redis
+        # Delivery records of sends that finish in the same turn: one transaction.
+        self.transactions = transactions or Transactions(redis)
         self.keys = keys
         self.sink = sink
         # Signed triage links for the message (receiver.actions), when the sink shows them.
@@ -177,7 +180,7 @@ class DeliverStage:
                                       detail=result.detail, ticket=result.ticket_id,
                                       version=envelope.version))
             entry.ack_with(pipe)
-            await pipe.execute()
+            await self.transactions.execute(pipe)
 
     @staticmethod
     def _age_s(entry: Entry) -> float:

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from receiver import clock
 from receiver.keys import Keys
 from receiver.pipeline import records
+from receiver.pipeline.coalesce import Transactions
 from receiver.pipeline.consumer import Entry, Poison
 from receiver.pipeline.fetch import envelope_of
 from receiver.pipeline.grouping import Groups
@@ -54,8 +55,11 @@ async def expire_silence(redis: Redis, keys: Keys, silence_id: str) -> bool:
 class RouteStage:
     def __init__(self, redis: Redis, keys: Keys, routes: RoutesConfig, sinks: set[str], *,
                  groups: Groups | None = None,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None,
+                 transactions: Transactions | None = None) -> None:
         self.redis = redis
+        # Hand-offs of entries routed in the same turn go to Redis as one transaction.
+        self.transactions = transactions or Transactions(redis)
         self.groups = groups or Groups(redis, keys, sinks=sinks, registry=registry)
         self.keys = keys
         self.routes = routes
@@ -85,7 +89,7 @@ class RouteStage:
                                           version=envelope.version))
                 records.remember(pipe, self.keys, entry.value, entry.fields.get(b"first", b"1"),
                                  entry.fields.get(b"changes", b""))
-                await pipe.execute()
+                await self.transactions.execute(pipe)
             return
         decisions = [d for d in route(self.routes.route, envelope) if d.sink in self.sinks]
         events = []
@@ -114,7 +118,7 @@ class RouteStage:
             entry.ack_with(pipe)
             records.remember(pipe, self.keys, entry.value, entry.fields.get(b"first", b"1"),
                              entry.fields.get(b"changes", b""))
-            await pipe.execute()
+            await self.transactions.execute(pipe)
         self.outcomes.labels("routed" if decisions else "unrouted").inc()
         log.debug("routed to %s", json.dumps([d.sink for d in decisions]),
                   extra={"alert_id": envelope.id, "tenant_id": envelope.tenant_id})
