@@ -76,7 +76,7 @@ def test_poll_benchmark_smoke() -> None:
 @pytest.mark.slow
 def test_poll_scale_benchmark_smoke() -> None:
     lines = run_benchmark("tests.benchmarks.poll_scale", "--tenants", "6", "--duration", "8",
-                          "--interval", "5", "--rate", "2")
+                          "--interval", "5", "--rate", "2", "--backlog", "200")
     m = re.fullmatch(r"poll_scale_lag_p99_s=(\d+\.\d+)", lines[-1])
     assert m, lines
     assert 0 < float(m.group(1)) < 20  # polled every 5 s, plus the pipeline
@@ -85,4 +85,5 @@ def test_poll_scale_benchmark_smoke() -> None:
         at = lines.index(f"--- {n} ---")
         assert lines[at + 1].endswith("0 alerts' last version missing"), lines
         assert re.match(r"Graph: \d+\.\d GETs/s", lines[at + 3]), lines
+    assert sum(line.startswith("capacity (a backlog of poll jobs drained") for line in lines) == 2
     assert any(line.startswith("capacity 2 workers / 1: ") for line in lines), lines

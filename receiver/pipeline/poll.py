@@ -295,7 +295,8 @@ class PollJobs:
         finally:
             keep.cancel()
             self.in_flight.dec()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A keep-alive that met a Redis error has ended; the writes are checked anyway.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await keep
         await self._end(entry, job, moved, count=count)
 
