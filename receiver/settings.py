@@ -373,7 +373,7 @@ class WorkerSettings(Model):
 
     # An entry a worker took but did not finish (it died) is taken over after this long.
     visibility_timeout_s: float = Field(60.0, ge=0.5, le=3600)
-    fetch_concurrency: int = Field(32, ge=1, le=1000)
+    fetch_concurrency: int = Field(64, ge=1, le=1000)
     route_concurrency: int = Field(16, ge=1, le=1000)
     deliver_concurrency: int = Field(32, ge=1, le=1000)  # per sink (Little: 320/s at 100 ms)
     max_attempts: int = Field(10, ge=1, le=1000)  # fetch/route attempts before the poison stream

@@ -10,22 +10,36 @@ import httpcore
 import httpx
 import pytest
 
-from receiver.transport import Transport, _Backend, _readable, fast_path_active
+from receiver.transport import Transport, _Backend, fast_path_active
+from tests.fixtures.waiting import wait_until_async
 
 
-def test_readable_tells_data_and_end_of_connection_apart_from_quiet() -> None:
-    a, b = socket.socketpair()
+async def test_an_idle_connection_is_readable_after_data_or_its_end() -> None:
+    """The pool's check of an idle connection: quiet is fine; unexpected data or the peer's
+    close makes it unusable (seen by the event loop, no system call)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(2)
     try:
-        assert not _readable(a)  # quiet: an idle connection that is fine
-        b.send(b"x")
-        assert _readable(a)  # unexpected data on an idle connection: not reusable
-        a.recv(1)
-        b.close()
-        assert _readable(a)  # the peer closed: reading would return b""
+        port = server.getsockname()[1]
+        for ending in ("data", "close"):
+            stream = await _Backend().connect_tcp("127.0.0.1", port, timeout=5)
+            peer, _ = server.accept()
+            assert not stream.get_extra_info("is_readable")  # quiet: fine to reuse
+            if ending == "data":
+                peer.send(b"x")
+            else:
+                peer.close()
+
+            async def readable(s: httpcore.AsyncNetworkStream = stream) -> bool:
+                return bool(s.get_extra_info("is_readable"))
+
+            await wait_until_async(readable, bool, timeout_s=5, what=f"readable ({ending})")
+            peer.close()
+            await stream.aclose()
+            assert stream.get_extra_info("is_readable")  # closed: never reused
     finally:
-        a.close()
-    assert _readable(a)  # no descriptor any more
-    assert _readable(None)
+        server.close()
 
 
 def test_the_fast_path_is_in_place() -> None:
