@@ -120,5 +120,6 @@ class RouteStage:
                              entry.fields.get(b"changes", b""))
             await self.transactions.execute(pipe)
         self.outcomes.labels("routed" if decisions else "unrouted").inc()
-        log.debug("routed to %s", json.dumps([d.sink for d in decisions]),
-                  extra={"alert_id": envelope.id, "tenant_id": envelope.tenant_id})
+        if log.isEnabledFor(logging.DEBUG):  # (not worth a JSON pass per alert otherwise)
+            log.debug("routed to %s", json.dumps([d.sink for d in decisions]),
+                      extra={"alert_id": envelope.id, "tenant_id": envelope.tenant_id})

@@ -125,34 +125,50 @@ class BaseSink(abc.ABC):
     def __init__(self, name: str, *, metrics: SinkMetrics | None = None) -> None:
         self.name = name
         self.metrics = metrics or SinkMetrics()
+        self._metric_children: dict[str, tuple[Any, Any]] = {}
 
     @abc.abstractmethod
     async def _send(self, envelope: Envelope, delivery: Delivery) -> Result: ...
 
     async def send(self, envelope: Envelope, delivery: Delivery) -> Result:
-        extra: dict[str, object] = {"sink": self.name, "alert_id": envelope.id,
-                                    "tenant_id": envelope.tenant_id, "attempt": delivery.attempt}
         start = time.monotonic()
         outcome = "ok"
         try:
             result = await self._send(envelope, delivery)
         except SinkError as exc:
+            extra = self._log_extra(envelope, delivery)
             outcome = "retryable" if exc.retryable else "permanent"
             log.info("sink %s: delivery failed (%s): %s", self.name, outcome, redact(str(exc)),
                      extra={**extra, "status": exc.status, "reason": outcome})
             raise
         except Exception as exc:
+            extra = self._log_extra(envelope, delivery)
             outcome = "permanent"
             message = redact(f"{type(exc).__name__}: {exc}")
             log.error("sink %s: unexpected error: %s", self.name, message,
                       extra={**extra, "reason": "bug"})
             raise PermanentError(f"sink {self.name}: unexpected {message}") from None
         finally:
-            self.metrics.deliveries.labels(self.name, self.type, outcome).inc()
-            self.metrics.seconds.labels(self.name, self.type).observe(time.monotonic() - start)
-        log.debug("sink %s: delivered: %s", self.name, redact(result.detail),
-                  extra={**extra, "duration_ms": round((time.monotonic() - start) * 1000, 1)})
+            self._observe(outcome, time.monotonic() - start)
+        if log.isEnabledFor(logging.DEBUG):  # (redaction and the dict cost per delivery)
+            log.debug("sink %s: delivered: %s", self.name, redact(result.detail),
+                      extra={**self._log_extra(envelope, delivery),
+                             "duration_ms": round((time.monotonic() - start) * 1000, 1)})
         return result
+
+    def _log_extra(self, envelope: Envelope, delivery: Delivery) -> dict[str, object]:
+        return {"sink": self.name, "alert_id": envelope.id, "tenant_id": envelope.tenant_id,
+                "attempt": delivery.attempt}
+
+    def _observe(self, outcome: str, seconds: float) -> None:
+        """Count a delivery; the labelled children are looked up once per outcome."""
+        children = self._metric_children.get(outcome)
+        if children is None:
+            children = self._metric_children[outcome] = (
+                self.metrics.deliveries.labels(self.name, self.type, outcome),
+                self.metrics.seconds.labels(self.name, self.type))
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def aclose(self) -> None:
         return None
