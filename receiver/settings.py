@@ -379,8 +379,10 @@ class WorkerSettings(Model):
     max_attempts: int = Field(10, ge=1, le=1000)  # fetch/route attempts before the poison stream
     # Poll jobs (tenant, source) each worker process reads at once. A thousand tenants x 2
     # sources every 10 s at Graph's ~150 ms a call keep 30-40 in flight over all workers
-    # (with the rate limiter's and Redis's round trips); 32 held one worker to 168 GETs/s.
-    poll_concurrency: int = Field(64, ge=1, le=1024)
+    # (with the rate limiter's and Redis's round trips): 32 held one worker to 168 GETs/s,
+    # two workers did the 200. More per worker needs redis.max_connections raised with it
+    # (64 reads at once met a full pool of 64 connections).
+    poll_concurrency: int = Field(32, ge=1, le=1024)
     # A poll job whose worker stopped (killed, or stalled this long) is taken over after this
     # long; a live worker keeps its job fresh every third of it.
     poll_visibility_timeout_s: float = Field(20.0, ge=0.5, le=3600)
