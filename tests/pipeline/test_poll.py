@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from receiver.entries import NotificationEntry
 from receiver.graph.client import client_for
@@ -26,6 +27,7 @@ from receiver.keys import Keys
 from receiver.pipeline.consumer import Consumer, ConsumerConfig
 from receiver.pipeline.poll import POLL_GROUP, Planner, PollJobs, phase
 from receiver.settings import Settings
+from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.settings import MakeSettings
 from tests.graph.helpers import Recording, sim_settings, tenant_entry
 
@@ -318,3 +320,28 @@ def test_phases_spread_a_thousand_tenants_over_the_interval() -> None:
     assert sorted(slots) == list(range(10))
     assert min(slots.values()) >= 150 and max(slots.values()) <= 250  # 200 a second
     assert phase(ids[0], "alerts_v2", 10.0) == phase(ids[0], "alerts_v2", 10.0)
+
+
+async def test_a_tick_that_meets_redis_down_keeps_its_units_due(
+        make_simulator: Callable[..., Any], make_settings: MakeSettings,
+        make_redis_server: type[RedisServer]) -> None:
+    sim = make_simulator(tenants=3)
+    server = make_redis_server(appendonly=True)
+    server.start()
+    settings = _settings(make_settings, sim, server.url, BOTH)
+    keys = Keys(settings.redis.key_prefix)
+    redis = aioredis.Redis.from_url(server.url, socket_timeout=0.5)
+    clock = Clock()
+    planner = Planner(redis, keys, settings, now=clock)
+    try:
+        assert await planner.tick() == 0
+        server.stop()
+        clock.t += INTERVAL
+        with pytest.raises((RedisError, OSError)):
+            await planner.tick()
+        server.start()
+        clock.t += 0.5  # the next tick, soon after: every unit is still due
+        assert await planner.tick() == 6
+        assert await redis.xlen(keys.poll_jobs) == 6
+    finally:
+        await redis.aclose()
