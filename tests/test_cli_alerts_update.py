@@ -13,8 +13,8 @@ import redis
 
 from receiver.actions.audit import AuditRecord
 from receiver.cli import main
-from receiver.entries import NotificationEntry
-from receiver.keys import Keys
+from receiver.store.entries import NotificationEntry
+from receiver.store.keys import Keys
 from tests.fixtures.settings import WriteConfig, base_settings_data
 from tests.fixtures.simulator import SimulatorHandle
 from tests.graph.helpers import tenant_entry

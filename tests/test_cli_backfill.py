@@ -16,9 +16,9 @@ import redis
 import redis.asyncio as aioredis
 
 from receiver.cli import main
-from receiver.keys import Keys
+from receiver.config.settings import load_settings
 from receiver.pipeline.worker import build_worker
-from receiver.settings import load_settings
+from receiver.store.keys import Keys
 from tests.fixtures.settings import WriteConfig, base_settings_data
 from tests.graph.helpers import tenant_entry
 

@@ -12,8 +12,8 @@ import redis
 
 from receiver.cli import main
 from receiver.envelope import Envelope
-from receiver.keys import Keys
 from receiver.pipeline import records
+from receiver.store.keys import Keys
 from tests.fixtures.settings import TENANT_ID, WriteConfig, base_settings_data
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -138,8 +138,8 @@ def test_status_summary(config: Path, redis_url: str,
     assert "ATTENTION NEEDED" in out
 
     async def healthy() -> None:
-        from receiver import registry
-        from receiver.registry import SubscriptionRecord
+        from receiver.store import registry
+        from receiver.store.registry import SubscriptionRecord
 
         client = redis.asyncio.Redis.from_url(redis_url)
         keys = Keys("{test}")

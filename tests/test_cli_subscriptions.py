@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from receiver.cli import main
-from receiver.keys import Keys
-from receiver.scheduler import Lease
+from receiver.store.keys import Keys
+from receiver.store.lease import Lease
 from tests.fixtures.settings import WriteConfig, base_settings_data
 from tests.fixtures.simulator import LoopbackReceiver, SimulatorHandle
 from tests.graph.helpers import RESOURCE, tenant_entry

@@ -23,8 +23,8 @@ import pytest
 import yaml
 from pydantic import BaseModel, SecretStr
 
+from receiver.config.settings import SECRET_SOURCES, Settings, load_settings
 from receiver.routing.config import load_routes
-from receiver.settings import SECRET_SOURCES, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

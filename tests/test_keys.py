@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from receiver.keys import Keys, validate_prefix
+from receiver.store.keys import Keys, validate_prefix
 
 
 def test_every_key_carries_the_prefix_and_one_hash_tag() -> None:

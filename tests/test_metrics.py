@@ -13,9 +13,9 @@ import httpx
 import redis
 from prometheus_client import CollectorRegistry, Counter
 
+from receiver.cli.metrics import combined
 from receiver.envelope import Envelope
-from receiver.keys import Keys
-from receiver.metrics import combined
+from receiver.store.keys import Keys
 from tests.fixtures.settings import TENANT_ID, WriteConfig, base_settings_data
 from tests.fixtures.web import free_port
 
@@ -74,7 +74,7 @@ def test_metrics_port_in_use_is_a_clear_error() -> None:
 
     import pytest
 
-    from receiver.metrics import serve_metrics
+    from receiver.cli.metrics import serve_metrics
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from receiver.progress import Progress
+from receiver.cli.progress import Progress
 
 
 class Clock:

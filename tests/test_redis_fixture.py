@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
-from receiver.settings import RedisSettings
-from receiver.streams import connect
+from receiver.config.settings import RedisSettings
+from receiver.store.client import connect
 from tests.fixtures.redis_server import RedisServer
 
 

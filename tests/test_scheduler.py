@@ -24,9 +24,8 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from receiver.graph.subscriptions import LeaseLost
-from receiver.keys import Keys
-from receiver.scheduler import Lease
+from receiver.store.keys import Keys
+from receiver.store.lease import Lease, LeaseLost
 from tests.fixtures.settings import WriteConfig, base_settings_data
 from tests.fixtures.simulator import LoopbackReceiver, SimulatorHandle
 from tests.fixtures.waiting import wait_until, wait_until_async

@@ -61,11 +61,11 @@ from receiver.actions.updates import (
     for_action,
     read_alert,
 )
+from receiver.config.settings import Settings
 from receiver.envelope import Envelope, from_legacy, from_v2
 from receiver.graph.auth import GraphAuthError
 from receiver.graph.client import GraphClient, GraphError, GraphUnavailable
-from receiver.keys import Keys
-from receiver.settings import Settings
+from receiver.store.keys import Keys
 
 __all__ = ["WithActions", "create_actions_app", "mount"]
 
@@ -524,7 +524,7 @@ def mount(inner: ASGIApp, settings: Settings, *, registry: CollectorRegistry | N
     """``inner`` (the web app) with the action endpoint in front. Without ``redis``/``graph``
     it makes its own and closes them when the web app shuts down."""
     from receiver.graph.client import client_for
-    from receiver.streams import make_redis
+    from receiver.store.client import make_redis
 
     own_redis = redis is None
     client = redis if redis is not None else make_redis(settings.redis)

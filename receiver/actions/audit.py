@@ -16,8 +16,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from receiver.keys import Keys
 from receiver.pipeline import records
+from receiver.store.keys import Keys
 
 __all__ = ["AuditRecord", "recent", "write"]
 

@@ -15,7 +15,7 @@ link once filled the shared per-tenant limiter in 2.3 s and held a new alert bac
   pipeline keeps the other nine tenths whatever the pages are asked.
 
 Counters are fixed one-minute windows in Redis (``SET NX EX`` then ``INCR``, one round trip),
-under :meth:`receiver.keys.Keys.rate_limit` names. The client address is the one uvicorn
+under :meth:`receiver.store.keys.Keys.rate_limit` names. The client address is the one uvicorn
 reports (behind a proxy, set ``FORWARDED_ALLOW_IPS`` so it is the browser's, not the proxy's).
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from receiver.keys import Keys
+from receiver.store.keys import Keys
 
 __all__ = ["NOT_FOUND", "AlertCache", "PageBudget"]
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # imported when the command runs: `receiver --help` stays fas
     from redis.asyncio import Redis
 
     from receiver.actions.audit import AuditRecord
-    from receiver.settings import Settings
+    from receiver.config.settings import Settings
 
 OK, ERROR, USAGE = 0, 1, 2
 SOURCES = {"auto": "auto", "v2": "alerts_v2", "legacy": "alerts_v1"}
@@ -80,7 +80,7 @@ async def alert_update(settings: Settings, redis: Redis, args: argparse.Namespac
     )
     from receiver.graph.auth import GraphAuthError
     from receiver.graph.client import GraphError, client_for
-    from receiver.keys import Keys
+    from receiver.store.keys import Keys
 
     update = AlertUpdate(status=args.status, classification=args.classification,
                          determination=args.determination, assigned_to=args.assigned_to,

@@ -24,8 +24,8 @@ from typing import Any
 import jwt
 
 from receiver.actions.rules import ACTIONS, SOURCES, Action, offered
+from receiver.config.settings import ActionsSettings, Settings
 from receiver.envelope import Envelope
-from receiver.settings import ActionsSettings, Settings
 
 __all__ = ["ACTIONS", "Action", "ActionLinks", "LinkClaim", "LinkError", "LinkSigner", "offered"]
 

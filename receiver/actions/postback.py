@@ -20,8 +20,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from receiver.actions.updates import PATHS
-from receiver.entries import NotificationEntry
-from receiver.keys import Keys
+from receiver.store.entries import NotificationEntry
+from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -54,9 +54,9 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from receiver.config.settings import Settings
 from receiver.graph.auth import describe_failure, msal_options
-from receiver.keys import Keys
-from receiver.settings import Settings
+from receiver.store.keys import Keys
 
 __all__ = ["Completed", "Identity", "SignIn", "SignInError", "check_claims"]
 

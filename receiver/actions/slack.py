@@ -47,9 +47,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from receiver.actions.rules import ACTIONS, parse_button_value
-from receiver.keys import Keys
+from receiver.config.settings import Settings
 from receiver.redaction import register
-from receiver.settings import Settings
+from receiver.store.keys import Keys
 
 __all__ = ["MAX_BODY_BYTES", "SignatureError", "create_slack_app", "mount", "sign", "verify"]
 
@@ -189,7 +189,7 @@ def mount(inner: ASGIApp, settings: Settings, *, registry: CollectorRegistry | N
     """``inner`` (the web app) with the interactivity endpoint in front. Without ``redis`` it
     makes its own and closes it when the web app shuts down."""
     from receiver.actions.app import WithActions
-    from receiver.streams import make_redis
+    from receiver.store.client import make_redis
 
     client = redis if redis is not None else make_redis(settings.redis)
 

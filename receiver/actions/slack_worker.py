@@ -41,13 +41,13 @@ from receiver.actions import audit
 from receiver.actions.postback import queue_changed
 from receiver.actions.rules import ACTIONS, parse_button_value, refusal
 from receiver.actions.updates import AlertNotFound, GraphApi, apply_update, for_action, read_alert
+from receiver.config.settings import Settings
 from receiver.envelope import Envelope, from_legacy, from_v2
 from receiver.graph.auth import GraphAuthError
 from receiver.graph.client import GraphError, GraphUnavailable
-from receiver.keys import Keys
 from receiver.pipeline.consumer import Entry, Poison
 from receiver.redaction import cut
-from receiver.settings import Settings
+from receiver.store.keys import Keys
 from receiver.transport import Transport
 
 __all__ = ["GROUP", "SlackActions"]

@@ -15,10 +15,10 @@ from redis.asyncio import Redis
 
 from receiver.admin._cards import CardPreviews
 from receiver.envelope import Envelope
-from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.consumer import Entry
 from receiver.pipeline.fetch import envelope_of
+from receiver.store.keys import Keys
 
 
 @dataclass(frozen=True, slots=True)

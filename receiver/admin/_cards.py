@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from receiver.config.settings import Settings
+from receiver.config.sinks import TeamsSinkSettings
 from receiver.envelope import Envelope
-from receiver.settings import Settings
-from receiver.sinkconfig import TeamsSinkSettings
 from receiver.sinks.base import Delivery, PermanentError
 from receiver.sinks.http import ClientPool
 from receiver.sinks.metrics import SinkMetrics

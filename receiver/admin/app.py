@@ -39,8 +39,8 @@ from receiver import __version__
 from receiver.admin import health
 from receiver.admin._alerts import recent
 from receiver.admin._cards import CardPreviews
-from receiver.keys import Keys
-from receiver.settings import Settings
+from receiver.config.settings import Settings
+from receiver.store.keys import Keys
 
 __all__ = ["SECURITY_HEADERS", "create_app"]
 
@@ -156,7 +156,7 @@ def _unavailable(exc: BaseException) -> Response:
 
 def create_app(settings: Settings) -> Starlette:
     """The admin app for ``settings``; it connects to Redis in its lifespan."""
-    from receiver.streams import make_redis
+    from receiver.store.client import make_redis
 
     page = _Page(settings)
 

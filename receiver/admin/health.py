@@ -14,9 +14,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from receiver import clock, registry
-from receiver.keys import Keys
-from receiver.settings import Settings
+from receiver import clock
+from receiver.config.settings import Settings
+from receiver.store import registry
+from receiver.store.keys import Keys
 
 __all__ = ["EXPIRING_S", "Health", "Process", "SilentSubscription", "SinkHealth", "Stage",
            "Subscription", "TenantCheck", "gather"]

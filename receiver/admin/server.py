@@ -15,7 +15,7 @@ import time
 
 import uvicorn
 
-from receiver.settings import Settings
+from receiver.config.settings import Settings
 
 __all__ = ["AdminServer", "start_admin"]
 

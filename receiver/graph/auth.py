@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import msal
 import requests
 
-from receiver.settings import GraphSettings, TenantSettings
+from receiver.config.settings import GraphSettings, TenantSettings
 
 log = logging.getLogger(__name__)
 

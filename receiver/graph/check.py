@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from receiver.settings import Settings, TenantSettings
+from receiver.config.settings import Settings, TenantSettings
 
 __all__ = ["Need", "TenantReport", "Verdict", "credential_failure", "missing_roles", "needs",
            "permission_verdict", "render", "token_claims"]

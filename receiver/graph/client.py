@@ -29,12 +29,12 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
+from receiver.config.settings import GraphSettings, Settings
+from receiver.config.values import parse_retry_after
 from receiver.graph.auth import TokenProvider
 from receiver.graph.ratelimit import RateLimiter
-from receiver.keys import Keys
-from receiver.settings import GraphSettings, Settings
+from receiver.store.keys import Keys
 from receiver.transport import Transport
-from receiver.values import parse_retry_after
 
 log = logging.getLogger(__name__)
 

@@ -39,10 +39,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 
 from receiver import clock as calendar
-from receiver.entries import BackfillRequest, NotificationEntry
+from receiver.config.settings import Settings, TenantSettings
 from receiver.graph.client import GraphError
-from receiver.keys import Keys
-from receiver.settings import Settings, TenantSettings
+from receiver.store.entries import BackfillRequest, NotificationEntry
+from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from receiver import clock
+from receiver.config.settings import GraphSettings, Settings, TenantSettings
 from receiver.graph.auth import GraphAuthError, TokenProvider
 from receiver.graph.check import (
     TenantReport,
@@ -43,8 +44,7 @@ from receiver.graph.check import (
     token_claims,
 )
 from receiver.graph.client import GraphClient, GraphError
-from receiver.keys import Keys
-from receiver.settings import GraphSettings, Settings, TenantSettings
+from receiver.store.keys import Keys
 
 __all__ = ["command", "probe_endpoint", "record", "run", "startup_check"]
 

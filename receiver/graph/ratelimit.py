@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from receiver.keys import Keys
+from receiver.store.keys import Keys
 
 # KEYS[1] the window's sorted set; ARGV: limit, window (ms), a unique member suffix, requests.
 # Counts as many of the requests as the window has room for; returns {granted, wait}: wait

@@ -24,7 +24,7 @@ Lifecycle events (from the ``lifecycle`` stream, written by the web) are handled
 within 10 minutes), ``subscriptionRemoved`` -> recreate + backfill, ``missed`` -> backfill.
 
 Only the scheduler lease holder runs this: every Graph write is claimed through a
-:class:`Guard` first, which checks the lease and its fencing token (receiver.scheduler).
+:class:`Guard` first, which checks the lease and its fencing token (receiver.store.lease).
 The clock is injectable everywhere (tests follow the simulator's virtual clock).
 """
 
@@ -41,19 +41,21 @@ import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from receiver import clock, registry
-from receiver.entries import BackfillRequest, NotificationEntry
+from receiver import clock
+from receiver.config.settings import Settings, SubscriptionSpec, TenantSettings
 from receiver.graph.auth import GraphAuthError
 from receiver.graph.client import GraphClient, GraphError
 from receiver.graph.metrics import SupervisorMetrics
-from receiver.keys import Keys
-from receiver.registry import SubscriptionRecord
-from receiver.settings import Settings, SubscriptionSpec, TenantSettings
+from receiver.store import registry
+from receiver.store.entries import BackfillRequest, NotificationEntry
+from receiver.store.keys import Keys
+from receiver.store.lease import TOUCH_TTL_S, Guard, LeaseLost, Unfenced
+from receiver.store.registry import SubscriptionRecord
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,6 @@ Clock = Callable[[], dt.datetime]
 LIFECYCLE_GROUP = "supervisor"
 # Graph: do not reauthorize and renew the same subscription within 10 minutes.
 REAUTHORIZE_QUIET = dt.timedelta(minutes=10)
-TOUCH_TTL_S = 86_400
 BACKFILL_MAXLEN = 100_000
 CLIENT_STATE_BYTES = 48  # 64 URL-safe characters; Graph allows 128
 _CONFLICT_ID = re.compile(r"Subscription Id ([0-9A-Fa-f-]{36})")
@@ -85,41 +86,6 @@ def parse_graph_time(text: str) -> dt.datetime:
     micro = (fraction or "0")[:6].ljust(6, "0")
     zone = "+00:00" if zone in (None, "Z") else zone
     return dt.datetime.fromisoformat(f"{base}.{micro}{zone}").astimezone(dt.UTC)
-
-
-class LeaseLost(Exception):
-    """This process no longer holds the scheduler lease: it must stop acting."""
-
-
-class Guard(Protocol):
-    """The write permission of the supervisor (the scheduler lease and its fencing token)."""
-
-    @property
-    def fence(self) -> int: ...
-
-    async def check(self) -> None:
-        """Raise LeaseLost unless this process still holds the lease."""
-
-    async def claim(self, subscription_id: str, kind: str, at: dt.datetime) -> None:
-        """Check the lease before a write on a subscription and mark the subscription with
-        our fencing token; raise LeaseLost if the lease is gone or a newer holder (a higher
-        fence) already wrote it."""
-
-
-class Unfenced:
-    """A guard for operator commands run without the lease (list, delete): records only."""
-
-    fence = 0
-
-    def __init__(self, redis: Redis, keys: Keys) -> None:
-        self._redis = redis
-        self._keys = keys
-
-    async def check(self) -> None:
-        return None
-
-    async def claim(self, subscription_id: str, kind: str, at: dt.datetime) -> None:
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,8 +34,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
-from receiver.keys import Keys
 from receiver.redaction import cut, redact
+from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

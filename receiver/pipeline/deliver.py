@@ -26,13 +26,13 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
 from receiver.envelope import Envelope
-from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.coalesce import Transactions
 from receiver.pipeline.consumer import Entry, Poison, Retry
 from receiver.pipeline.fetch import envelope_of
 from receiver.redaction import cut
 from receiver.sinks.base import Delivery, PermanentError, RetryableError, Sink
+from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -35,13 +35,13 @@ from typing import Any, NoReturn, Protocol
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
-from receiver.entries import NotificationEntry
+from receiver.config.settings import Settings
 from receiver.envelope import MATERIAL_FIELDS, Envelope, from_incident, from_legacy, from_v2
 from receiver.graph.client import GraphError
 from receiver.graph.resources import AlertResource, BadResource, parse_resource
-from receiver.keys import Keys
 from receiver.pipeline.consumer import Entry, Poison
-from receiver.settings import Settings
+from receiver.store.entries import NotificationEntry
+from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class FetchStage:
     async def _note_seen(self, note: NotificationEntry) -> None:
         """Note that a subscription pushed, or that the poller found a change in a tenant, at
         most once a minute for each (a push subscription silent while the poller finds
-        changes is reported: receiver.registry.silent)."""
+        changes is reported: receiver.store.registry.silent)."""
         if note.source == "push" and note.subscription_id and not note.lifecycle_event:
             key, field = self.keys.push_seen, note.subscription_id
         elif note.source == "poll":

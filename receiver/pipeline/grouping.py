@@ -37,10 +37,10 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from receiver.envelope import Envelope
-from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.routing.grouping import all_resolved, group_id, group_labels, summarize
 from receiver.routing.tree import Decision
+from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -49,11 +49,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 
-from receiver.entries import ENTRY_VERSION, FIELD
+from receiver.config.settings import Settings
 from receiver.graph.poller import SOURCES, Poller, entry_fields
-from receiver.keys import Keys
 from receiver.pipeline.consumer import Entry, Poison
-from receiver.settings import Settings
+from receiver.store.entries import ENTRY_VERSION, FIELD
+from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

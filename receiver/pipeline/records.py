@@ -16,7 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from receiver.keys import Keys
+from receiver.store.keys import Keys
 
 DEFAULT_RETENTION_S = 14 * 24 * 3600
 MAX_EVENTS = 200

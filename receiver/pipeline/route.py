@@ -17,7 +17,6 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
 from receiver import clock
-from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.coalesce import Transactions
 from receiver.pipeline.consumer import Entry, Poison
@@ -27,6 +26,7 @@ from receiver.routing.config import RoutesConfig
 from receiver.routing.grouping import GROUPED_KINDS
 from receiver.routing.silences import Silence, silenced_by
 from receiver.routing.tree import route
+from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
 
-from receiver.keys import Keys
 from receiver.sinks.base import RetryableError
+from receiver.store.keys import Keys
 
 __all__ = ["RedisSlackMessageStore", "RedisTicketStore"]
 

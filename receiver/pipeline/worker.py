@@ -22,8 +22,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
 
 from receiver.actions.rules import buttons as triage_buttons
+from receiver.config.settings import Settings
 from receiver.graph.client import GraphClient, client_for
-from receiver.keys import Keys
 from receiver.pipeline.consumer import Consumer, ConsumerConfig
 from receiver.pipeline.deliver import DeliverStage, delivery_counter
 from receiver.pipeline.fetch import FetchStage
@@ -32,8 +32,8 @@ from receiver.pipeline.route import RouteStage
 from receiver.pipeline.tickets import RedisSlackMessageStore, RedisTicketStore
 from receiver.pipeline.writeback import GraphMail, GraphWriteBack
 from receiver.routing.config import RoutesConfig, load_routes
-from receiver.settings import Settings
 from receiver.sinks.registry import Sinks, build_sinks
+from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +166,10 @@ def poll_consumers(settings: Settings, redis: Redis, keys: Keys, graph: GraphCli
                    visibility_timeout_s: float | None = None) -> list[Consumer]:
     """The poll jobs the scheduler's leader queues, and the backfill requests of the
     subscription supervisor: read by every worker process (receiver.pipeline.poll)."""
-    from receiver.entries import BackfillRequest
     from receiver.graph.poller import Poller
     from receiver.pipeline.consumer import Entry, Poison
     from receiver.pipeline.poll import POLL_GROUP, PollJobs
+    from receiver.store.entries import BackfillRequest
 
     ws = settings.worker
     poller = Poller(redis, keys, settings, graph, registry=registry)

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from receiver.configfile import ConfigError, Document, read_yaml, validate
+from receiver.config.files import ConfigError, Document, read_yaml, validate
 from receiver.envelope import Envelope
 from receiver.routing.matchers import Matcher, MatcherError
 

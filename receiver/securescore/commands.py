@@ -15,12 +15,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from receiver.config.settings import Settings, TenantSettings
 from receiver.graph.auth import GraphAuthError, TokenProvider
 from receiver.graph.client import GraphClient, GraphError
 from receiver.securescore.events import points
 from receiver.securescore.job import PROFILES_PATH, ScoreSource, read_items, read_scores
 from receiver.securescore.watch import parse_profiles, top_actions
-from receiver.settings import Settings, TenantSettings
 
 # The states Graph takes (controlStateUpdates[].state), by the CLI's case-insensitive names.
 STATES = {"default": "Default", "ignored": "Ignored", "thirdparty": "ThirdParty",

@@ -17,8 +17,8 @@ from typing import Any, Protocol, cast
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 
+from receiver.config.settings import WEEKDAYS, SecureScoreSettings, Settings, TenantSettings
 from receiver.envelope import Envelope
-from receiver.keys import Keys
 from receiver.securescore import events
 from receiver.securescore.watch import (
     Evaluation,
@@ -28,7 +28,7 @@ from receiver.securescore.watch import (
     parse_profiles,
     parse_scores,
 )
-from receiver.settings import WEEKDAYS, SecureScoreSettings, Settings, TenantSettings
+from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

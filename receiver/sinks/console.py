@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from receiver.config.sinks import TEMPLATE_NAMES, ConsoleSinkSettings
 from receiver.envelope import Envelope
-from receiver.sinkconfig import TEMPLATE_NAMES, ConsoleSinkSettings
 from receiver.sinks.base import BaseSink, Delivery, Result
 from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.templating import Templates, context

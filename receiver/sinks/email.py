@@ -38,9 +38,9 @@ from typing import Any
 import aiosmtplib
 
 from receiver import redaction
+from receiver.config.sinks import TEMPLATE_NAMES, EmailSinkSettings
 from receiver.envelope import Envelope
 from receiver.securescore import render as secure_score
-from receiver.sinkconfig import TEMPLATE_NAMES, EmailSinkSettings
 from receiver.sinks import http
 from receiver.sinks.base import (
     BaseSink,

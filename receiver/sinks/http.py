@@ -43,10 +43,10 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import httpx
 
 from receiver import redaction
+from receiver.config.values import parse_retry_after
 from receiver.redaction import REDACTED, redact
 from receiver.sinks.base import PermanentError, RetryableError, SinkError
 from receiver.transport import Transport
-from receiver.values import parse_retry_after
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
+from receiver.config.sinks import TEMPLATE_NAMES, JiraSinkSettings
 from receiver.envelope import Envelope
-from receiver.sinkconfig import TEMPLATE_NAMES, JiraSinkSettings
 from receiver.sinks import http
 from receiver.sinks.base import Delivery, PermanentError, TicketStore, TicketWriteBack
 from receiver.sinks.metrics import SinkMetrics

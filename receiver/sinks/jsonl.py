@@ -12,8 +12,8 @@ import errno
 import os
 from pathlib import Path
 
+from receiver.config.sinks import JsonlSinkSettings
 from receiver.envelope import Envelope
-from receiver.sinkconfig import JsonlSinkSettings
 from receiver.sinks.base import BaseSink, Delivery, PermanentError, Result, RetryableError
 from receiver.sinks.metrics import SinkMetrics
 

@@ -1,6 +1,6 @@
 """The one place that knows every sink type: build sinks from their config.
 
-A sink type is a module with a config class (in :mod:`receiver.sinkconfig`) and a sink class;
+A sink type is a module with a config class (in :mod:`receiver.config.sinks`) and a sink class;
 :data:`FACTORIES` maps the config's ``type`` to how to build it. All sinks of a process share
 one :class:`~receiver.sinks.http.ClientPool` and one :class:`~receiver.sinks.metrics.SinkMetrics`.
 """
@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from receiver.sinkconfig import SinkSettings
+from receiver.config.sinks import SinkSettings
 from receiver.sinks.base import BaseSink, GraphMailer, TicketStore, TicketWriteBack
 from receiver.sinks.console import ConsoleSink
 from receiver.sinks.email import EmailSink

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 from receiver import clock
+from receiver.config.sinks import SinkSettings
 from receiver.envelope import Entity, Envelope
-from receiver.sinkconfig import SinkSettings
 from receiver.sinks.base import Delivery, Result, SinkError, TicketStore
 from receiver.sinks.http import ClientPool
 from receiver.sinks.metrics import SinkMetrics

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from receiver.config.sinks import TEMPLATE_NAMES, ServiceNowSinkSettings
 from receiver.envelope import Envelope
-from receiver.sinkconfig import TEMPLATE_NAMES, ServiceNowSinkSettings
 from receiver.sinks import http
 from receiver.sinks.base import Delivery, PermanentError, TicketStore, TicketWriteBack
 from receiver.sinks.metrics import SinkMetrics

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from receiver.config.sinks import TEMPLATE_NAMES, SlackSinkSettings
 from receiver.envelope import Envelope
-from receiver.sinkconfig import TEMPLATE_NAMES, SlackSinkSettings
 from receiver.sinks import http
 from receiver.sinks.base import BaseSink, Delivery, Result
 from receiver.sinks.metrics import SinkMetrics

@@ -34,8 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from receiver.config.sinks import TEMPLATE_NAMES, SlackSinkSettings
 from receiver.envelope import Envelope
-from receiver.sinkconfig import TEMPLATE_NAMES, SlackSinkSettings
 from receiver.sinks import http
 from receiver.sinks.base import (
     BaseSink,

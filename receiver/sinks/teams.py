@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from receiver.config.sinks import TEMPLATE_NAMES, TeamsSinkSettings
 from receiver.envelope import Envelope
 from receiver.securescore import render as secure_score
-from receiver.sinkconfig import TEMPLATE_NAMES, TeamsSinkSettings
 from receiver.sinks import http
 from receiver.sinks.base import BaseSink, Delivery, Result
 from receiver.sinks.metrics import SinkMetrics

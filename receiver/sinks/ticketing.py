@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from receiver.config.sinks import TicketSinkSettings
 from receiver.envelope import Envelope
-from receiver.sinkconfig import TicketSinkSettings
 from receiver.sinks import http
 from receiver.sinks.base import BaseSink, Delivery, PermanentError, Result, TicketStore
 from receiver.sinks.base import TicketWriteBack as WriteBack

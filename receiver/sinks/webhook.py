@@ -22,8 +22,8 @@ import re
 import time
 from typing import Any
 
+from receiver.config.sinks import WebhookSinkSettings
 from receiver.envelope import Envelope
-from receiver.sinkconfig import WebhookSinkSettings
 from receiver.sinks import http
 from receiver.sinks.base import BaseSink, Delivery, Result
 from receiver.sinks.metrics import SinkMetrics

@@ -31,10 +31,10 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from receiver.entries import FIELD as ENTRY_FIELD
-from receiver.keys import Keys
-from receiver.settings import Settings, load_settings
-from receiver.streams import make_redis
+from receiver.config.settings import Settings, load_settings
+from receiver.store.client import make_redis
+from receiver.store.entries import FIELD as ENTRY_FIELD
+from receiver.store.keys import Keys
 from receiver.web import validation as v
 from receiver.web.deadlines import Deadlines
 from receiver.web.enqueue import EnqueueError, Enqueuer

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Mapping
 
 from redis.asyncio import Redis
 
-from receiver import registry
-from receiver.keys import Keys
-from receiver.registry import SubscriptionRecord
+from receiver.store import registry
+from receiver.store.keys import Keys
+from receiver.store.registry import SubscriptionRecord
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from receiver.settings import Settings
+from receiver.config.settings import Settings
 
 __all__ = ["HEAD_TIMEOUT_S", "MAX_HEADERS", "MAX_HEAD_BYTES", "BoundedHttpToolsProtocol",
            "server_options"]

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from receiver.entries import NotificationEntry
-from receiver.registry import SubscriptionRecord
+from receiver.store.entries import NotificationEntry
+from receiver.store.registry import SubscriptionRecord
 
 CHANGE_TYPES = frozenset({"created", "updated", "deleted"})
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})

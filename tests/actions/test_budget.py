@@ -24,11 +24,11 @@ from receiver.actions.app import mount
 from receiver.actions.audit import recent
 from receiver.actions.budget import LINK_VIEWS, TENANT_READS, AlertCache
 from receiver.actions.links import LinkSigner
+from receiver.config.settings import Settings
 from receiver.graph.client import client_for
 from receiver.graph.poller import Poller
-from receiver.keys import Keys
 from receiver.pipeline.worker import build_worker
-from receiver.settings import Settings
+from receiver.store.keys import Keys
 from receiver.web.app import create_app
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.settings import MakeSettings

@@ -19,10 +19,10 @@ from redis.asyncio import Redis
 from receiver.actions.app import mount
 from receiver.actions.audit import AuditRecord, recent
 from receiver.actions.links import LinkSigner
-from receiver.entries import NotificationEntry
-from receiver.keys import Keys
+from receiver.config.settings import Settings
 from receiver.pipeline import records
-from receiver.settings import Settings
+from receiver.store.entries import NotificationEntry
+from receiver.store.keys import Keys
 from receiver.web.app import create_app
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.simulator import SimTenant, SimulatorHandle

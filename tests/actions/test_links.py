@@ -14,7 +14,7 @@ import pytest
 
 from receiver.actions.links import LinkError, LinkSigner
 from receiver.actions.updates import AlertUpdate, UpdateRefused, for_action, legacy_body, v2_body
-from receiver.configfile import ConfigError
+from receiver.config.files import ConfigError
 from tests.fixtures.settings import MakeSettings, WriteConfig, base_settings_data
 
 A = ("a", b"key-a-0123456789abcdefghijklmnopqrstuv")
@@ -108,7 +108,7 @@ def test_settings_need_keys_and_name_the_problem(make_settings: MakeSettings,
     data = base_settings_data()
     data["actions"] = {"enabled": True, "signing_keys": [{"id": "k1", "key": short}]}
     path = write_config(data)
-    from receiver.settings import load_settings
+    from receiver.config.settings import load_settings
 
     with pytest.raises(ConfigError) as exc:
         load_settings(path)
@@ -121,7 +121,7 @@ def test_settings_need_keys_and_name_the_problem(make_settings: MakeSettings,
 
 
 def test_signing_key_from_env_and_file(make_settings: MakeSettings, tmp_path: Any) -> None:
-    from receiver.settings import settings_from_mapping
+    from receiver.config.settings import settings_from_mapping
 
     key_file = tmp_path / "actions.key"
     key_file.write_text("f" * 40 + "\n")

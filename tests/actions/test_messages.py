@@ -23,13 +23,13 @@ from receiver.actions.links import ActionLinks, LinkSigner
 from receiver.envelope import Envelope
 from receiver.graph.client import client_for
 from receiver.graph.poller import Poller
-from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.worker import build_worker
 from receiver.sinks.base import Delivery
 from receiver.sinks.http import ClientPool
 from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.registry import build_sink
+from receiver.store.keys import Keys
 from receiver.web.app import create_app
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.web import free_port, served

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from receiver.actions.rules import button_value
 from receiver.actions.slack import SignatureError, mount, sign, verify
-from receiver.keys import Keys
+from receiver.store.keys import Keys
 from receiver.web.app import create_app
 from tests.fixtures.settings import TENANT_ID, MakeSettings
 from tests.fixtures.web import served

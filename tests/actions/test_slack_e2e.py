@@ -27,8 +27,8 @@ from receiver.actions.slack import mount
 from receiver.envelope import from_v2
 from receiver.graph.client import client_for
 from receiver.graph.poller import Poller
-from receiver.keys import Keys
 from receiver.simulator.slack import SlackStandIn
+from receiver.store.keys import Keys
 from receiver.web.app import create_app
 from tests.actions.test_slack import click_body, signed_headers
 from tests.fixtures.settings import MakeSettings

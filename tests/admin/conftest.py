@@ -19,14 +19,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver import registry
 from receiver.admin.server import AdminServer
+from receiver.config.settings import AdminSettings, Settings
 from receiver.graph.client import client_for
 from receiver.graph.poller import Poller
 from receiver.graph.subscriptions import Supervisor
-from receiver.keys import Keys
 from receiver.pipeline.worker import build_worker
-from receiver.settings import AdminSettings, Settings
+from receiver.store import registry
+from receiver.store.keys import Keys
 from receiver.web.app import create_app
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.web import free_port, served

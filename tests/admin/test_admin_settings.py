@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from receiver.admin.server import start_admin
-from receiver.configfile import ConfigError
-from receiver.settings import load_settings
+from receiver.config.files import ConfigError
+from receiver.config.settings import load_settings
 from tests.fixtures.settings import MakeSettings, WriteConfig, base_settings_data
 
 TOKEN = "a-long-enough-admin-token-42"

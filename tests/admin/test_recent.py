@@ -13,12 +13,12 @@ from receiver import clock
 from receiver.admin._alerts import recent
 from receiver.admin._cards import CardPreviews
 from receiver.envelope import Envelope
-from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.consumer import Entry
 from receiver.pipeline.route import RouteStage, save_silence
 from receiver.routing.config import load_routes
 from receiver.routing.silences import Silence
+from receiver.store.keys import Keys
 from tests.fixtures.settings import TENANT_ID, MakeSettings
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from receiver.admin.app import SECURITY_HEADERS
 from receiver.admin.server import AdminServer
-from receiver.settings import AdminSettings
+from receiver.config.settings import AdminSettings
 from tests.admin.conftest import ADMIN_TOKEN, CALM_TITLE, EVIL_TITLE, Deployment
 
 STATIC = Path(__file__).parents[2] / "receiver" / "admin" / "static"

@@ -110,9 +110,9 @@ def register(redis_url: str, prefix: str = "{test}") -> str:
 
     from redis.asyncio import Redis
 
-    from receiver import registry
-    from receiver.keys import Keys
-    from receiver.registry import SubscriptionRecord
+    from receiver.store import registry
+    from receiver.store.keys import Keys
+    from receiver.store.registry import SubscriptionRecord
 
     record = SubscriptionRecord(str(uuid.uuid4()), TENANT_ID, "security/alerts_v2",
                                 CLIENT_STATE, 4_000_000_000.0)

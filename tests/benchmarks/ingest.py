@@ -21,7 +21,7 @@ from pathlib import Path
 import redis as redis_sync
 import yaml
 
-from receiver.keys import Keys
+from receiver.store.keys import Keys
 from tests.benchmarks._common import free_port, private_redis, process, wrk
 from tests.fixtures.settings import base_settings_data
 from tests.fixtures.web import notification, register
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         data["logging"] = {"level": "WARNING", "format": "text"}
         config = Path(tmp) / "receiver.yaml"
         config.write_text(yaml.safe_dump(data))
-        from receiver.settings import load_settings
+        from receiver.config.settings import load_settings
 
         settings = load_settings(config, environ={})
         record = asyncio.run(register(server.url, settings))

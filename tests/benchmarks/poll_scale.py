@@ -49,12 +49,13 @@ from tests.benchmarks.poll import Changes, Recorder, _load, _metric, _ok
 class Role:
     """A receiver process with its own config (its own metrics port)."""
 
-    def __init__(self, name: str, args: list[str], base: dict[str, Any], tmp: Path) -> None:
+    def __init__(self, name: str, args: list[str], base: dict[str, Any], tmp: Path,
+                 logs: Path) -> None:
         self.name = name
         self.port = free_port()
         config = tmp / f"{name}.yaml"
         config.write_text(yaml.safe_dump({**base, "metrics": {"port": self.port}}))
-        self.log = (tmp / f"{name}.log").open("wb")
+        self.log = (logs / f"{name}.log").open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "receiver.cli", *args, "--config",
                                       str(config)], cwd=ROOT, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -101,7 +102,19 @@ def _phase(args: argparse.Namespace, n: int, workers: list[Role], scheduler: Rol
         if time.monotonic() > deadline:
             raise RuntimeError("the workers never finished a first round of polls")
         time.sleep(0.5)
-    time.sleep(2)
+    # Then steady: a new worker first gets a token for each tenant it polls (MSAL, in a few
+    # threads), holding its jobs meanwhile; measure once no source waited on its last poll
+    # for --steady-s.
+    waited = time.monotonic()
+    skipped = _metric(scheduler.metrics(), "receiver_poll_jobs_skipped_total")
+    while args.steady_s and time.monotonic() < deadline + 60:
+        time.sleep(args.steady_s)
+        now_skipped = _metric(scheduler.metrics(), "receiver_poll_jobs_skipped_total")
+        if now_skipped == skipped:
+            break
+        skipped = now_skipped
+    print(f"({n} worker{'s' if n > 1 else ''}: steady after {time.monotonic() - waited:.0f} s "
+          "of warm-up beyond the first round)")
     skew = float(_ok(sim.get("/clock"))["offsetSeconds"])
     _ok(sim.delete("/counters"))
     cpu0 = {r.name: r.cpu() for r in [*workers, scheduler]}
@@ -155,7 +168,7 @@ def _drain(args: argparse.Namespace, workers: list[Role], others: dict[str, int]
     at once, drained by the workers as fast as their CPU (and the machine) lets them."""
     import redis
 
-    from receiver.keys import Keys
+    from receiver.store.keys import Keys
 
     keys = Keys()
     client = redis.Redis.from_url(redis_url)
@@ -238,6 +251,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="worker counts, one phase each, in order (default 1,2)")
     parser.add_argument("--backlog", type=int, default=6000,
                         help="poll jobs queued at once to measure the capacity (default 6000)")
+    parser.add_argument("--steady-s", type=float, default=10.0,
+                        help="warm-up: measure once no poll waited on its last for this long "
+                             "(default 10; 0: right after the first round)")
+    parser.add_argument("--logs", type=Path, default=None,
+                        help="keep the receiver's logs (WARNING and up) in this directory")
     parser.add_argument("--seed", type=int, default=18)
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, as it comes
@@ -250,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     with private_redis() as redis_server, tempfile.TemporaryDirectory() as tmp_dir, \
             Recorder() as recorder:
         tmp = Path(tmp_dir)
+        logs = args.logs or tmp
+        logs.mkdir(parents=True, exist_ok=True)
         sim_port = free_port()
         sim_url = f"https://127.0.0.1:{sim_port}"
         ca = str(tmp / "ca.pem")
@@ -288,19 +308,21 @@ def main(argv: list[str] | None = None) -> int:
                     "sinks": [{"type": "webhook", "name": "hook",
                                "url": f"http://127.0.0.1:{recorder.port}/hook"}],
                     "routes_file": str(tmp / "routes.yaml"),
-                    "logging": {"level": "ERROR", "format": "text"},
+                    "logging": {"level": "WARNING" if args.logs else "ERROR",
+                                "format": "text"},
                 }
                 _ok(sim.post("/faults", json={"kind": "graph_latency", "ms": args.latency_ms}))
                 assert redis_server.proc is not None
                 others = {"simulator": simulator.pid, "redis": redis_server.proc.pid}
-                scheduler = Role("scheduler", ["scheduler"], base, tmp)
+                scheduler = Role("scheduler", ["scheduler"], base, tmp, logs)
                 roles.append(scheduler)
                 scheduler.wait_ready()
                 ids = [t["tenant_id"] for t in tenants]
                 workers: list[Role] = []
                 for n in counts:
                     while len(workers) < n:
-                        worker = Role(f"worker-{len(workers) + 1}", ["worker"], base, tmp)
+                        worker = Role(f"worker-{len(workers) + 1}", ["worker"], base, tmp,
+                                      logs)
                         roles.append(worker)
                         worker.wait_ready()
                         workers.append(worker)

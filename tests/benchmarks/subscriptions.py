@@ -28,13 +28,13 @@ from typing import Any
 import httpx
 import yaml
 
+from receiver.config.settings import load_settings
 from receiver.graph.client import client_for
 from receiver.graph.metrics import SupervisorMetrics
 from receiver.graph.subscriptions import Supervisor
-from receiver.keys import Keys
-from receiver.scheduler import Lease
-from receiver.settings import load_settings
-from receiver.streams import connect
+from receiver.store.client import connect
+from receiver.store.keys import Keys
+from receiver.store.lease import Lease
 from tests.benchmarks._common import free_port, private_redis, process
 
 

@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.configfile import ConfigError
-from receiver.settings import Settings, load_settings
+from receiver.config.files import ConfigError
+from receiver.config.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((ROOT / "config" / "receiver.example.yaml").read_text())

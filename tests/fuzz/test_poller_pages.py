@@ -28,10 +28,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from receiver.config.settings import Settings
 from receiver.graph.client import client_for
 from receiver.graph.poller import Poller
-from receiver.keys import Keys
-from receiver.settings import Settings
+from receiver.store.keys import Keys
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.web import free_port
 from tests.graph.helpers import sim_settings, tenant_entry

@@ -24,8 +24,8 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.registry import SubscriptionRecord
-from receiver.settings import Settings
+from receiver.config.settings import Settings
+from receiver.store.registry import SubscriptionRecord
 from receiver.web.app import create_app
 from receiver.web.server import server_options
 from tests.fixtures.settings import MakeSettings

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from receiver.config.settings import Settings
 from receiver.graph.client import GraphClient
-from receiver.settings import Settings
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.simulator import SimTenant, SimulatorHandle
 

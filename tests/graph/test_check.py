@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from receiver.admin.health import gather
 from receiver.cli import main
+from receiver.config.settings import settings_from_mapping
 from receiver.graph.check import (
     ALERT_READ,
     ALERT_WRITE,
@@ -33,9 +34,8 @@ from receiver.graph.check import (
 )
 from receiver.graph.client import client_for
 from receiver.graph.probes import startup_check
-from receiver.settings import settings_from_mapping
 from receiver.simulator.state import ALL_ROLES
-from receiver.streams import make_redis
+from receiver.store.client import make_redis
 from tests.fixtures.settings import WriteConfig, base_settings_data
 from tests.fixtures.simulator import SimTenant, SimulatorHandle
 from tests.graph.helpers import tenant_entry

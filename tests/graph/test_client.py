@@ -9,12 +9,12 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from receiver.config.settings import Settings
+from receiver.config.values import parse_retry_after
 from receiver.graph.auth import TokenProvider
 from receiver.graph.client import GraphClient, GraphError, GraphUnavailable
 from receiver.graph.ratelimit import RateLimiter
-from receiver.keys import Keys
-from receiver.settings import Settings
-from receiver.values import parse_retry_after
+from receiver.store.keys import Keys
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.simulator import SimulatorHandle
 from tests.graph.helpers import sim_settings

@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from receiver.entries import BackfillRequest
 from receiver.graph.auth import TokenProvider
 from receiver.graph.client import ForeignLink, GraphClient, client_for
 from receiver.graph.poller import Poller
-from receiver.keys import Keys
+from receiver.store.entries import BackfillRequest
+from receiver.store.keys import Keys
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.web import served
 from tests.graph.helpers import sim_settings, tenant_entry

@@ -12,11 +12,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from receiver import clock
-from receiver.entries import BackfillRequest, NotificationEntry
 from receiver.envelope import from_incident
 from receiver.graph.client import GraphError, client_for
 from receiver.graph.poller import Poller
-from receiver.keys import Keys
+from receiver.store.entries import BackfillRequest, NotificationEntry
+from receiver.store.keys import Keys
 from tests.fixtures.settings import MakeSettings
 from tests.graph.helpers import sim_settings, tenant_entry
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from receiver.entries import NotificationEntry
+from receiver.config.settings import Settings
 from receiver.graph.client import SECURITY_BUCKET, client_for
 from receiver.graph.poller import Poller
-from receiver.keys import Keys
-from receiver.settings import Settings
+from receiver.store.entries import NotificationEntry
+from receiver.store.keys import Keys
 from tests.fixtures.settings import MakeSettings
 from tests.graph.helpers import Recording, sim_settings, tenant_entry
 

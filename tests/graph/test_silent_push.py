@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from receiver import registry
 from receiver.admin.health import gather
-from receiver.entries import NotificationEntry
 from receiver.graph.client import client_for
 from receiver.graph.metrics import SupervisorMetrics
 from receiver.graph.subscriptions import Supervisor
-from receiver.keys import Keys
 from receiver.pipeline.consumer import Entry
 from receiver.pipeline.fetch import FetchStage
-from receiver.registry import SubscriptionRecord
+from receiver.store import registry
+from receiver.store.entries import NotificationEntry
+from receiver.store.keys import Keys
+from receiver.store.registry import SubscriptionRecord
 from tests.fixtures.settings import MakeSettings
 from tests.graph.helpers import sim_settings, tenant_entry
 

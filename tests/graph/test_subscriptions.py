@@ -9,14 +9,15 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from receiver import clock, registry
-from receiver.entries import BackfillRequest, NotificationEntry
+from receiver import clock
+from receiver.config.settings import Settings
 from receiver.graph.client import GraphClient, client_for
 from receiver.graph.metrics import SupervisorMetrics
-from receiver.graph.subscriptions import LeaseLost, Supervisor, parse_graph_time
-from receiver.keys import Keys
-from receiver.scheduler import Lease
-from receiver.settings import Settings
+from receiver.graph.subscriptions import Supervisor, parse_graph_time
+from receiver.store import registry
+from receiver.store.entries import BackfillRequest, NotificationEntry
+from receiver.store.keys import Keys
+from receiver.store.lease import Lease, LeaseLost
 from receiver.web.app import create_app
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.simulator import SimulatorHandle
@@ -319,7 +320,7 @@ async def test_a_stale_lease_holder_cannot_write(world: World) -> None:
     renewed = w.sim.control.counters().get("subscriptions.renewed", 0)
     _, records = await registry.load_all(w.redis, w.keys)
     wanted = w.supervisor.wanted(w.settings.tenants[0])[0]
-    from receiver.graph.subscriptions import LeaseLost
+    from receiver.store.lease import LeaseLost
 
     with pytest.raises(LeaseLost):
         await w.supervisor.renew(wanted, records[ids[("t0", RESOURCE)]])

@@ -10,8 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from receiver.keys import Keys
 from receiver.pipeline.consumer import Consumer, ConsumerConfig, Entry, Retry
+from receiver.store.keys import Keys
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.waiting import wait_until_async
 

@@ -16,11 +16,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from receiver.envelope import Envelope
-from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.consumer import Consumer, ConsumerConfig
 from receiver.pipeline.deliver import DeliverPolicy, DeliverStage, replay
 from receiver.sinks.registry import Sinks, build_sinks
+from receiver.store.keys import Keys
 from tests.fixtures.settings import TENANT_ID, MakeSettings
 from tests.fixtures.web import served
 

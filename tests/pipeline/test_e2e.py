@@ -16,13 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from receiver.config.settings import Settings
 from receiver.graph.client import client_for
 from receiver.graph.poller import Poller
 from receiver.graph.subscriptions import Supervisor
-from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.worker import build_worker
-from receiver.settings import Settings
+from receiver.store.keys import Keys
 from receiver.web.app import create_app
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.waiting import drained, notifier_settled

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from receiver.entries import NotificationEntry
+from receiver.config.settings import Settings
 from receiver.graph.client import client_for
-from receiver.keys import Keys
 from receiver.pipeline.consumer import Consumer, ConsumerConfig, Entry, Poison
 from receiver.pipeline.fetch import FetchStage, canonical_version, envelope_of
-from receiver.settings import Settings
+from receiver.store.entries import NotificationEntry
+from receiver.store.keys import Keys
 from tests.fixtures.settings import MakeSettings
 from tests.graph.helpers import sim_settings
 

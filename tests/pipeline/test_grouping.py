@@ -12,12 +12,12 @@ import redis.asyncio as aioredis
 from pydantic import TypeAdapter
 
 from receiver.envelope import Envelope
-from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.consumer import Entry
 from receiver.pipeline.grouping import Groups
 from receiver.pipeline.route import RouteStage
 from receiver.routing.config import RoutesConfig
+from receiver.store.keys import Keys
 
 ROUTES = TypeAdapter(RoutesConfig).validate_python({"route": {
     "receiver": "teams",

@@ -20,13 +20,13 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from receiver.entries import NotificationEntry
+from receiver.config.settings import Settings
 from receiver.graph.client import client_for
 from receiver.graph.poller import Poller
-from receiver.keys import Keys
 from receiver.pipeline.consumer import Consumer, ConsumerConfig
 from receiver.pipeline.poll import POLL_GROUP, Planner, PollJobs, phase
-from receiver.settings import Settings
+from receiver.store.entries import NotificationEntry
+from receiver.store.keys import Keys
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.settings import MakeSettings
 from tests.graph.helpers import Recording, sim_settings, tenant_entry

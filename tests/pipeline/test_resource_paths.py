@@ -15,13 +15,13 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 
-from receiver import registry
 from receiver.graph.auth import TokenProvider
 from receiver.graph.client import SECURITY_BUCKET, GraphClient, client_for
 from receiver.graph.ratelimit import RateLimiter
 from receiver.graph.subscriptions import Supervisor
-from receiver.keys import Keys
 from receiver.pipeline.worker import build_worker
+from receiver.store import registry
+from receiver.store.keys import Keys
 from receiver.web.app import create_app
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.web import free_port, served

@@ -24,12 +24,12 @@ from starlette.routing import Route
 
 from receiver.admin.server import AdminServer
 from receiver.cli import main
+from receiver.config.settings import settings_from_mapping
 from receiver.graph.client import client_for
 from receiver.graph.poller import Poller
-from receiver.keys import Keys
 from receiver.logs import JsonFormatter
 from receiver.pipeline.worker import build_worker
-from receiver.settings import settings_from_mapping
+from receiver.store.keys import Keys
 from tests.fixtures.settings import WriteConfig, base_settings_data, deep_merge
 from tests.fixtures.web import served
 from tests.graph.helpers import tenant_entry

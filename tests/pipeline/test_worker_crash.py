@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from receiver.graph.client import client_for
 from receiver.graph.poller import Poller
-from receiver.keys import Keys
+from receiver.store.keys import Keys
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.web import served
 from tests.graph.helpers import sim_settings, tenant_entry

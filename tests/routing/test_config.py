@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.configfile import ConfigError
+from receiver.config.files import ConfigError
 from receiver.routing.config import load_routes, parse_duration
 from tests.fixtures.settings import WriteConfig
 

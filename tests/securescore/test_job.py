@@ -14,14 +14,14 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
+from receiver.config.settings import Settings
 from receiver.envelope import Envelope
 from receiver.graph.client import GraphClient, client_for
-from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.worker import build_worker
 from receiver.securescore.job import SecureScoreJob
 from receiver.securescore.watch import iso_week
-from receiver.settings import Settings
+from receiver.store.keys import Keys
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.simulator import SimulatorHandle
 from tests.fixtures.web import served
@@ -187,7 +187,7 @@ async def test_graph_failure_loses_nothing(
 def test_the_scheduler_runs_it_only_when_enabled(
         make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings,
         redis_url: str, tmp_path: Path) -> None:
-    from receiver.cli import _scheduler_runner
+    from receiver.scheduler.jobs import build_runner
 
     sim = make_simulator()
     on = _settings(make_settings, sim, redis_url, tmp_path, interval_s=3600)
@@ -197,7 +197,7 @@ def test_the_scheduler_runs_it_only_when_enabled(
         redis = aioredis.Redis.from_url(redis_url)
         graph = client_for(settings, redis)
         try:
-            runner = _scheduler_runner(settings, redis, graph)
+            runner = build_runner(settings, redis, graph)
             return {j.name: j.interval_s for j in runner.jobs}
         finally:
             await graph.aclose()

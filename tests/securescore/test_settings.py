@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from receiver.configfile import ConfigError
+from receiver.config.files import ConfigError
+from receiver.config.settings import load_settings
 from receiver.securescore.job import policy_of
-from receiver.settings import load_settings
 from tests.fixtures.settings import WriteConfig, base_settings_data
 
 

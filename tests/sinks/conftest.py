@@ -19,11 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from receiver.envelope import Entity, Envelope
-from receiver.keys import Keys
 from receiver.pipeline.tickets import RedisTicketStore
 from receiver.simulator.tls import TlsFiles, ensure_tls
 from receiver.sinks.http import ClientPool
 from receiver.sinks.metrics import SinkMetrics
+from receiver.store.keys import Keys
 from tests.fixtures.web import free_port, served
 
 FORMATS = Path(__file__).resolve().parent.parent / "formats"

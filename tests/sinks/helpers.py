@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from receiver.sinkconfig import SinkSettings
+from receiver.config.sinks import SinkSettings
 
 TEAMS_TOKEN = "sig=TeAmSsEcReTtOkEn0123456789abcdef"
 SLACK_TOKEN = "T000SLACK/B000SLACK/XXslacksecrettokenXX"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from receiver.configfile import ConfigError
+from receiver.config.files import ConfigError
+from receiver.config.settings import settings_from_mapping
+from receiver.config.sinks import TEMPLATE_NAMES
 from receiver.envelope import Envelope
-from receiver.settings import settings_from_mapping
-from receiver.sinkconfig import TEMPLATE_NAMES
 from receiver.sinks.base import Delivery, PermanentError
 from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.registry import FACTORIES, SinkBuildError, build_sinks

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from receiver.config.settings import settings_from_mapping
 from receiver.pipeline.tickets import RedisTicketStore
-from receiver.settings import settings_from_mapping
 from receiver.sinks.base import Delivery, SinkError
 from receiver.sinks.registry import build_sinks
 from tests.fixtures.settings import base_settings_data

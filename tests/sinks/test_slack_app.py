@@ -15,7 +15,6 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from receiver.actions.rules import buttons
-from receiver.keys import Keys
 from receiver.pipeline.tickets import RedisSlackMessageStore
 from receiver.redaction import redact
 from receiver.simulator.slack import SlackStandIn
@@ -24,6 +23,7 @@ from receiver.sinks.http import ClientPool
 from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.registry import SinkBuildError, build_sink
 from receiver.sinks.slack_app import SlackAppSink
+from receiver.store.keys import Keys
 from tests.fixtures.web import served
 from tests.sinks.conftest import make_envelope, update_of
 from tests.sinks.helpers import config

@@ -113,7 +113,7 @@ async def test_fifty_concurrent_updates_make_one_ticket(
         redis_url: str) -> None:
     from redis.asyncio import Redis
 
-    from receiver.keys import Keys
+    from receiver.store.keys import Keys
 
     fake = _fake(kind, server, create_delay_s=0.05)
     # Several "workers": each its own Redis connection and sink object, one shared lock.
@@ -142,7 +142,7 @@ async def test_a_busy_lock_is_retryable(server: Server, pool: ClientPool, redis_
                                         ) -> None:
     from redis.asyncio import Redis
 
-    from receiver.keys import Keys
+    from receiver.store.keys import Keys
 
     FakeJira(server, "bot@contoso.com", JIRA_TOKEN)
     client = Redis.from_url(redis_url)
@@ -163,7 +163,7 @@ async def test_a_busy_lock_is_retryable(server: Server, pool: ClientPool, redis_
 async def test_lock_is_released_only_by_its_owner(redis_url: str) -> None:
     from redis.asyncio import Redis
 
-    from receiver.keys import Keys
+    from receiver.store.keys import Keys
 
     client = Redis.from_url(redis_url)
     try:

@@ -11,16 +11,16 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import TypeAdapter
 
+from receiver.config.sinks import EmailSinkSettings
 from receiver.envelope import from_legacy, from_v2
 from receiver.graph.client import client_for
-from receiver.keys import Keys
 from receiver.pipeline.tickets import RedisTicketStore
 from receiver.pipeline.writeback import GraphWriteBack
-from receiver.sinkconfig import EmailSinkSettings
 from receiver.sinks.base import Delivery, PermanentError
 from receiver.sinks.http import ClientPool
 from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.registry import build_sink
+from receiver.store.keys import Keys
 from tests.fixtures.settings import MakeSettings
 from tests.graph.helpers import sim_settings
 from tests.sinks.conftest import Server

@@ -13,7 +13,7 @@ import pytest
 import redis
 from redis.asyncio import Redis
 
-from receiver.keys import Keys
+from receiver.store.keys import Keys
 from receiver.web.registry_cache import RegistryCache
 from receiver.web.server import HEAD_TIMEOUT_S, BoundedHttpToolsProtocol, server_options
 from tests.benchmarks import attacks

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import redis
 
-from receiver.entries import NotificationEntry
-from receiver.keys import Keys
-from receiver.settings import Settings
+from receiver.config.settings import Settings
+from receiver.store.entries import NotificationEntry
+from receiver.store.keys import Keys
 from receiver.web.app import create_app, web_state
 from tests.fixtures.redis_server import RedisServer
 from tests.fixtures.settings import MakeSettings

@@ -29,9 +29,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from receiver.configfile import ConfigError
-from receiver.registry import SubscriptionRecord
-from receiver.settings import Settings
+from receiver.config.files import ConfigError
+from receiver.config.settings import Settings
+from receiver.store.registry import SubscriptionRecord
 from receiver.web.app import create_app, web_state
 from receiver.web.rich import (
     GRAPH_PUBLISHER_APP_ID,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from receiver.registry import SubscriptionRecord
+from receiver.store.registry import SubscriptionRecord
 from receiver.web import validation as v
 from receiver.web.metrics import SlowAnswerWindow
 

@@ -10,10 +10,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from receiver import clock, registry
-from receiver.entries import NotificationEntry
-from receiver.keys import Keys
-from receiver.registry import SubscriptionRecord
+from receiver import clock
+from receiver.store import registry
+from receiver.store.entries import NotificationEntry
+from receiver.store.keys import Keys
+from receiver.store.registry import SubscriptionRecord
 from receiver.web.app import create_app
 from tests.fixtures.settings import MakeSettings
 from tests.fixtures.web import served

@@ -1,4 +1,4 @@
-"""Scheduled jobs on exactly one process: a Redis lease, a fencing token, APScheduler.
+"""The scheduler lease: one process at a time holds it, with a fencing token.
 
 The lease: ``SET leader <owner token> NX PX lease_s``, renewed every ``heartbeat_s`` by a
 compare-and-extend script (only the holder's token extends it). Each acquisition increments
@@ -21,28 +21,18 @@ on a clean shutdown).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-import logging
 import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from receiver.graph.subscriptions import TOUCH_TTL_S, LeaseLost, Supervisor
-from receiver.keys import Keys
-from receiver.settings import SchedulerSettings
+from receiver.store.keys import Keys
 
-log = logging.getLogger(__name__)
+TOUCH_TTL_S = 86_400  # how long a subscription's last claimed write is remembered
 
 # KEYS: leader, fencing. ARGV: owner token, lease ms. -> the fence, or 0 when held by another.
 _ACQUIRE = """
@@ -171,130 +161,36 @@ class Lease:
             raise LeaseLost(f"a newer lease holder already wrote subscription {subscription_id}")
 
 
-@dataclass(frozen=True)
-class Job:
-    """Another leader-only job (the poller, backfills): run every ``interval_s``."""
-
-    name: str
-    interval_s: float
-    run: Callable[[], Awaitable[None]]
-    registry: CollectorRegistry | None = None
+class LeaseLost(Exception):
+    """This process no longer holds the scheduler lease: it must stop acting."""
 
 
-class SchedulerRunner:
-    """Holds (or waits for) the lease and runs the supervisor's jobs while it holds it."""
-
-    def __init__(self, settings: SchedulerSettings, lease: Lease, supervisor: Supervisor,
-                 *, consumer: str | None = None, jobs: Sequence[Job] = ()) -> None:
-        self.settings = settings
-        self.lease = lease
-        self.supervisor = supervisor
-        self.consumer = consumer or lease.owner
-        self.scheduler = AsyncIOScheduler(timezone=dt.UTC)
-        self.acting = False
-        self.jobs = list(jobs)
-
-    async def reconcile_job(self) -> None:
-        try:
-            report = await self.supervisor.reconcile()
-        except LeaseLost as exc:
-            log.warning("reconcile stopped: %s", exc)
-            return
-        except Exception:
-            log.exception("reconcile failed")
-            return
-        level = logging.WARNING if report.errors else logging.INFO
-        log.log(level, "reconcile: %s", report.summary(), extra={"count": report.tenants})
-
-    async def lifecycle_job(self) -> None:
-        block_ms = max(1, int(self.settings.lifecycle_interval_s * 500))
-        try:
-            while await self.supervisor.consume_lifecycle(self.consumer, block_ms=block_ms):
-                pass
-        except LeaseLost as exc:
-            log.warning("lifecycle handling stopped: %s", exc)
-        except (RedisError, OSError) as exc:
-            log.warning("lifecycle stream unavailable: %s", type(exc).__name__)
-
-    def _start_jobs(self) -> None:
-        s = self.settings
-        now = dt.datetime.now(dt.UTC)
-        self.scheduler.add_job(self.reconcile_job, "interval", id="reconcile",
-                               seconds=s.reconcile_interval_s, next_run_time=now,
-                               max_instances=1, coalesce=True, replace_existing=True,
-                               misfire_grace_time=None)
-        self.scheduler.add_job(self.lifecycle_job, "interval", id="lifecycle",
-                               seconds=s.lifecycle_interval_s, next_run_time=now,
-                               max_instances=1, coalesce=True, replace_existing=True,
-                               misfire_grace_time=None)
-        for job in self.jobs:
-            self.scheduler.add_job(self._guarded(job), "interval", id=job.name,
-                                   seconds=job.interval_s, next_run_time=now, max_instances=1,
-                                   coalesce=True, replace_existing=True, misfire_grace_time=None)
-        self.acting = True
-        self.supervisor.metrics.leader.set(1)
-        self.supervisor.metrics.fence.set(self.lease.fence)
+class Guard(Protocol):
+    """The write permission of the supervisor (the scheduler lease and its fencing token)."""
 
     @property
-    def registries(self) -> list[CollectorRegistry]:
-        """The scheduler's metrics (the supervisor's and those of its jobs)."""
-        out = [self.supervisor.metrics.registry, self.supervisor.graph.registry]
-        out += [r for job in self.jobs if (r := job.registry) is not None]
-        return out
+    def fence(self) -> int: ...
 
-    def _guarded(self, job: Job) -> Callable[[], Awaitable[None]]:
-        async def run() -> None:
-            try:
-                await self.lease.check()
-                await job.run()
-            except LeaseLost as exc:
-                log.warning("%s stopped: %s", job.name, exc)
-            except Exception:
-                log.exception("%s failed", job.name)
+    async def check(self) -> None:
+        """Raise LeaseLost unless this process still holds the lease."""
 
-        return run
+    async def claim(self, subscription_id: str, kind: str, at: dt.datetime) -> None:
+        """Check the lease before a write on a subscription and mark the subscription with
+        our fencing token; raise LeaseLost if the lease is gone or a newer holder (a higher
+        fence) already wrote it."""
 
-    def _stop_jobs(self) -> None:
-        if self.acting:
-            self.scheduler.remove_all_jobs()
-            self.acting = False
-            self.supervisor.metrics.leader.set(0)
 
-    async def tick(self) -> None:
-        """One heartbeat: renew the lease we hold, or try to take a free one."""
-        try:
-            if self.acting:
-                if await self.lease.renew():
-                    return
-                log.warning("scheduler lease lost to another process: standing by",
-                            extra={"role": "scheduler"})
-                self._stop_jobs()
-            elif await self.lease.acquire():
-                log.info("scheduler lease acquired (fence %d): acting", self.lease.fence,
-                         extra={"role": "scheduler"})
-                self._start_jobs()
-        except (RedisError, OSError) as exc:
-            log.warning("scheduler lease: redis error %s", type(exc).__name__,
-                        extra={"role": "scheduler"})
-            if self.acting and not self.lease.held:
-                log.warning("scheduler lease ran out without a renewal: standing by",
-                            extra={"role": "scheduler"})
-                self._stop_jobs()
+class Unfenced:
+    """A guard for operator commands run without the lease (list, delete): records only."""
 
-    async def run(self, stop: asyncio.Event) -> None:
-        self.scheduler.start()
-        log.info("scheduler started (lease %ss, heartbeat %ss), owner %s", self.settings.lease_s,
-                 self.settings.heartbeat_s, self.lease.owner, extra={"role": "scheduler"})
-        try:
-            while not stop.is_set():
-                await self.tick()
-                if self.acting and not self.lease.held:
-                    self._stop_jobs()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.heartbeat_s)
-        finally:
-            self._stop_jobs()
-            self.scheduler.shutdown(wait=False)
-            with contextlib.suppress(RedisError, OSError):
-                await self.lease.release()
-            log.info("scheduler stopped", extra={"role": "scheduler"})
+    fence = 0
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def check(self) -> None:
+        return None
+
+    async def claim(self, subscription_id: str, kind: str, at: dt.datetime) -> None:
+        return None

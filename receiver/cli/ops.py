@@ -14,18 +14,18 @@ from typing import Any
 from redis.asyncio import Redis
 
 from receiver import clock
-from receiver.configfile import ConfigError
+from receiver.cli.progress import Progress
+from receiver.config.files import ConfigError
+from receiver.config.settings import Settings
 from receiver.envelope import Envelope, from_incident, from_legacy, from_v2
-from receiver.keys import Keys
 from receiver.pipeline import records
 from receiver.pipeline.deliver import describe_dlq_entry, replay
 from receiver.pipeline.route import expire_silence, load_silences, save_silence
-from receiver.progress import Progress
 from receiver.routing.config import load_routes, parse_duration
 from receiver.routing.grouping import group_labels
 from receiver.routing.silences import Silence, silenced_by
 from receiver.routing.tree import Trace, route
-from receiver.settings import Settings
+from receiver.store.keys import Keys
 
 OK, ERROR = 0, 1
 
@@ -272,10 +272,10 @@ def _backfill_since(args: argparse.Namespace, settings: Settings) -> datetime:
 async def backfill(settings: Settings, redis: Redis, args: argparse.Namespace) -> int:
     """Re-read one tenant's alerts changed since a time into the pipeline, now (the poller's
     backfill, as the scheduler runs it after a `missed` lifecycle event)."""
-    from receiver.entries import BackfillRequest
     from receiver.graph.auth import GraphAuthError
     from receiver.graph.client import GraphError, client_for
     from receiver.graph.poller import Poller
+    from receiver.store.entries import BackfillRequest
 
     tenant = next((t for t in settings.tenants if args.tenant in (t.name, t.tenant_id)), None)
     if tenant is None:

@@ -1,7 +1,8 @@
 """The config type of every sink, validated when the settings are loaded.
 
-A core module: it imports pydantic and the standard library only, so ``receiver.settings`` can
-hold :data:`SinkSettings` (a union discriminated on ``type``) without importing any sink.
+A core module: it imports pydantic and the standard library only, so
+``receiver.config.settings`` can hold :data:`SinkSettings` (a union discriminated on
+``type``) without importing any sink.
 
 Secrets (webhook URLs that carry tokens, API keys, passwords, signing secrets) are ``SecretStr``:
 the settings loader accepts each of them inline, as ``<name>_file`` or as ``<name>_env``.
@@ -30,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from receiver.values import check_url
+from receiver.config.values import check_url
 
 __all__ = [
     "TEMPLATE_NAMES",

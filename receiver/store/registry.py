@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
-from receiver.keys import Keys
+from receiver.store.keys import Keys
 
 
 @dataclass(frozen=True, slots=True)

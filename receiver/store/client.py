@@ -5,7 +5,7 @@ The one place that builds a Redis client, so every role connects the same way: o
 client discovers the rest and follows MOVED/ASK).
 
 Why the cluster client is typed as :class:`Redis`: every key of a deployment carries the
-prefix's hash tag (receiver/keys.py), so every command, transaction pipeline, Lua script and
+prefix's hash tag (receiver/store/keys.py), so every command, transaction pipeline, Lua script and
 XREADGROUP the product sends touches one slot, and redis-py's async ``RedisCluster`` serves
 that same command surface (pipelines with ``transaction=True`` since 6.x, ``EVALSHA`` with
 keys of one slot, blocking reads). Rather than widen every signature in the product to a
@@ -25,7 +25,7 @@ from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from receiver.settings import RedisSettings
+from receiver.config.settings import RedisSettings
 
 log = logging.getLogger(__name__)
 

@@ -23,9 +23,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from starlette.types import ASGIApp
 
+    from receiver.config.settings import Settings
     from receiver.graph.client import GraphClient
-    from receiver.scheduler import SchedulerRunner
-    from receiver.settings import Settings
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -48,9 +47,9 @@ def _cmd_version(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
-    from receiver.configfile import ConfigError
+    from receiver.config.files import ConfigError
+    from receiver.config.settings import load_settings
     from receiver.routing.config import load_routes
-    from receiver.settings import load_settings
 
     path = args.file or args.config or os.environ.get("RECEIVER_CONFIG")
     if not path:
@@ -72,8 +71,8 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> Settings | None:
     """The settings for a role, or None after printing why they cannot be had."""
-    from receiver.configfile import ConfigError
-    from receiver.settings import load_settings
+    from receiver.config.files import ConfigError
+    from receiver.config.settings import load_settings
 
     path = args.config or os.environ.get("RECEIVER_CONFIG")
     if not path:
@@ -147,7 +146,7 @@ def _web_app(settings: Settings, extra_registries: Sequence[CollectorRegistry] =
 
 def web_app_from_environment() -> ASGIApp:
     """uvicorn factory for ``receiver web --workers N``: settings from RECEIVER_CONFIG."""
-    from receiver.settings import load_settings
+    from receiver.config.settings import load_settings
 
     app = _web_app(load_settings(os.environ["RECEIVER_CONFIG"], environ=os.environ))
     _tune_gc()
@@ -167,9 +166,9 @@ def _expires_in(seconds: float | None) -> str:
 async def _subscriptions(settings: Settings, args: argparse.Namespace) -> int:
     from receiver.graph.client import client_for
     from receiver.graph.subscriptions import Supervisor
-    from receiver.keys import Keys
-    from receiver.scheduler import Lease
-    from receiver.streams import connect
+    from receiver.store.client import connect
+    from receiver.store.keys import Keys
+    from receiver.store.lease import Lease
 
     redis = await connect(settings.redis)
     graph = client_for(settings, redis)
@@ -239,7 +238,7 @@ def _cmd_subscriptions(args: argparse.Namespace) -> int:
 def _serve_metrics(settings: Settings, registries: list[CollectorRegistry]) -> None:
     """The role's /metrics on metrics.port, when one is set."""
     if settings.metrics.port:
-        from receiver.metrics import serve_metrics
+        from receiver.cli.metrics import serve_metrics
 
         serve_metrics(settings.metrics.host, settings.metrics.port, registries)
 
@@ -279,12 +278,14 @@ def _stop_on_signals(*also: Callable[[], None]) -> asyncio.Event:
 async def _scheduler(settings: Settings) -> int:
 
     from receiver.graph.client import client_for
-    from receiver.streams import connect
+    from receiver.store.client import connect
 
     redis = await connect(settings.redis)
     graph = client_for(settings, redis)
+    from receiver.scheduler.jobs import build_runner
+
     stop = _stop_on_signals()
-    runner = _scheduler_runner(settings, redis, graph)
+    runner = build_runner(settings, redis, graph)
     check = _start_tenant_check(settings, redis, graph, "scheduler")
     try:
         _serve_metrics(settings, runner.registries)
@@ -308,44 +309,10 @@ def _start_tenant_check(settings: Settings, redis: Redis, graph: GraphClient,
                                name="tenant-check")
 
 
-def _scheduler_runner(settings: Settings, redis: Redis, graph: GraphClient) -> SchedulerRunner:
-    """The lease holder's jobs: reconcile, lifecycle events, deciding which tenant is due to
-    be polled (the workers poll it, and run backfills: receiver.pipeline.poll), and the
-    Secure Score watch."""
-    from prometheus_client import CollectorRegistry
-
-    from receiver.graph.subscriptions import Supervisor
-    from receiver.keys import Keys
-    from receiver.pipeline.poll import Planner
-    from receiver.scheduler import Job, Lease, SchedulerRunner
-
-    keys = Keys(settings.redis.key_prefix)
-    lease = Lease(redis, keys, settings.scheduler.lease_s)
-    jobs: list[Job] = []
-    planner = Planner(redis, keys, settings, registry=CollectorRegistry())
-    if planner.units:
-
-        async def plan_polls() -> None:
-            await planner.tick()
-
-        jobs.append(Job("poll", planner.tick_s, plan_polls, planner.registry))
-    if any(t.secure_score.enabled for t in settings.tenants):
-        from receiver.securescore.job import SecureScoreJob
-
-        scores = SecureScoreJob(redis, keys, settings, graph, registry=CollectorRegistry())
-
-        async def check_scores() -> None:
-            await scores.run_all()
-
-        jobs.append(Job("secure_score", scores.interval_s, check_scores, scores.registry))
-    return SchedulerRunner(settings.scheduler, lease,
-                           Supervisor(settings, graph, redis, guard=lease), jobs=jobs)
-
-
 async def _worker(settings: Settings) -> int:
 
     from receiver.pipeline.worker import build_worker
-    from receiver.streams import connect
+    from receiver.store.client import connect
 
     redis = await connect(settings.redis)
     try:
@@ -370,7 +337,7 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     import uvicorn
 
     from receiver.pipeline.worker import build_worker
-    from receiver.streams import connect
+    from receiver.store.client import connect
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -383,7 +350,9 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
     except BaseException:
         await redis.aclose()
         raise
-    runner = _scheduler_runner(settings, redis, worker.graph)
+    from receiver.scheduler.jobs import build_runner
+
+    runner = build_runner(settings, redis, worker.graph)
     from receiver.web.server import server_options
 
     server = _Server(uvicorn.Config(
@@ -466,12 +435,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from receiver.demo import run
+    from receiver.cli.demo import run
 
     return run(args)
 
 
-def _ops(name: str, *, needs_redis: bool = True, module: str = "receiver.ops",
+def _ops(name: str, *, needs_redis: bool = True, module: str = "receiver.cli.ops",
          quiet_logs: bool = False) -> Handler:
     """A handler for an operator command: ``module``'s async ``name(settings, redis, args)``
     (``redis`` None when Redis is optional and unreachable). ``quiet_logs``: only warnings
@@ -483,7 +452,7 @@ def _ops(name: str, *, needs_redis: bool = True, module: str = "receiver.ops",
 
         from redis.exceptions import RedisError
 
-        from receiver.streams import make_redis
+        from receiver.store.client import make_redis
 
         settings = _load(args)
         if settings is None:
@@ -584,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", "run the demo: private Redis, simulator, receiver and a stream of alerts",
                _cmd_demo)
-    from receiver import demo as demo_module
+    from receiver.cli import demo as demo_module
 
     demo_module.add_arguments(demo)
 
@@ -762,10 +731,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _sinks_test(settings: Settings, name: str) -> tuple[bool, str]:
-    from receiver.keys import Keys
     from receiver.pipeline.tickets import RedisTicketStore
     from receiver.sinks.sample import send_sample
-    from receiver.streams import make_redis
+    from receiver.store.client import make_redis
+    from receiver.store.keys import Keys
 
     config = next(s for s in settings.sinks if s.name == name)
     if config.type not in ("jira", "servicenow"):

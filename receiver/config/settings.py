@@ -42,10 +42,10 @@ from pydantic import (
 )
 
 from receiver import clock
-from receiver.configfile import ConfigError, ConfigIssue, Document, Path_, read_yaml, validate
-from receiver.keys import DEFAULT_PREFIX, validate_prefix
-from receiver.sinkconfig import SinkSettings
-from receiver.values import check_url
+from receiver.config.files import ConfigError, ConfigIssue, Document, Path_, read_yaml, validate
+from receiver.config.sinks import SinkSettings
+from receiver.config.values import check_url
+from receiver.store.keys import DEFAULT_PREFIX, validate_prefix
 
 __all__ = [
     "ConfigError",
