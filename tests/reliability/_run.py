@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from receiver.keys import Keys
+from receiver.store.keys import Keys
 from tests.fixtures.redis_server import MISSING, RedisServer, find_redis_server
 from tests.reliability._deploy import TENANT, Deployment, Topology
 from tests.reliability._faults import FaultContext, run_fault

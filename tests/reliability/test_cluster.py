@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from receiver.keys import Keys
-from receiver.settings import RedisSettings
-from receiver.streams import connect, is_cluster
+from receiver.config.settings import RedisSettings
+from receiver.store.client import connect, is_cluster
+from receiver.store.keys import Keys
 from tests.fixtures.redis_cluster import RedisCluster
 from tests.reliability._deploy import TENANT, Deployment, Topology
 from tests.reliability._sinks import SinkServer
