@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +28,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
+from receiver import backoff
 from receiver.config.settings import GraphSettings, Settings
 from receiver.config.values import parse_retry_after
 from receiver.graph.auth import TokenProvider
@@ -225,8 +225,8 @@ class GraphClient:
             if attempt > self.settings.max_retries:
                 raise failure
             if wait is None:
-                wait = random.uniform(0, min(BACKOFF_MAX_S,  # noqa: S311 - jitter
-                                             BACKOFF_BASE_S * 2 ** (attempt - 1)))
+                wait = backoff.full_jitter(
+                    backoff.exponential(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S))
             if waited + wait > budget:
                 raise failure
             log.info("graph %s %s: %s, retry %d in %.3fs", method, path, failure.status or

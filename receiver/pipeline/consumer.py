@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
+from receiver import backoff
 from receiver.redaction import cut, redact
 from receiver.store.keys import Keys
 
@@ -170,7 +171,7 @@ class Consumer:
         await self.ensure_group()
         last_health = 0.0
         last_sweep = float("-inf")
-        backoff_s = 0.0
+        failures = 0  # consecutive passes that found Redis unavailable
         try:
             me = asyncio.current_task()
             while not stop.is_set():
@@ -192,7 +193,7 @@ class Consumer:
                         got += await self._claim_stale()
                         last_sweep = now
                     got += await self._read_new(block=not burst)
-                    backoff_s = 0.0
+                    failures = 0
                 except (RedisError, OSError) as exc:
                     if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
                         # Redis came back empty (restarted without persistence): the group
@@ -204,7 +205,8 @@ class Consumer:
                         raise
                     # Redis restarting or out of reach: wait and go on. What was in flight
                     # stays pending and is claimed again; nothing is acknowledged meanwhile.
-                    backoff_s = min(MAX_BACKOFF_S, max(MIN_BACKOFF_S, backoff_s * 2))
+                    failures += 1
+                    backoff_s = backoff.exponential(failures, MIN_BACKOFF_S, MAX_BACKOFF_S)
                     self.redis_errors += 1
                     log.warning("redis unavailable (%s), retrying in %.1fs",
                                 type(exc).__name__, backoff_s,

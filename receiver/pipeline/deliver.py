@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
+from receiver import backoff
 from receiver.envelope import Envelope
 from receiver.pipeline import records
 from receiver.pipeline.coalesce import Transactions
@@ -55,11 +55,10 @@ class DeliverPolicy:
         (never earlier, a little later so retries do not arrive in step), else the schedule
         with jitter."""
         if retry_after is not None:
-            return retry_after + random.uniform(0, retry_after * self.jitter / 2)  # noqa: S311
+            return backoff.after(retry_after, self.jitter)
         base = (self.schedule_s[attempt - 1] if attempt <= len(self.schedule_s)
                 else max(HOURLY_S, self.schedule_s[-1] if self.schedule_s else HOURLY_S))
-        spread = base * self.jitter
-        return max(0.0, base + random.uniform(-spread, spread))  # noqa: S311 - jitter
+        return backoff.spread(base, self.jitter)
 
 
 class CircuitBreaker:

@@ -25,6 +25,7 @@ from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from receiver import backoff
 from receiver.config.settings import RedisSettings
 
 log = logging.getLogger(__name__)
@@ -95,4 +96,4 @@ async def connect(settings: RedisSettings, *, delay_s: float = 0.5) -> Redis:
                 raise
             log.warning("redis not reachable (%s), retry %d of %d", type(exc).__name__,
                         attempt, settings.connect_retries, extra={"attempt": attempt})
-            await asyncio.sleep(min(delay_s * 2 ** (attempt - 1), 5.0))
+            await asyncio.sleep(backoff.exponential(attempt, delay_s, 5.0))
