@@ -8,11 +8,11 @@ only ever put on the page through the autoescaping template and HTML-safe JSON.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
+from receiver import clock
 from receiver.admin._cards import CardPreviews
 from receiver.envelope import Envelope
 from receiver.pipeline import records
@@ -47,15 +47,13 @@ class RecentAlert:
                 "timeline": [asdict(ev) for ev in self.timeline]}
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
 def _event(raw: dict[str, Any]) -> Event:
     rest = [f"{k}={v}" for k, v in raw.items()
             if k not in ("at", "event", "sink", "attempt", "detail")]
     detail = " ".join(([str(raw["detail"])] if "detail" in raw else []) + rest)
-    return Event(_iso(float(raw.get("at", 0))), str(raw.get("event", "")),
+    return Event(clock.from_ms(float(raw.get("at", 0)) * 1000), str(raw.get("event", "")),
                  str(raw.get("sink", "")), str(raw.get("attempt", "")), detail)
 
 
@@ -78,6 +76,6 @@ async def recent(redis: Redis, keys: Keys, cards: CardPreviews, count: int
         sink, card, note = cards.card(envelope, routes)
         if sink in grouped:  # the channel got a group message listing it, not this card
             note = f"sent to {sink} inside a group message; the alert's own card"
-        out.append(RecentAlert(_iso(int(stream_id.split("-")[0]) / 1000), envelope,
+        out.append(RecentAlert(clock.from_ms(int(stream_id.split("-")[0])), envelope,
                                [_event(e) for e in raw_events], sink, card, note))
     return out

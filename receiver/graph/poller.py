@@ -32,7 +32,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -60,24 +60,6 @@ Queue = Callable[[str, str, list[dict[str, Any]]], Awaitable[None]]
 class Pages(Protocol):
     def pages(self, tenant_id: str, path: str, params: dict[str, str] | None = None
               ) -> Any: ...
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(value: str) -> datetime | None:
-    text = value.strip().replace("Z", "+00:00")
-    if "." in text:  # Graph prints up to 7 fraction digits; Python reads 6
-        head, rest = text.split(".", 1)
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits):]
-        text = f"{head}.{digits[:6].ljust(6, '0')}{zone}"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def entry_fields(tenant_id: str, path: str, items: list[dict[str, Any]],
@@ -174,7 +156,7 @@ class Poller:
         are all queued (None: leave it as it is). Storing it is the caller's: the in-process
         round sets it, a poll job sets it in the same script that acknowledges the job."""
         overlap = timedelta(seconds=tenant.poll.overlap_s)
-        watermark = _parse(watermark_text) if watermark_text else None
+        watermark = calendar.parse(watermark_text) if watermark_text else None
         if watermark is None:
             since = self.clock() - timedelta(seconds=tenant.poll.initial_lookback_s)
         else:
@@ -183,15 +165,15 @@ class Poller:
         count = 0
         async for item in self._changed(tenant.tenant_id, f"security/{source}",
                                         "lastUpdateDateTime", since, queue):
-            updated = _parse(str(item.get("lastUpdateDateTime", "")))
+            updated = calendar.parse(str(item.get("lastUpdateDateTime", "")))
             if updated is not None and (newest is None or updated > newest):
                 newest = updated
             count += 1
         self.items.labels(source).inc(count)
         if newest is not None and newest != watermark:
-            return count, _iso(newest)
+            return count, calendar.graph(newest)
         if watermark is None:
-            return count, _iso(self.clock())
+            return count, calendar.graph(self.clock())
         return count, None
 
     async def _changed(self, tenant_id: str, path: str, field: str, since: datetime,
@@ -199,7 +181,7 @@ class Poller:
         """Page through items changed since ``since``, queueing them; yields each queued."""
         queue = queue or self._queue
         size = PAGE_SIZES.get(path, PAGE_SIZE)
-        params = {"$filter": f"{field} gt {_iso(since)}", "$top": str(size)}
+        params = {"$filter": f"{field} gt {calendar.graph(since)}", "$top": str(size)}
         if path in EXPAND:
             params["$expand"] = EXPAND[path]
         batch: list[dict[str, Any]] = []
@@ -243,7 +225,7 @@ class Poller:
             log.warning("backfill for an unknown tenant ignored",
                         extra={"tenant_id": request.tenant_id})
             return 0
-        since = _parse(request.since) or (self.clock() - timedelta(hours=1))
+        since = calendar.parse(request.since) or (self.clock() - timedelta(hours=1))
         since -= timedelta(seconds=tenant.poll.overlap_s)
         tid = tenant.tenant_id
         count = 0

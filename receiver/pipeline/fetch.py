@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, NoReturn, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
+from receiver import clock
 from receiver.config.settings import Settings
 from receiver.envelope import MATERIAL_FIELDS, Envelope, from_incident, from_legacy, from_v2
 from receiver.graph.client import GraphError
@@ -95,21 +94,6 @@ class AlertSource(Protocol):
 
     async def get(self, tenant_id: str, path: str, params: dict[str, str] | None = None
                   ) -> dict[str, Any]: ...
-
-
-_TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)?$")
-
-
-def canonical_version(value: str) -> str:
-    """Graph timestamps in one sortable form: UTC, seven fraction digits (Graph's precision;
-    Graph varies the number of digits it prints)."""
-    m = _TIMESTAMP.match(value.strip())
-    if m is None:
-        return value
-    base, fraction, zone = m.groups()
-    parsed = datetime.fromisoformat(base + ("+00:00" if zone in (None, "Z") else zone))
-    utc = parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{utc}.{(fraction or '').ljust(7, '0')[:7]}Z"
 
 
 NORMALISERS: dict[str, Callable[[dict[str, Any], str], Envelope]] = {
@@ -212,7 +196,7 @@ class FetchStage:
         """Hand the envelope to the route stage unless this version was seen; True if handed.
         The check, the record, the XADD and the acknowledgement of ``entry`` (the
         notification) happen atomically in Redis."""
-        version = canonical_version(envelope.version)
+        version = clock.canonical(envelope.version)
         ack_keys, ack_args = (entry.ack_script_args(self.keys.alerts) if entry is not None
                               else ([self.keys.alerts], ["", ""]))
         passed = await self._script(

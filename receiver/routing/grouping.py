@@ -20,8 +20,8 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 
+from receiver import clock
 from receiver.envelope import SEVERITIES, Entity, Envelope
 
 # Alerts and incidents are grouped; other events a route sends (a Secure Score drop or
@@ -61,9 +61,6 @@ def _line(member: Envelope) -> str:
     return " · ".join(parts)
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
 
 
 def summarize(gid: str, started_ms: int, sent_ms: int, labels: dict[str, str],
@@ -119,8 +116,8 @@ def summarize(gid: str, started_ms: int, sent_ms: int, labels: dict[str, str],
         provider=_common([m.provider for m in ordered]),
         product=_common([m.product for m in ordered]),
         assigned_to=_common([m.assigned_to for m in ordered]),
-        created_at=_iso(started_ms),
-        updated_at=_iso(sent_ms),
+        created_at=clock.from_ms(started_ms),
+        updated_at=clock.from_ms(sent_ms),
         first_activity_at=min((m.first_activity_at or m.created_at for m in ordered),
                               default=""),
         last_activity_at=max((m.last_activity_at or m.updated_at for m in ordered),

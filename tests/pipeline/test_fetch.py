@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from receiver import clock
 from receiver.config.settings import Settings
 from receiver.graph.client import client_for
 from receiver.pipeline.consumer import Consumer, ConsumerConfig, Entry, Poison
-from receiver.pipeline.fetch import FetchStage, canonical_version, envelope_of
+from receiver.pipeline.fetch import FetchStage, envelope_of
 from receiver.store.entries import NotificationEntry
 from receiver.store.keys import Keys
 from tests.fixtures.settings import MakeSettings
@@ -129,7 +130,7 @@ async def test_bad_entries_go_to_poison(setup: Any) -> None:
     ("not a time", "not a time"),
 ])
 def test_canonical_versions_sort(raw: str, canonical: str) -> None:
-    assert canonical_version(raw) == canonical
+    assert clock.canonical(raw) == canonical
 
 
 async def test_the_notification_is_acknowledged_with_the_hand_on(setup: Any) -> None:
