@@ -14,7 +14,7 @@ from receiver.config.settings import (
 )
 from tests.fixtures.settings import CLIENT_SECRET, TENANT_ID, WriteConfig, base_settings_data
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config" / "receiver.example.yaml"
 
 
