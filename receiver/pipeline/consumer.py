@@ -223,6 +223,25 @@ class Consumer:
         finally:
             await self._drain()
 
+    async def once(self, *, block: bool = False) -> int:
+        """One pass, for a caller that schedules its own (the scheduler's lifecycle job):
+        claim what stayed pending past the visibility timeout, read what is new (waiting up
+        to ``block_ms`` when ``block``), and wait for their handlers. Returns how many entries
+        were handed out; Redis errors are the caller's."""
+        await self.ensure_group()
+        try:
+            got = await self._claim_stale()
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await self.ensure_group()  # Redis lost it between the two calls
+            return 0
+        try:
+            got += await self._read_new(block=block)
+        finally:
+            await self._wait_idle()
+        return got
+
     async def _read_new(self, *, block: bool) -> int:
         free = min(self.config.batch, self._free_slots())
         if free <= 0:

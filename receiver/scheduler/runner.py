@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from receiver.config.settings import SchedulerSettings
 from receiver.graph.subscriptions import Supervisor
+from receiver.scheduler.lifecycle import consume_lifecycle
 from receiver.store.lease import Lease, LeaseLost
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ class SchedulerRunner:
     async def lifecycle_job(self) -> None:
         block_ms = max(1, int(self.settings.lifecycle_interval_s * 500))
         try:
-            while await self.supervisor.consume_lifecycle(self.consumer, block_ms=block_ms):
+            while await consume_lifecycle(self.supervisor, self.consumer, block_ms=block_ms):
                 pass
         except LeaseLost as exc:
             log.warning("lifecycle handling stopped: %s", exc)

@@ -14,6 +14,7 @@ from receiver.config.settings import Settings
 from receiver.graph.client import GraphClient, client_for
 from receiver.graph.metrics import SupervisorMetrics
 from receiver.graph.subscriptions import Supervisor, parse_graph_time
+from receiver.scheduler.lifecycle import consume_lifecycle
 from receiver.store import registry
 from receiver.store.entries import BackfillRequest, NotificationEntry
 from receiver.store.keys import Keys
@@ -147,20 +148,20 @@ async def test_ninety_days_three_tenants_no_lapse_and_every_lifecycle_event(
         await w.advance(hours=6)
         if n == 40:  # day 10: Graph wants a reauthorization
             await w.lifecycle(ids[(t0, RESOURCE)], "reauthorizationRequired")
-            assert await sup.consume_lifecycle("test") == 1
+            assert await consume_lifecycle(sup, "test") == 1
             assert w.sim.control.counters()["subscriptions.reauthorized"] == 1
             # Again at once: within 10 minutes of the last one, nothing is sent.
             await w.lifecycle(ids[(t0, RESOURCE)], "reauthorizationRequired")
-            assert await sup.consume_lifecycle("test") == 1
+            assert await consume_lifecycle(sup, "test") == 1
             assert w.sim.control.counters()["subscriptions.reauthorized"] == 1
         if n == 100:  # day 25: Graph missed notifications for tenant 1
             await w.lifecycle(ids[(t1, RESOURCE)], "missed")
-            assert await sup.consume_lifecycle("test") == 1
+            assert await consume_lifecycle(sup, "test") == 1
             assert [(b.tenant_id, b.reason) for b in await w.backfills()][-1] == \
                 (w.settings.tenants[1].tenant_id, "missed")
         if n == 150:  # day 37.5: Graph removed tenant 2's subscription
             await w.lifecycle(ids[(t2, RESOURCE)], "subscriptionRemoved")
-            assert await sup.consume_lifecycle("test") == 1
+            assert await consume_lifecycle(sup, "test") == 1
             last = (await w.backfills())[-1]
             assert (last.tenant_id, last.reason) == (w.settings.tenants[2].tenant_id,
                                                      "subscriptionRemoved")
@@ -294,14 +295,14 @@ async def test_failing_lifecycle_entry_is_given_up_after_max_attempts(world: Wor
     await w.redis.xadd(w.keys.lifecycle, {"e": "not json"})
     w.sim.control.inject_fault("graph_5xx", count=1000, status=500)
     try:
-        assert await w.supervisor.consume_lifecycle("c1") == 2  # bad one dropped, one failed
+        assert await consume_lifecycle(w.supervisor, "c1") == 2  # bad one dropped, one failed
         pending = await w.redis.xpending(w.keys.lifecycle, "supervisor")
         assert pending["pending"] == 1
-        assert await w.supervisor.consume_lifecycle("c2") == 1  # claimed again: gives up
+        assert await consume_lifecycle(w.supervisor, "c2") == 1  # claimed again: gives up
     finally:
         w.sim.control.clear_faults()
     assert (await w.redis.xpending(w.keys.lifecycle, "supervisor"))["pending"] == 0
-    assert await w.supervisor.consume_lifecycle("c1") == 0
+    assert await consume_lifecycle(w.supervisor, "c1") == 0
     m = w.supervisor.metrics
     assert m.value("receiver_lifecycle_events_total", event="reauthorizationRequired",
                    outcome="gave_up") == 1
@@ -333,11 +334,11 @@ async def test_redis_lost_everything_lifecycle_and_registry_come_back(world: Wor
     of the gap, so nothing Graph notified meanwhile is lost."""
     w = world
     await w.supervisor.reconcile()
-    assert await w.supervisor.consume_lifecycle("c1") == 0
+    assert await consume_lifecycle(w.supervisor, "c1") == 0
     await w.redis.flushall()
-    assert await w.supervisor.consume_lifecycle("c1") == 0  # NOGROUP -> group made again
+    assert await consume_lifecycle(w.supervisor, "c1") == 0  # NOGROUP -> group made again
     await w.redis.xadd(w.keys.lifecycle, {"e": "not json"})
-    assert await w.supervisor.consume_lifecycle("c1") == 1  # read through the new group
+    assert await consume_lifecycle(w.supervisor, "c1") == 1  # read through the new group
     with pytest.raises(LeaseLost):  # the lease went with the data: no write without it
         await w.supervisor.reconcile()
     assert await w.lease.acquire()
