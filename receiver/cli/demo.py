@@ -38,11 +38,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from receiver.cli.common import Subparsers, add_command
+from receiver.cli.exit import ERROR, OK, USAGE
+
 if TYPE_CHECKING:
     import httpx
-
-EXIT_OK = 0
-EXIT_ERROR = 1
 
 # The simulator's built-in demo tenant (simulator-only credentials, not a real secret).
 TENANT = "5f1c2b3a-7d4e-4a6b-9c8d-0e1f2a3b4c5d"
@@ -58,6 +58,12 @@ DEFAULT_DATA_DIR = Path(".receiver") / "demo"
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
 SEVERITIES = ("high", "medium", "medium", "low", "low", "informational")
+
+
+def register(subparsers: Subparsers) -> None:
+    add_arguments(add_command(
+        subparsers, "demo",
+        "run the demo: private Redis, simulator, receiver and a stream of alerts", run))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -525,10 +531,10 @@ class Demo:
                 redis_url = self.start_redis()
                 print(f"demo: private Redis on {redis_url} (data in {self.data_dir / 'redis'})")
             if self.stop_event.is_set():
-                return EXIT_OK
+                return OK
             sim, ca = self.start_simulator()
             if self.stop_event.is_set():
-                return EXIT_OK
+                return OK
             print(f"demo: Graph simulator on {sim}")
             self.teams = TeamsPreview(self.teams_path)
             self.teams.start()
@@ -543,7 +549,7 @@ class Demo:
             with httpx.Client(verify=_ssl_context(ca), trust_env=False, timeout=30) as control:
                 self.wait_for_subscription(control, sim)
                 if self.stop_event.is_set():
-                    return EXIT_OK
+                    return OK
                 print(f"demo: polling alerts_v2 and incidents every {POLL_INTERVAL_S}s "
                       "(Graph pushes nothing for them; what a real tenant gets today)",
                       flush=True)
@@ -552,15 +558,15 @@ class Demo:
                       + ("" if duration is None else f" for up to {duration:g}s")
                       + " (Ctrl-C stops)", flush=True)
                 self.stream(control, sim, deadline)
-            return EXIT_OK
+            return OK
         except DemoError as exc:
             print(f"receiver demo: {exc.part} failed: {str(exc)[len(exc.part) + 2:]}",
                   file=sys.stderr)
-            return EXIT_ERROR
+            return ERROR
         except httpx.HTTPError as exc:
             print(f"receiver demo: the simulator's control API failed: {type(exc).__name__}: "
                   f"{exc}", file=sys.stderr)
-            return EXIT_ERROR
+            return ERROR
         finally:
             print("demo: stopping ...", flush=True)
             self.stop_all()
@@ -619,13 +625,13 @@ def _signals(stop: threading.Event) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     if args.rate <= 0:
         print("receiver demo: --rate must be above 0", file=sys.stderr)
-        return 2
+        return USAGE
     if args.alerts is not None and args.alerts < 0:
         print("receiver demo: --alerts must be 0 or more", file=sys.stderr)
-        return 2
+        return USAGE
     if args.duration is not None and args.duration <= 0:
         print("receiver demo: --duration must be above 0", file=sys.stderr)
-        return 2
+        return USAGE
     demo = Demo(Path(args.data_dir), args.rate, args.alerts)
     with _signals(demo.stop_event):
         return demo.run(args.duration)

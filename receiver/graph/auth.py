@@ -14,14 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import AsyncGenerator, Generator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import msal
 import requests
 
 from receiver.config.settings import GraphSettings, TenantSettings
+from receiver.graph.call import GraphCall
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +88,6 @@ def describe_failure(result: dict[str, Any]) -> tuple[str, str, list[int]]:
     return f"Entra ID refused the token request: {error}{code_text}: {first}", error, codes
 
 
-
 def msal_options(graph: GraphSettings) -> tuple[dict[str, Any], requests.Session | None]:
     """The MSAL client options every app of ours shares, and the HTTP session made for a CA
     bundle (the caller closes it): instance discovery only against Microsoft's own hosts
@@ -102,6 +104,7 @@ def msal_options(graph: GraphSettings) -> tuple[dict[str, Any], requests.Session
         session.trust_env = False
         options["http_client"] = session
     return options, session
+
 
 class TokenProvider:
     """Access tokens for Graph, per tenant of the settings."""
@@ -194,3 +197,35 @@ class TokenProvider:
         """Drop a tenant's cached tokens (after Graph refused one)."""
         self._hot.pop(tenant_id, None)
         self._apps.pop(tenant_id, None)
+
+
+class GraphAuth(httpx.Auth):
+    """The bearer token of the request's tenant (its :class:`GraphCall`), as an httpx auth
+    flow: get the token, send; on a 401 (a revoked or rotated token) forget the tenant's
+    token, get a fresh one and send once more. Once per Graph call: the retries of one
+    ``GraphClient.request`` share its GraphCall, so a second 401 is Graph's answer."""
+
+    requires_request_body = False
+    requires_response_body = False
+
+    def __init__(self, tokens: TokenProvider) -> None:
+        self.tokens = tokens
+
+    def sync_auth_flow(self, request: httpx.Request
+                       ) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("GraphAuth is for the async Graph client only")
+
+    async def async_auth_flow(self, request: httpx.Request
+                              ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        call = GraphCall.of(request)
+        if call is None:
+            raise RuntimeError("a Graph request without its tenant (GraphCall extension)")
+        request.headers["Authorization"] = f"Bearer {await self.tokens.token(call.tenant_id)}"
+        response = yield request
+        if response.status_code != 401 or call.refreshed:
+            return
+        call.refreshed = True
+        self.tokens.forget(call.tenant_id)
+        request.headers["Authorization"] = f"Bearer {await self.tokens.token(call.tenant_id)}"
+        request.headers["client-request-id"] = str(uuid.uuid4())  # a new request, a new id
+        yield request

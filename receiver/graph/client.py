@@ -1,5 +1,16 @@
 """The Graph client: one shared HTTP/2 connection pool, tokens, retries, the rate limiter.
 
+Layered the httpx way, each layer about one thing::
+
+    GraphClient.request     URL (nextLink origin check), Prefer header, retries (5xx/429,
+                            Retry-After, wait budget; receiver.backoff)
+      GraphAuth             httpx.Auth: the tenant's bearer token, one refresh after a 401
+        RateLimitedTransport  the per-tenant limiter (security bucket), then
+          Transport         the real HTTP transport (receiver.transport)
+
+The tenant and bucket travel with the request as a GraphCall in ``request.extensions``
+(receiver.graph.call), never on the wire.
+
 Retries are a small explicit loop rather than stamina or tenacity: the decision needs the
 response (Retry-After in seconds, fractional seconds or an HTTP date, only on 429/503), the
 wait must be capped by a total budget, and each attempt must pass the rate limiter again. That
@@ -31,8 +42,9 @@ from redis.asyncio import Redis
 from receiver import backoff
 from receiver.config.settings import GraphSettings, Settings
 from receiver.config.values import parse_retry_after
-from receiver.graph.auth import TokenProvider
-from receiver.graph.ratelimit import RateLimiter
+from receiver.graph.auth import GraphAuth, TokenProvider
+from receiver.graph.call import GraphCall
+from receiver.graph.ratelimit import RateLimitedTransport, RateLimiter
 from receiver.store.keys import Keys
 from receiver.transport import Transport
 
@@ -125,19 +137,23 @@ class GraphClient:
         # The CA bundle given (the simulator's test CA), else the system's trust store.
         verify = (ssl.create_default_context(cafile=str(settings.ca_bundle))
                   if settings.ca_bundle else ssl.create_default_context())
+        self.transport = RateLimitedTransport(transport or Transport(
+            http2=True, verify=verify, trust_env=False,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)), limiter)
         self.http = httpx.AsyncClient(
-            transport=transport or Transport(
-                http2=True, verify=verify, trust_env=False,
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)),
-            trust_env=False,
+            transport=self.transport, auth=GraphAuth(tokens), trust_env=False,
             timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5.0)),
             headers={"Accept": "application/json"})
-        self.calls = 0  # requests sent, retries included
         self.waited_s = 0.0  # time spent waiting between retries
         self.registry = registry if registry is not None else CollectorRegistry()
         self.refused_links = Counter(
             "receiver_graph_refused_links", "Absolute URLs (@odata.nextLink) off the configured "
             "Graph origin, refused without sending the token", registry=self.registry)
+
+    @property
+    def calls(self) -> int:
+        """Requests sent, retries and token refreshes included."""
+        return self.transport.sent
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -181,26 +197,22 @@ class GraphClient:
                               tenant_id=tenant_id) from None
         bucket = bucket_of(path if not path.startswith("http") else
                            url.removeprefix(self.settings.graph_url.rstrip("/")))
+        call = GraphCall(tenant_id, bucket)
         budget = self.settings.max_retry_wait_s
         waited = 0.0
         attempt = 0
-        refreshed = False
         while True:
             attempt += 1
-            token = await self.tokens.token(tenant_id)
-            if self.limiter is not None:
-                await self.limiter.acquire(tenant_id, bucket)
-            headers = {"Authorization": f"Bearer {token}",
-                       "client-request-id": str(uuid.uuid4())}
+            headers = {"client-request-id": str(uuid.uuid4())}
             if bucket == SECURITY_BUCKET:
                 headers["Prefer"] = PREFER_UNKNOWN_ENUMS
             if content_type is not None:
                 headers["Content-Type"] = content_type
-            self.calls += 1
             wait: float | None
             try:
-                response = await self.http.request(method, url, json=json, params=params,
-                                                   content=content, headers=headers)
+                response = await self.http.request(
+                    method, url, json=json, params=params, content=content, headers=headers,
+                    extensions=call.attach({}))
             except httpx.TransportError as exc:
                 failure: GraphError = GraphUnavailable(
                     0, type(exc).__name__, "network error", method=method, path=path,
@@ -211,10 +223,6 @@ class GraphClient:
                     return response
                 code, message = _error_of(response)
                 status = response.status_code
-                if status == 401 and not refreshed:  # a revoked or rotated token: once more
-                    refreshed = True
-                    self.tokens.forget(tenant_id)
-                    continue
                 cls = GraphUnavailable if status in RETRY_STATUSES else GraphError
                 failure = cls(status, code, message, request_id=_request_id(response),
                               method=method, path=path, tenant_id=tenant_id)

@@ -5,20 +5,19 @@ Per tenant, in order: credentials (the product's own token path: MSAL, secret or
 certificate), permissions (the token's roles against what the features need; pure logic in
 ``receiver.graph.check``), one ``$top=1`` GET per polled or watched API, and, only when the
 tenant has a subscription, the push endpoint: https, resolves, answers the validation handshake
-at its public address. The command runs it all; ``serve`` and ``scheduler`` run the short form
-at start (no push probe: their own web may not listen yet) and log one warning per tenant
-that cannot work. Every result is kept in Redis (``Keys.tenant_checks``) for the status page.
+at its public address. `receiver tenants check` (``receiver.cli.tenants``) runs it all;
+``serve`` and ``scheduler`` run the short form at start (no push probe: their own web may not
+listen yet) and log one warning per tenant that cannot work. Every result is kept in Redis
+(``Keys.tenant_checks``) for the status page.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
 import socket
 import ssl
-import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -40,13 +39,12 @@ from receiver.graph.check import (
     credential_ok,
     needs,
     permission_verdict,
-    render,
     token_claims,
 )
 from receiver.graph.client import GraphClient, GraphError
 from receiver.store.keys import Keys
 
-__all__ = ["command", "probe_endpoint", "record", "run", "startup_check"]
+__all__ = ["probe_endpoint", "record", "run", "startup_check"]
 
 log = logging.getLogger(__name__)
 
@@ -309,43 +307,3 @@ async def startup_check(settings: Settings, redis: Redis, graph: GraphClient, ro
         await record(redis, Keys(settings.redis.key_prefix), reports, role)
     except (RedisError, OSError) as exc:
         log.warning("tenant check at start: not recorded (Redis: %s)", type(exc).__name__)
-
-
-def _select(settings: Settings, names: Sequence[str]) -> list[TenantSettings] | str:
-    if not names:
-        return list(settings.tenants)
-    out = []
-    for name in names:
-        tenant = next((t for t in settings.tenants if name in (t.name, t.tenant_id)), None)
-        if tenant is None:
-            known = ", ".join(t.name for t in settings.tenants) or "none"
-            return f"no tenant {name!r} in the settings (configured: {known})"
-        out.append(tenant)
-    return out
-
-
-async def command(settings: Settings, redis: Redis | None, args: argparse.Namespace) -> int:
-    """`receiver tenants check [TENANT...] [--json]`: exit 0 when every checked tenant can
-    work, 1 otherwise, 2 for a tenant that is not configured."""
-    tenants = _select(settings, args.tenants)
-    if isinstance(tenants, str):
-        print(f"receiver tenants check: {tenants}", file=sys.stderr)
-        return 2
-    if not tenants:
-        print("receiver tenants check: no tenant is configured (tenants: in the settings; see "
-              "README, Connect your tenant)", file=sys.stderr)
-        return 1
-    reports = await run(settings, tenants)
-    if args.json:
-        print(json.dumps({"ok": all(r.ok for r in reports),
-                          "tenants": [r.to_dict() for r in reports]}, indent=2))
-    else:
-        print(render(reports))
-    if redis is not None:
-        try:
-            await asyncio.wait_for(record(redis, Keys(settings.redis.key_prefix), reports,
-                                          "cli"), 5.0)
-        except (RedisError, OSError, TimeoutError) as exc:
-            print(f"(not recorded for the status page: Redis {type(exc).__name__})",
-                  file=sys.stderr)
-    return 0 if all(r.ok for r in reports) else 1

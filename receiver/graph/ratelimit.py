@@ -15,6 +15,9 @@ Requests for one tenant and bucket that ask in the same turn of the event loop (
 stage starts a batch of notifications at once) share one call of the script, which grants as
 many of them as the window has room for: one Redis round trip instead of one per request.
 Nothing is reserved ahead of demand, so no slot of the window is wasted.
+
+The Graph client asks it from :class:`RateLimitedTransport`, a transport around the real one:
+every request that leaves, retries and the one after a token refresh included, passes it.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import random
 import secrets
 from collections.abc import Awaitable, Callable
 
+import httpx
 from redis.asyncio import Redis
 
+from receiver.graph.call import GraphCall
 from receiver.store.keys import Keys
 
 # KEYS[1] the window's sorted set; ARGV: limit, window (ms), a unique member suffix, requests.
@@ -120,3 +125,24 @@ class RateLimiter:
         for i, w in enumerate(waiters):
             if not w.done():  # a caller cancelled meanwhile wastes its slot (never exceeds)
                 w.set_result(0 if i < int(granted) else max(1, int(wait_ms)))
+
+
+class RateLimitedTransport(httpx.AsyncBaseTransport):
+    """The transport under the Graph client: waits for the limiter (the request's tenant and
+    bucket, from its :class:`GraphCall`) before handing the request to the real transport.
+    Counts what it sends (``sent``: retries and token refreshes included)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, limiter: RateLimiter | None) -> None:
+        self.inner = inner
+        self.limiter = limiter
+        self.sent = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        call = GraphCall.of(request)
+        if self.limiter is not None and call is not None:
+            await self.limiter.acquire(call.tenant_id, call.bucket)
+        self.sent += 1
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -217,3 +217,32 @@ async def test_requests_asking_together_share_one_round_trip(redis_url: str) -> 
     assert max_in_window(granted, 0.45) <= 4
     assert sum(t - started < 0.2 for t in granted) == 4
     assert time.monotonic() - started >= 1.0
+
+
+async def test_a_token_graph_refuses_is_replaced_once_per_call(
+        simulator: SimulatorHandle, make_settings: MakeSettings) -> None:
+    """The httpx Auth layer: a cached token Graph answers 401 to (revoked, rotated: here one
+    the simulator minted already expired) is forgotten, a fresh one comes from Entra through
+    MSAL, and the request is sent again, through the rate-limiting transport, once."""
+    settings = sim_settings(make_settings, simulator, "redis://127.0.0.1:1/0")
+    client, transport = make_client(settings, None, simulator, Sleeps(scale=0.0))
+    tid = simulator.tenant.tenant_id
+    stale = await asyncio.to_thread(simulator.control.mint_token, tid,
+                                    simulator.tenant.app.client_id, expires_in=0)
+    try:
+        good = await client.tokens.token(tid)
+        client.tokens._hot[tid] = (stale, float("inf"))  # the token the cache still serves
+        before = simulator.control.counters()
+        assert (await client.get(tid, "subscriptions"))["value"] == []
+        after = simulator.control.counters()
+        assert after.get("graph.401", 0) - before.get("graph.401", 0) == 1
+        assert after["entra.token.issued"] - before["entra.token.issued"] == 1
+        assert client.calls == 2 and len(transport.sent) == 2
+        fresh = await client.tokens.token(tid)
+        assert fresh not in (stale, good)
+        # The fresh token serves the next call without another refresh.
+        await client.get(tid, "subscriptions")
+        assert client.calls == 3
+        assert simulator.control.counters()["entra.token.issued"] == after["entra.token.issued"]
+    finally:
+        await client.aclose()

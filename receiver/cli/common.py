@@ -1,0 +1,134 @@
+"""What every command module of the CLI shares: adding a command and its actions to the
+parser, loading the settings a command names, and running an operator command against the
+deployment's Redis.
+
+Only the standard library is imported here at module level: the parser is built from every
+command module on each run, so `receiver --help` stays fast and needs no Redis or Graph.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from receiver.cli.exit import ERROR
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from receiver.config.settings import Settings
+
+Handler: TypeAlias = Callable[[argparse.Namespace], int]
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+RedisCommand: TypeAlias = "Callable[[Settings, Redis, argparse.Namespace], Awaitable[int]]"
+OptionalRedisCommand: TypeAlias = (
+    "Callable[[Settings, Redis | None, argparse.Namespace], Awaitable[int]]")
+
+CONFIG_HELP = "settings YAML file (default: $RECEIVER_CONFIG)"
+
+
+def add_command(subparsers: Subparsers, name: str, help_text: str,
+                handler: Handler) -> argparse.ArgumentParser:
+    """A subcommand whose help and description are ``help_text``, run by ``handler``."""
+    parser = subparsers.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", default=None, help=CONFIG_HELP)
+
+
+def add_actions(parser: argparse.ArgumentParser, dest: str, handler: Handler | None,
+                specs: list[tuple[str, str]]) -> dict[str, argparse.ArgumentParser]:
+    """A command's required ACTION: one subparser per (name, help) in ``specs``, each taking
+    ``--config`` after the action too (without overriding one given before it)."""
+    sub_parsers = parser.add_subparsers(dest=dest, metavar="ACTION")
+    sub_parsers.required = True
+    out = {}
+    for action, text in specs:
+        p = sub_parsers.add_parser(action, help=text, description=text)
+        p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
+        if handler is not None:
+            p.set_defaults(handler=handler)
+        out[action] = p
+    return out
+
+
+def load_settings(args: argparse.Namespace) -> Settings | None:
+    """The settings named by ``--config`` or RECEIVER_CONFIG, or None after printing why they
+    cannot be had (every problem, with file and key, never a secret)."""
+    from receiver.config.files import ConfigError
+    from receiver.config.settings import load_settings as load
+
+    path = args.config or os.environ.get("RECEIVER_CONFIG")
+    if not path:
+        print(f"receiver {args.command}: give a settings file with --config FILE or "
+              "RECEIVER_CONFIG (see config/receiver.example.yaml)", file=sys.stderr)
+        return None
+    try:
+        return load(path, environ=os.environ)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return None
+
+
+def quiet_logging() -> None:
+    """Only warnings reach the terminal: for commands whose own output is the answer."""
+    from receiver.logs import setup_logging
+
+    setup_logging("WARNING", "text")
+
+
+def redis_command(command: RedisCommand, *, quiet_logs: bool = False) -> Handler:
+    """A handler for an operator command ``command(settings, redis, args)`` that needs the
+    deployment's Redis (exit 1 with the reason when it is unreachable)."""
+    return _with_redis(command, needs_redis=True, quiet_logs=quiet_logs)
+
+
+def optional_redis_command(command: OptionalRedisCommand, *, quiet_logs: bool = False
+                           ) -> Handler:
+    """As :func:`redis_command`, with ``redis`` None when Redis is unreachable (the command
+    still answers, with what it can tell without it)."""
+    return _with_redis(command, needs_redis=False, quiet_logs=quiet_logs)
+
+
+def _with_redis(command: Callable[..., Awaitable[int]], *, needs_redis: bool,
+                quiet_logs: bool) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        import asyncio
+
+        from redis.exceptions import RedisError
+
+        from receiver.store.client import make_redis
+
+        settings = load_settings(args)
+        if settings is None:
+            return ERROR
+        if quiet_logs:
+            quiet_logging()
+
+        async def run() -> int:
+            redis = make_redis(settings.redis)
+            try:
+                connected: Any = redis
+                if not needs_redis:
+                    try:
+                        await redis.ping()
+                    except (RedisError, OSError):
+                        connected = None
+                return int(await command(settings, connected, args))
+            finally:
+                await redis.aclose()
+
+        try:
+            return asyncio.run(run())
+        except (RedisError, OSError) as exc:
+            print(f"receiver {args.command}: Redis at {settings.redis.url} unavailable: "
+                  f"{type(exc).__name__}", file=sys.stderr)
+            return ERROR
+
+    return handler
