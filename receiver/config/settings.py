@@ -466,13 +466,31 @@ class SignInSettings(Model):
         """The tenant id people sign in to, or None when ``tenant`` names none."""
         if self.tenant is None:
             return tenants[0].tenant_id if len(tenants) == 1 else None
-        for t in tenants:
-            if self.tenant in (t.name, t.tenant_id):
-                return t.tenant_id
+        found = find_tenant_in(tenants, self.tenant)
+        if found is not None:
+            return found.tenant_id
         try:
             return _guid(self.tenant)
         except ValueError:
             return None
+
+
+def find_tenant_in(tenants: list[TenantSettings], name_or_id: str) -> TenantSettings | None:
+    """The one tenant lookup (see :meth:`Settings.find_tenant`), over a list of tenants."""
+    wanted = name_or_id.strip()
+    try:
+        guid = str(uuid.UUID(wanted))
+    except ValueError:
+        guid = None
+    if guid is not None:  # a GUID names a tenant by its id
+        for t in tenants:
+            if t.tenant_id == guid:
+                return t
+    lowered = wanted.lower()
+    for t in tenants:
+        if t.name == lowered:
+            return t
+    return None
 
 
 class SlackInteractivitySettings(Model):
@@ -552,6 +570,8 @@ class Settings(Model):
     actions: ActionsSettings = Field(default_factory=ActionsSettings)
     # The config file's path, for messages.
     _source: str = PrivateAttr(default="<defaults>")
+    # tenant id -> tenant, built on first use (Settings are frozen, so it never goes stale)
+    _by_id: dict[str, TenantSettings] | None = PrivateAttr(default=None)
 
     @property
     def source(self) -> str:
@@ -598,11 +618,31 @@ class Settings(Model):
                 return spec.silent_after_s
         return SubscriptionSpec.model_fields["silent_after_s"].default  # type: ignore[no-any-return]
 
+    def find_tenant(self, name_or_id: str) -> TenantSettings | None:
+        """The tenant a person, a sink or a command names: the one lookup every place uses.
+
+        A tenant id is a GUID: compared as one (any case, braces or ``urn:uuid:`` form, as
+        :class:`uuid.UUID` reads it; the settings hold the canonical lowercase form). A name
+        is compared case-insensitively: the settings only accept lowercase names, so folding
+        case cannot match a second tenant, and ``--tenant Contoso`` means ``contoso``
+        (securescore and Graph mail already read names that way; the others now do too).
+        Ids are tried first, so a GUID always means a tenant id. Surrounding blanks are
+        ignored. None when nothing matches: the caller says so in its own words."""
+        return find_tenant_in(self.tenants, name_or_id)
+
     def tenant(self, tenant_id: str) -> TenantSettings | None:
-        for t in self.tenants:
-            if t.tenant_id == tenant_id:
-                return t
-        return None
+        """The tenant with this id (a GUID from Graph, a registry record, a job), in any case;
+        looked up in an index, since the poll and fetch paths ask it per job."""
+        index = self._by_id
+        if index is None:
+            index = self._by_id = {t.tenant_id: t for t in self.tenants}
+        found = index.get(tenant_id)
+        if found is not None or not tenant_id:
+            return found
+        try:
+            return index.get(str(uuid.UUID(tenant_id)))
+        except ValueError:
+            return None
 
     @property
     def allowed_tenant_ids(self) -> frozenset[str]:

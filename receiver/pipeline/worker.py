@@ -111,10 +111,9 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
         routes = load_routes(settings.routes_file, [s.name for s in settings.sinks])
     registry = CollectorRegistry()
     graph = graph or client_for(settings, redis)
-    tenants = {t.name: t.tenant_id for t in settings.tenants}
-    tenants.update({t.tenant_id: t.tenant_id for t in settings.tenants})
     sinks = build_sinks(settings.sinks, tickets=RedisTicketStore(redis, keys),
-                        writeback=GraphWriteBack(graph), mailer=GraphMail(graph, tenants),
+                        writeback=GraphWriteBack(graph),
+                        mailer=GraphMail(graph, settings.find_tenant),
                         messages=RedisSlackMessageStore(redis, keys),
                         buttons=triage_buttons if settings.actions.slack.enabled else None)
     worker = Worker(settings, redis, graph, sinks, registry=registry)

@@ -6,9 +6,13 @@ the delivery: the ticket exists either way."""
 from __future__ import annotations
 
 import base64
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from receiver.envelope import Envelope
+
+if TYPE_CHECKING:
+    from receiver.config.settings import TenantSettings
 
 TAG_PREFIX = "ticket:"
 
@@ -48,9 +52,24 @@ class GraphWriteBack:
 class GraphMail:
     """Graph sendMail for the email sink's graph transport, with the tenant's app token."""
 
-    def __init__(self, graph: GraphWriter, tenants: dict[str, str]) -> None:
+    def __init__(self, graph: GraphWriter,
+                 tenants: Callable[[str], TenantSettings | None] | Mapping[str, str]) -> None:
+        """``tenants``: the settings' one lookup (``settings.find_tenant``), or a fixed
+        name-or-id -> tenant id map (tests)."""
         self.graph = graph
-        self.tenants = tenants  # tenant name or id -> tenant id
+        self._find: Callable[[str], TenantSettings | None] | None = None
+        self._ids: Mapping[str, str] = {}
+        if callable(tenants):
+            self._find = tenants
+        else:
+            self._ids = tenants
+
+    def tenant_id(self, tenant: str) -> str | None:
+        """The id of the tenant a sink names (by name or id), or None."""
+        if self._find is not None:
+            found = self._find(tenant)
+            return found.tenant_id if found is not None else None
+        return self._ids.get(tenant) or self._ids.get(tenant.lower())
 
     async def send_mail(self, tenant: str, sender: str, message: dict[str, Any]) -> None:
         await self._send(tenant, sender, message, None)
@@ -65,7 +84,7 @@ class GraphMail:
         from receiver.graph.client import GraphError, GraphUnavailable
         from receiver.sinks.base import PermanentError, RetryableError
 
-        tenant_id = self.tenants.get(tenant) or self.tenants.get(tenant.lower())
+        tenant_id = self.tenant_id(tenant)
         if tenant_id is None:
             raise PermanentError(f"graph mail: tenant {tenant!r} is not configured")
         path = f"users/{sender}/sendMail"
