@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from receiver import clock
 from receiver.graph.plan import Wanted, key_of
-from receiver.graph.times import parse_graph_time
 from receiver.graph.writes import Report
 from receiver.store import registry
 from receiver.store.registry import SubscriptionRecord
@@ -51,10 +51,8 @@ async def rows(sup: Supervisor) -> list[Row]:
 
 
 def _left(sub: Mapping[str, Any], now: float) -> float | None:
-    try:
-        return parse_graph_time(str(sub.get("expirationDateTime", ""))).timestamp() - now
-    except ValueError:
-        return None
+    moment = clock.parse(str(sub.get("expirationDateTime", "")))
+    return None if moment is None else moment.timestamp() - now
 
 
 def _state(sup: Supervisor, sub: Mapping[str, Any], index: int | None,

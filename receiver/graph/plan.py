@@ -25,8 +25,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from receiver import clock
 from receiver.config.settings import TenantSettings
-from receiver.graph.times import expiry_of
 from receiver.store.registry import SubscriptionRecord
 
 Key = tuple[str, frozenset[str], str, str]
@@ -59,6 +59,13 @@ class Wanted:
 
 def norm(resource: str) -> str:
     return resource.strip().lstrip("/").lower()
+
+
+def expiry_of(sub: Mapping[str, Any], fallback: float) -> float:
+    """A Graph subscription's ``expirationDateTime`` as a timestamp; ``fallback`` when it is
+    missing or not readable (Graph knows best, but a bad answer must not stop a reconcile)."""
+    moment = clock.parse(str(sub.get("expirationDateTime", "")))
+    return fallback if moment is None else moment.timestamp()
 
 
 def key_of(sub: Mapping[str, Any]) -> Key:

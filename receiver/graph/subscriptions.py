@@ -41,13 +41,12 @@ from receiver.graph.auth import GraphAuthError
 from receiver.graph.client import GraphError
 from receiver.graph.listing import Row
 from receiver.graph.plan import Create, Keep, Plan, Wanted, plan
-from receiver.graph.times import graph_time, parse_graph_time
 from receiver.graph.writes import REAUTHORIZE_QUIET, Report, SubscriptionWrites, utcnow
 from receiver.store import registry
 from receiver.store.entries import NotificationEntry
 from receiver.store.registry import SubscriptionRecord
 
-__all__ = ["Report", "Row", "Supervisor", "Wanted", "graph_time", "parse_graph_time", "utcnow"]
+__all__ = ["Report", "Row", "Supervisor", "Wanted", "utcnow"]
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,7 @@ from receiver import clock
 from receiver.config.settings import Settings, SubscriptionSpec, TenantSettings
 from receiver.graph.client import GraphClient, GraphError
 from receiver.graph.metrics import SupervisorMetrics
-from receiver.graph.plan import Renewal, Wanted
-from receiver.graph.times import expiry_of, graph_time
+from receiver.graph.plan import Renewal, Wanted, expiry_of
 from receiver.store import registry
 from receiver.store.entries import BackfillRequest
 from receiver.store.keys import Keys
@@ -185,7 +184,7 @@ class SubscriptionWrites:
             "notificationUrl": w.notification_url,
             "lifecycleNotificationUrl": w.lifecycle_url,
             "resource": w.resource,
-            "expirationDateTime": graph_time(now + w.lifetime),
+            "expirationDateTime": clock.graph(now + w.lifetime),
             "clientState": client_state,
             "latestSupportedTlsVersion": "v1_2",
         }
@@ -262,7 +261,7 @@ class SubscriptionWrites:
         await self.guard.claim(sid, "renew", now)
         try:
             sub = await self.graph.patch(tid, f"subscriptions/{sid}",
-                                         {"expirationDateTime": graph_time(now + w.lifetime)})
+                                         {"expirationDateTime": clock.graph(now + w.lifetime)})
         except GraphError as exc:
             if exc.status != 404:
                 self.metrics.op("renew", "error")
@@ -295,9 +294,9 @@ class SubscriptionWrites:
 
     async def backfill(self, tenant_id: str, reason: str, since: dt.datetime,
                        subscription_id: str = "", resource: str = "") -> None:
-        request = BackfillRequest(tenant_id=tenant_id, reason=reason, since=graph_time(since),
+        request = BackfillRequest(tenant_id=tenant_id, reason=reason, since=clock.graph(since),
                                   subscription_id=subscription_id, resource=resource,
-                                  requested_at=graph_time(self.clock()))
+                                  requested_at=clock.graph(self.clock()))
         await self.redis.xadd(self.keys.backfill_requests, request.to_fields(),  # type: ignore[arg-type]
                               maxlen=BACKFILL_MAXLEN, approximate=True)
         self.metrics.backfills.labels(reason).inc()
