@@ -353,3 +353,36 @@ async def test_redis_lost_everything_lifecycle_and_registry_come_back(world: Wor
     assert report.orphans_deleted == 4 and report.recreated == 4, report.summary()
     backfills = await w.backfills()
     assert len(backfills) == 4 and {b.reason for b in backfills} == {"recreated"}, backfills
+
+
+async def test_a_lost_lease_leaves_lifecycle_entries_to_the_next_leader(world: World) -> None:
+    """The lease runs out mid-pass: the entry that met it and the ones after it stay pending
+    (nothing done, nothing counted as an attempt's give-up); the next leader handles both."""
+    w = world
+    await w.supervisor.reconcile()
+    ids = await assert_all_alive(w, dt.timedelta(hours=1))
+    await w.advance(hours=1)  # past the quiet time after the creation
+    t0, t1 = w.settings.tenants[0], w.settings.tenants[1]
+    for entry in (NotificationEntry(tenant_id=t0.tenant_id, subscription_id=ids[("t0", RESOURCE)],
+                                    lifecycle_event="reauthorizationRequired"),
+                  NotificationEntry(tenant_id=t1.tenant_id, subscription_id=ids[("t1", RESOURCE)],
+                                    lifecycle_event="missed")):
+        await w.redis.xadd(w.keys.lifecycle, entry.to_fields())  # type: ignore[arg-type]
+    await w.redis.delete(w.keys.leader)
+    other = Lease(w.redis, w.keys, 60)
+    assert await other.acquire()
+    with pytest.raises(LeaseLost):
+        await consume_lifecycle(w.supervisor, "old")
+    assert (await w.redis.xpending(w.keys.lifecycle, "supervisor"))["pending"] == 2
+    assert w.sim.control.counters().get("subscriptions.reauthorized", 0) == 0
+    assert await w.backfills() == []
+    successor = Supervisor(w.settings, w.graph, w.redis, guard=other, clock=w.now,
+                           metrics=SupervisorMetrics())
+    assert await consume_lifecycle(successor, "new") == 2
+    assert w.sim.control.counters()["subscriptions.reauthorized"] == 1
+    assert [(b.tenant_id, b.reason) for b in await w.backfills()] == [(t1.tenant_id, "missed")]
+    assert (await w.redis.xpending(w.keys.lifecycle, "supervisor"))["pending"] == 0
+    outcomes = {(e, o): successor.metrics.value("receiver_lifecycle_events_total", event=e,
+                                                outcome=o)
+                for e, o in (("reauthorizationRequired", "reauthorized"), ("missed", "backfill"))}
+    assert outcomes == {("reauthorizationRequired", "reauthorized"): 1, ("missed", "backfill"): 1}
