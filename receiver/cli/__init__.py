@@ -36,8 +36,22 @@ from receiver.cli.roles import web_app_from_environment
 __all__ = ["build_parser", "main", "web_app_from_environment"]
 
 # In the order `receiver --help` lists them.
-COMMAND_GROUPS = (roles, simulator, demo, subscriptions, dlq, routes, status, backfill, alerts,
-                  tenants, securescore, config, sinks, version)
+COMMAND_GROUPS = (
+    roles,
+    simulator,
+    demo,
+    subscriptions,
+    dlq,
+    routes,
+    status,
+    backfill,
+    alerts,
+    tenants,
+    securescore,
+    config,
+    sinks,
+    version,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,34 +31,55 @@ if TYPE_CHECKING:  # imported when the command runs: `receiver --help` stays fas
     from receiver.config.settings import Settings
 
 SOURCES = {"auto": "auto", "v2": "alerts_v2", "legacy": "alerts_v1"}
-_SHOWN = {"alerts_v2": ("status", "classification", "determination", "assignedTo"),
-          "alerts_v1": ("status", "feedback", "assignedTo", "closedDateTime")}
+_SHOWN = {
+    "alerts_v2": ("status", "classification", "determination", "assignedTo"),
+    "alerts_v1": ("status", "feedback", "assignedTo", "closedDateTime"),
+}
 
 
 def register(subparsers: Subparsers) -> None:
     show = redis_command(alert_show)
     alerts = add_command(subparsers, "alerts", "an alert's delivery timeline", show)
     add_config_option(alerts)
-    actions = add_actions(alerts, "alerts_command", show, [
-        ("show", "which sinks got the alert, when, with how many attempts"),
-        ("update", "update an alert in Graph (status, classification, determination, "
-                   "assignee, comment) and print it as read back")])
+    actions = add_actions(
+        alerts,
+        "alerts_command",
+        show,
+        [
+            ("show", "which sinks got the alert, when, with how many attempts"),
+            (
+                "update",
+                "update an alert in Graph (status, classification, determination, "
+                "assignee, comment) and print it as read back",
+            ),
+        ],
+    )
     actions["show"].add_argument("id", metavar="ID", help="the alert id")
     actions["show"].add_argument("--tenant", default=None, help="tenant name or id")
     update = actions["update"]
     update.set_defaults(handler=redis_command(alert_update, quiet_logs=True))
     update.add_argument("id", metavar="ID", help="the alert id (alerts_v2 or legacy)")
-    update.add_argument("--tenant", default=None,
-                        help="tenant name or id (needed when several are configured)")
-    update.add_argument("--source", choices=sorted(SOURCES), default="auto",
-                        help="which API the id belongs to (default: try alerts_v2, then "
-                             "the legacy API)")
+    update.add_argument(
+        "--tenant", default=None, help="tenant name or id (needed when several are configured)"
+    )
+    update.add_argument(
+        "--source",
+        choices=sorted(SOURCES),
+        default="auto",
+        help="which API the id belongs to (default: try alerts_v2, then the legacy API)",
+    )
     update.add_argument("--status", default=None, help="new, inProgress or resolved")
-    update.add_argument("--classification", default=None,
-                        help="truePositive, falsePositive, informationalExpectedActivity, "
-                             "unknown (legacy alerts: stored as feedback)")
-    update.add_argument("--determination", default=None,
-                        help="e.g. malware, phishing, notMalicious (alerts_v2 only)")
+    update.add_argument(
+        "--classification",
+        default=None,
+        help="truePositive, falsePositive, informationalExpectedActivity, "
+        "unknown (legacy alerts: stored as feedback)",
+    )
+    update.add_argument(
+        "--determination",
+        default=None,
+        help="e.g. malware, phishing, notMalicious (alerts_v2 only)",
+    )
     update.add_argument("--assigned-to", default=None, help="who owns it (UPN or name)")
     update.add_argument("--comment", default=None, help="a comment to add")
     update.add_argument("--json", action="store_true", help="print the alert read back as JSON")
@@ -128,12 +149,19 @@ async def alert_update(settings: Settings, redis: Redis, args: argparse.Namespac
     from receiver.graph.client import GraphError, client_for
     from receiver.store.keys import Keys
 
-    update = AlertUpdate(status=args.status, classification=args.classification,
-                         determination=args.determination, assigned_to=args.assigned_to,
-                         comment=args.comment)
+    update = AlertUpdate(
+        status=args.status,
+        classification=args.classification,
+        determination=args.determination,
+        assigned_to=args.assigned_to,
+        comment=args.comment,
+    )
     if update.is_empty():
-        print("receiver alerts update: give at least one of --status, --classification, "
-              "--determination, --assigned-to, --comment", file=sys.stderr)
+        print(
+            "receiver alerts update: give at least one of --status, --classification, "
+            "--determination, --assigned-to, --comment",
+            file=sys.stderr,
+        )
         return USAGE
     chosen = _tenant(settings, args.tenant)
     if isinstance(chosen, str):
@@ -141,52 +169,87 @@ async def alert_update(settings: Settings, redis: Redis, args: argparse.Namespac
         return USAGE
     tenant_id, tenant_name = chosen
     keys = Keys(settings.redis.key_prefix)
-    who = audit.AuditRecord(action="update", outcome="", alert_id=args.id, tenant_id=tenant_id,
-                            via="cli", by=f"cli:{getpass.getuser()}",
-                            changes=update.describe())
+    who = audit.AuditRecord(
+        action="update",
+        outcome="",
+        alert_id=args.id,
+        tenant_id=tenant_id,
+        via="cli",
+        by=f"cli:{getpass.getuser()}",
+        changes=update.describe(),
+    )
     graph = client_for(settings, redis)
     try:
         try:
-            applied = await apply_update(graph, tenant_id, args.id, update,
-                                         source_api=SOURCES[args.source])
+            applied = await apply_update(
+                graph, tenant_id, args.id, update, source_api=SOURCES[args.source]
+            )
         except UpdateRefused as exc:
             print(f"receiver alerts update: {exc}", file=sys.stderr)
             return ERROR
         except AlertNotFound:
-            print(f"receiver alerts update: no alert {args.id} in tenant {tenant_name} "
-                  f"({'alerts_v2 or legacy' if args.source == 'auto' else args.source})",
-                  file=sys.stderr)
-            await audit.write(redis, keys, audit.AuditRecord(
-                **{**_fields(who), "outcome": "not_found"}))
+            print(
+                f"receiver alerts update: no alert {args.id} in tenant {tenant_name} "
+                f"({'alerts_v2 or legacy' if args.source == 'auto' else args.source})",
+                file=sys.stderr,
+            )
+            await audit.write(
+                redis, keys, audit.AuditRecord(**{**_fields(who), "outcome": "not_found"})
+            )
             return ERROR
         except GraphError as exc:
-            print(f"receiver alerts update: Microsoft Graph refused the update: HTTP "
-                  f"{exc.status} {exc.code}: {exc.message}"
-                  + (f" (request-id {exc.request_id})" if exc.request_id else ""),
-                  file=sys.stderr)
-            await audit.write(redis, keys, audit.AuditRecord(**{
-                **_fields(who), "outcome": "graph_refused", "request_id": exc.request_id,
-                "graph": f"{exc.status} {exc.code}: {exc.message}"}))
+            print(
+                f"receiver alerts update: Microsoft Graph refused the update: HTTP "
+                f"{exc.status} {exc.code}: {exc.message}"
+                + (f" (request-id {exc.request_id})" if exc.request_id else ""),
+                file=sys.stderr,
+            )
+            await audit.write(
+                redis,
+                keys,
+                audit.AuditRecord(
+                    **{
+                        **_fields(who),
+                        "outcome": "graph_refused",
+                        "request_id": exc.request_id,
+                        "graph": f"{exc.status} {exc.code}: {exc.message}",
+                    }
+                ),
+            )
             return ERROR
         except GraphAuthError as exc:
             print(f"receiver alerts update: no Graph token: {exc}", file=sys.stderr)
             return ERROR
     finally:
         await graph.aclose()
-    await audit.write(redis, keys, audit.AuditRecord(**{
-        **_fields(who), "outcome": "done", "source_api": applied.source_api,
-        "graph": "updated" + (f"; comment not added: {applied.comment_error}"
-                              if applied.comment_error else "")}))
+    await audit.write(
+        redis,
+        keys,
+        audit.AuditRecord(
+            **{
+                **_fields(who),
+                "outcome": "done",
+                "source_api": applied.source_api,
+                "graph": "updated"
+                + (
+                    f"; comment not added: {applied.comment_error}" if applied.comment_error else ""
+                ),
+            }
+        ),
+    )
     await queue_changed(redis, keys, tenant_id, applied.source_api, applied.after)
     if args.json:
         print(json.dumps(applied.after, indent=2, ensure_ascii=False))
     else:
-        print(f"alert {args.id} updated (tenant {tenant_name}, {applied.source_api}); "
-              "Graph now has:")
+        print(
+            f"alert {args.id} updated (tenant {tenant_name}, {applied.source_api}); Graph now has:"
+        )
         print("\n".join(_summary(applied.source_api, applied.after)))
     if applied.comment_error:
-        print(f"receiver alerts update: the comment was not added: {applied.comment_error}",
-              file=sys.stderr)
+        print(
+            f"receiver alerts update: the comment was not added: {applied.comment_error}",
+            file=sys.stderr,
+        )
         return ERROR
     return OK
 

@@ -19,17 +19,28 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Subparsers) -> None:
-    parser = add_command(subparsers, "backfill",
-                         "re-read a tenant's alerts changed since a time into the "
-                         "pipeline now (progress on stderr)", redis_command(backfill))
+    parser = add_command(
+        subparsers,
+        "backfill",
+        "re-read a tenant's alerts changed since a time into the pipeline now (progress on stderr)",
+        redis_command(backfill),
+    )
     add_config_option(parser)
     parser.add_argument("tenant", metavar="TENANT", help="tenant name or id")
     since = parser.add_mutually_exclusive_group()
-    since.add_argument("--since", default=None, metavar="ISO",
-                       help="changes from this time on, e.g. 2026-01-31T08:00:00Z")
-    since.add_argument("--hours", type=float, default=None, metavar="N",
-                       help="changes in the last N hours (default: "
-                            "scheduler.backfill_lookback_s)")
+    since.add_argument(
+        "--since",
+        default=None,
+        metavar="ISO",
+        help="changes from this time on, e.g. 2026-01-31T08:00:00Z",
+    )
+    since.add_argument(
+        "--hours",
+        type=float,
+        default=None,
+        metavar="N",
+        help="changes in the last N hours (default: scheduler.backfill_lookback_s)",
+    )
 
 
 def backfill_since(args: argparse.Namespace, settings: Settings) -> datetime:
@@ -41,8 +52,9 @@ def backfill_since(args: argparse.Namespace, settings: Settings) -> datetime:
         try:
             since = datetime.fromisoformat(args.since.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ValueError(f"--since {args.since!r} is not an ISO 8601 time "
-                             "(e.g. 2026-01-31T08:00:00Z)") from None
+            raise ValueError(
+                f"--since {args.since!r} is not an ISO 8601 time (e.g. 2026-01-31T08:00:00Z)"
+            ) from None
         since = since if since.tzinfo else since.replace(tzinfo=UTC)
     elif args.hours is not None:
         if not 0 < args.hours <= 30 * 24:
@@ -66,8 +78,11 @@ async def backfill(settings: Settings, redis: Redis, args: argparse.Namespace) -
 
     tenant = next((t for t in settings.tenants if args.tenant in (t.name, t.tenant_id)), None)
     if tenant is None:
-        print(f"receiver backfill: no tenant {args.tenant!r} (tenants: "
-              f"{', '.join(t.name for t in settings.tenants) or 'none'})", file=sys.stderr)
+        print(
+            f"receiver backfill: no tenant {args.tenant!r} (tenants: "
+            f"{', '.join(t.name for t in settings.tenants) or 'none'})",
+            file=sys.stderr,
+        )
         return ERROR
     try:
         since = backfill_since(args, settings)
@@ -79,25 +94,32 @@ async def backfill(settings: Settings, redis: Redis, args: argparse.Namespace) -
     class _Counted:
         """The Graph client, counting the items the poller reads (the progress display)."""
 
-        async def pages(self, tenant_id: str, path: str, params: dict[str, str] | None = None
-                        ) -> Any:
+        async def pages(
+            self, tenant_id: str, path: str, params: dict[str, str] | None = None
+        ) -> Any:
             async for item in graph.pages(tenant_id, path, params):
                 yield item
                 progress.advance()
 
-    request = BackfillRequest(tenant_id=tenant.tenant_id, reason="manual",
-                              since=since.isoformat().replace("+00:00", "Z"),
-                              requested_at=clock.now().isoformat().replace("+00:00", "Z"))
+    request = BackfillRequest(
+        tenant_id=tenant.tenant_id,
+        reason="manual",
+        since=since.isoformat().replace("+00:00", "Z"),
+        requested_at=clock.now().isoformat().replace("+00:00", "Z"),
+    )
     try:
         with Progress(f"backfill {tenant.name}") as progress:
-            count = await Poller(redis, Keys(settings.redis.key_prefix), settings,
-                                 _Counted()).backfill(request)
+            count = await Poller(
+                redis, Keys(settings.redis.key_prefix), settings, _Counted()
+            ).backfill(request)
     except (GraphError, GraphAuthError) as exc:
         print(f"receiver backfill: {exc}", file=sys.stderr)
         return ERROR
     finally:
         await graph.aclose()
-    print(f"backfill {tenant.name}: {count} alert(s) and incident(s) changed since "
-          f"{request.since} queued; "
-          "the workers fetch and route them (duplicates of what was delivered are dropped)")
+    print(
+        f"backfill {tenant.name}: {count} alert(s) and incident(s) changed since "
+        f"{request.since} queued; "
+        "the workers fetch and route them (duplicates of what was delivered are dropped)"
+    )
     return OK

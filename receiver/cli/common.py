@@ -25,13 +25,15 @@ Handler: TypeAlias = Callable[[argparse.Namespace], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 RedisCommand: TypeAlias = "Callable[[Settings, Redis, argparse.Namespace], Awaitable[int]]"
 OptionalRedisCommand: TypeAlias = (
-    "Callable[[Settings, Redis | None, argparse.Namespace], Awaitable[int]]")
+    "Callable[[Settings, Redis | None, argparse.Namespace], Awaitable[int]]"
+)
 
 CONFIG_HELP = "settings YAML file (default: $RECEIVER_CONFIG)"
 
 
-def add_command(subparsers: Subparsers, name: str, help_text: str,
-                handler: Handler) -> argparse.ArgumentParser:
+def add_command(
+    subparsers: Subparsers, name: str, help_text: str, handler: Handler
+) -> argparse.ArgumentParser:
     """A subcommand whose help and description are ``help_text``, run by ``handler``."""
     parser = subparsers.add_parser(name, help=help_text, description=help_text)
     parser.set_defaults(handler=handler)
@@ -42,8 +44,12 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", default=None, help=CONFIG_HELP)
 
 
-def add_actions(parser: argparse.ArgumentParser, dest: str, handler: Handler | None,
-                specs: list[tuple[str, str]]) -> dict[str, argparse.ArgumentParser]:
+def add_actions(
+    parser: argparse.ArgumentParser,
+    dest: str,
+    handler: Handler | None,
+    specs: list[tuple[str, str]],
+) -> dict[str, argparse.ArgumentParser]:
     """A command's required ACTION: one subparser per (name, help) in ``specs``, each taking
     ``--config`` after the action too (without overriding one given before it)."""
     sub_parsers = parser.add_subparsers(dest=dest, metavar="ACTION")
@@ -66,8 +72,11 @@ def load_settings(args: argparse.Namespace) -> Settings | None:
 
     path = args.config or os.environ.get("RECEIVER_CONFIG")
     if not path:
-        print(f"receiver {args.command}: give a settings file with --config FILE or "
-              "RECEIVER_CONFIG (see config/receiver.example.yaml)", file=sys.stderr)
+        print(
+            f"receiver {args.command}: give a settings file with --config FILE or "
+            "RECEIVER_CONFIG (see config/receiver.example.yaml)",
+            file=sys.stderr,
+        )
         return None
     try:
         return load(path, environ=os.environ)
@@ -89,15 +98,15 @@ def redis_command(command: RedisCommand, *, quiet_logs: bool = False) -> Handler
     return _with_redis(command, needs_redis=True, quiet_logs=quiet_logs)
 
 
-def optional_redis_command(command: OptionalRedisCommand, *, quiet_logs: bool = False
-                           ) -> Handler:
+def optional_redis_command(command: OptionalRedisCommand, *, quiet_logs: bool = False) -> Handler:
     """As :func:`redis_command`, with ``redis`` None when Redis is unreachable (the command
     still answers, with what it can tell without it)."""
     return _with_redis(command, needs_redis=False, quiet_logs=quiet_logs)
 
 
-def _with_redis(command: Callable[..., Awaitable[int]], *, needs_redis: bool,
-                quiet_logs: bool) -> Handler:
+def _with_redis(
+    command: Callable[..., Awaitable[int]], *, needs_redis: bool, quiet_logs: bool
+) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         import asyncio
 
@@ -127,8 +136,11 @@ def _with_redis(command: Callable[..., Awaitable[int]], *, needs_redis: bool,
         try:
             return asyncio.run(run())
         except (RedisError, OSError) as exc:
-            print(f"receiver {args.command}: Redis at {settings.redis.url} unavailable: "
-                  f"{type(exc).__name__}", file=sys.stderr)
+            print(
+                f"receiver {args.command}: Redis at {settings.redis.url} unavailable: "
+                f"{type(exc).__name__}",
+                file=sys.stderr,
+            )
             return ERROR
 
     return handler

@@ -32,8 +32,10 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
 
     path = args.file or args.config or os.environ.get("RECEIVER_CONFIG")
     if not path:
-        print("receiver config check: give a config file (FILE, --config or RECEIVER_CONFIG)",
-              file=sys.stderr)
+        print(
+            "receiver config check: give a config file (FILE, --config or RECEIVER_CONFIG)",
+            file=sys.stderr,
+        )
         return USAGE
     try:
         settings = load_settings(path, environ=os.environ)

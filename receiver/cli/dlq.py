@@ -27,14 +27,21 @@ if TYPE_CHECKING:
 
 def register(subparsers: Subparsers) -> None:
     handler = redis_command(dlq)
-    parser = add_command(subparsers, "dlq",
-                         "list, show, replay or purge dead-lettered deliveries", handler)
+    parser = add_command(
+        subparsers, "dlq", "list, show, replay or purge dead-lettered deliveries", handler
+    )
     add_config_option(parser)
-    actions = add_actions(parser, "dlq_command", handler, [
-        ("list", "dead-lettered deliveries of every sink (or --sink)"),
-        ("show", "one dead-lettered delivery with its alert and error"),
-        ("replay", "put dead-lettered deliveries back in their sink's queue"),
-        ("purge", "delete dead-lettered deliveries")])
+    actions = add_actions(
+        parser,
+        "dlq_command",
+        handler,
+        [
+            ("list", "dead-lettered deliveries of every sink (or --sink)"),
+            ("show", "one dead-lettered delivery with its alert and error"),
+            ("replay", "put dead-lettered deliveries back in their sink's queue"),
+            ("purge", "delete dead-lettered deliveries"),
+        ],
+    )
     for action, p in actions.items():
         p.add_argument("--sink", default=None, help="only this sink")
         if action == "show":
@@ -43,11 +50,19 @@ def register(subparsers: Subparsers) -> None:
             which = p.add_mutually_exclusive_group(required=True)
             which.add_argument("--all", action="store_true", help="every entry")
             which.add_argument("--id", default=None, help="one entry")
-            which.add_argument("--since", default=None, metavar="DURATION",
-                               help="entries dead-lettered in the last DURATION (e.g. 2h)")
+            which.add_argument(
+                "--since",
+                default=None,
+                metavar="DURATION",
+                help="entries dead-lettered in the last DURATION (e.g. 2h)",
+            )
         if action == "purge":
-            p.add_argument("--yes", action="store_true", required=True,
-                           help="confirm: the deliveries are gone for good")
+            p.add_argument(
+                "--yes",
+                action="store_true",
+                required=True,
+                help="confirm: the deliveries are gone for good",
+            )
 
 
 async def dlq(settings: Settings, redis: Redis, args: argparse.Namespace) -> int:
@@ -58,8 +73,10 @@ async def dlq(settings: Settings, redis: Redis, args: argparse.Namespace) -> int
     sinks = [args.sink] if getattr(args, "sink", None) else names
     unknown = [s for s in sinks if s not in names]
     if unknown:
-        print(f"receiver dlq: unknown sink {unknown[0]!r} (sinks: {', '.join(names)})",
-              file=sys.stderr)
+        print(
+            f"receiver dlq: unknown sink {unknown[0]!r} (sinks: {', '.join(names)})",
+            file=sys.stderr,
+        )
         return ERROR
     action = args.dlq_command
     if action == "list":
@@ -84,10 +101,12 @@ async def _list(redis: Redis, keys: Keys, sinks: list[str]) -> int:
         entries: Any = await redis.xrange(keys.dlq(sink))
         for entry_id, fields in entries:
             d = describe_dlq_entry(entry_id, fields)
-            rows.append([sink, d["id"], d["alert"], d["reason"], d["attempts"],
-                         d["error"][:60]])
-    print(table(rows, ["sink", "entry", "alert", "reason", "attempts", "error"]) if rows
-          else "the dead-letter streams are empty")
+            rows.append([sink, d["id"], d["alert"], d["reason"], d["attempts"], d["error"][:60]])
+    print(
+        table(rows, ["sink", "entry", "alert", "reason", "attempts", "error"])
+        if rows
+        else "the dead-letter streams are empty"
+    )
     return OK
 
 
@@ -115,16 +134,18 @@ async def _replay(redis: Redis, keys: Keys, sinks: list[str], args: argparse.Nam
 
     since_ms = None
     if args.since:
-        since_ms = int((datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
-                        ).timestamp() * 1000)
+        since_ms = int(
+            (datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))).timestamp() * 1000
+        )
     total = 0
     # All of them: the DLQ sizes are the total; --since: unknown until read.
     size = sum([int(await redis.xlen(keys.dlq(s))) for s in sinks]) if args.all else None
     with Progress("dlq replay", 1 if args.id else size) as progress:
         for sink in sinks:
             ids = [args.id] if args.id else None
-            moved = await replay(redis, keys, sink, entry_ids=ids, since_ms=since_ms,
-                                 on_moved=progress.advance)
+            moved = await replay(
+                redis, keys, sink, entry_ids=ids, since_ms=since_ms, on_moved=progress.advance
+            )
             if moved:
                 print(f"{sink}: {moved} replayed")
             total += moved

@@ -26,17 +26,23 @@ DEFAULT_EVERY_S = 10.0
 def _clock_text(seconds: float) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else \
-        f"{rest // 60}:{rest % 60:02d}"
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 class Progress:
     """Counts work done; shows it on ``stream`` (stderr by default)."""
 
-    def __init__(self, label: str, total: int | None = None, *, stream: TextIO | None = None,
-                 tty: bool | None = None, every: int = DEFAULT_EVERY,
-                 every_s: float = DEFAULT_EVERY_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int | None = None,
+        *,
+        stream: TextIO | None = None,
+        tty: bool | None = None,
+        every: int = DEFAULT_EVERY,
+        every_s: float = DEFAULT_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.label = label
         self.total = total
         self.count = 0
@@ -96,6 +102,10 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close("done" if error is None else "stopped")

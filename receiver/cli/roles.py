@@ -38,32 +38,47 @@ Role = Callable[["Settings"], Coroutine[Any, Any, int]]
 
 
 def register(subparsers: Subparsers) -> None:
-    web = add_command(subparsers, "web",
-                      "run the webhook receiver: handshake, validation, durable 202", _cmd_web)
+    web = add_command(
+        subparsers, "web", "run the webhook receiver: handshake, validation, durable 202", _cmd_web
+    )
     add_config_option(web)
     web.add_argument("--host", default=None, help="listen address (default: web.host)")
     web.add_argument("--port", type=int, default=None, help="listen port (default: web.port)")
     web.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")
-    web.add_argument("--limit-concurrency", type=int, default=None,
-                     help="answer 503 beyond this many concurrent connections per process")
+    web.add_argument(
+        "--limit-concurrency",
+        type=int,
+        default=None,
+        help="answer 503 beyond this many concurrent connections per process",
+    )
 
-    serve = add_command(subparsers, "serve",
-                        "run every role (web, workers, scheduler) in one process", _cmd_serve)
+    serve = add_command(
+        subparsers, "serve", "run every role (web, workers, scheduler) in one process", _cmd_serve
+    )
     add_config_option(serve)
     serve.add_argument("--host", default=None, help="listen address (default: web.host)")
     serve.add_argument("--port", type=int, default=None, help="listen port (default: web.port)")
-    add_config_option(add_command(subparsers, "worker",
-                                  "run the pipeline workers: fetch, route, deliver",
-                                  _cmd_worker))
-    add_config_option(add_command(
-        subparsers, "scheduler",
-        "run scheduled jobs (subscription renewal, poller) on the lease holder", _cmd_scheduler))
+    add_config_option(
+        add_command(
+            subparsers, "worker", "run the pipeline workers: fetch, route, deliver", _cmd_worker
+        )
+    )
+    add_config_option(
+        add_command(
+            subparsers,
+            "scheduler",
+            "run scheduled jobs (subscription renewal, poller) on the lease holder",
+            _cmd_scheduler,
+        )
+    )
 
 
 # --- the start-up every role shares --------------------------------------------------------
 
-def _start(args: argparse.Namespace, run: Callable[[Settings], int], *,
-           tune_gc: bool = True) -> int:
+
+def _start(
+    args: argparse.Namespace, run: Callable[[Settings], int], *, tune_gc: bool = True
+) -> int:
     """Start a role: settings, logging, config warnings, gc tuning (``tune_gc``: the web role
     tunes after building its app instead), the admin server; then ``run(settings)``."""
     from redis.exceptions import RedisError
@@ -82,8 +97,11 @@ def _start(args: argparse.Namespace, run: Callable[[Settings], int], *,
         with _admin_server(settings):
             return run(settings)
     except (RedisError, OSError) as exc:
-        print(f"receiver {args.command}: Redis at {settings.redis.url} unavailable: "
-              f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"receiver {args.command}: Redis at {settings.redis.url} unavailable: "
+            f"{type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
         return ERROR
     except ValueError as exc:  # e.g. no routes file, the admin port taken
         print(f"receiver {args.command}: {exc}", file=sys.stderr)
@@ -160,19 +178,20 @@ def _stop_on_signals(*also: Callable[[], None]) -> asyncio.Event:
     return stop
 
 
-def _start_tenant_check(settings: Settings, redis: Redis, graph: GraphClient,
-                        role: str) -> asyncio.Task[None]:
+def _start_tenant_check(
+    settings: Settings, redis: Redis, graph: GraphClient, role: str
+) -> asyncio.Task[None]:
     """`receiver tenants check` in its short form, beside the role's start (it never delays
     or stops the role): one warning per tenant that cannot work, results on /status."""
     import asyncio
 
     from receiver.graph.probes import startup_check
 
-    return asyncio.create_task(startup_check(settings, redis, graph, role),
-                               name="tenant-check")
+    return asyncio.create_task(startup_check(settings, redis, graph, role), name="tenant-check")
 
 
 # --- web -----------------------------------------------------------------------------------
+
 
 def _cmd_web(args: argparse.Namespace) -> int:
     return _start(args, lambda settings: _web(settings, args), tune_gc=False)
@@ -184,14 +203,19 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
     from receiver.web.server import server_options
 
     common: dict[str, Any] = {
-        **server_options(settings, host=args.host, port=args.port), "loop": "uvloop",
+        **server_options(settings, host=args.host, port=args.port),
+        "loop": "uvloop",
         "limit_concurrency": args.limit_concurrency,
     }
     if args.workers > 1:  # the admin server runs in this (the supervising) process only
         path = args.config or os.environ["RECEIVER_CONFIG"]
         os.environ["RECEIVER_CONFIG"] = os.path.abspath(path)
-        uvicorn.run("receiver.cli.roles:web_app_from_environment", factory=True,
-                    workers=args.workers, **common)
+        uvicorn.run(
+            "receiver.cli.roles:web_app_from_environment",
+            factory=True,
+            workers=args.workers,
+            **common,
+        )
     else:
         app = web_app(settings)
         _tune_gc()
@@ -199,8 +223,13 @@ def _web(settings: Settings, args: argparse.Namespace) -> int:
     return OK
 
 
-def web_app(settings: Settings, extra_registries: Sequence[CollectorRegistry] = (), *,
-            redis: Redis | None = None, graph: GraphClient | None = None) -> ASGIApp:
+def web_app(
+    settings: Settings,
+    extra_registries: Sequence[CollectorRegistry] = (),
+    *,
+    redis: Redis | None = None,
+    graph: GraphClient | None = None,
+) -> ASGIApp:
     """The web role's app; with ``actions.enabled``, the action endpoint in front of it, and
     with ``actions.slack.enabled`` the Slack app's interactivity endpoint (web/ may not import
     the Graph client or the actions, so they meet here)."""
@@ -233,6 +262,7 @@ def web_app_from_environment() -> ASGIApp:
 
 
 # --- worker, scheduler, serve --------------------------------------------------------------
+
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     return _run_async(args, _worker)
@@ -299,21 +329,30 @@ async def _serve(settings: Settings, host: str | None, port: int | None) -> int:
         worker = build_worker(settings, redis)
         try:
             runner = build_runner(settings, redis, worker.graph)
-            server = _Server(uvicorn.Config(
-                # One Graph client serves both roles: its registry once.
-                web_app(settings, list(dict.fromkeys([*worker.registries,
-                                                      *runner.registries])),
-                        redis=redis, graph=worker.graph),
-                loop="none", **server_options(settings, host=host, port=port)))
+            server = _Server(
+                uvicorn.Config(
+                    # One Graph client serves both roles: its registry once.
+                    web_app(
+                        settings,
+                        list(dict.fromkeys([*worker.registries, *runner.registries])),
+                        redis=redis,
+                        graph=worker.graph,
+                    ),
+                    loop="none",
+                    **server_options(settings, host=host, port=port),
+                )
+            )
 
             def stop_web() -> None:
                 server.should_exit = True
 
             stop = _stop_on_signals(stop_web)
             check = _start_tenant_check(settings, redis, worker.graph, "serve")
-            tasks = [asyncio.create_task(server.serve(), name="web"),
-                     asyncio.create_task(worker.run(stop), name="worker"),
-                     asyncio.create_task(runner.run(stop), name="scheduler")]
+            tasks = [
+                asyncio.create_task(server.serve(), name="web"),
+                asyncio.create_task(worker.run(stop), name="worker"),
+                asyncio.create_task(runner.run(stop), name="scheduler"),
+            ]
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 stop_web()  # one role ended (a signal, or a failure): stop the others

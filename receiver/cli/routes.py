@@ -30,25 +30,45 @@ if TYPE_CHECKING:
 
 def register(subparsers: Subparsers) -> None:
     test = optional_redis_command(route_test)
-    route = add_command(subparsers, "route", "test the routing tree against an alert",
-                        redis_command(route_test))
+    route = add_command(
+        subparsers, "route", "test the routing tree against an alert", redis_command(route_test)
+    )
     add_config_option(route)
-    add_actions(route, "route_command", test, [
-        ("test", "which sinks would get ALERT.json (an envelope or an alert as Graph returns "
-                 "it), and why; silences are checked when Redis is reachable")]
+    add_actions(
+        route,
+        "route_command",
+        test,
+        [
+            (
+                "test",
+                "which sinks would get ALERT.json (an envelope or an alert as Graph returns "
+                "it), and why; silences are checked when Redis is reachable",
+            )
+        ],
     )["test"].add_argument("alert", metavar="ALERT.json")
 
     handler = redis_command(silence)
-    parser = add_command(subparsers, "silence",
-                         "add, list or expire silences (time-bounded mutes)", handler)
+    parser = add_command(
+        subparsers, "silence", "add, list or expire silences (time-bounded mutes)", handler
+    )
     add_config_option(parser)
-    actions = add_actions(parser, "silence_command", handler, [
-        ("add", "mute alerts matching every MATCHER for DURATION"),
-        ("list", "every silence, active or expired"),
-        ("expire", "end a silence now")])
+    actions = add_actions(
+        parser,
+        "silence_command",
+        handler,
+        [
+            ("add", "mute alerts matching every MATCHER for DURATION"),
+            ("list", "every silence, active or expired"),
+            ("expire", "end a silence now"),
+        ],
+    )
     add = actions["add"]
-    add.add_argument("matchers", nargs="+", metavar="MATCHER",
-                     help="e.g. 'tenant=\"contoso\"' 'severity=~\"low\"'")
+    add.add_argument(
+        "matchers",
+        nargs="+",
+        metavar="MATCHER",
+        help="e.g. 'tenant=\"contoso\"' 'severity=~\"low\"'",
+    )
     add.add_argument("--duration", default="2h", help="e.g. 30m, 2h, 1h30m")
     add.add_argument("--comment", required=True, help="why, and whom to ask")
     add.add_argument("--author", default=os.environ.get("USER", ""))
@@ -65,8 +85,9 @@ def envelope_from_file(path: str, settings: Settings) -> Envelope:
         # A collection page as Graph answers a list (the docs' examples are such pages).
         items = data["value"]
         if len(items) != 1 or not isinstance(items[0], dict):
-            raise ValueError(f"the file is a collection page of {len(items)} items: "
-                             "keep the one to test")
+            raise ValueError(
+                f"the file is a collection page of {len(items)} items: keep the one to test"
+            )
         data = items[0]
     if not isinstance(data, dict):
         raise ValueError("the file must hold one JSON object")
@@ -80,8 +101,11 @@ def envelope_from_file(path: str, settings: Settings) -> Envelope:
         return from_incident(data, name)
     if odata_type == "microsoft.graph.security.alert":
         return from_v2(data, name)
-    if (odata_type == "microsoft.graph.alert" or "azureTenantId" in data
-            or "vendorInformation" in data):
+    if (
+        odata_type == "microsoft.graph.alert"
+        or "azureTenantId" in data
+        or "vendorInformation" in data
+    ):
         return from_legacy(data, name)
     if "displayName" in data and "incidentWebUrl" in data:
         return from_incident(data, name)
@@ -112,15 +136,19 @@ async def route_test(settings: Settings, redis: Redis | None, args: argparse.Nam
         return ERROR
     trace = Trace()
     decisions = route(routes.route, envelope, trace)
-    print(f"{envelope.kind} {envelope.id} ({envelope.severity}, {envelope.status}, "
-          f"provider {envelope.provider or '-'}, tenant {envelope.tenant or envelope.tenant_id})")
+    print(
+        f"{envelope.kind} {envelope.id} ({envelope.severity}, {envelope.status}, "
+        f"provider {envelope.provider or '-'}, tenant {envelope.tenant or envelope.tenant_id})"
+    )
     print("\n".join(trace.lines))
     if redis is not None:
-        silence = silenced_by(envelope, await load_silences(redis, Keys(
-            settings.redis.key_prefix)), clock.now())
+        silence = silenced_by(
+            envelope, await load_silences(redis, Keys(settings.redis.key_prefix)), clock.now()
+        )
         if silence is not None:
-            print(f"SILENCED by {silence.id} until {silence.ends_at.isoformat()}: "
-                  f"{silence.comment}")
+            print(
+                f"SILENCED by {silence.id} until {silence.ends_at.isoformat()}: {silence.comment}"
+            )
             return OK
     if not decisions:
         print("no sink would get it")
@@ -128,10 +156,11 @@ async def route_test(settings: Settings, redis: Redis | None, args: argparse.Nam
         grouping = ""
         if d.grouped:
             labels = ", ".join(f"{k}={v!r}" for k, v in group_labels(d.group_by, envelope).items())
-            grouping = (f", grouped by {labels}: first message after {d.group_wait_s:g}s, "
-                        f"changes every {d.group_interval_s:g}s"
-                        + (f", reminders every {d.repeat_interval_s:g}s"
-                           if d.repeat_interval_s else ""))
+            grouping = (
+                f", grouped by {labels}: first message after {d.group_wait_s:g}s, "
+                f"changes every {d.group_interval_s:g}s"
+                + (f", reminders every {d.repeat_interval_s:g}s" if d.repeat_interval_s else "")
+            )
         print(f"-> {d.sink} (via {d.route}{grouping})")
     return OK
 
@@ -164,9 +193,15 @@ async def silence(settings: Settings, redis: Redis, args: argparse.Namespace) ->
         print(f"receiver silence expire: no silence {args.id}", file=sys.stderr)
         return ERROR
     now = clock.now()
-    rows = [[s.id, " ".join(str(m) for m in s.matchers), s.ends_at.isoformat(timespec="seconds"),
-             "active" if s.active(now) else "expired", s.comment]
-            for s in await load_silences(redis, keys)]
-    print(table(rows, ["id", "matchers", "ends", "state", "comment"]) if rows
-          else "no silences")
+    rows = [
+        [
+            s.id,
+            " ".join(str(m) for m in s.matchers),
+            s.ends_at.isoformat(timespec="seconds"),
+            "active" if s.active(now) else "expired",
+            s.comment,
+        ]
+        for s in await load_silences(redis, keys)
+    ]
+    print(table(rows, ["id", "matchers", "ends", "state", "comment"]) if rows else "no silences")
     return OK

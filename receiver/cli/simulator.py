@@ -13,9 +13,14 @@ from receiver.cli.common import Subparsers, add_command
 def register(subparsers: Subparsers) -> None:
     from receiver.simulator import cli as simulator_cli
 
-    simulator_cli.add_arguments(add_command(
-        subparsers, "simulator", "run the Microsoft Graph / Entra ID simulator (HTTPS)",
-        _cmd_simulator))
+    simulator_cli.add_arguments(
+        add_command(
+            subparsers,
+            "simulator",
+            "run the Microsoft Graph / Entra ID simulator (HTTPS)",
+            _cmd_simulator,
+        )
+    )
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:

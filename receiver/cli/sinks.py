@@ -20,9 +20,11 @@ def register(subparsers: Subparsers) -> None:
     sinks_sub = sinks.add_subparsers(dest="sinks_command", metavar="ACTION")
     sinks_sub.required = True
     test = sinks_sub.add_parser(
-        "test", help="send a sample alert through one configured sink and report the result",
+        "test",
+        help="send a sample alert through one configured sink and report the result",
         description="Send a sample alert through one configured sink. Exits 0 on success, 1 "
-        "on failure (with the classified error: retryable or permanent).")
+        "on failure (with the classified error: retryable or permanent).",
+    )
     test.add_argument("name", metavar="NAME", help="the sink's name in the settings")
     add_config_option(test)
 
@@ -35,8 +37,11 @@ def _cmd_sinks_test(args: argparse.Namespace) -> int:
         return ERROR
     names = [s.name for s in settings.sinks]
     if args.name not in names:
-        print(f"receiver sinks test: no sink named {args.name!r} "
-              f"(configured: {', '.join(names) or 'none'})", file=sys.stderr)
+        print(
+            f"receiver sinks test: no sink named {args.name!r} "
+            f"(configured: {', '.join(names) or 'none'})",
+            file=sys.stderr,
+        )
         return ERROR
     ok, text = asyncio.run(_sinks_test(settings, args.name))
     if ok:
@@ -58,6 +63,7 @@ async def _sinks_test(settings: Settings, name: str) -> tuple[bool, str]:
     redis = make_redis(settings.redis)  # one Redis or a cluster, like every role
     try:
         return await send_sample(
-            config, tickets=RedisTicketStore(redis, Keys(settings.redis.key_prefix)))
+            config, tickets=RedisTicketStore(redis, Keys(settings.redis.key_prefix))
+        )
     finally:
         await redis.aclose()

@@ -24,18 +24,33 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Subparsers) -> None:
-    subs = add_command(subparsers, "subscriptions", "list, sync or delete Graph subscriptions",
-                       _cmd_subscriptions)
+    subs = add_command(
+        subparsers, "subscriptions", "list, sync or delete Graph subscriptions", _cmd_subscriptions
+    )
     add_config_option(subs)
-    actions = add_actions(subs, "subs_command", None, [
-        ("list", "table of every tenant's subscriptions: tenant, resource, id, expires in, state"),
-        ("sync", "reconcile now: create, renew and delete so Graph matches the settings"),
-        ("delete", "delete subscriptions in Graph and the registry (the scheduler recreates "
-                   "wanted ones on its next reconcile)")])
+    actions = add_actions(
+        subs,
+        "subs_command",
+        None,
+        [
+            (
+                "list",
+                "table of every tenant's subscriptions: tenant, resource, id, expires in, state",
+            ),
+            ("sync", "reconcile now: create, renew and delete so Graph matches the settings"),
+            (
+                "delete",
+                "delete subscriptions in Graph and the registry (the scheduler recreates "
+                "wanted ones on its next reconcile)",
+            ),
+        ],
+    )
     which = actions["delete"].add_mutually_exclusive_group(required=True)
-    which.add_argument("--all", action="store_true",
-                       help="every subscription this deployment owns or that points "
-                            "at its notification URL")
+    which.add_argument(
+        "--all",
+        action="store_true",
+        help="every subscription this deployment owns or that points at its notification URL",
+    )
     which.add_argument("id", nargs="?", default=None, metavar="ID", help="one subscription id")
 
 
@@ -67,8 +82,11 @@ def _cmd_subscriptions(args: argparse.Namespace) -> int:
     except (GraphError, GraphAuthError, RuntimeError) as exc:
         print(f"receiver subscriptions {args.subs_command}: {exc}", file=sys.stderr)
     except (RedisError, OSError) as exc:
-        print(f"receiver subscriptions {args.subs_command}: Redis at {settings.redis.url} "
-              f"unavailable: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            f"receiver subscriptions {args.subs_command}: Redis at {settings.redis.url} "
+            f"unavailable: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
     return ERROR
 
 
@@ -84,17 +102,32 @@ async def _subscriptions(settings: Settings, args: argparse.Namespace) -> int:
     try:
         if args.subs_command == "list":
             rows = await Supervisor(settings, graph, redis).rows()
-            print(table([(r.tenant, r.resource, r.subscription_id, expires_in(r.expires_in_s),
-                          r.state) for r in rows],
-                        ["TENANT", "RESOURCE", "ID", "EXPIRES IN", "STATE"]))
+            print(
+                table(
+                    [
+                        (
+                            r.tenant,
+                            r.resource,
+                            r.subscription_id,
+                            expires_in(r.expires_in_s),
+                            r.state,
+                        )
+                        for r in rows
+                    ],
+                    ["TENANT", "RESOURCE", "ID", "EXPIRES IN", "STATE"],
+                )
+            )
             return OK
         if args.subs_command == "sync":
             lease = Lease(redis, Keys(settings.redis.key_prefix), settings.scheduler.lease_s)
             if not await lease.acquire():
-                print(f"receiver subscriptions sync: the scheduler lease is held by "
-                      f"{await lease.holder()}; it reconciles every "
-                      f"{settings.scheduler.reconcile_interval_s:g}s. Run sync when no "
-                      "scheduler runs, or wait for it.", file=sys.stderr)
+                print(
+                    f"receiver subscriptions sync: the scheduler lease is held by "
+                    f"{await lease.holder()}; it reconciles every "
+                    f"{settings.scheduler.reconcile_interval_s:g}s. Run sync when no "
+                    "scheduler runs, or wait for it.",
+                    file=sys.stderr,
+                )
                 return ERROR
             try:
                 report = await Supervisor(settings, graph, redis, guard=lease).reconcile()
@@ -107,8 +140,10 @@ async def _subscriptions(settings: Settings, args: argparse.Namespace) -> int:
         deleted = await Supervisor(settings, graph, redis).delete(None if args.all else args.id)
         print(f"{deleted} subscription(s) deleted")
         if not args.all and deleted == 0:
-            print(f"receiver subscriptions delete: no subscription {args.id} in any tenant",
-                  file=sys.stderr)
+            print(
+                f"receiver subscriptions delete: no subscription {args.id} in any tenant",
+                file=sys.stderr,
+            )
             return ERROR
         return OK
     finally:

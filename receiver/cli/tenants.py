@@ -28,15 +28,25 @@ if TYPE_CHECKING:
 
 def register(subparsers: Subparsers) -> None:
     handler = optional_redis_command(check, quiet_logs=True)
-    tenants = add_command(subparsers, "tenants", "check that each configured tenant can work",
-                          handler)
+    tenants = add_command(
+        subparsers, "tenants", "check that each configured tenant can work", handler
+    )
     add_config_option(tenants)
-    parser = add_actions(tenants, "tenants_command", handler, [
-        ("check", "per tenant: credentials, permissions, one read per feature and, with a "
-                  "subscription, the public endpoint; each failure with its fix (exit 1)")]
+    parser = add_actions(
+        tenants,
+        "tenants_command",
+        handler,
+        [
+            (
+                "check",
+                "per tenant: credentials, permissions, one read per feature and, with a "
+                "subscription, the public endpoint; each failure with its fix (exit 1)",
+            )
+        ],
     )["check"]
-    parser.add_argument("tenants", nargs="*", metavar="TENANT",
-                        help="tenant names or ids (default: all)")
+    parser.add_argument(
+        "tenants", nargs="*", metavar="TENANT", help="tenant names or ids (default: all)"
+    )
     parser.add_argument("--json", action="store_true", help="the verdicts as JSON, for automation")
 
 
@@ -69,20 +79,29 @@ async def check(settings: Settings, redis: Redis | None, args: argparse.Namespac
         print(f"receiver tenants check: {tenants}", file=sys.stderr)
         return USAGE
     if not tenants:
-        print("receiver tenants check: no tenant is configured (tenants: in the settings; see "
-              "README, Connect your tenant)", file=sys.stderr)
+        print(
+            "receiver tenants check: no tenant is configured (tenants: in the settings; see "
+            "README, Connect your tenant)",
+            file=sys.stderr,
+        )
         return ERROR
     reports = await run(settings, tenants)
     if args.json:
-        print(json.dumps({"ok": all(r.ok for r in reports),
-                          "tenants": [r.to_dict() for r in reports]}, indent=2))
+        print(
+            json.dumps(
+                {"ok": all(r.ok for r in reports), "tenants": [r.to_dict() for r in reports]},
+                indent=2,
+            )
+        )
     else:
         print(render(reports))
     if redis is not None:
         try:
-            await asyncio.wait_for(record(redis, Keys(settings.redis.key_prefix), reports,
-                                          "cli"), 5.0)
+            await asyncio.wait_for(
+                record(redis, Keys(settings.redis.key_prefix), reports, "cli"), 5.0
+            )
         except (RedisError, OSError, TimeoutError) as exc:
-            print(f"(not recorded for the status page: Redis {type(exc).__name__})",
-                  file=sys.stderr)
+            print(
+                f"(not recorded for the status page: Redis {type(exc).__name__})", file=sys.stderr
+            )
     return OK if all(r.ok for r in reports) else ERROR
