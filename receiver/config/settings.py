@@ -119,7 +119,11 @@ class RedisSettings(Model):
     key_prefix: str = DEFAULT_PREFIX
     socket_timeout_s: float = Field(2.0, gt=0, le=60)
     connect_retries: int = Field(5, ge=0, le=100)
-    max_connections: int = Field(64, ge=1, le=10_000)
+    # Per process (per node on a cluster). A worker's consumers may all hold one at once
+    # (fetch 32 + route 16 + deliver 8 per sink + poll 32 + blocking reads, ~100 with one
+    # sink); the pool refuses past its size (MaxConnectionsError: the entry waits out its
+    # visibility timeout), which 64 met in the poll scale benchmark (782 refusals in 3 min).
+    max_connections: int = Field(256, ge=1, le=10_000)
     # The URL names one node of a Redis Cluster; the client discovers the others. Every key
     # shares the prefix's hash tag, so pipelines and scripts stay on one slot.
     cluster: bool = False
@@ -379,9 +383,9 @@ class WorkerSettings(Model):
     max_attempts: int = Field(10, ge=1, le=1000)  # fetch/route attempts before the poison stream
     # Poll jobs (tenant, source) each worker process reads at once. A thousand tenants x 2
     # sources every 10 s at Graph's ~150 ms a call keep 30-40 in flight over all workers
-    # (with the rate limiter's and Redis's round trips): 32 held one worker to 168 GETs/s,
-    # two workers did the 200. More per worker needs redis.max_connections raised with it
-    # (64 reads at once met a full pool of 64 connections).
+    # (with the rate limiter's and Redis's round trips): 32 held one worker to 168-192
+    # GETs/s, two workers did the 200. More per worker needs redis.max_connections (each
+    # read may hold a connection) to stay above the sum of the worker's concurrencies.
     poll_concurrency: int = Field(32, ge=1, le=1024)
     # A poll job whose worker stopped (killed, or stalled this long) is taken over after this
     # long; a live worker keeps its job fresh every third of it.
