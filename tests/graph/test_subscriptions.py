@@ -44,7 +44,9 @@ class World:
 
     async def advance(self, **delta: float) -> None:
         answer = await asyncio.to_thread(self.sim.control.advance_clock, **delta)
-        self.offset[0] = float(answer["offsetSeconds"])
+        # The simulator's offset counts from real time, and so includes the year-ahead run's
+        # RECEIVER_CLOCK_OFFSET_S, which clock.now() has already added.
+        self.offset[0] = float(answer["offsetSeconds"]) - clock.offset().total_seconds()
 
     async def sim_subscriptions(self) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.sim.control.subscriptions)
