@@ -112,12 +112,13 @@ async def _list(redis: Redis, keys: Keys, sinks: list[str]) -> int:
 
 async def _show(redis: Redis, keys: Keys, sinks: list[str], entry: str) -> int:
     from receiver.pipeline.deliver import describe_dlq_entry
+    from receiver.store.entries import AlertEntry
 
     for sink in sinks:
         found: Any = await redis.xrange(keys.dlq(sink), entry, entry)
         for entry_id, fields in found:
             out: dict[str, Any] = describe_dlq_entry(entry_id, fields)
-            out["envelope"] = json.loads(fields.get(b"e", b"{}"))
+            out["envelope"] = json.loads(AlertEntry.of(fields).envelope or b"{}")
             out["sink"] = sink
             print(json.dumps(out, indent=2))
             return OK

@@ -36,6 +36,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from receiver import backoff
 from receiver.redaction import cut, redact
+from receiver.store.entries import FIELD as PAYLOAD_FIELD
 from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,9 @@ class Poison(Exception):
     it goes to the poison stream at once, without further attempts."""
 
 
+_PAYLOAD = PAYLOAD_FIELD.encode()
+
+
 @dataclass(slots=True)
 class Entry:
     id: str
@@ -69,7 +73,7 @@ class Entry:
     @property
     def value(self) -> bytes:
         """The entry's payload field (``e``)."""
-        return self.fields.get(b"e", b"")
+        return self.fields.get(_PAYLOAD, b"")
 
     def ack_with(self, pipe: Pipeline) -> None:
         """Queue this entry's acknowledgement on the handler's own transaction, so handing
@@ -352,7 +356,7 @@ class Consumer:
                   _describe(exc), extra={"stream": self.config.stream, "stream_id": entry.id})
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(self.keys.poison, {
-                "e": entry.value, "stream": self.config.stream, "id": entry.id,
+                PAYLOAD_FIELD: entry.value, "stream": self.config.stream, "id": entry.id,
                 "error": cut(_describe(exc), 2000), "attempts": str(entry.attempt),
                 "at": str(int(time.time() * 1000))})
             pipe.xack(self.config.stream, self.config.group, entry.id)

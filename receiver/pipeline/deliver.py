@@ -32,6 +32,7 @@ from receiver.pipeline.consumer import Entry, Poison, Retry
 from receiver.pipeline.fetch import envelope_of
 from receiver.redaction import cut
 from receiver.sinks.base import Delivery, PermanentError, RetryableError, Sink
+from receiver.store.entries import AlertEntry
 from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class DeliverStage:
             envelope = envelope_of(entry)
         except (ValueError, TypeError, KeyError) as exc:
             raise Poison(f"not an alert envelope: {exc}") from None
-        route = entry.fields.get(b"route", b"").decode()
+        route = AlertEntry.of(entry.fields).route.decode()
         wait = self.breaker.open_for()
         if wait > 0:
             raise Retry(wait, "circuit open")
@@ -196,12 +197,9 @@ class DeliverStage:
                     extra={"sink": name, "alert_id": alert_id, "tenant_id": tenant_id,
                            "attempt": entry.attempt})
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.keys.dlq(name), {
-                "e": entry.value, "first": entry.fields.get(b"first", b"1"),
-                "changes": entry.fields.get(b"changes", b""),
-                "route": entry.fields.get(b"route", b""), "error": cut(error, 2000),
-                "reason": reason, "attempts": str(entry.attempt),
-                "at": str(int(time.time() * 1000))})
+            pipe.xadd(self.keys.dlq(name), AlertEntry.of(entry.fields).to_fields(
+                error=cut(error, 2000), reason=reason, attempts=str(entry.attempt),
+                at=str(int(time.time() * 1000))))
             records.add(pipe, self.keys, tenant_id, alert_id,
                         records.event("dead_lettered", sink=name, attempt=entry.attempt,
                                       detail=f"{reason}: {cut(error, 300)}"))
@@ -223,8 +221,7 @@ async def replay(redis: Redis, keys: Keys, sink: str, *, entry_ids: list[str] | 
         if since_ms is not None and int(eid.split("-")[0]) < since_ms:
             continue
         async with redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(keys.sink(sink), {k: fields[k] for k in (b"e", b"first", b"changes",
-                                                                 b"route") if k in fields})
+            pipe.xadd(keys.sink(sink), AlertEntry.of(fields).to_fields())
             pipe.xdel(keys.dlq(sink), eid)
             await pipe.execute()
         moved += 1
@@ -234,7 +231,7 @@ async def replay(redis: Redis, keys: Keys, sink: str, *, entry_ids: list[str] | 
 
 
 def describe_dlq_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, str]:
-    env = json.loads(fields.get(b"e", b"{}"))
+    env = json.loads(AlertEntry.of(fields).envelope or b"{}")
     return {"id": entry_id.decode(), "alert": str(env.get("id", "")),
             "tenant": str(env.get("tenant") or env.get("tenant_id", "")),
             "title": str(env.get("title", "")), "error": fields.get(b"error", b"").decode(),

@@ -39,7 +39,7 @@ from receiver.envelope import MATERIAL_FIELDS, Envelope, from_incident, from_leg
 from receiver.graph.client import GraphError
 from receiver.graph.resources import AlertResource, BadResource, parse_resource
 from receiver.pipeline.consumer import Entry, Poison
-from receiver.store.entries import NotificationEntry
+from receiver.store.entries import AlertEntry, NotificationEntry
 from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -211,8 +211,6 @@ class FetchStage:
 
 def envelope_of(entry: Entry) -> Envelope:
     """The envelope of an ``alerts`` entry, marked as an update when it is one."""
-    envelope = Envelope.from_json(entry.value)
-    if entry.fields.get(b"first", b"1") == b"0":
-        changes = entry.fields.get(b"changes", b"").decode()
-        envelope = envelope.as_update(tuple(c for c in changes.split(",") if c))
-    return envelope
+    alert = AlertEntry.of(entry.fields)
+    envelope = Envelope.from_json(alert.envelope)
+    return envelope.as_update(alert.change_names) if alert.is_update else envelope

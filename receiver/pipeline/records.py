@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from receiver.store.entries import AlertEntry
 from receiver.store.keys import Keys
 
 DEFAULT_RETENTION_S = 14 * 24 * 3600
@@ -54,11 +55,10 @@ async def timeline(redis: Redis, keys: Keys, tenant_id: str, alert_id: str
 RECENT_MAXLEN = 200
 
 
-def remember(pipe: Pipeline | Redis, keys: Keys, envelope: bytes, first: bytes = b"1",
-             changes: bytes = b"") -> None:
-    """Queue the alert's envelope on the recent-alerts stream (on the caller's pipeline)."""
-    pipe.xadd(keys.recent_alerts, {"e": envelope, "first": first, "changes": changes},
-              maxlen=RECENT_MAXLEN, approximate=True)
+def remember(pipe: Pipeline | Redis, keys: Keys, alert: AlertEntry) -> None:
+    """Queue the alert on the recent-alerts stream (on the caller's pipeline)."""
+    pipe.xadd(keys.recent_alerts, AlertEntry(alert.envelope, alert.first, alert.changes)
+              .to_fields(), maxlen=RECENT_MAXLEN, approximate=True)
 
 
 async def recent(redis: Redis, keys: Keys, count: int) -> list[tuple[str, dict[bytes, bytes]]]:

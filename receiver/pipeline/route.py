@@ -26,6 +26,7 @@ from receiver.routing.config import RoutesConfig
 from receiver.routing.grouping import GROUPED_KINDS
 from receiver.routing.silences import Silence, silenced_by
 from receiver.routing.tree import route
+from receiver.store.entries import AlertEntry
 from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -87,11 +88,11 @@ class RouteStage:
                 records.add(pipe, self.keys, envelope.tenant_id, envelope.id,
                             records.event("silenced", silence=silence.id,
                                           version=envelope.version))
-                records.remember(pipe, self.keys, entry.value, entry.fields.get(b"first", b"1"),
-                                 entry.fields.get(b"changes", b""))
+                records.remember(pipe, self.keys, AlertEntry.of(entry.fields))
                 await self.transactions.execute(pipe)
             return
         decisions = [d for d in route(self.routes.route, envelope) if d.sink in self.sinks]
+        alert = AlertEntry.of(entry.fields)
         events = []
         queued_at = str(int(time.time() * 1000))
         member_json = ""
@@ -104,11 +105,9 @@ class RouteStage:
                     events.append(records.event("grouped", sink=d.sink, route=d.route,
                                                 group=gid, version=envelope.version))
                     continue
-                pipe.xadd(self.keys.sink(d.sink), {
-                    "e": entry.value, "first": entry.fields.get(b"first", b"1"),
-                    "changes": entry.fields.get(b"changes", b""), "route": d.route,
-                    "queued_at": queued_at},
-                    maxlen=SINK_STREAM_MAXLEN, approximate=True)
+                pipe.xadd(self.keys.sink(d.sink),
+                          alert.to_fields(route=d.route, queued_at=queued_at),
+                          maxlen=SINK_STREAM_MAXLEN, approximate=True)
                 events.append(records.event("routed", sink=d.sink, route=d.route,
                                             version=envelope.version,
                                             update=envelope.is_update or None))
@@ -116,8 +115,7 @@ class RouteStage:
                 events.append(records.event("unrouted", version=envelope.version))
             records.add(pipe, self.keys, envelope.tenant_id, envelope.id, *events)
             entry.ack_with(pipe)
-            records.remember(pipe, self.keys, entry.value, entry.fields.get(b"first", b"1"),
-                             entry.fields.get(b"changes", b""))
+            records.remember(pipe, self.keys, alert)
             await self.transactions.execute(pipe)
         self.outcomes.labels("routed" if decisions else "unrouted").inc()
         if log.isEnabledFor(logging.DEBUG):  # (not worth a JSON pass per alert otherwise)

@@ -1,4 +1,8 @@
-"""Entries of the ``notifications`` and ``lifecycle`` streams, and their codec.
+"""Typed entries of every stream, and their codec.
+
+``notifications`` and ``lifecycle``: :class:`NotificationEntry`. ``alerts``, each sink's stream,
+its dead letters and the recent alerts: :class:`AlertEntry`. No other module spells a stream
+field's name.
 
 An entry keeps what later stages need and nothing secret (never the clientState). Written by
 the web (source ``push``) and the poller (source ``poll``); read by the fetch stage and the
@@ -15,8 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from redis.typing import EncodableT, FieldT
+
 ENTRY_VERSION = 1
 FIELD = "e"
+# The fields of an AlertEntry (the fetch stage's Lua script writes the first three by name).
+FIRST, CHANGES, ROUTE = "first", "changes", "route"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +114,39 @@ class BackfillRequest:
 
 
 _BACKFILL = tuple(f.name for f in fields(BackfillRequest))
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEntry:
+    """An alert on its way: the envelope JSON as the fetch stage wrote it, whether it is the
+    first version routed (``first``), which material fields changed (``changes``) and, on a
+    sink's stream and in its dead letters, the route that sent it there. The bytes are kept
+    as read: each stage hands them on without decoding them again."""
+
+    envelope: bytes
+    first: bytes = b"1"
+    changes: bytes = b""
+    route: bytes = b""
+
+    @classmethod
+    def of(cls, fields: Mapping[bytes, bytes]) -> AlertEntry:
+        return cls(fields.get(FIELD.encode(), b""), fields.get(FIRST.encode(), b"1"),
+                   fields.get(CHANGES.encode(), b""), fields.get(ROUTE.encode(), b""))
+
+    @property
+    def is_update(self) -> bool:
+        return self.first == b"0"
+
+    @property
+    def change_names(self) -> tuple[str, ...]:
+        return tuple(c for c in self.changes.decode().split(",") if c)
+
+    def to_fields(self, **extra: str | bytes) -> dict[FieldT, EncodableT]:
+        """The stream fields, with the route when there is one, and ``extra`` (a sink
+        stream's ``queued_at``, a dead letter's ``error`` and ``reason``...)."""
+        out: dict[FieldT, EncodableT] = {FIELD: self.envelope, FIRST: self.first,
+                                         CHANGES: self.changes}
+        if self.route:
+            out[ROUTE] = self.route
+        out.update(extra)
+        return out
