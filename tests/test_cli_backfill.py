@@ -16,7 +16,7 @@ import redis
 import redis.asyncio as aioredis
 
 from receiver.cli import main
-from receiver.config.settings import load_settings
+from receiver.config.loader import load_settings
 from receiver.pipeline.worker import build_worker
 from receiver.store.keys import Keys
 from tests.fixtures.settings import WriteConfig, base_settings_data

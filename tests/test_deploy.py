@@ -23,7 +23,8 @@ import pytest
 import yaml
 from pydantic import BaseModel, SecretStr
 
-from receiver.config.settings import SECRET_SOURCES, Settings, load_settings
+from receiver.config.loader import SECRET_SOURCES, load_settings
+from receiver.config.settings import Settings
 from receiver.routing.config import load_routes
 
 ROOT = Path(__file__).resolve().parents[1]

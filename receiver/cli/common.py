@@ -68,7 +68,7 @@ def load_settings(args: argparse.Namespace) -> Settings | None:
     """The settings named by ``--config`` or RECEIVER_CONFIG, or None after printing why they
     cannot be had (every problem, with file and key, never a secret)."""
     from receiver.config.files import ConfigError
-    from receiver.config.settings import load_settings as load
+    from receiver.config.loader import load_settings as load
 
     path = args.config or os.environ.get("RECEIVER_CONFIG")
     if not path:

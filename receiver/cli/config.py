@@ -27,7 +27,7 @@ def register(subparsers: Subparsers) -> None:
 
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from receiver.config.files import ConfigError
-    from receiver.config.settings import load_settings
+    from receiver.config.loader import load_settings
     from receiver.routing.config import load_routes
 
     path = args.file or args.config or os.environ.get("RECEIVER_CONFIG")

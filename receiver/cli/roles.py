@@ -254,7 +254,7 @@ def web_app(
 
 def web_app_from_environment() -> ASGIApp:
     """uvicorn factory for ``receiver web --workers N``: settings from RECEIVER_CONFIG."""
-    from receiver.config.settings import load_settings as load
+    from receiver.config.loader import load_settings as load
 
     app = web_app(load(os.environ["RECEIVER_CONFIG"], environ=os.environ))
     _tune_gc()

@@ -31,7 +31,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from receiver.config.settings import Settings, load_settings
+from receiver.config.loader import load_settings
+from receiver.config.settings import Settings
 from receiver.store.client import make_redis
 from receiver.store.entries import FIELD as ENTRY_FIELD
 from receiver.store.keys import Keys

@@ -108,7 +108,7 @@ def test_settings_need_keys_and_name_the_problem(make_settings: MakeSettings,
     data = base_settings_data()
     data["actions"] = {"enabled": True, "signing_keys": [{"id": "k1", "key": short}]}
     path = write_config(data)
-    from receiver.config.settings import load_settings
+    from receiver.config.loader import load_settings
 
     with pytest.raises(ConfigError) as exc:
         load_settings(path)
@@ -121,7 +121,7 @@ def test_settings_need_keys_and_name_the_problem(make_settings: MakeSettings,
 
 
 def test_signing_key_from_env_and_file(make_settings: MakeSettings, tmp_path: Any) -> None:
-    from receiver.config.settings import settings_from_mapping
+    from receiver.config.loader import settings_from_mapping
 
     key_file = tmp_path / "actions.key"
     key_file.write_text("f" * 40 + "\n")

@@ -26,7 +26,8 @@ from receiver.actions.audit import AuditRecord, recent
 from receiver.actions.links import LinkSigner
 from receiver.actions.signin import Completed, Identity, SignIn, SignInError, check_claims
 from receiver.config.files import ConfigError
-from receiver.config.settings import Settings, load_settings
+from receiver.config.loader import load_settings
+from receiver.config.settings import Settings
 from receiver.store.keys import Keys
 from receiver.web.app import create_app
 from tests.fixtures.settings import MakeSettings, WriteConfig, base_settings_data

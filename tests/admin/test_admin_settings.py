@@ -9,7 +9,7 @@ import pytest
 
 from receiver.admin.server import start_admin
 from receiver.config.files import ConfigError
-from receiver.config.settings import load_settings
+from receiver.config.loader import load_settings
 from tests.fixtures.settings import MakeSettings, WriteConfig, base_settings_data
 
 TOKEN = "a-long-enough-admin-token-42"

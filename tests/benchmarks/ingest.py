@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         data["logging"] = {"level": "WARNING", "format": "text"}
         config = Path(tmp) / "receiver.yaml"
         config.write_text(yaml.safe_dump(data))
-        from receiver.config.settings import load_settings
+        from receiver.config.loader import load_settings
 
         settings = load_settings(config, environ={})
         record = asyncio.run(register(server.url, settings))

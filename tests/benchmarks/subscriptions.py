@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 import yaml
 
-from receiver.config.settings import load_settings
+from receiver.config.loader import load_settings
 from receiver.graph.client import client_for
 from receiver.graph.metrics import SupervisorMetrics
 from receiver.graph.subscriptions import Supervisor

@@ -6,12 +6,8 @@ from pathlib import Path
 import pytest
 
 from receiver.config.files import ConfigError
-from receiver.config.settings import (
-    LEGACY_ALERTS_RETIRED,
-    Settings,
-    load_settings,
-    settings_from_mapping,
-)
+from receiver.config.loader import load_settings, settings_from_mapping
+from receiver.config.settings import LEGACY_ALERTS_RETIRED, Settings
 from tests.fixtures.settings import CLIENT_SECRET, TENANT_ID, WriteConfig, base_settings_data
 
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receiver.config.files import ConfigError
-from receiver.config.settings import Settings, load_settings
+from receiver.config.loader import load_settings
+from receiver.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((ROOT / "config" / "receiver.example.yaml").read_text())

@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from receiver.admin.health import gather
 from receiver.cli import main
-from receiver.config.settings import settings_from_mapping
+from receiver.config.loader import settings_from_mapping
 from receiver.graph.check import (
     ALERT_READ,
     ALERT_WRITE,

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from receiver.admin.server import AdminServer
 from receiver.cli import main
-from receiver.config.settings import settings_from_mapping
+from receiver.config.loader import settings_from_mapping
 from receiver.graph.client import client_for
 from receiver.graph.poller import Poller
 from receiver.logs import JsonFormatter

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from receiver.config.files import ConfigError
-from receiver.config.settings import load_settings
+from receiver.config.loader import load_settings
 from receiver.securescore.job import policy_of
 from tests.fixtures.settings import WriteConfig, base_settings_data
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from receiver.config.files import ConfigError
-from receiver.config.settings import settings_from_mapping
+from receiver.config.loader import settings_from_mapping
 from receiver.config.sinks import TEMPLATE_NAMES
 from receiver.envelope import Envelope
 from receiver.sinks.base import Delivery, PermanentError
