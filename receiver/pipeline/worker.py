@@ -166,7 +166,7 @@ def poll_consumers(settings: Settings, redis: Redis, keys: Keys, graph: GraphCli
     """The poll jobs the scheduler's leader queues, and the backfill requests of the
     subscription supervisor: read by every worker process (receiver.pipeline.poll)."""
     from receiver.graph.poller import Poller
-    from receiver.pipeline.consumer import Entry, Poison
+    from receiver.pipeline.consumer import Entry, Poison, Retry
     from receiver.pipeline.poll import POLL_GROUP, PollJobs
     from receiver.store.entries import BackfillRequest
 
@@ -187,6 +187,15 @@ def poll_consumers(settings: Settings, redis: Redis, keys: Keys, graph: GraphCli
             request = BackfillRequest.from_fields(entry.fields)
         except ValueError as exc:
             raise Poison(str(exc)) from None
-        await poller.backfill(request)
+        try:
+            await poller.backfill(request)
+        except Exception as exc:
+            # Soon again (not after the 5-minute visibility timeout): a backfill that met
+            # Graph failing or a Redis connection dropped by a restart is what came to make
+            # up for a gap.
+            if entry.attempt >= ws.max_attempts:
+                raise Poison(f"backfill failed {entry.attempt} times: {exc}") from exc
+            raise Retry(min(60.0, 5.0 * entry.attempt),
+                        f"backfill failed: {type(exc).__name__}") from exc
 
     return [Consumer(redis, keys, polls, jobs.handle), Consumer(redis, keys, backfills, backfill)]
