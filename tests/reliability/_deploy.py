@@ -145,7 +145,7 @@ def write_config(path: Path, *, redis_url: str, cluster: bool, sim_url: str, ca:
                   "ca_bundle": str(ca), "rate_limit_per_minute": 100_000,
                   "max_retry_wait_s": 60},
         # Short timeouts so a killed process's work is taken over within the run.
-        "worker": {"visibility_timeout_s": 5},
+        "worker": {"visibility_timeout_s": 5, "poll_visibility_timeout_s": 5},
         "scheduler": {"lease_s": 6, "heartbeat_s": 2, "reconcile_interval_s": 10},
         "tenants": [{"name": "contoso", "tenant_id": TENANT, "client_id": CLIENT_ID,
                      "client_secret": CLIENT_SECRET,
