@@ -35,7 +35,11 @@ def test_serve_on_a_redis_cluster_delivers_every_alert_once(
             pushed = control.create_alerts(TENANT, 40)["ids"]
             polled = control.create_alerts(TENANT, 5, kind="v2")["ids"]
             control.inject_fault("duplicate_notifications", count=10)
-            expected = set(pushed) | set(polled)
+            # Each polled alerts_v2 alert comes with its incident, polled too (by default).
+            incidents = {str(a["incidentId"]) for a in control.alerts(TENANT, "v2")
+                         if a["id"] in polled}
+            assert len(incidents) == 5
+            expected = set(pushed) | set(polled) | incidents
             arrivals = sinks.hooks["hook"].arrivals
 
             def until(done: Callable[[], bool]) -> None:
