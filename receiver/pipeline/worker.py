@@ -9,6 +9,14 @@
   (group ``poller``): each reads one tenant's source from Graph into ``notifications``
 
 Any number of worker processes share the work through the consumer groups.
+
+The stages run as one ``asyncio.TaskGroup``. A stage that fails is logged and stops the
+others the graceful way (the ``stop`` event: they finish what they hold, as on a signal);
+when every task has ended, ``run`` raises what failed: the error itself when one stage
+failed, an ``ExceptionGroup`` of all of them when several did, none lost or replaced. Tasks
+still running ``STOP_TIMEOUT_S`` after the stop are cancelled (their entries stay pending and
+another worker claims them). A cancelled ``run`` cancels every task, waits for them and
+raises ``CancelledError``.
 """
 
 from __future__ import annotations
@@ -16,10 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from receiver.actions.rules import buttons as triage_buttons
 from receiver.config.settings import Settings
@@ -36,6 +47,8 @@ from receiver.sinks.registry import Sinks, build_sinks
 from receiver.store.keys import Keys
 
 log = logging.getLogger(__name__)
+
+STOP_TIMEOUT_S = 60.0  # after the stop, how long the stages may take to finish what they hold
 
 
 @dataclass
@@ -59,9 +72,14 @@ class Worker:
                       ["stream", "kind"], registry=self.registry)
         while not stop.is_set():
             for consumer in self.consumers:
-                with contextlib.suppress(Exception):
-                    for kind, value in (await consumer.lag()).items():
-                        gauge.labels(consumer.config.stream, kind).set(value)
+                try:
+                    lag = await consumer.lag()
+                except (RedisError, OSError) as exc:  # Redis away: the stages say so already
+                    log.debug("stream lag of %s not read: %s", consumer.config.stream,
+                              type(exc).__name__)
+                    continue
+                for kind, value in lag.items():
+                    gauge.labels(consumer.config.stream, kind).set(value)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval_s)
 
@@ -79,22 +97,12 @@ class Worker:
                 if not flushed and sum(c.processed + c.poisoned
                                        for c in self.consumers) == before:
                     return
-        tasks = [asyncio.create_task(c.run(stop), name=c.config.stream)
-                 for c in self.consumers]
+        work: list[tuple[str, Coroutine[Any, Any, None]]] = [
+            (c.config.stream, c.run(stop)) for c in self.consumers]
         if self.groups is not None:
-            tasks.append(asyncio.create_task(self.groups.run(stop), name="groups"))
-        tasks.append(asyncio.create_task(self.watch_lag(stop), name="lag"))
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-        finally:
-            stop.set()
-            for task in tasks:
-                if not task.done():
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await asyncio.wait_for(task, 60)
+            work.append(("groups", self.groups.run(stop)))
+        work.append(("lag", self.watch_lag(stop)))
+        await run_together(work, stop)
 
     async def aclose(self) -> None:
         await self.sinks.aclose()
@@ -199,3 +207,50 @@ def poll_consumers(settings: Settings, redis: Redis, keys: Keys, graph: GraphCli
                         f"backfill failed: {type(exc).__name__}") from exc
 
     return [Consumer(redis, keys, polls, jobs.handle), Consumer(redis, keys, backfills, backfill)]
+
+
+async def run_together(work: list[tuple[str, Coroutine[Any, Any, None]]],
+                       stop: asyncio.Event, *, stop_timeout_s: float = STOP_TIMEOUT_S) -> None:
+    """Run named coroutines that end when ``stop`` is set, as one TaskGroup; see the module
+    docstring for what happens on a failure, a stop and a cancellation."""
+    if not work:
+        return
+    failures: list[Exception] = []
+    left = len(work)
+
+    async def guarded(name: str, coro: Coroutine[Any, Any, None]) -> None:
+        nonlocal left
+        try:
+            await coro
+        except Exception as exc:  # reported below; the others stop the graceful way
+            exc.add_note(f"in the worker's {name} task")
+            log.error("worker: %s failed, stopping the others: %s: %s", name,
+                      type(exc).__name__, exc, exc_info=exc)
+            failures.append(exc)
+            stop.set()
+        finally:
+            left -= 1
+            if left == 0:  # every task ended (none should before the stop): nothing to wait
+                stop.set()
+
+    timer: asyncio.TimerHandle | None = None
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(guarded(name, coro), name=name) for name, coro in work]
+            await stop.wait()
+
+            def overdue() -> None:
+                late = [t.get_name() for t in tasks if not t.done()]
+                log.warning("worker: %s still running %.0fs after the stop: cancelled",
+                            ", ".join(late), stop_timeout_s)
+                for task in tasks:
+                    task.cancel()
+
+            timer = asyncio.get_running_loop().call_later(stop_timeout_s, overdue)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise ExceptionGroup(f"{len(failures)} worker tasks failed", failures)
