@@ -377,16 +377,22 @@ def create_app(settings: Settings, *, redis: Redis | None = None,
         # collector's way, so the request path does not pay for full collections.
         gc.collect()
         gc.freeze()
+        # The registry poller as a TaskGroup: on shutdown it is asked to stop (the event)
+        # and given 5 s before it is cancelled; a cancelled shutdown cancels it, waits for
+        # it and goes on cancelled (CancelledError propagates), the clean-up below still runs.
         stop = asyncio.Event()
-        poller = asyncio.create_task(state.cache.run(stop))
+        overdue: asyncio.TimerHandle | None = None
         try:
-            yield
+            async with asyncio.TaskGroup() as tasks:
+                poller = tasks.create_task(state.cache.run(stop), name="registry-cache")
+                try:
+                    yield
+                finally:
+                    stop.set()
+                    overdue = asyncio.get_running_loop().call_later(5, poller.cancel)
         finally:
-            stop.set()
-            try:
-                await asyncio.wait_for(poller, 5)
-            except (TimeoutError, asyncio.CancelledError):
-                poller.cancel()
+            if overdue is not None:
+                overdue.cancel()
             await state.enqueuer.aclose()
             if state.http is not None:
                 await state.http.aclose()
