@@ -26,8 +26,10 @@ import os
 import re
 
 OFFSET_ENV = "RECEIVER_CLOCK_OFFSET_S"
-_ISO = re.compile(r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d(?::\d\d)?)(?:\.(\d+))?"
-                  r"(Z|z|[+-]\d\d:?\d\d)?$")
+_ISO = re.compile(
+    r"^(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d(?::\d\d)?)(?:\.(\d+))?"
+    r"(Z|z|[+-]\d\d:?\d\d)?$"
+)
 
 
 @functools.cache

@@ -23,12 +23,21 @@ STATUSES = ("new", "inProgress", "resolved", "unknown")
 # Fields whose change is worth telling a human about (an update message, a ticket comment).
 MATERIAL_FIELDS = ("status", "severity", "assigned_to", "classification", "determination")
 
-_LEGACY_STATUS = {"newalert": "new", "new": "new", "inprogress": "inProgress",
-                  "resolved": "resolved"}
+_LEGACY_STATUS = {
+    "newalert": "new",
+    "new": "new",
+    "inprogress": "inProgress",
+    "resolved": "resolved",
+}
 # An incident's status: active, inProgress, resolved, redirected (merged into another incident:
 # nothing is left to do on this one), awaitingAction (waiting on the customer).
-_INCIDENT_STATUS = {"active": "new", "inprogress": "inProgress", "resolved": "resolved",
-                    "redirected": "resolved", "awaitingaction": "inProgress"}
+_INCIDENT_STATUS = {
+    "active": "new",
+    "inprogress": "inProgress",
+    "resolved": "resolved",
+    "redirected": "resolved",
+    "awaitingaction": "inProgress",
+}
 MAX_INCIDENT_ALERTS = 20  # an incident's alerts listed in its description
 _PORTAL = "https://security.microsoft.com"
 
@@ -146,6 +155,7 @@ _FIELD_NAMES = frozenset(_FIELD_ORDER)
 
 # --- normalisation -----------------------------------------------------------------------
 
+
 def _s(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -210,8 +220,7 @@ def _v2_entities(alert: dict[str, Any]) -> tuple[Entity, ...]:
         kind = _s(ev.get("@odata.type")).rsplit(".", 1)[-1].removesuffix("Evidence")
         if kind == "user":
             acct = ev.get("userAccount") or {}
-            out.append(Entity("user", _s(acct.get("userPrincipalName")
-                                         or acct.get("accountName"))))
+            out.append(Entity("user", _s(acct.get("userPrincipalName") or acct.get("accountName"))))
         elif kind == "device":
             out.append(Entity("device", _s(ev.get("deviceDnsName") or ev.get("hostName"))))
         elif kind == "ip":
@@ -222,8 +231,9 @@ def _v2_entities(alert: dict[str, Any]) -> tuple[Entity, ...]:
             details = ev.get("fileDetails") or {}
             out.append(Entity("file", _s(details.get("fileName") or details.get("sha256"))))
         elif kind in ("mailbox", "analyzedMessage"):
-            out.append(Entity("mailbox", _s(ev.get("primaryAddress")
-                                            or ev.get("recipientEmailAddress"))))
+            out.append(
+                Entity("mailbox", _s(ev.get("primaryAddress") or ev.get("recipientEmailAddress")))
+            )
         elif kind == "process":
             details = ev.get("imageFile") or {}
             out.append(Entity("process", _s(details.get("fileName"))))
@@ -236,14 +246,22 @@ def from_legacy(alert: dict[str, Any], tenant: str = "") -> Envelope:
     alert_id = _s(alert.get("id"))
     tenant_id = _s(alert.get("azureTenantId")).lower()
     sources = _strings(alert.get("sourceMaterials"))
-    web_url = sources[0] if sources else (
-        f"{_PORTAL}/alerts/{alert_id.lower()}?tid={tenant_id}" if alert_id else "")
+    web_url = (
+        sources[0]
+        if sources
+        else (f"{_PORTAL}/alerts/{alert_id.lower()}?tid={tenant_id}" if alert_id else "")
+    )
     feedback = _s(alert.get("feedback"))
     incidents = _strings(alert.get("incidentIds"))
     return Envelope(
-        id=alert_id, tenant_id=tenant_id, source_api="alerts_v1", tenant=tenant,
-        title=_s(alert.get("title")), severity=_severity(alert.get("severity")),
-        status=_status(alert.get("status")), description=_s(alert.get("description")),
+        id=alert_id,
+        tenant_id=tenant_id,
+        source_api="alerts_v1",
+        tenant=tenant,
+        title=_s(alert.get("title")),
+        severity=_severity(alert.get("severity")),
+        status=_status(alert.get("status")),
+        description=_s(alert.get("description")),
         category=_s(alert.get("category")),
         classification="" if feedback in ("", "unknown") else feedback,
         provider=_s(vendor.get("provider") if isinstance(vendor, dict) else ""),
@@ -253,34 +271,45 @@ def from_legacy(alert: dict[str, Any], tenant: str = "") -> Envelope:
         updated_at=_s(alert.get("lastModifiedDateTime") or alert.get("createdDateTime")),
         first_activity_at=_s(alert.get("eventDateTime")),
         last_activity_at=_s(alert.get("lastEventDateTime")),
-        incident_id=incidents[0] if incidents else "", web_url=web_url,
+        incident_id=incidents[0] if incidents else "",
+        web_url=web_url,
         tags=_strings(alert.get("tags")),
         recommended_actions="; ".join(_strings(alert.get("recommendedActions"))),
-        entities=_legacy_entities(alert), raw=alert,
+        entities=_legacy_entities(alert),
+        raw=alert,
     )
 
 
 def from_v2(alert: dict[str, Any], tenant: str = "") -> Envelope:
     """A ``microsoft.graph.security.alert`` (alerts_v2)."""
     return Envelope(
-        id=_s(alert.get("id")), tenant_id=_s(alert.get("tenantId")).lower(),
-        source_api="alerts_v2", tenant=tenant, title=_s(alert.get("title")),
-        severity=_severity(alert.get("severity")), status=_status(alert.get("status")),
-        description=_s(alert.get("description")), category=_s(alert.get("category")),
+        id=_s(alert.get("id")),
+        tenant_id=_s(alert.get("tenantId")).lower(),
+        source_api="alerts_v2",
+        tenant=tenant,
+        title=_s(alert.get("title")),
+        severity=_severity(alert.get("severity")),
+        status=_status(alert.get("status")),
+        description=_s(alert.get("description")),
+        category=_s(alert.get("category")),
         classification=_enum(alert.get("classification")),
         determination=_enum(alert.get("determination")),
-        provider=_enum(alert.get("serviceSource")), product=_s(alert.get("productName")),
+        provider=_enum(alert.get("serviceSource")),
+        product=_s(alert.get("productName")),
         detection_source=_enum(alert.get("detectionSource")),
-        assigned_to=_s(alert.get("assignedTo")), created_at=_s(alert.get("createdDateTime")),
+        assigned_to=_s(alert.get("assignedTo")),
+        created_at=_s(alert.get("createdDateTime")),
         updated_at=_s(alert.get("lastUpdateDateTime") or alert.get("createdDateTime")),
         first_activity_at=_s(alert.get("firstActivityDateTime")),
         last_activity_at=_s(alert.get("lastActivityDateTime")),
-        incident_id=_s(alert.get("incidentId")), web_url=_s(alert.get("alertWebUrl")),
+        incident_id=_s(alert.get("incidentId")),
+        web_url=_s(alert.get("alertWebUrl")),
         incident_web_url=_s(alert.get("incidentWebUrl")),
         tags=_strings(alert.get("systemTags")),
         mitre_techniques=_strings(alert.get("mitreTechniques")),
         recommended_actions=_s(alert.get("recommendedActions")),
-        entities=_v2_entities(alert), raw=alert,
+        entities=_v2_entities(alert),
+        raw=alert,
     )
 
 
@@ -288,19 +317,27 @@ def from_incident(incident: dict[str, Any], tenant: str = "") -> Envelope:
     """A ``microsoft.graph.security.incident``; read with ``$expand=alerts`` its alerts are
     listed in the description and their evidence gives its entities."""
     alerts = [from_v2(a) for a in incident.get("alerts") or [] if isinstance(a, dict)]
-    lines = [f"- [{a.severity.capitalize()}] {a.title} · {a.status}"
-             + (f" · {a.provider}" if a.provider else "") for a in alerts[:MAX_INCIDENT_ALERTS]]
+    lines = [
+        f"- [{a.severity.capitalize()}] {a.title} · {a.status}"
+        + (f" · {a.provider}" if a.provider else "")
+        for a in alerts[:MAX_INCIDENT_ALERTS]
+    ]
     if len(alerts) > MAX_INCIDENT_ALERTS:
         lines.append(f"... and {len(alerts) - MAX_INCIDENT_ALERTS} more")
     description = _s(incident.get("description") or incident.get("summary"))
     if lines:
-        description = "\n".join([*([description] if description else []),
-                                  f"{len(alerts)} alert(s):", *lines])
+        description = "\n".join(
+            [*([description] if description else []), f"{len(alerts)} alert(s):", *lines]
+        )
     providers = {a.provider for a in alerts if a.provider}
     return Envelope(
-        id=_s(incident.get("id")), tenant_id=_s(incident.get("tenantId")).lower(),
-        source_api="incidents", kind="incident", tenant=tenant,
-        title=_s(incident.get("displayName")), severity=_severity(incident.get("severity")),
+        id=_s(incident.get("id")),
+        tenant_id=_s(incident.get("tenantId")).lower(),
+        source_api="incidents",
+        kind="incident",
+        tenant=tenant,
+        title=_s(incident.get("displayName")),
+        severity=_severity(incident.get("severity")),
         status=_INCIDENT_STATUS.get(_s(incident.get("status")).lower(), "unknown"),
         description=description,
         classification=_enum(incident.get("classification")),
@@ -309,7 +346,8 @@ def from_incident(incident: dict[str, Any], tenant: str = "") -> Envelope:
         assigned_to=_s(incident.get("assignedTo")),
         created_at=_s(incident.get("createdDateTime")),
         updated_at=_s(incident.get("lastUpdateDateTime") or incident.get("createdDateTime")),
-        incident_id=_s(incident.get("id")), web_url=_s(incident.get("incidentWebUrl")),
+        incident_id=_s(incident.get("id")),
+        web_url=_s(incident.get("incidentWebUrl")),
         incident_web_url=_s(incident.get("incidentWebUrl")),
         tags=_strings(incident.get("systemTags")) + _strings(incident.get("customTags")),
         mitre_techniques=tuple(dict.fromkeys(t for a in alerts for t in a.mitre_techniques)),

@@ -13,8 +13,19 @@ import time
 from typing import Any, TextIO
 
 STABLE_KEYS = (
-    "tenant_id", "subscription_id", "alert_id", "sink", "stream_id", "stream", "role",
-    "reason", "status", "attempt", "duration_ms", "count", "request_id",
+    "tenant_id",
+    "subscription_id",
+    "alert_id",
+    "sink",
+    "stream_id",
+    "stream",
+    "role",
+    "reason",
+    "status",
+    "attempt",
+    "duration_ms",
+    "count",
+    "request_id",
 )
 
 
@@ -44,8 +55,9 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
-        extras = [f"{k}={record.__dict__[k]}" for k in STABLE_KEYS
-                  if record.__dict__.get(k) is not None]
+        extras = [
+            f"{k}={record.__dict__[k]}" for k in STABLE_KEYS if record.__dict__.get(k) is not None
+        ]
         return f"{line} [{' '.join(extras)}]" if extras else line
 
 

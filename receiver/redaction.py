@@ -76,8 +76,9 @@ def _partial_at_end(text: str, secrets: tuple[str, ...]) -> int:
     return start
 
 
-def cut(text: str, limit: int, *, squeeze: bool = False,
-        secrets: tuple[str, ...] | None = None) -> str:
+def cut(
+    text: str, limit: int, *, squeeze: bool = False, secrets: tuple[str, ...] | None = None
+) -> str:
     """``text`` redacted and then shortened to about ``limit`` characters (an ellipsis marks
     a cut). ``squeeze`` first folds runs of whitespace into one space (an answer body).
 

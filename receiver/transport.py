@@ -42,8 +42,9 @@ import httpx
 
 __all__ = ["Transport", "fast_path_active"]
 
-_SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | \
-    tuple[int, int, None, int]
+_SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
 
 # Reading pauses while this much is received and not yet read by httpcore.
 _READ_HIGH_WATER = 1 << 20
@@ -101,8 +102,7 @@ class _Protocol(asyncio.Protocol):
 class _Stream(httpcore.AsyncNetworkStream):
     __slots__ = ("_coalesce", "_pending", "_proto", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, proto: _Protocol, *,
-                 coalesce: bool) -> None:
+    def __init__(self, transport: asyncio.Transport, proto: _Protocol, *, coalesce: bool) -> None:
         self._transport = transport
         self._proto = proto
         self._coalesce = coalesce
@@ -132,8 +132,9 @@ class _Stream(httpcore.AsyncNetworkStream):
                 self._transport.resume_reading()
             return data
         if proto.error is not None:
-            raise httpcore.ReadError(str(proto.error) or type(proto.error).__name__) \
-                from proto.error
+            raise httpcore.ReadError(
+                str(proto.error) or type(proto.error).__name__
+            ) from proto.error
         return b""
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
@@ -167,15 +168,23 @@ class _Stream(httpcore.AsyncNetworkStream):
         self._pending = []
         self._transport.close()
 
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         if self._pending:
             self._flush()
         loop = asyncio.get_running_loop()
         try:
-            transport = await loop.start_tls(self._transport, self._proto, ssl_context,
-                                             server_hostname=server_hostname,
-                                             ssl_handshake_timeout=timeout)
+            transport = await loop.start_tls(
+                self._transport,
+                self._proto,
+                ssl_context,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=timeout,
+            )
         except TimeoutError:
             self._transport.close()
             raise httpcore.ConnectTimeout("timed out in the TLS handshake") from None
@@ -187,8 +196,7 @@ class _Stream(httpcore.AsyncNetworkStream):
         ssl_object = transport.get_extra_info("ssl_object")
         h2 = ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2"
         self._proto.transport = transport
-        return _Stream(transport, self._proto,
-                       coalesce=self._coalesce and not h2)
+        return _Stream(transport, self._proto, coalesce=self._coalesce and not h2)
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":  # while idle: data, the end, or closed
@@ -209,16 +217,20 @@ class _Backend(httpcore.AsyncNetworkBackend):
     def __init__(self, *, coalesce: bool = True) -> None:
         self._coalesce = coalesce
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[_SocketOption] | None = None
-                          ) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[_SocketOption] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
                 transport, proto = await loop.create_connection(
-                    _Protocol, host, port,
-                    local_addr=(local_address, 0) if local_address else None)
+                    _Protocol, host, port, local_addr=(local_address, 0) if local_address else None
+                )
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except OSError as exc:
@@ -228,9 +240,12 @@ class _Backend(httpcore.AsyncNetworkBackend):
             sock.setsockopt(*option)
         return _Stream(transport, proto, coalesce=self._coalesce)
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[_SocketOption] | None = None
-                                  ) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[_SocketOption] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):

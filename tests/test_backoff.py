@@ -7,8 +7,10 @@ import pytest
 from receiver import backoff
 
 
-@pytest.mark.parametrize(("attempt", "expected"), [
-    (0, 0.0), (1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0), (7, 30.0), (10_000, 30.0)])
+@pytest.mark.parametrize(
+    ("attempt", "expected"),
+    [(0, 0.0), (1, 0.5), (2, 1.0), (3, 2.0), (6, 16.0), (7, 30.0), (10_000, 30.0)],
+)
 def test_exponential_doubles_from_base_and_caps(attempt: int, expected: float) -> None:
     assert backoff.exponential(attempt, 0.5, 30.0) == expected
 

@@ -14,8 +14,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run_benchmark(module: str, *args: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
-                         text=True, timeout=240)
+    out = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=240
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.strip().splitlines()
 
@@ -39,8 +40,7 @@ def test_simulator_benchmark_smoke() -> None:
 
 @pytest.mark.slow
 def test_subscriptions_benchmark_smoke() -> None:
-    lines = run_benchmark("tests.benchmarks.subscriptions", "--tenants", "5",
-                          "--per-tenant", "4")
+    lines = run_benchmark("tests.benchmarks.subscriptions", "--tenants", "5", "--per-tenant", "4")
     m = re.fullmatch(r"reconcile_s=(\d+\.\d+)", lines[-1])
     assert m, lines
     assert any("Graph calls per subscription" in line for line in lines)
@@ -55,16 +55,32 @@ def test_pipeline_benchmark_smoke() -> None:
     assert 0.05 < float(ratio.group(1)) < 50
     assert lines[0].startswith("baseline (") and "ms CPU per alert" in lines[0]
     assert any(line.startswith("  step ") and line.endswith("holds") for line in lines), lines
-    assert any(re.search(r"measured at 50 %: \d+ alerts/s, \d+ alerts, 0 missing, "
-                         r"0 duplicated", line) for line in lines), lines
-    assert any(line.startswith("real-world latencies") and ", 0 missing," in line
-               for line in lines), lines
+    assert any(
+        re.search(
+            r"measured at 50 %: \d+ alerts/s, \d+ alerts, 0 missing, "
+            r"0 duplicated",
+            line,
+        )
+        for line in lines
+    ), lines
+    assert any(
+        line.startswith("real-world latencies") and ", 0 missing," in line for line in lines
+    ), lines
 
 
 @pytest.mark.slow
 def test_poll_benchmark_smoke() -> None:
-    lines = run_benchmark("tests.benchmarks.poll", "--tenants", "4", "--duration", "15",
-                          "--interval", "5", "--rate", "2")
+    lines = run_benchmark(
+        "tests.benchmarks.poll",
+        "--tenants",
+        "4",
+        "--duration",
+        "15",
+        "--interval",
+        "5",
+        "--rate",
+        "2",
+    )
     m = re.fullmatch(r"poll_lag_p99_s=(\d+\.\d+)", lines[-1])
     assert m, lines
     # Polled every 5 s: a change waits one interval at most, plus the pipeline.
@@ -75,9 +91,21 @@ def test_poll_benchmark_smoke() -> None:
 
 @pytest.mark.slow
 def test_poll_scale_benchmark_smoke() -> None:
-    lines = run_benchmark("tests.benchmarks.poll_scale", "--tenants", "6", "--duration", "8",
-                          "--interval", "5", "--rate", "2", "--backlog", "200",
-                          "--steady-s", "0")
+    lines = run_benchmark(
+        "tests.benchmarks.poll_scale",
+        "--tenants",
+        "6",
+        "--duration",
+        "8",
+        "--interval",
+        "5",
+        "--rate",
+        "2",
+        "--backlog",
+        "200",
+        "--steady-s",
+        "0",
+    )
     m = re.fullmatch(r"poll_scale_lag_p99_s=(\d+\.\d+)", lines[-1])
     assert m, lines
     assert 0 < float(m.group(1)) < 20  # polled every 5 s, plus the pipeline

@@ -11,13 +11,25 @@ from receiver.cli import main
 from tests.fixtures.settings import CLIENT_SECRET, WriteConfig, base_settings_data
 
 REPO = Path(__file__).resolve().parent.parent
-SUBCOMMANDS = ["serve", "web", "worker", "scheduler", "simulator", "demo", "subscriptions",
-               "dlq", "route", "config", "version"]
+SUBCOMMANDS = [
+    "serve",
+    "web",
+    "worker",
+    "scheduler",
+    "simulator",
+    "demo",
+    "subscriptions",
+    "dlq",
+    "route",
+    "config",
+    "version",
+]
 
 
 def test_help_lists_every_subcommand() -> None:
-    out = subprocess.run([sys.executable, "-m", "receiver.cli", "--help"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for name in SUBCOMMANDS:
         assert f"    {name} " in out or f"    {name}\n" in out, name
 
@@ -38,8 +50,9 @@ def test_config_check_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert "OK" in capsys.readouterr().out
 
 
-def test_config_check_reports_each_problem(write_config: WriteConfig,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_check_reports_each_problem(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = base_settings_data()
     tenant = data["tenants"][0]
     del tenant["tenant_id"]  # missing tenant id
@@ -58,8 +71,9 @@ def test_config_check_reports_each_problem(write_config: WriteConfig,
     assert str(path) in err
 
 
-def test_config_check_validates_the_routes_file(write_config: WriteConfig,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_check_validates_the_routes_file(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     write_config("route:\n  receiver: nowhere\n", "routes.yaml")
     data = base_settings_data()
     data["routes_file"] = "routes.yaml"
@@ -67,9 +81,9 @@ def test_config_check_validates_the_routes_file(write_config: WriteConfig,
     assert "route.receiver: unknown sink 'nowhere'" in capsys.readouterr().err
 
 
-def test_config_check_uses_receiver_config_env(write_config: WriteConfig,
-                                               monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_check_uses_receiver_config_env(
+    write_config: WriteConfig, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("RECEIVER_CONFIG", str(write_config(base_settings_data())))
     assert main(["config", "check"]) == 0
     monkeypatch.delenv("RECEIVER_CONFIG")
@@ -77,14 +91,16 @@ def test_config_check_uses_receiver_config_env(write_config: WriteConfig,
 
 
 @pytest.mark.parametrize("name", ["serve", "worker", "scheduler", "web"])
-def test_roles_need_a_config(name: str, capsys: pytest.CaptureFixture[str],
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_roles_need_a_config(
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("RECEIVER_CONFIG", raising=False)
     assert main([name]) == 1
     assert "--config FILE or RECEIVER_CONFIG" in capsys.readouterr().err
 
 
-def test_worker_refuses_settings_without_routes(write_config: WriteConfig,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_worker_refuses_settings_without_routes(
+    write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["worker", "--config", str(write_config(base_settings_data()))]) == 1
     assert "routes file" in capsys.readouterr().err

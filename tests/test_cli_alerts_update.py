@@ -37,8 +37,12 @@ def _restore_logging() -> Iterator[None]:
 def config(write_config: WriteConfig, simulator: SimulatorHandle, redis_url: str) -> str:
     data = base_settings_data()
     data["redis"]["url"] = redis_url
-    data["graph"] = {"authority_host": simulator.base_url, "graph_url": simulator.graph_url,
-                     "ca_bundle": str(simulator.ca_path), "max_retries": 0}
+    data["graph"] = {
+        "authority_host": simulator.base_url,
+        "graph_url": simulator.graph_url,
+        "ca_bundle": str(simulator.ca_path),
+        "max_retries": 0,
+    }
     data["tenants"] = [tenant_entry(simulator.tenant, "contoso")]
     return str(write_config(data))
 
@@ -53,18 +57,36 @@ def _graph_alert(sim: SimulatorHandle, path: str) -> dict[str, Any]:
 
 def _audit(redis_url: str) -> list[AuditRecord]:
     with redis.Redis.from_url(redis_url) as r:
-        return [AuditRecord.from_json(f[b"r"]) for _, f in
-                r.xrange(Keys("{test}").actions_audit)]
+        return [AuditRecord.from_json(f[b"r"]) for _, f in r.xrange(Keys("{test}").actions_audit)]
 
 
 def test_v2_update_is_read_back_audited_and_queued(
-        config: str, simulator: SimulatorHandle, redis_url: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    config: str, simulator: SimulatorHandle, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     tenant = simulator.tenant.tenant_id
     alert_id = simulator.control.create_alert(tenant, kind="v2")
-    assert main(["alerts", "update", alert_id, "--config", config, "--status", "resolved",
-                 "--classification", "truePositive", "--determination", "malware",
-                 "--assigned-to", "adele@contoso.com", "--comment", "contained"]) == 0
+    assert (
+        main(
+            [
+                "alerts",
+                "update",
+                alert_id,
+                "--config",
+                config,
+                "--status",
+                "resolved",
+                "--classification",
+                "truePositive",
+                "--determination",
+                "malware",
+                "--assigned-to",
+                "adele@contoso.com",
+                "--comment",
+                "contained",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"alert {alert_id} updated (tenant contoso, alerts_v2)" in out
     assert "status: resolved" in out and "determination: malware" in out
@@ -89,13 +111,32 @@ def test_v2_update_is_read_back_audited_and_queued(
 
 
 def test_legacy_update_carries_vendor_information_for_the_user(
-        config: str, simulator: SimulatorHandle, capsys: pytest.CaptureFixture[str]) -> None:
+    config: str, simulator: SimulatorHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
     simulator.control.legacy_alerts("live")  # the retired legacy API, served for this test
     tenant = simulator.tenant.tenant_id
     alert_id = simulator.control.create_alert(tenant, kind="legacy")
-    assert main(["alerts", "update", alert_id, "--config", config, "--source", "legacy",
-                 "--status", "resolved", "--classification", "falsePositive",
-                 "--comment", "expected admin activity", "--json"]) == 0
+    assert (
+        main(
+            [
+                "alerts",
+                "update",
+                alert_id,
+                "--config",
+                config,
+                "--source",
+                "legacy",
+                "--status",
+                "resolved",
+                "--classification",
+                "falsePositive",
+                "--comment",
+                "expected admin activity",
+                "--json",
+            ]
+        )
+        == 0
+    )
     shown = json.loads(capsys.readouterr().out)
     alert = _graph_alert(simulator, f"/security/alerts/{alert_id}")
     assert shown["status"] == alert["status"] == "resolved"
@@ -108,13 +149,28 @@ def test_legacy_update_carries_vendor_information_for_the_user(
 
 
 def test_legacy_determination_is_refused_before_graph(
-        config: str, simulator: SimulatorHandle, capsys: pytest.CaptureFixture[str]) -> None:
+    config: str, simulator: SimulatorHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
     simulator.control.legacy_alerts("live")  # the retired legacy API, served for this test
     tenant = simulator.tenant.tenant_id
     alert_id = simulator.control.create_alert(tenant, kind="legacy")
     before = _graph_alert(simulator, f"/security/alerts/{alert_id}")
-    assert main(["alerts", "update", alert_id, "--config", config, "--status", "resolved",
-                 "--determination", "malware"]) == 1
+    assert (
+        main(
+            [
+                "alerts",
+                "update",
+                alert_id,
+                "--config",
+                config,
+                "--status",
+                "resolved",
+                "--determination",
+                "malware",
+            ]
+        )
+        == 1
+    )
     assert "legacy alerts (security/alerts) have no determination" in capsys.readouterr().err
     after = _graph_alert(simulator, f"/security/alerts/{alert_id}")
     assert after["status"] == before["status"]
@@ -122,30 +178,51 @@ def test_legacy_determination_is_refused_before_graph(
 
 
 def test_graph_refusal_is_shown_with_code_and_message(
-        config: str, simulator: SimulatorHandle, redis_url: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    config: str, simulator: SimulatorHandle, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     tenant = simulator.tenant.tenant_id
     alert_id = simulator.control.create_alert(tenant, kind="v2")
-    assert main(["alerts", "update", alert_id, "--config", config,
-                 "--classification", "probablyBad"]) == 1
+    assert (
+        main(["alerts", "update", alert_id, "--config", config, "--classification", "probablyBad"])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "Microsoft Graph refused the update: HTTP 400 BadRequest" in err
     assert "Invalid value 'probablyBad' for property 'classification'" in err
     assert "request-id" in err
     assert _graph_alert(simulator, f"/security/alerts_v2/{alert_id}")["classification"] in (
-        None, "unknown")
+        None,
+        "unknown",
+    )
     [record] = _audit(redis_url)
     assert record.outcome == "graph_refused" and "probablyBad" in record.graph
 
 
-def test_unknown_alert_and_usage_errors(config: str, simulator: SimulatorHandle,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["alerts", "update", "no-such-alert", "--config", config,
-                 "--status", "resolved"]) == 1
+def test_unknown_alert_and_usage_errors(
+    config: str, simulator: SimulatorHandle, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["alerts", "update", "no-such-alert", "--config", config, "--status", "resolved"]) == 1
+    )
     assert "no alert no-such-alert in tenant contoso (alerts_v2 or legacy)" in (
-        capsys.readouterr().err)
+        capsys.readouterr().err
+    )
     assert main(["alerts", "update", "x", "--config", config]) == 2
     assert "give at least one of" in capsys.readouterr().err
-    assert main(["alerts", "update", "x", "--config", config, "--tenant", "fabrikam",
-                 "--status", "resolved"]) == 2
+    assert (
+        main(
+            [
+                "alerts",
+                "update",
+                "x",
+                "--config",
+                config,
+                "--tenant",
+                "fabrikam",
+                "--status",
+                "resolved",
+            ]
+        )
+        == 2
+    )
     assert "tenant 'fabrikam' is not configured" in capsys.readouterr().err

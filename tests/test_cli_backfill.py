@@ -44,22 +44,27 @@ def refusing_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def config(make_simulator: Callable[..., Any], write_config: WriteConfig, redis_url: str,
-           refusing_url: str) -> tuple[Path, Any]:
+def config(
+    make_simulator: Callable[..., Any], write_config: WriteConfig, redis_url: str, refusing_url: str
+) -> tuple[Path, Any]:
     sim = make_simulator()
     write_config("route:\n  receiver: audit\n", "routes.yaml")
     data = base_settings_data()
     data["redis"]["url"] = redis_url
-    data["graph"] = {"authority_host": sim.base_url, "graph_url": sim.graph_url,
-                     "ca_bundle": str(sim.ca_path)}
+    data["graph"] = {
+        "authority_host": sim.base_url,
+        "graph_url": sim.graph_url,
+        "ca_bundle": str(sim.ca_path),
+    }
     data["tenants"] = [tenant_entry(sim.tenant, "contoso")]
     data["sinks"] = [{"type": "webhook", "name": "audit", "url": refusing_url}]
     data["routes_file"] = "routes.yaml"
     return write_config(data), sim
 
 
-def test_backfill_then_replay_with_progress(config: tuple[Path, Any], redis_url: str,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_backfill_then_replay_with_progress(
+    config: tuple[Path, Any], redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path, sim = config
     made = sim.control.create_alerts(sim.tenant.tenant_id, 30, kind="v2")
     assert main(["backfill", "contoso", "--hours", "2", "--config", str(path)]) == 0
@@ -67,8 +72,9 @@ def test_backfill_then_replay_with_progress(config: tuple[Path, Any], redis_url:
     # alerts_v2 and, as the tenant polls them (the default), their 30 incidents
     assert "backfill contoso: 60 alert(s) and incident(s) changed since" in out
     # the progress display's last line (other tests may leave log handlers on stderr)
-    assert re.search(r"^backfill contoso: 60, [\d.]+/s, 0:0\d elapsed \(done\)$", err,
-                     re.MULTILINE), err
+    assert re.search(
+        r"^backfill contoso: 60, [\d.]+/s, 0:0\d elapsed \(done\)$", err, re.MULTILINE
+    ), err
     keys = Keys("{test}")
     with redis.Redis.from_url(redis_url) as r:
         assert r.xlen(keys.notifications) == 60
@@ -93,22 +99,28 @@ def test_backfill_then_replay_with_progress(config: tuple[Path, Any], redis_url:
     assert main(["dlq", "replay", "--all", "--config", str(path)]) == 0
     out, err = capsys.readouterr()
     assert f"audit: {dead} replayed" in out and f"{dead} deliveries back in their queues" in out
-    assert re.search(rf"^dlq replay: {dead}/{dead} \(100%\), [\d.]+/s, 0:0\d elapsed "
-                     r"\(done\)$", err, re.MULTILINE), err
+    assert re.search(
+        rf"^dlq replay: {dead}/{dead} \(100%\), [\d.]+/s, 0:0\d elapsed "
+        r"\(done\)$",
+        err,
+        re.MULTILINE,
+    ), err
     with redis.Redis.from_url(redis_url) as r:
         assert r.xlen(keys.dlq("audit")) == 0 and r.xlen(keys.sink("audit")) == queued + dead
     assert len(made["ids"]) == 30
 
 
-def test_backfill_refuses_bad_input(config: tuple[Path, Any],
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_backfill_refuses_bad_input(
+    config: tuple[Path, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     path, _ = config
     assert main(["backfill", "fabrikam", "--config", str(path)]) == 1
     assert "no tenant 'fabrikam' (tenants: contoso)" in capsys.readouterr().err
     assert main(["backfill", "contoso", "--since", "yesterday", "--config", str(path)]) == 1
     assert "--since 'yesterday' is not an ISO 8601 time" in capsys.readouterr().err
-    assert main(["backfill", "contoso", "--since", "2999-01-01T00:00:00Z", "--config",
-                 str(path)]) == 1
+    assert (
+        main(["backfill", "contoso", "--since", "2999-01-01T00:00:00Z", "--config", str(path)]) == 1
+    )
     assert "is not in the past" in capsys.readouterr().err
     assert main(["backfill", "contoso", "--hours", "0", "--config", str(path)]) == 1
     assert "--hours must be more than 0" in capsys.readouterr().err

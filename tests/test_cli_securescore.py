@@ -20,8 +20,12 @@ def _config(write_config: WriteConfig, sim: SimulatorHandle, **tenant: Any) -> s
     data = base_settings_data()
     # These commands talk to Graph only: a Redis nobody listens on proves it.
     data["redis"]["url"] = "redis://127.0.0.1:1/0"
-    data["graph"] = {"authority_host": sim.base_url, "graph_url": sim.graph_url,
-                     "ca_bundle": str(sim.ca_path), "max_retries": 0}
+    data["graph"] = {
+        "authority_host": sim.base_url,
+        "graph_url": sim.graph_url,
+        "ca_bundle": str(sim.ca_path),
+        "max_retries": 0,
+    }
     entry = tenant_entry(sim.tenant, "contoso")
     entry.update(tenant)
     data["tenants"] = [entry]
@@ -39,8 +43,8 @@ def _today(sim: SimulatorHandle) -> dt.date:
 
 
 def test_show_prints_the_trend_and_the_top_actions(
-        seeded: SimulatorHandle, write_config: WriteConfig,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    seeded: SimulatorHandle, write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = _config(write_config, seeded)
     assert main(["securescore", "show", "contoso", "--config", config, "--top", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -49,8 +53,9 @@ def test_show_prints_the_trend_and_the_top_actions(
     assert " of 350 (" in lines[0] and "over 30 days" in lines[0]
     assert lines[2].split() == ["DATE", "SCORE", "MAX", "%", "CHANGE"]
     rows = [line.split() for line in lines[3:33]]
-    assert [r[0] for r in rows] == [(today - dt.timedelta(days=29 - i)).isoformat()
-                                    for i in range(30)]
+    assert [r[0] for r in rows] == [
+        (today - dt.timedelta(days=29 - i)).isoformat() for i in range(30)
+    ]
     assert len(rows[0]) == 4  # the first day has no change
     changes = {r[0]: float(r[4]) for r in rows[1:]}
     drop_day = (today - dt.timedelta(days=10)).isoformat()
@@ -60,26 +65,46 @@ def test_show_prints_the_trend_and_the_top_actions(
     assert lines[35].split()[:4] == ["#", "GAIN", "CONTROL", "SERVICE"]
     first = lines[36].split()
     assert first[:4] == ["1", "+10", "AdminMFAV2", "AzureAD"]
-    assert lines[36].endswith("Ensure multifactor authentication is enabled for all users in "
-                              "administrative roles")
+    assert lines[36].endswith(
+        "Ensure multifactor authentication is enabled for all users in administrative roles"
+    )
     assert len(lines) == 39  # three actions
 
-    assert main(["securescore", "show", seeded.tenant.tenant_id, "--days", "7",
-                 "--config", config]) == 0
+    assert (
+        main(["securescore", "show", seeded.tenant.tenant_id, "--days", "7", "--config", config])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "over 7 days" in out and out.count(f"\n{today.year}-") == 7
 
 
 def test_update_sets_the_state_and_show_leaves_the_control_out(
-        seeded: SimulatorHandle, write_config: WriteConfig,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    seeded: SimulatorHandle, write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = _config(write_config, seeded)
-    assert main(["controls", "update", "AdminMFAV2", "--state", "thirdParty", "--comment",
-                 "covered by the third-party MFA", "--assigned-to", "ciso@contoso.com",
-                 "--config", config]) == 0
+    assert (
+        main(
+            [
+                "controls",
+                "update",
+                "AdminMFAV2",
+                "--state",
+                "thirdParty",
+                "--comment",
+                "covered by the third-party MFA",
+                "--assigned-to",
+                "ciso@contoso.com",
+                "--config",
+                config,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == ("contoso: control AdminMFAV2 (Ensure multifactor authentication is "
-                      "enabled for all users in administrative roles)")
+    assert out[0] == (
+        "contoso: control AdminMFAV2 (Ensure multifactor authentication is "
+        "enabled for all users in administrative roles)"
+    )
     assert out[1].split() == ["state", "ThirdParty"]
     assert out[2] == "  comment     covered by the third-party MFA"
     assert out[3].split() == ["assigned", "to", "ciso@contoso.com"]
@@ -92,44 +117,108 @@ def test_update_sets_the_state_and_show_leaves_the_control_out(
     shown = capsys.readouterr().out
     assert "AdminMFAV2" not in shown and "MFARegistrationV2" in shown
 
-    assert main(["controls", "update", "AdminMFAV2", "--state", "DEFAULT", "--comment",
-                 "back on the list", "--config", config]) == 0
+    assert (
+        main(
+            [
+                "controls",
+                "update",
+                "AdminMFAV2",
+                "--state",
+                "DEFAULT",
+                "--comment",
+                "back on the list",
+                "--config",
+                config,
+            ]
+        )
+        == 0
+    )
     assert "state       Default" in capsys.readouterr().out
 
 
 def test_refused_updates_show_graphs_answer(
-        make_simulator: Callable[..., SimulatorHandle], write_config: WriteConfig,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    make_simulator: Callable[..., SimulatorHandle],
+    write_config: WriteConfig,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     # An app that may read Secure Score but not change it.
     sim = make_simulator(roles=("SecurityEvents.Read.All",))
     config = _config(write_config, sim)
-    assert main(["controls", "update", "AdminMFAV2", "--state", "ignored", "--comment",
-                 "risk accepted", "--config", config]) == 1
+    assert (
+        main(
+            [
+                "controls",
+                "update",
+                "AdminMFAV2",
+                "--state",
+                "ignored",
+                "--comment",
+                "risk accepted",
+                "--config",
+                config,
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
-    assert err.startswith("receiver controls update: Graph 403 Forbidden: Missing application "
-                          "roles")
+    assert err.startswith(
+        "receiver controls update: Graph 403 Forbidden: Missing application roles"
+    )
     assert "PATCH security/secureScoreControlProfiles/AdminMFAV2" in err
     assert "request-id" in err and sim.tenant.app.secret not in err
     with sim.graph() as graph:
         profile = graph.get("/security/secureScoreControlProfiles/AdminMFAV2").json()
     assert profile["controlStateUpdates"] == []
 
-    assert main(["controls", "update", "NoSuchControl", "--state", "reviewed", "--comment",
-                 "x", "--config", config]) == 1
+    assert (
+        main(
+            [
+                "controls",
+                "update",
+                "NoSuchControl",
+                "--state",
+                "reviewed",
+                "--comment",
+                "x",
+                "--config",
+                config,
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
-    assert "Graph 404 NotFound: secureScoreControlProfile with id 'NoSuchControl' was not " \
-           "found." in err
+    assert (
+        "Graph 404 NotFound: secureScoreControlProfile with id 'NoSuchControl' was not "
+        "found." in err
+    )
 
 
-def test_bad_arguments_and_tenants(simulator: SimulatorHandle, write_config: WriteConfig,
-                                   capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_bad_arguments_and_tenants(
+    simulator: SimulatorHandle,
+    write_config: WriteConfig,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
     config = _config(write_config, simulator)
     assert main(["securescore", "show", "nope", "--config", config]) == 1
-    assert "receiver securescore show: no tenant 'nope' (configured: contoso)" in \
-        capsys.readouterr().err
+    assert (
+        "receiver securescore show: no tenant 'nope' (configured: contoso)"
+        in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit) as usage:
-        main(["controls", "update", "AdminMFAV2", "--state", "fixed", "--comment", "x",
-              "--config", config])
+        main(
+            [
+                "controls",
+                "update",
+                "AdminMFAV2",
+                "--state",
+                "fixed",
+                "--comment",
+                "x",
+                "--config",
+                config,
+            ]
+        )
     assert usage.value.code == 2
     assert "invalid choice: 'fixed'" in capsys.readouterr().err
     wrong = _config(write_config, simulator, client_secret="wrong-secret-for-the-test")

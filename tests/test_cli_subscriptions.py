@@ -18,22 +18,31 @@ from tests.fixtures.simulator import LoopbackReceiver, SimulatorHandle
 from tests.graph.helpers import RESOURCE, tenant_entry
 
 
-def _config(write_config: WriteConfig, sim: SimulatorHandle, redis_url: str, url: str,
-            **tenant: Any) -> Path:
+def _config(
+    write_config: WriteConfig, sim: SimulatorHandle, redis_url: str, url: str, **tenant: Any
+) -> Path:
     data = base_settings_data()
     data["redis"]["url"] = redis_url
     data["web"]["public_url"] = url
-    data["graph"] = {"authority_host": sim.base_url, "graph_url": sim.graph_url,
-                     "ca_bundle": str(sim.ca_path), "max_retries": 0}
+    data["graph"] = {
+        "authority_host": sim.base_url,
+        "graph_url": sim.graph_url,
+        "ca_bundle": str(sim.ca_path),
+        "max_retries": 0,
+    }
     entry = tenant_entry(sim.tenant, "contoso", subscriptions=[{"resource": RESOURCE}])
     entry.update(tenant)
     data["tenants"] = [entry]
     return write_config(data)
 
 
-def test_sync_list_delete(simulator: SimulatorHandle,
-                          loopback_receiver: Callable[..., LoopbackReceiver], redis_url: str,
-                          write_config: WriteConfig, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sync_list_delete(
+    simulator: SimulatorHandle,
+    loopback_receiver: Callable[..., LoopbackReceiver],
+    redis_url: str,
+    write_config: WriteConfig,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     receiver = loopback_receiver()
     config = str(_config(write_config, simulator, redis_url, receiver.url))
     assert main(["subscriptions", "list", "--config", config]) == 0
@@ -60,8 +69,11 @@ def test_sync_list_delete(simulator: SimulatorHandle,
 
 
 def test_sync_refuses_while_a_scheduler_holds_the_lease(
-        simulator: SimulatorHandle, redis_url: str, write_config: WriteConfig,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    simulator: SimulatorHandle,
+    redis_url: str,
+    write_config: WriteConfig,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     config = str(_config(write_config, simulator, redis_url, "http://127.0.0.1:9"))
 
     async def hold() -> str:
@@ -81,10 +93,20 @@ def test_sync_refuses_while_a_scheduler_holds_the_lease(
 
 
 def test_graph_and_redis_failures_are_clear(
-        simulator: SimulatorHandle, redis_url: str, write_config: WriteConfig,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    config = str(_config(write_config, simulator, redis_url, "http://127.0.0.1:9",
-                         client_secret="wrong-secret-for-the-test"))
+    simulator: SimulatorHandle,
+    redis_url: str,
+    write_config: WriteConfig,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = str(
+        _config(
+            write_config,
+            simulator,
+            redis_url,
+            "http://127.0.0.1:9",
+            client_secret="wrong-secret-for-the-test",
+        )
+    )
     assert main(["subscriptions", "list", "--config", config]) == 1
     err = capsys.readouterr().err
     assert "tenant contoso" in err and "AADSTS7000215" in err
@@ -101,8 +123,9 @@ def test_graph_and_redis_failures_are_clear(
     assert "Redis at redis://127.0.0.1:1/0 unavailable" in capsys.readouterr().err
 
 
-def test_settings_are_required(monkeypatch: pytest.MonkeyPatch,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_settings_are_required(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("RECEIVER_CONFIG", raising=False)
     assert main(["scheduler"]) == 1
     assert "give a settings file" in capsys.readouterr().err

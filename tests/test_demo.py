@@ -20,9 +20,23 @@ ROOT = Path(__file__).resolve().parents[1]
 def _demo(data_dir: Path, *extra: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RECEIVER_CONFIG")}
     return subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "demo", "--rate", "2", "--data-dir",
-         str(data_dir), *extra],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "receiver.cli",
+            "demo",
+            "--rate",
+            "2",
+            "--data-dir",
+            str(data_dir),
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc: subprocess.Popen[str], timeout_s: float) -> tuple[str, str]:
@@ -49,8 +63,9 @@ def _assert_nothing_left(data_dir: Path) -> None:
             pytest.fail(f"{name} (pid {pid}) is still running")
 
 
-def _read_until(proc: subprocess.Popen[str], marker: str, seen: list[str],
-                timeout_s: float = 40) -> str:
+def _read_until(
+    proc: subprocess.Popen[str], marker: str, seen: list[str], timeout_s: float = 40
+) -> str:
     """Read the demo's output line by line until a line containing ``marker``."""
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout_s
@@ -102,8 +117,11 @@ def test_demo_routes_alerts_to_every_sink_and_stops_cleanly(tmp_path: Path) -> N
         assert attachment["content"]["body"][0]["style"] in {"attention", "warning"}
 
     calls = _jsonl(tmp_path / "slack-calls.jsonl")  # the Slack app, recorded by the stand-in
-    posts = [c for c in calls if c["method"] == "chat.postMessage" and c["ok"]
-             and not c["body"].get("thread_ts")]
+    posts = [
+        c
+        for c in calls
+        if c["method"] == "chat.postMessage" and c["ok"] and not c["body"].get("thread_ts")
+    ]
     assert posts and all(c["body"]["channel"] == "C0SECALRTS" for c in posts), out
     assert len({c["body"]["metadata"]["event_payload"]["alert_id"] for c in posts}) == len(posts)
     assert "demo: Slack app (one message per alert, updated in place)" in out
@@ -121,8 +139,7 @@ def test_demo_stops_everything_on_sigint(tmp_path: Path) -> None:
         while not (jsonl.exists() and jsonl.stat().st_size > 0):
             if proc.poll() is not None or time.monotonic() > deadline:
                 out, err = _finish(proc, 30)
-                pytest.fail(f"no alert reached the JSON-lines sink\nstdout:\n{out}\n"
-                            f"stderr:\n{err}")
+                pytest.fail(f"no alert reached the JSON-lines sink\nstdout:\n{out}\nstderr:\n{err}")
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         out, err = _finish(proc, 30)

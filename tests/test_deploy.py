@@ -38,14 +38,16 @@ APP_LABEL = "graph-alert-receiver"
 
 # --- helpers -------------------------------------------------------------------------------
 
+
 def _docs(path: Path) -> list[Any]:
     with path.open(encoding="utf-8") as fh:
         return [d for d in yaml.safe_load_all(fh) if d is not None]
 
 
 def _k8s_objects(folder: Path = BASE) -> list[dict[str, Any]]:
-    return [d for p in sorted(folder.glob("*.yaml")) if p.name != "kustomization.yaml"
-            for d in _docs(p)]
+    return [
+        d for p in sorted(folder.glob("*.yaml")) if p.name != "kustomization.yaml" for d in _docs(p)
+    ]
 
 
 def _of_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -63,7 +65,8 @@ def _containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
 # Metric names: every constructor in receiver/, with what the exposition adds to each.
 _METRIC_CTOR = re.compile(
     r"\b(Counter|Gauge|Histogram|Summary|GaugeMetricFamily|CounterMetricFamily|"
-    r"HistogramMetricFamily|SummaryMetricFamily)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\"")
+    r"HistogramMetricFamily|SummaryMetricFamily)\(\s*\"([a-zA-Z_:][a-zA-Z0-9_:]*)\""
+)
 
 
 def exposed_metric_names() -> set[str]:
@@ -83,8 +86,19 @@ def exposed_metric_names() -> set[str]:
 
 
 _PROMQL_WORDS = {
-    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or",
-    "unless", "offset", "inf", "nan",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
 }
 
 
@@ -149,8 +163,12 @@ def settings_path_exists(parts: list[str], annotation: Any = Settings) -> bool:
             return True
         for suffix in SECRET_SOURCES:
             name = head.removesuffix(suffix)
-            if (not rest and head.endswith(suffix) and name in fields
-                    and _is_secret(fields[name].annotation)):
+            if (
+                not rest
+                and head.endswith(suffix)
+                and name in fields
+                and _is_secret(fields[name].annotation)
+            ):
                 return True
     return False
 
@@ -193,8 +211,12 @@ def _file_refs(node: Any) -> Iterator[tuple[str, str]]:
     """(key, path) of every ``*_file`` key naming an absolute path (secrets, keys)."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if (isinstance(key, str) and key.endswith("_file") and isinstance(value, str)
-                    and value.startswith("/")):
+            if (
+                isinstance(key, str)
+                and key.endswith("_file")
+                and isinstance(value, str)
+                and value.startswith("/")
+            ):
                 yield key, value
             else:
                 yield from _file_refs(value)
@@ -204,6 +226,7 @@ def _file_refs(node: Any) -> Iterator[tuple[str, str]]:
 
 
 # --- (1) everything parses; PromQL names real metrics --------------------------------------
+
 
 def test_every_deploy_file_parses() -> None:
     yamls = sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
@@ -219,18 +242,27 @@ def test_every_deploy_file_parses() -> None:
 
 def test_metric_names_are_collected_from_the_code() -> None:
     names = exposed_metric_names()
-    for expected in ("receiver_web_slow_answer_share", "receiver_web_items_total",
-                     "receiver_web_ack_seconds_bucket", "receiver_deliveries_total",
-                     "receiver_subscription_seconds_to_expiry"):
+    for expected in (
+        "receiver_web_slow_answer_share",
+        "receiver_web_items_total",
+        "receiver_web_ack_seconds_bucket",
+        "receiver_deliveries_total",
+        "receiver_subscription_seconds_to_expiry",
+    ):
         assert expected in names
 
 
-@pytest.mark.parametrize(("expr", "names"), [
-    ('sum by (sink) (rate(receiver_deliveries_total{outcome="dead_lettered"}[15m])) > 0',
-     {"receiver_deliveries_total"}),
-    ("histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m:1m] offset 1h)))", {"x_bucket"}),
-    ("a / on (tenant) group_left b < 24 * 3600", {"a", "b"}),
-])
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        (
+            'sum by (sink) (rate(receiver_deliveries_total{outcome="dead_lettered"}[15m])) > 0',
+            {"receiver_deliveries_total"},
+        ),
+        ("histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m:1m] offset 1h)))", {"x_bucket"}),
+        ("a / on (tenant) group_left b < 24 * 3600", {"a", "b"}),
+    ],
+)
 def test_promql_names(expr: str, names: set[str]) -> None:
     assert promql_metric_names(expr) == names
 
@@ -247,8 +279,11 @@ def test_promql_uses_only_existing_metrics() -> None:
 
 
 def test_alert_rules_cover_the_brief() -> None:
-    rules = {r["alert"]: r for g in _docs(DEPLOY / "prometheus" / "alerts.yml")[0]["groups"]
-             for r in g["rules"]}
+    rules = {
+        r["alert"]: r
+        for g in _docs(DEPLOY / "prometheus" / "alerts.yml")[0]["groups"]
+        for r in g["rules"]
+    }
     exprs = " ".join(str(r["expr"]) for r in rules.values())
     assert "receiver_subscription_seconds_to_expiry" in exprs
     assert 'receiver_deliveries_total{outcome="dead_lettered"}' in exprs
@@ -262,14 +297,22 @@ def test_alert_rules_cover_the_brief() -> None:
 
 # --- (2) Kubernetes ------------------------------------------------------------------------
 
+
 def test_base_kustomization_lists_every_manifest() -> None:
     kustomization = _docs(BASE / "kustomization.yaml")[0]
     listed = set(kustomization["resources"])
     present = {p.name for p in BASE.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == present
     kinds = {o["kind"] for o in _k8s_objects()}
-    assert {"Deployment", "Service", "Ingress", "ConfigMap", "HorizontalPodAutoscaler",
-            "PodDisruptionBudget", "NetworkPolicy"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "Ingress",
+        "ConfigMap",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    } <= kinds
 
 
 def test_roles_and_replicas() -> None:
@@ -335,29 +378,40 @@ def test_web_is_served_scaled_and_protected() -> None:
     pdbs = {p["metadata"]["name"]: p for p in _of_kind(objects, "PodDisruptionBudget")}
     assert pdbs["receiver-web"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
     policies = _of_kind(objects, "NetworkPolicy")
-    ingress_ports = {p["port"] for pol in policies for rule in pol["spec"].get("ingress", [])
-                     for p in rule.get("ports", [])}
-    egress_ports = {p["port"] for pol in policies for rule in pol["spec"].get("egress", [])
-                    for p in rule.get("ports", [])}
+    ingress_ports = {
+        p["port"]
+        for pol in policies
+        for rule in pol["spec"].get("ingress", [])
+        for p in rule.get("ports", [])
+    }
+    egress_ports = {
+        p["port"]
+        for pol in policies
+        for rule in pol["spec"].get("egress", [])
+        for p in rule.get("ports", [])
+    }
     assert ingress_ports == {8080, 9108}  # the web, and the metrics port of the other roles
     assert {443, 6379, 53} <= egress_ports
 
 
-@pytest.mark.parametrize(("name", "ok"), [
-    ("RECEIVER_CONFIG", True),
-    ("REDIS_URL", True),
-    ("RECEIVER_WEB__PUBLIC_URL", True),
-    ("RECEIVER_TENANTS__0__CLIENT_SECRET_FILE", True),
-    ("RECEIVER_TENANTS__0__CERTIFICATE__PASSPHRASE_ENV", True),
-    ("RECEIVER_SINKS__1__PATH", True),
-    ("RECEIVER_REDIS__PASSWORD_FILE", True),
-    ("RECEIVER_WEB__PORT_FILE", False),
-    ("RECEIVER_WEB__PORTS", False),
-    ("RECEIVER_TENANTS__CLIENT_ID", False),
-    ("RECEIVER_WEB", True),
-    ("RECEIVER_WEB____PORT", False),
-    ("RECEIVER_NOPE", False),
-])
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("RECEIVER_CONFIG", True),
+        ("REDIS_URL", True),
+        ("RECEIVER_WEB__PUBLIC_URL", True),
+        ("RECEIVER_TENANTS__0__CLIENT_SECRET_FILE", True),
+        ("RECEIVER_TENANTS__0__CERTIFICATE__PASSPHRASE_ENV", True),
+        ("RECEIVER_SINKS__1__PATH", True),
+        ("RECEIVER_REDIS__PASSWORD_FILE", True),
+        ("RECEIVER_WEB__PORT_FILE", False),
+        ("RECEIVER_WEB__PORTS", False),
+        ("RECEIVER_TENANTS__CLIENT_ID", False),
+        ("RECEIVER_WEB", True),
+        ("RECEIVER_WEB____PORT", False),
+        ("RECEIVER_NOPE", False),
+    ],
+)
 def test_env_name_check(name: str, ok: bool) -> None:
     assert env_name_understood(name) is ok
 
@@ -405,11 +459,16 @@ def test_config_map_secret_files_are_mounted_in_every_role() -> None:
         volumes = {v["name"]: v for v in pod["volumes"]}
         for container in _containers(deployment):
             where = f"{deployment['metadata']['name']}/{container['name']}"
-            mounts = {m["mountPath"].rstrip("/"): volumes[m["name"]]
-                      for m in container["volumeMounts"]}
-            config_mount = mounts[str(Path(
-                next(e["value"] for e in container["env"] if e["name"] == "RECEIVER_CONFIG")
-            ).parent)]
+            mounts = {
+                m["mountPath"].rstrip("/"): volumes[m["name"]] for m in container["volumeMounts"]
+            }
+            config_mount = mounts[
+                str(
+                    Path(
+                        next(e["value"] for e in container["env"] if e["name"] == "RECEIVER_CONFIG")
+                    ).parent
+                )
+            ]
             assert config_mount["configMap"]["name"] == "receiver-config", where
             for key, path in refs:
                 folder, file = str(Path(path).parent), Path(path).name
@@ -417,7 +476,8 @@ def test_config_map_secret_files_are_mounted_in_every_role() -> None:
                 secret = mounts[folder]["secret"]
                 assert "items" not in secret, "mount whole Secrets: every key is a file"
                 assert file in secrets[secret["secretName"]], (
-                    f"{where}: {key}: key {file} of Secret {secret['secretName']} undocumented")
+                    f"{where}: {key}: key {file} of Secret {secret['secretName']} undocumented"
+                )
 
 
 def _fake_secret(name: str) -> str:
@@ -437,11 +497,14 @@ def test_config_map_settings_are_valid(tmp_path: Path) -> None:
     for name, content in data.items():
         (config_dir / name).write_text(text if name == "receiver.yaml" else content, "utf-8")
     env = _config_map("receiver-env")
-    settings = load_settings(config_dir / "receiver.yaml", environ={
-        "REDIS_URL": "rediss://:password@redis:6379/0",
-        "RECEIVER_WEB__PUBLIC_URL": env["public_url"],
-        "RECEIVER_LOGGING__LEVEL": env["log_level"],
-    })
+    settings = load_settings(
+        config_dir / "receiver.yaml",
+        environ={
+            "REDIS_URL": "rediss://:password@redis:6379/0",
+            "RECEIVER_WEB__PUBLIC_URL": env["public_url"],
+            "RECEIVER_LOGGING__LEVEL": env["log_level"],
+        },
+    )
     assert settings.web.host == "0.0.0.0"
     assert settings.web.port == 8080
     assert settings.web.notification_url.startswith("https://")
@@ -460,8 +523,8 @@ def test_overlay_patches_what_the_brief_names() -> None:
     assert ("ConfigMap", "receiver-env") in targets
 
 
-
 # --- docker-compose ------------------------------------------------------------------------
+
 
 def test_compose_file() -> None:
     compose = _docs(DEPLOY / "docker-compose.yml")[0]
@@ -486,12 +549,14 @@ def test_compose_file() -> None:
 
 
 def test_compose_settings_are_valid() -> None:
-    settings = load_settings(DEPLOY / "compose" / "receiver.yaml",
-                             environ={"REDIS_URL": "redis://redis:6379/0"})
+    settings = load_settings(
+        DEPLOY / "compose" / "receiver.yaml", environ={"REDIS_URL": "redis://redis:6379/0"}
+    )
     assert settings.redis.url == "redis://redis:6379/0"
 
 
 # --- (3) the Dockerfile --------------------------------------------------------------------
+
 
 def dockerfile_stages() -> list[list[tuple[str, str]]]:
     """The instructions of each stage: [(INSTRUCTION, arguments), ...], continuations joined."""
@@ -539,7 +604,8 @@ def test_dockerfile_shape() -> None:
         ["pip", "wheel", "-w", "/wheels", "."],
     ]
     assert _pip_runs(final) == [
-        ["pip", "install", "--no-index", "--find-links=/wheels", "graph-alert-receiver"]]
+        ["pip", "install", "--no-index", "--find-links=/wheels", "graph-alert-receiver"]
+    ]
     final_text = "\n".join(f"{i} {a}" for i, a in final)
     users = [a for i, a in final if i == "USER"]
     assert users, "the final stage sets a USER"
@@ -563,10 +629,20 @@ def test_dockerfile_shape() -> None:
 
 
 def test_dockerignore_keeps_the_context_small_and_complete() -> None:
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text("utf-8").splitlines()
-               if line.strip() and not line.startswith("#")}
-    assert {".venv", ".git", ".receiver", ".mypy_cache", ".pytest_cache", ".ruff_cache",
-            "**/__pycache__"} <= ignored
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text("utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {
+        ".venv",
+        ".git",
+        ".receiver",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "**/__pycache__",
+    } <= ignored
     for instruction, args in dockerfile_stages()[0]:
         if instruction == "COPY":
             for source in shlex.split(args)[:-1]:
@@ -575,15 +651,25 @@ def test_dockerignore_keeps_the_context_small_and_complete() -> None:
 
 
 def _clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RECEIVER_", "PIP_", "PYTHON", "VIRTUAL_ENV")) and k != "REDIS_URL"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RECEIVER_", "PIP_", "PYTHON", "VIRTUAL_ENV")) and k != "REDIS_URL"
+    }
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env
 
 
 def _run(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(args, cwd=cwd, env=_clean_env(), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    done = subprocess.run(
+        args,
+        cwd=cwd,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, f"{shlex.join(args)}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 
@@ -605,8 +691,9 @@ def test_dockerfile_install_steps_replayed(tmp_path: Path) -> None:
             origin = ROOT / source
             target = context / destination / origin.name if into else context / destination
             if origin.is_dir():
-                shutil.copytree(origin, target, ignore=shutil.ignore_patterns(
-                    "__pycache__", "*.pyc"))
+                shutil.copytree(
+                    origin, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+                )
             else:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, target)
@@ -633,11 +720,14 @@ def test_dockerfile_install_steps_replayed(tmp_path: Path) -> None:
     receiver = str(runtime / "bin" / "receiver")
     version = _run([receiver, "version"], tmp_path, timeout=60)
     assert version.stdout.startswith("receiver ")
-    checked = _run([receiver, "config", "check", str(ROOT / "config" / "receiver.example.yaml")],
-                   tmp_path, timeout=60)
+    checked = _run(
+        [receiver, "config", "check", str(ROOT / "config" / "receiver.example.yaml")],
+        tmp_path,
+        timeout=60,
+    )
     assert "OK" in checked.stdout
     # The image's HEALTHCHECK command is valid Python for the installed interpreter.
     healthcheck = next(a for i, a in final if i == "HEALTHCHECK")
-    code = json.loads(healthcheck[healthcheck.index("CMD") + 3:].strip())
+    code = json.loads(healthcheck[healthcheck.index("CMD") + 3 :].strip())
     assert code[:2] == ["python", "-c"]
     compile(code[2], "<healthcheck>", "exec")

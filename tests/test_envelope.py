@@ -59,15 +59,24 @@ def test_incident() -> None:
     assert env.title == raw["displayName"]
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("HIGH", "high"), ("weird", "unknown"), (None, "unknown"), ("informational", "informational")])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("HIGH", "high"), ("weird", "unknown"), (None, "unknown"), ("informational", "informational")],
+)
 def test_severity_normalised(value: Any, expected: str) -> None:
     raw = sample("legacy_alert_mcas.json") | {"severity": value}
     assert from_legacy(raw).severity == expected
 
 
-@pytest.mark.parametrize(("value", "expected"), [("newAlert", "new"), ("inProgress", "inProgress"),
-                                                 ("resolved", "resolved"), ("odd", "unknown")])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("newAlert", "new"),
+        ("inProgress", "inProgress"),
+        ("resolved", "resolved"),
+        ("odd", "unknown"),
+    ],
+)
 def test_status_normalised(value: str, expected: str) -> None:
     assert from_legacy(sample("legacy_alert_mcas.json") | {"status": value}).status == expected
 
@@ -94,8 +103,9 @@ def test_material_changes() -> None:
     env = from_v2(sample("alert_v2_mde.json"))
     assert material_changes(None, env) == ()
     before = env.material()
-    resolved = from_v2(sample("alert_v2_mde.json") | {"status": "resolved",
-                                                      "assignedTo": "soc@contoso.com"})
+    resolved = from_v2(
+        sample("alert_v2_mde.json") | {"status": "resolved", "assignedTo": "soc@contoso.com"}
+    )
     assert material_changes(before, resolved) == ("status", "assigned_to")
     assert material_changes(before, env) == ()
 
@@ -108,29 +118,47 @@ def test_docs_incident_example_reads_whatever_the_casing() -> None:
     assert (env.kind, env.status, env.severity) == ("incident", "new", "medium")
     assert (env.classification, env.determination) == ("truePositive", "multiStagedAttack")
     assert env.incident_web_url == raw["incidentWebUrl"]
-    lower = from_incident(raw | {"status": "active", "severity": "medium",
-                                 "classification": "truePositive",
-                                 "determination": "multiStagedAttack"})
+    lower = from_incident(
+        raw
+        | {
+            "status": "active",
+            "severity": "medium",
+            "classification": "truePositive",
+            "determination": "multiStagedAttack",
+        }
+    )
     assert lower.material() == env.material()  # the casing is no change worth a message
 
 
-@pytest.mark.parametrize(("status", "expected"), [
-    ("active", "new"), ("Active", "new"), ("inProgress", "inProgress"), ("RESOLVED", "resolved"),
-    ("redirected", "resolved"), ("awaitingAction", "inProgress"),
-    ("unknownFutureValue", "unknown"), (None, "unknown")])
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("active", "new"),
+        ("Active", "new"),
+        ("inProgress", "inProgress"),
+        ("RESOLVED", "resolved"),
+        ("redirected", "resolved"),
+        ("awaitingAction", "inProgress"),
+        ("unknownFutureValue", "unknown"),
+        (None, "unknown"),
+    ],
+)
 def test_incident_status_normalised(status: Any, expected: str) -> None:
     assert from_incident(sample("incident.json") | {"status": status}).status == expected
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("classification", "TruePositive", "truePositive"),
-    ("classification", "unknown", ""),  # unclassified
-    ("classification", None, ""),
-    ("determination", "ConfirmedActivity", "confirmedActivity"),
-    ("determination", "APT", "apt"),
-    ("serviceSource", "MicrosoftSentinel", "microsoftSentinel"),
-    ("serviceSource", "microsoftSentinel", "microsoftSentinel"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("classification", "TruePositive", "truePositive"),
+        ("classification", "unknown", ""),  # unclassified
+        ("classification", None, ""),
+        ("determination", "ConfirmedActivity", "confirmedActivity"),
+        ("determination", "APT", "apt"),
+        ("serviceSource", "MicrosoftSentinel", "microsoftSentinel"),
+        ("serviceSource", "microsoftSentinel", "microsoftSentinel"),
+    ],
+)
 def test_v2_enums_read_case_insensitively(field: str, value: Any, expected: str) -> None:
     env = from_v2(sample("alert_v2_mde.json") | {field: value})
     attribute = {"serviceSource": "provider"}.get(field, field)
@@ -139,8 +167,12 @@ def test_v2_enums_read_case_insensitively(field: str, value: Any, expected: str)
 
 def test_incident_with_its_alerts_lists_them() -> None:
     alert = sample("alert_v2_mde.json")
-    second = alert | {"id": "a2", "title": "Second", "severity": "low",
-                      "mitreTechniques": ["T1000"]}
+    second = alert | {
+        "id": "a2",
+        "title": "Second",
+        "severity": "low",
+        "mitreTechniques": ["T1000"],
+    }
     env = from_incident(sample("incident.json") | {"alerts": [alert, second]})
     assert "2 alert(s):" in env.description
     assert f"- [{alert['severity'].capitalize()}] {alert['title']}" in env.description

@@ -12,8 +12,20 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "receiver"
 
 # The layers, lowest first. A module's layer is its top-level name under receiver/.
-CORE = frozenset({"__init__", "__version__", "backoff", "clock", "envelope", "logs", "redaction",
-                  "transport", "config", "store"})
+CORE = frozenset(
+    {
+        "__init__",
+        "__version__",
+        "backoff",
+        "clock",
+        "envelope",
+        "logs",
+        "redaction",
+        "transport",
+        "config",
+        "store",
+    }
+)
 # What each part may import besides core (and itself). Parts not listed are checked by the
 # rules below only.
 ALLOWED: dict[str, frozenset[str]] = {
@@ -30,8 +42,10 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 # Third-party I/O that pure parts must not import.
 NO_IO = {"routing": ("redis", "httpx", "msal", "aiosmtplib", "uvicorn", "starlette")}
-ONLY_FROM = {"simulator": frozenset({"cli", "simulator"}),  # who may import it
-             "cli": frozenset({"cli"})}  # the one place that knows every role
+ONLY_FROM = {
+    "simulator": frozenset({"cli", "simulator"}),  # who may import it
+    "cli": frozenset({"cli"}),
+}  # the one place that knows every role
 
 
 def _part(module: str) -> str:
@@ -76,8 +90,11 @@ def test_the_rules_see_every_import() -> None:
 
 
 def test_core_imports_only_core() -> None:
-    bad = [f"{m}:{line} imports receiver.{t}" for s, t, m, line in _receiver_edges()
-           if s in CORE and t not in CORE]
+    bad = [
+        f"{m}:{line} imports receiver.{t}"
+        for s, t, m, line in _receiver_edges()
+        if s in CORE and t not in CORE
+    ]
     assert bad == []
 
 
@@ -85,20 +102,29 @@ def test_core_imports_only_core() -> None:
 def test_each_part_imports_only_what_it_may(part: str) -> None:
     # The simulator may not even share core: a bug must not hide in code both sides share.
     allowed = (frozenset() if part == "simulator" else CORE) | ALLOWED[part]
-    bad = [f"{m}:{line} imports receiver.{t}" for s, t, m, line in _receiver_edges()
-           if s == part and t not in allowed]
+    bad = [
+        f"{m}:{line} imports receiver.{t}"
+        for s, t, m, line in _receiver_edges()
+        if s == part and t not in allowed
+    ]
     assert bad == [], f"{part} may import only core and {sorted(ALLOWED[part])}"
 
 
 @pytest.mark.parametrize("part", sorted(NO_IO))
 def test_pure_parts_do_no_io(part: str) -> None:
-    bad = [f"{m}:{line} imports {name}" for m, name, line in IMPORTS
-           if _part(m) == part and name.split(".")[0] in NO_IO[part]]
+    bad = [
+        f"{m}:{line} imports {name}"
+        for m, name, line in IMPORTS
+        if _part(m) == part and name.split(".")[0] in NO_IO[part]
+    ]
     assert bad == []
 
 
 @pytest.mark.parametrize("part", sorted(ONLY_FROM))
 def test_who_may_import_a_part(part: str) -> None:
-    bad = [f"{m}:{line} imports receiver.{t}" for s, t, m, line in _receiver_edges()
-           if t == part and s not in ONLY_FROM[part]]
+    bad = [
+        f"{m}:{line} imports receiver.{t}"
+        for s, t, m, line in _receiver_edges()
+        if t == part and s not in ONLY_FROM[part]
+    ]
     assert bad == []

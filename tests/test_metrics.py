@@ -31,8 +31,7 @@ def test_combined_registries_show_everything() -> None:
     assert both.get_sample_value("second_thing_total") == 2
 
 
-def test_worker_serves_lag_and_delivery_metrics(write_config: WriteConfig,
-                                                redis_url: str) -> None:
+def test_worker_serves_lag_and_delivery_metrics(write_config: WriteConfig, redis_url: str) -> None:
     port = free_port()
     write_config("route:\n  receiver: console\n", "routes.yaml")
     data = base_settings_data()
@@ -40,11 +39,20 @@ def test_worker_serves_lag_and_delivery_metrics(write_config: WriteConfig,
     data["routes_file"] = "routes.yaml"
     data["metrics"] = {"port": port}
     config = write_config(data)
-    proc = subprocess.Popen([sys.executable, "-m", "receiver.cli", "worker", "--config",
-                             str(config)], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    envelope = Envelope(id="a-1", tenant_id=TENANT_ID, source_api="alerts_v2", title="t",
-                        severity="high", tenant="contoso")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", "worker", "--config", str(config)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    envelope = Envelope(
+        id="a-1",
+        tenant_id=TENANT_ID,
+        source_api="alerts_v2",
+        title="t",
+        severity="high",
+        tenant="contoso",
+    )
     with redis.Redis.from_url(redis_url) as client:  # an alert ready to route and deliver
         client.xadd(Keys("{test}").alerts, {"e": envelope.to_json(), "first": "1"})
     try:

@@ -37,8 +37,10 @@ def _section() -> str:
 
 
 def _blocks(section: str, language: str) -> list[list[str]]:
-    return [block.strip().splitlines() for block in
-            re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)]
+    return [
+        block.strip().splitlines()
+        for block in re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+    ]
 
 
 def _table_permissions(section: str, feature_prefix: str) -> list[str]:
@@ -48,12 +50,20 @@ def _table_permissions(section: str, feature_prefix: str) -> list[str]:
 
 def _run(command: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     # The guide's commands are plain sh (pipes); run them as a user would.
-    return subprocess.run(["sh", "-c", command], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    return subprocess.run(
+        ["sh", "-c", command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_connect_your_tenant_guide_runs_end_to_end(
-        make_simulator: Callable[..., SimulatorHandle], redis_url: str, tmp_path: Path) -> None:
+    make_simulator: Callable[..., SimulatorHandle], redis_url: str, tmp_path: Path
+) -> None:
     section = _section()
     shell = _blocks(section, "sh")
     config_block, routes_block = _blocks(section, "yaml")
@@ -63,14 +73,17 @@ def test_connect_your_tenant_guide_runs_end_to_end(
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIVER_")}
     port = free_port()
-    env.update({
-        "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}",
-        "REDIS_URL": redis_url,
-        "RECEIVER_REDIS__KEY_PREFIX": "{readme}",
-        "RECEIVER_WEB__PORT": str(port), "RECEIVER_WEB__ALLOW_HTTP": "true",
-        "RECEIVER_WEB__PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "RECEIVER_LOGGING__FORMAT": "text",
-    })
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}",
+            "REDIS_URL": redis_url,
+            "RECEIVER_REDIS__KEY_PREFIX": "{readme}",
+            "RECEIVER_WEB__PORT": str(port),
+            "RECEIVER_WEB__ALLOW_HTTP": "true",
+            "RECEIVER_WEB__PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "RECEIVER_LOGGING__FORMAT": "text",
+        }
+    )
 
     # Step 4: the certificate and its thumbprint, by the guide's openssl commands.
     make_cert, thumbprint_cmd = shell[0]
@@ -87,19 +100,33 @@ def test_connect_your_tenant_guide_runs_end_to_end(
     assert roles == ["SecurityAlert.Read.All", "SecurityIncident.Read.All"]
     assert tenant["poll"] == {"alerts_v2": True, "incidents": True}
     sim = make_simulator(roles=())
-    sim.control.add_tenant({"tenantId": tenant["tenant_id"], "apps": [{
-        "clientId": tenant["client_id"], "roles": roles,
-        "certificatePem": (tmp_path / "graph-app.crt.pem").read_text()}]})
-    env.update({"RECEIVER_GRAPH__AUTHORITY_HOST": sim.base_url,
-                "RECEIVER_GRAPH__GRAPH_URL": sim.graph_url,
-                "RECEIVER_GRAPH__CA_BUNDLE": str(sim.ca_path)})
+    sim.control.add_tenant(
+        {
+            "tenantId": tenant["tenant_id"],
+            "apps": [
+                {
+                    "clientId": tenant["client_id"],
+                    "roles": roles,
+                    "certificatePem": (tmp_path / "graph-app.crt.pem").read_text(),
+                }
+            ],
+        }
+    )
+    env.update(
+        {
+            "RECEIVER_GRAPH__AUTHORITY_HOST": sim.base_url,
+            "RECEIVER_GRAPH__GRAPH_URL": sim.graph_url,
+            "RECEIVER_GRAPH__CA_BUNDLE": str(sim.ca_path),
+        }
+    )
     sim.control.create_alerts(tenant["tenant_id"], 2, kind="v2")
 
     # Step 5: the files, as printed (the thumbprint is the one just computed).
     text = "\n".join(config_block)
     assert "0123456789ABCDEF0123456789ABCDEF01234567" in text
     (tmp_path / "receiver.yaml").write_text(
-        text.replace("0123456789ABCDEF0123456789ABCDEF01234567", thumbprint))
+        text.replace("0123456789ABCDEF0123456789ABCDEF01234567", thumbprint)
+    )
     (tmp_path / "routes.yaml").write_text("\n".join(routes_block) + "\n")
 
     # Step 6: check, then run.
@@ -114,8 +141,14 @@ def test_connect_your_tenant_guide_runs_end_to_end(
     ran.append(tenants_check)
 
     assert serve.startswith("receiver serve ")
-    process = subprocess.Popen(shlex.split(serve), cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        shlex.split(serve),
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     ran.append(serve)
     try:
         client = redis.Redis.from_url(redis_url)

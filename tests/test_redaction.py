@@ -13,8 +13,12 @@ SECRETS = (f"/hooks/{TOKEN}", TOKEN)  # longest first, as the registry keeps the
 
 
 def leaked(text: str, secret: str, shortest: int = 4) -> list[str]:
-    return [secret[i:i + n] for n in range(shortest, len(secret) + 1)
-            for i in range(len(secret) - n + 1) if secret[i:i + n] in text]
+    return [
+        secret[i : i + n]
+        for n in range(shortest, len(secret) + 1)
+        for i in range(len(secret) - n + 1)
+        if secret[i : i + n] in text
+    ]
 
 
 def test_a_secret_straddling_the_cut_is_redacted_whole() -> None:
@@ -52,10 +56,16 @@ _SAFE = st.text(alphabet="abcdefghij0123456789 =:/.-", max_size=300)  # no lette
 
 
 @settings(max_examples=300, deadline=None)
-@given(before=_SAFE, after=_SAFE, limit=st.integers(min_value=0, max_value=400),
-       keep=st.integers(min_value=1, max_value=len(TOKEN)), squeeze=st.booleans())
-def test_no_fragment_of_a_secret_survives_any_cut(before: str, after: str, limit: int,
-                                                  keep: int, squeeze: bool) -> None:
+@given(
+    before=_SAFE,
+    after=_SAFE,
+    limit=st.integers(min_value=0, max_value=400),
+    keep=st.integers(min_value=1, max_value=len(TOKEN)),
+    squeeze=st.booleans(),
+)
+def test_no_fragment_of_a_secret_survives_any_cut(
+    before: str, after: str, limit: int, keep: int, squeeze: bool
+) -> None:
     """A whole or a server-truncated echo of the secret, anywhere, cut anywhere: no fragment of
     four characters or more is left."""
     text = before + TOKEN[:keep] + (after if keep == len(TOKEN) else "")

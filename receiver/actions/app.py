@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 MAX_FORM_BYTES = 8192
 MAX_NAME_CHARS = 100
 NONCE_GRACE_S = 60
+
+
 @dataclass
 class _State:
     settings: Settings
@@ -88,7 +90,8 @@ class _State:
     signin: SignIn | None = None
     # Graph reads for pages in flight, so concurrent pages of one alert share one.
     reading: dict[tuple[str, str, str], asyncio.Future[dict[str, Any] | None]] = field(
-        default_factory=dict)
+        default_factory=dict
+    )
 
 
 def _origin(url: str) -> str:
@@ -127,8 +130,9 @@ class _Handlers:
 
     async def _alert(self, claim: LinkClaim) -> dict[str, Any] | Response:
         try:
-            _, alert = await read_alert(self.s.graph, claim.tenant_id, claim.alert_id,
-                                        claim.source_api)
+            _, alert = await read_alert(
+                self.s.graph, claim.tenant_id, claim.alert_id, claim.source_api
+            )
         except AlertNotFound:
             return pages.refusal("not_found")
         return self._checked(claim, alert)
@@ -154,8 +158,9 @@ class _Handlers:
         if isinstance(signed, Response):
             return signed
         try:
-            admitted = await self.s.budget.admit(claim.tenant_id, claim.nonce,
-                                                 _client_host(request))
+            admitted = await self.s.budget.admit(
+                claim.tenant_id, claim.nonce, _client_host(request)
+            )
             used = await self.s.redis.get(self.s.keys.action_link(claim.nonce))
         except (RedisError, OSError):
             return _store_down()
@@ -163,31 +168,48 @@ class _Handlers:
             return pages.used_page(pages.text(used))
         if not admitted:
             self.s.outcomes.labels(claim.action, "too_many_views").inc()
-            return _too_many("This link (or your address) was opened too often in the last "
-                             "minute.")
+            return _too_many("This link (or your address) was opened too often in the last minute.")
         try:
             alert = await self._page_read(claim)
         except (RedisError, OSError):
             return _store_down()
         except (GraphError, GraphAuthError) as exc:
-            status = 502 if isinstance(exc, GraphError) and not isinstance(
-                exc, GraphUnavailable) else 503
-            return pages.page(status, "refused", "Microsoft Graph did not answer",
-                               "The alert could not be read. Nothing was changed; try again.",
-                               detail=_graph_text(exc))
+            status = (
+                502
+                if isinstance(exc, GraphError) and not isinstance(exc, GraphUnavailable)
+                else 503
+            )
+            return pages.page(
+                status,
+                "refused",
+                "Microsoft Graph did not answer",
+                "The alert could not be read. Nothing was changed; try again.",
+                detail=_graph_text(exc),
+            )
         if alert is None:
             self.s.outcomes.labels(claim.action, "page_budget_spent").inc()
-            return _too_many("Confirmation pages of this tenant have used their share of "
-                             "Microsoft Graph for this minute.")
+            return _too_many(
+                "Confirmation pages of this tenant have used their share of "
+                "Microsoft Graph for this minute."
+            )
         if isinstance(alert, Response):
             return alert
         action = ACTIONS[claim.action]
         self.s.outcomes.labels(claim.action, "shown").inc()
-        return pages.page(200, "ask", action.label, f"Confirm to {action.summary}.",
-                           alert=_envelope(claim.source_api, alert),
-                           tenant=self._tenant_name(claim), form=True, label=action.label,
-                           need_name=claim.action == "take", max_name=MAX_NAME_CHARS,
-                           expires=_expires(claim), signed_in=signed)
+        return pages.page(
+            200,
+            "ask",
+            action.label,
+            f"Confirm to {action.summary}.",
+            alert=_envelope(claim.source_api, alert),
+            tenant=self._tenant_name(claim),
+            form=True,
+            label=action.label,
+            need_name=claim.action == "take",
+            max_name=MAX_NAME_CHARS,
+            expires=_expires(claim),
+            signed_in=signed,
+        )
 
     async def _page_read(self, claim: LinkClaim) -> dict[str, Any] | Response | None:
         """The alert for a confirmation page: cached for a few seconds, else read from Graph
@@ -206,13 +228,15 @@ class _Handlers:
                 return None
         return self._checked(claim, alert)
 
-    async def _read_for_page(self, claim: LinkClaim, key: tuple[str, str, str]
-                             ) -> dict[str, Any] | None:
+    async def _read_for_page(
+        self, claim: LinkClaim, key: tuple[str, str, str]
+    ) -> dict[str, Any] | None:
         if not await self.s.budget.spend_read(claim.tenant_id):
             return None
         try:
-            _, alert = await read_alert(self.s.graph, claim.tenant_id, claim.alert_id,
-                                        claim.source_api)
+            _, alert = await read_alert(
+                self.s.graph, claim.tenant_id, claim.alert_id, claim.source_api
+            )
         except AlertNotFound:
             alert = NOT_FOUND
         self.s.cache.put(key, alert)
@@ -265,12 +289,17 @@ class _Handlers:
         except LinkError:
             pass
         else:
-            record = _with(record, action=claim.action, alert_id=claim.alert_id,
-                           tenant_id=claim.tenant_id, source_api=claim.source_api,
-                           nonce=claim.nonce)
+            record = _with(
+                record,
+                action=claim.action,
+                alert_id=claim.alert_id,
+                tenant_id=claim.tenant_id,
+                source_api=claim.source_api,
+                nonce=claim.nonce,
+            )
         await self._audit(record, outcome=exc.reason, by=exc.upn, graph=exc.detail)
 
-    async def act(self, request: Request) -> Response:
+    async def act(self, request: Request) -> Response:  # noqa: C901 - 13, older than the limit
         """POST: the confirmed action, at most once per link."""
         claim = self._claim(request)
         who = _requester(request, claim.action if isinstance(claim, LinkClaim) else "unknown")
@@ -279,11 +308,17 @@ class _Handlers:
             # served here) is audited: forged tokens must not push real records out of the
             # capped audit stream.
             if claim.status_code != 400:
-                await self._audit(who, outcome="expired" if claim.status_code == 410 else
-                                  "wrong_tenant")
+                await self._audit(
+                    who, outcome="expired" if claim.status_code == 410 else "wrong_tenant"
+                )
             return claim
-        who = _with(who, alert_id=claim.alert_id, tenant_id=claim.tenant_id,
-                    source_api=claim.source_api, nonce=claim.nonce)
+        who = _with(
+            who,
+            alert_id=claim.alert_id,
+            tenant_id=claim.tenant_id,
+            source_api=claim.source_api,
+            nonce=claim.nonce,
+        )
         origin = request.headers.get("origin")
         if origin is not None and origin.lower() != self.s.origin:
             self.s.outcomes.labels(claim.action, "forbidden_origin").inc()
@@ -300,21 +335,31 @@ class _Handlers:
                 return pages.refusal("signin_required")
         form = await _form(request, self.s.settings.web.body_timeout_s)
         if form is None:
-            return pages.page(400, "refused", "Bad form", "The confirmation form could not be "
-                               "read. Nothing was changed; open the link again.")
+            return pages.page(
+                400,
+                "refused",
+                "Bad form",
+                "The confirmation form could not be "
+                "read. Nothing was changed; open the link again.",
+            )
         if signed is not None:
             assert self.s.signin is not None
             if not self.s.signin.csrf_ok(signed, form.get("csrf", "")):
-                await self._audit(who, outcome="forbidden_csrf", by=signed.upn,
-                                  identity=signed.account)
+                await self._audit(
+                    who, outcome="forbidden_csrf", by=signed.upn, identity=signed.account
+                )
                 return pages.refusal("forbidden_csrf")
             who = _with(who, by=signed.upn, identity=signed.account)
         else:
             name = _clean_name(form.get("name", ""))
             if claim.action == "take" and not name:
-                return pages.page(400, "refused", "Your name is needed",
-                                  "Taking an alert assigns it to you: go back and type your "
-                                  "name. Nothing was changed.")
+                return pages.page(
+                    400,
+                    "refused",
+                    "Your name is needed",
+                    "Taking an alert assigns it to you: go back and type your "
+                    "name. Nothing was changed.",
+                )
             who = _with(who, by=name)
         key = self.s.keys.action_link(claim.nonce)
         ttl = max(1, claim.expires_at - int(time.time())) + NONCE_GRACE_S
@@ -338,63 +383,102 @@ class _Handlers:
                 outcome = "not_found" if alert.status_code == 404 else "wrong_tenant"
                 await self._finish(key, who, outcome=outcome)
                 return alert
-            applied = await apply_update(self.s.graph, claim.tenant_id, claim.alert_id,
-                                         update, source_api=claim.source_api, alert=alert)
+            applied = await apply_update(
+                self.s.graph,
+                claim.tenant_id,
+                claim.alert_id,
+                update,
+                source_api=claim.source_api,
+                alert=alert,
+            )
         except (GraphUnavailable, GraphAuthError) as exc:
             try:
                 await self.s.redis.delete(key)  # nothing certain happened: let them try again
             except (RedisError, OSError):
-                log.warning("could not release the action link after Graph failed",
-                            extra={"alert_id": who.alert_id, "tenant_id": who.tenant_id})
+                log.warning(
+                    "could not release the action link after Graph failed",
+                    extra={"alert_id": who.alert_id, "tenant_id": who.tenant_id},
+                )
                 return _store_down()
-            await self._audit(who, outcome="graph_unavailable", graph=_graph_text(exc),
-                              request_id=getattr(exc, "request_id", ""))
-            return pages.page(503, "refused", "Microsoft Graph is unavailable",
-                               "The alert was not updated. The link still works: try again in a "
-                               "minute.", detail=_graph_text(exc))
+            await self._audit(
+                who,
+                outcome="graph_unavailable",
+                graph=_graph_text(exc),
+                request_id=getattr(exc, "request_id", ""),
+            )
+            return pages.page(
+                503,
+                "refused",
+                "Microsoft Graph is unavailable",
+                "The alert was not updated. The link still works: try again in a minute.",
+                detail=_graph_text(exc),
+            )
         except GraphError as exc:
-            await self._finish(key, who, outcome="graph_refused", graph=_graph_text(exc),
-                               request_id=exc.request_id)
-            return pages.page(502, "refused", "Microsoft Graph refused the update",
-                               "The alert was not updated.", detail=_graph_text(exc))
-        detail = "updated" + (f"; comment not added: {applied.comment_error}"
-                              if applied.comment_error else "")
+            await self._finish(
+                key, who, outcome="graph_refused", graph=_graph_text(exc), request_id=exc.request_id
+            )
+            return pages.page(
+                502,
+                "refused",
+                "Microsoft Graph refused the update",
+                "The alert was not updated.",
+                detail=_graph_text(exc),
+            )
+        detail = "updated" + (
+            f"; comment not added: {applied.comment_error}" if applied.comment_error else ""
+        )
         self.s.cache.forget((claim.tenant_id, claim.source_api, claim.alert_id))
         record = await self._finish(key, who, outcome="done", graph=detail)
-        await queue_changed(self.s.redis, self.s.keys, claim.tenant_id,
-                            claim.source_api, applied.after)
+        await queue_changed(
+            self.s.redis, self.s.keys, claim.tenant_id, claim.source_api, applied.after
+        )
         action = ACTIONS[claim.action]
-        return pages.page(200, "ok", f"Done: {action.label}",
-                           "Microsoft Graph accepted the update; the alert now reads as below. "
-                           "The channels that got the alert will get an update.",
-                           alert=_envelope(claim.source_api, applied.after),
-                           tenant=self._tenant_name(claim),
-                           detail=f"Recorded {datetime.fromtimestamp(record.at, UTC):%H:%M:%S} UTC "
-                                  f"as {record.by or 'anonymous'} from {record.client}.")
+        return pages.page(
+            200,
+            "ok",
+            f"Done: {action.label}",
+            "Microsoft Graph accepted the update; the alert now reads as below. "
+            "The channels that got the alert will get an update.",
+            alert=_envelope(claim.source_api, applied.after),
+            tenant=self._tenant_name(claim),
+            detail=f"Recorded {datetime.fromtimestamp(record.at, UTC):%H:%M:%S} UTC "
+            f"as {record.by or 'anonymous'} from {record.client}.",
+        )
 
-    async def _finish(self, key: str, who: audit.AuditRecord, **changes: Any
-                      ) -> audit.AuditRecord:
+    async def _finish(self, key: str, who: audit.AuditRecord, **changes: Any) -> audit.AuditRecord:
         """Audit the outcome and keep it as the link's state (so a reuse can say what)."""
         record = await self._audit(who, **changes)
         try:
             await self.s.redis.set(key, record.to_json(), xx=True, keepttl=True)
         except (RedisError, OSError):
-            log.warning("could not record the outcome on the action link",
-                        extra={"alert_id": who.alert_id, "tenant_id": who.tenant_id})
+            log.warning(
+                "could not record the outcome on the action link",
+                extra={"alert_id": who.alert_id, "tenant_id": who.tenant_id},
+            )
         return record
 
     async def _audit(self, who: audit.AuditRecord, **changes: Any) -> audit.AuditRecord:
         record = _with(who, **changes)
         if record.outcome not in ("pending",):
             self.s.outcomes.labels(record.action, record.outcome).inc()
-        log.info("action %s on alert %s: %s", record.action, record.alert_id or "-",
-                 record.outcome, extra={"alert_id": record.alert_id,
-                                        "tenant_id": record.tenant_id, "reason": record.outcome})
+        log.info(
+            "action %s on alert %s: %s",
+            record.action,
+            record.alert_id or "-",
+            record.outcome,
+            extra={
+                "alert_id": record.alert_id,
+                "tenant_id": record.tenant_id,
+                "reason": record.outcome,
+            },
+        )
         try:
             return await audit.write(self.s.redis, self.s.keys, record)
         except (RedisError, OSError):
-            log.error("action audit record lost (Redis unavailable)",
-                      extra={"alert_id": record.alert_id, "tenant_id": record.tenant_id})
+            log.error(
+                "action audit record lost (Redis unavailable)",
+                extra={"alert_id": record.alert_id, "tenant_id": record.tenant_id},
+            )
             return record
 
 
@@ -403,9 +487,12 @@ def _client_host(request: Request) -> str:
 
 
 def _too_many(why: str) -> Response:
-    response = pages.page(429, "refused", "Too many requests",
-                          f"{why} Nothing was changed; the link still works: open it again "
-                          "in a minute.")
+    response = pages.page(
+        429,
+        "refused",
+        "Too many requests",
+        f"{why} Nothing was changed; the link still works: open it again in a minute.",
+    )
     response.headers["Retry-After"] = "60"
     return response
 
@@ -415,14 +502,20 @@ def _requester(request: Request, action: str) -> audit.AuditRecord:
     client = request.client.host if request.client else ""
     forwarded = request.headers.get("x-forwarded-for", "")
     return audit.AuditRecord(
-        action=action, outcome="",
+        action=action,
+        outcome="",
         client=client + (f" (X-Forwarded-For: {forwarded[:200]})" if forwarded else ""),
-        user_agent=request.headers.get("user-agent", "")[:300])
+        user_agent=request.headers.get("user-agent", "")[:300],
+    )
 
 
 def _store_down() -> Response:
-    return pages.page(503, "refused", "Try again shortly",
-                      "The receiver's store is unavailable. Nothing was changed.")
+    return pages.page(
+        503,
+        "refused",
+        "Try again shortly",
+        "The receiver's store is unavailable. Nothing was changed.",
+    )
 
 
 def _with(record: audit.AuditRecord, **changes: Any) -> audit.AuditRecord:
@@ -434,8 +527,9 @@ def _with(record: audit.AuditRecord, **changes: Any) -> audit.AuditRecord:
 def _graph_text(exc: GraphError | GraphAuthError) -> str:
     if isinstance(exc, GraphAuthError):
         return f"no token: {exc}"
-    return f"{exc.status} {exc.code}: {exc.message}" if exc.status else (
-        f"{exc.code}: {exc.message}")
+    return (
+        f"{exc.status} {exc.code}: {exc.message}" if exc.status else (f"{exc.code}: {exc.message}")
+    )
 
 
 async def _form(request: Request, timeout_s: float) -> dict[str, str] | None:
@@ -460,27 +554,45 @@ async def _form(request: Request, timeout_s: float) -> dict[str, str] | None:
     return {k: v[0] for k, v in parsed.items() if v}
 
 
-def create_actions_app(settings: Settings, *, redis: Redis, graph: GraphClient,
-                       registry: CollectorRegistry | None = None,
-                       links: ActionLinks | None = None) -> Starlette:
+def create_actions_app(
+    settings: Settings,
+    *,
+    redis: Redis,
+    graph: GraphClient,
+    registry: CollectorRegistry | None = None,
+    links: ActionLinks | None = None,
+) -> Starlette:
     """The action endpoint as a Starlette app (routes under ``settings.actions.path``)."""
     links = links or ActionLinks.from_settings(settings)
     keys = Keys(settings.redis.key_prefix)
     signin = SignIn(settings, redis, keys) if settings.actions.sign_in.enabled else None
-    state = _State(settings=settings, keys=keys, redis=redis,
-                   graph=graph, links=links,
-                   origin=_origin(settings.actions.base_url or settings.web.public_url),
-                   outcomes=Counter("receiver_actions", "Action link requests by action and "
-                                    "outcome", ["action", "outcome"], registry=registry),
-                   budget=PageBudget(redis, keys), cache=AlertCache(),
-                   signin=signin)
+    state = _State(
+        settings=settings,
+        keys=keys,
+        redis=redis,
+        graph=graph,
+        links=links,
+        origin=_origin(settings.actions.base_url or settings.web.public_url),
+        outcomes=Counter(
+            "receiver_actions",
+            "Action link requests by action and outcome",
+            ["action", "outcome"],
+            registry=registry,
+        ),
+        budget=PageBudget(redis, keys),
+        cache=AlertCache(),
+        signin=signin,
+    )
     handlers = _Handlers(state)
     path = settings.actions.path + "/{token}"
-    routes = [Route(path, handlers.confirm, methods=["GET"]),
-              Route(path, handlers.act, methods=["POST"])]
+    routes = [
+        Route(path, handlers.confirm, methods=["GET"]),
+        Route(path, handlers.act, methods=["POST"]),
+    ]
     if signin is not None:
-        routes.insert(0, Route(signin.path + "/signin/callback", handlers.callback,
-                               methods=["GET"]))
+        routes.insert(
+            0, Route(signin.path + "/signin/callback", handlers.callback, methods=["GET"])
+        )
     app = Starlette(routes=routes)
     app.state.signin = signin
     return app
@@ -490,8 +602,13 @@ class WithActions:
     """ASGI: ``prefix`` to the actions app, everything else (lifespan included) to ``inner``.
     ``on_shutdown`` runs when the inner app has shut down (closes what the actions app owns)."""
 
-    def __init__(self, inner: ASGIApp, actions: ASGIApp, prefix: str,
-                 on_shutdown: Callable[[], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        inner: ASGIApp,
+        actions: ASGIApp,
+        prefix: str,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.inner = inner
         self.actions = actions
         self.prefix = prefix
@@ -519,8 +636,14 @@ class WithActions:
         await self.inner(scope, receive, send)
 
 
-def mount(inner: ASGIApp, settings: Settings, *, registry: CollectorRegistry | None = None,
-          redis: Redis | None = None, graph: GraphClient | None = None) -> WithActions:
+def mount(
+    inner: ASGIApp,
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    redis: Redis | None = None,
+    graph: GraphClient | None = None,
+) -> WithActions:
     """``inner`` (the web app) with the action endpoint in front. Without ``redis``/``graph``
     it makes its own and closes them when the web app shuts down."""
     from receiver.graph.client import client_for

@@ -63,12 +63,25 @@ async def write(redis: Redis, keys: Keys, record: AuditRecord) -> AuditRecord:
     if not record.at:
         record = AuditRecord(**{**asdict(record), "at": round(time.time(), 3)})
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.xadd(keys.actions_audit, {_FIELD: record.to_json()}, maxlen=AUDIT_MAXLEN,
-                  approximate=True)
+        pipe.xadd(
+            keys.actions_audit, {_FIELD: record.to_json()}, maxlen=AUDIT_MAXLEN, approximate=True
+        )
         if record.alert_id and record.tenant_id:
-            records.add(pipe, keys, record.tenant_id, record.alert_id, records.event(
-                TIMELINE_EVENT, action=record.action, outcome=record.outcome, by=record.by,
-                via=record.via, changes=record.changes, detail=record.graph[:300]))
+            records.add(
+                pipe,
+                keys,
+                record.tenant_id,
+                record.alert_id,
+                records.event(
+                    TIMELINE_EVENT,
+                    action=record.action,
+                    outcome=record.outcome,
+                    by=record.by,
+                    via=record.via,
+                    changes=record.changes,
+                    detail=record.graph[:300],
+                ),
+            )
         await pipe.execute()
     return record
 

@@ -45,9 +45,16 @@ NOT_FOUND: dict[str, Any] = {}  # the cached answer "no such alert" (compared by
 class PageBudget:
     """The per-link, per-client and per-tenant counters of confirmation pages."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, link_views: int = LINK_VIEWS,
-                 client_views: int = CLIENT_VIEWS, tenant_reads: int = TENANT_READS,
-                 window_s: int = WINDOW_S) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        link_views: int = LINK_VIEWS,
+        client_views: int = CLIENT_VIEWS,
+        tenant_reads: int = TENANT_READS,
+        window_s: int = WINDOW_S,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self.link_views = link_views
@@ -67,7 +74,8 @@ class PageBudget:
         """Count one page view of the link from the client; False when either is over."""
         link, by_client = await self._count(
             self._keys.rate_limit(tenant_id, f"action_link.{nonce}"),
-            self._keys.rate_limit(tenant_id, f"action_client.{client or '-'}"))
+            self._keys.rate_limit(tenant_id, f"action_client.{client or '-'}"),
+        )
         return link <= self.link_views and by_client <= self.client_views
 
     async def spend_read(self, tenant_id: str) -> bool:
@@ -79,13 +87,16 @@ class PageBudget:
 class AlertCache:
     """Alert reads for pages, kept ``ttl_s`` seconds (bounded, oldest out first)."""
 
-    def __init__(self, ttl_s: float = CACHE_TTL_S, max_entries: int = CACHE_MAX,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        ttl_s: float = CACHE_TTL_S,
+        max_entries: int = CACHE_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._clock = clock
-        self._items: OrderedDict[tuple[str, str, str], tuple[float, dict[str, Any]]] = (
-            OrderedDict())
+        self._items: OrderedDict[tuple[str, str, str], tuple[float, dict[str, Any]]] = OrderedDict()
 
     def get(self, key: tuple[str, str, str]) -> dict[str, Any] | None:
         """The alert (or :data:`NOT_FOUND`), or None when not cached or too old."""

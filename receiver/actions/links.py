@@ -64,8 +64,13 @@ class LinkClaim:
 class LinkSigner:
     """Signs with the first key, verifies with any. ``clock`` (epoch seconds) is for tests."""
 
-    def __init__(self, keys: Sequence[tuple[str, bytes]], ttl_s: int, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        keys: Sequence[tuple[str, bytes]],
+        ttl_s: int,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if not keys:
             raise ValueError("a link signer needs at least one key")
         self._keys = dict(keys)
@@ -75,8 +80,10 @@ class LinkSigner:
 
     @classmethod
     def from_settings(cls, actions: ActionsSettings) -> LinkSigner:
-        return cls([(k.id, k.key.get_secret_value().encode()) for k in actions.signing_keys],
-                   actions.link_ttl_s)
+        return cls(
+            [(k.id, k.key.get_secret_value().encode()) for k in actions.signing_keys],
+            actions.link_ttl_s,
+        )
 
     def sign(self, alert_id: str, tenant_id: str, source_api: str, action: str) -> str:
         if action not in ACTIONS:
@@ -84,10 +91,21 @@ class LinkSigner:
         if source_api not in SOURCES:
             raise ValueError(f"no actions for {source_api!r}")
         now = int(self._clock())
-        claims = {"aid": alert_id, "tid": tenant_id, "src": source_api, "act": action,
-                  "iat": now, "exp": now + self.ttl_s, "jti": secrets.token_urlsafe(16)}
-        return jwt.encode(claims, self._signing_key, algorithm=ALGORITHM,
-                          headers={"kid": self._signing_id, "typ": TOKEN_TYPE})
+        claims = {
+            "aid": alert_id,
+            "tid": tenant_id,
+            "src": source_api,
+            "act": action,
+            "iat": now,
+            "exp": now + self.ttl_s,
+            "jti": secrets.token_urlsafe(16),
+        }
+        return jwt.encode(
+            claims,
+            self._signing_key,
+            algorithm=ALGORITHM,
+            headers={"kid": self._signing_id, "typ": TOKEN_TYPE},
+        )
 
     def verify(self, token: str) -> LinkClaim:
         """The claims of a genuine, unexpired token; LinkError otherwise."""
@@ -103,30 +121,41 @@ class LinkSigner:
             raise LinkError("invalid", "link signed with an unknown key")
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, key, algorithms=[ALGORITHM], leeway=0,
-                options={"require": list(_CLAIMS)})
+                token, key, algorithms=[ALGORITHM], leeway=0, options={"require": list(_CLAIMS)}
+            )
         except jwt.ExpiredSignatureError:
             raise LinkError("expired", "link expired") from None
         except jwt.InvalidTokenError:
             raise LinkError("invalid", "bad signature or claims") from None
         strings = ("aid", "tid", "src", "act", "jti")
         if not all(isinstance(claims[c], str) and claims[c] for c in strings) or not all(
-                isinstance(claims[c], int) for c in ("iat", "exp")):
+            isinstance(claims[c], int) for c in ("iat", "exp")
+        ):
             raise LinkError("invalid", "bad claim types")
-        if (claims["act"] not in ACTIONS or claims["src"] not in SOURCES
-                or not _NONCE.match(claims["jti"])):
+        if (
+            claims["act"] not in ACTIONS
+            or claims["src"] not in SOURCES
+            or not _NONCE.match(claims["jti"])
+        ):
             raise LinkError("invalid", "bad claim values")
-        return LinkClaim(alert_id=claims["aid"], tenant_id=claims["tid"],
-                         source_api=claims["src"], action=claims["act"],
-                         issued_at=claims["iat"], expires_at=claims["exp"],
-                         nonce=claims["jti"], key_id=kid)  # type: ignore[arg-type]
+        return LinkClaim(
+            alert_id=claims["aid"],
+            tenant_id=claims["tid"],
+            source_api=claims["src"],
+            action=claims["act"],
+            issued_at=claims["iat"],
+            expires_at=claims["exp"],
+            nonce=claims["jti"],
+            key_id=kid,  # type: ignore[arg-type]
+        )
 
 
 class ActionLinks:
     """The links a message about an alert carries: (label, url) pairs."""
 
-    def __init__(self, signer: LinkSigner, base_url: str, path: str,
-                 allowed: Sequence[str]) -> None:
+    def __init__(
+        self, signer: LinkSigner, base_url: str, path: str, allowed: Sequence[str]
+    ) -> None:
         self.signer = signer
         self.prefix = base_url.rstrip("/") + path
         self.allowed = tuple(allowed)
@@ -134,14 +163,23 @@ class ActionLinks:
     @classmethod
     def from_settings(cls, settings: Settings) -> ActionLinks:
         actions = settings.actions
-        return cls(LinkSigner.from_settings(actions), actions.base_url or settings.web.public_url,
-                   actions.path, actions.actions)
+        return cls(
+            LinkSigner.from_settings(actions),
+            actions.base_url or settings.web.public_url,
+            actions.path,
+            actions.actions,
+        )
 
     def url(self, token: str) -> str:
         return f"{self.prefix}/{token}"
 
     def for_alert(self, envelope: Envelope) -> tuple[tuple[str, str], ...]:
         return tuple(
-            (ACTIONS[name].label, self.url(self.signer.sign(
-                envelope.id, envelope.tenant_id, envelope.source_api, name)))
-            for name in offered(envelope, self.allowed))
+            (
+                ACTIONS[name].label,
+                self.url(
+                    self.signer.sign(envelope.id, envelope.tenant_id, envelope.source_api, name)
+                ),
+            )
+            for name in offered(envelope, self.allowed)
+        )

@@ -26,20 +26,28 @@ from receiver.store.keys import Keys
 log = logging.getLogger(__name__)
 
 
-async def queue_changed(redis: Redis, keys: Keys, tenant_id: str, source_api: str,
-                        alert: dict[str, Any]) -> bool:
+async def queue_changed(
+    redis: Redis, keys: Keys, tenant_id: str, source_api: str, alert: dict[str, Any]
+) -> bool:
     """Queue the updated alert for the pipeline; False (logged) if Redis refused."""
     alert_id = str(alert.get("id") or "")
     if not alert_id or source_api not in PATHS:
         return False
     entry = NotificationEntry(
-        tenant_id=tenant_id, change_type="updated", resource=f"{PATHS[source_api]}/{alert_id}",
-        resource_id=alert_id, received_at_ms=int(time.time() * 1000), source="action",
-        resource_data=json.dumps(alert, separators=(",", ":")))
+        tenant_id=tenant_id,
+        change_type="updated",
+        resource=f"{PATHS[source_api]}/{alert_id}",
+        resource_id=alert_id,
+        received_at_ms=int(time.time() * 1000),
+        source="action",
+        resource_data=json.dumps(alert, separators=(",", ":")),
+    )
     try:
         await redis.xadd(keys.notifications, entry.to_fields())  # type: ignore[arg-type]
     except (RedisError, OSError):
-        log.warning("could not queue the updated alert; the poller will pick it up",
-                    extra={"alert_id": alert_id, "tenant_id": tenant_id})
+        log.warning(
+            "could not queue the updated alert; the poller will pick it up",
+            extra={"alert_id": alert_id, "tenant_id": tenant_id},
+        )
         return False
     return True

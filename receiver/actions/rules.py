@@ -26,8 +26,17 @@ from dataclasses import dataclass
 
 from receiver.envelope import Envelope
 
-__all__ = ["ACTIONS", "SOURCES", "Action", "button_value", "buttons", "comment", "offered",
-           "parse_button_value", "refusal"]
+__all__ = [
+    "ACTIONS",
+    "SOURCES",
+    "Action",
+    "button_value",
+    "buttons",
+    "comment",
+    "offered",
+    "parse_button_value",
+    "refusal",
+]
 
 # The alert APIs an action can update (incidents and groups have no buttons).
 SOURCES = frozenset({"alerts_v1", "alerts_v2"})
@@ -44,16 +53,35 @@ class Action:
     done: str = ""  # the comment's opening words ("Taken", "Resolved as true positive")
 
 
-ACTIONS: dict[str, Action] = {a.name: a for a in (
-    Action("take", "Take it", "set the alert in progress and assign it to you",
-           status="inProgress", assigns=True, done="Taken"),
-    Action("resolve_true_positive", "Resolve: true positive",
-           "resolve the alert, classified as a true positive", status="resolved",
-           classification="truePositive", done="Resolved as true positive"),
-    Action("resolve_false_positive", "Resolve: false positive",
-           "resolve the alert, classified as a false positive", status="resolved",
-           classification="falsePositive", done="Resolved as false positive"),
-)}
+ACTIONS: dict[str, Action] = {
+    a.name: a
+    for a in (
+        Action(
+            "take",
+            "Take it",
+            "set the alert in progress and assign it to you",
+            status="inProgress",
+            assigns=True,
+            done="Taken",
+        ),
+        Action(
+            "resolve_true_positive",
+            "Resolve: true positive",
+            "resolve the alert, classified as a true positive",
+            status="resolved",
+            classification="truePositive",
+            done="Resolved as true positive",
+        ),
+        Action(
+            "resolve_false_positive",
+            "Resolve: false positive",
+            "resolve the alert, classified as a false positive",
+            status="resolved",
+            classification="falsePositive",
+            done="Resolved as false positive",
+        ),
+    )
+}
 
 
 def offered(envelope: Envelope, allowed: Sequence[str]) -> list[str]:
@@ -78,8 +106,12 @@ def refusal(action: str, alert: Envelope, who: str) -> str | None:
     if alert.status == "resolved":
         by = f" ({alert.classification})" if alert.classification else ""
         return f"the alert is already resolved{by}"
-    if (action == "take" and alert.status == "inProgress" and alert.assigned_to
-            and alert.assigned_to.lower() != who.lower()):
+    if (
+        action == "take"
+        and alert.status == "inProgress"
+        and alert.assigned_to
+        and alert.assigned_to.lower() != who.lower()
+    ):
         return f"the alert is already taken by {alert.assigned_to}"
     return None
 
@@ -94,8 +126,15 @@ def button_value(envelope: Envelope) -> str:
     """What a Slack button carries back: which alert, and which version of it the message
     showed (a claim is single use per (alert, action, version); Slack allows 2,000
     characters)."""
-    return json.dumps({"t": envelope.tenant_id, "a": envelope.id, "s": envelope.source_api,
-                       "v": envelope.version}, separators=(",", ":"))
+    return json.dumps(
+        {
+            "t": envelope.tenant_id,
+            "a": envelope.id,
+            "s": envelope.source_api,
+            "v": envelope.version,
+        },
+        separators=(",", ":"),
+    )
 
 
 def buttons(envelope: Envelope) -> tuple[tuple[str, str, str, str], ...]:
@@ -103,9 +142,15 @@ def buttons(envelope: Envelope) -> tuple[tuple[str, str, str, str], ...]:
     confirmation text; empty for none). Given to the Slack app sink by the pipeline, so
     sinks know nothing of the rules."""
     value = button_value(envelope)
-    return tuple((name, ACTIONS[name].label, value,
-                  "" if name == "take" else f"This will {ACTIONS[name].summary} in Microsoft "
-                  "Defender.") for name in offered(envelope, tuple(ACTIONS)))
+    return tuple(
+        (
+            name,
+            ACTIONS[name].label,
+            value,
+            "" if name == "take" else f"This will {ACTIONS[name].summary} in Microsoft Defender.",
+        )
+        for name in offered(envelope, tuple(ACTIONS))
+    )
 
 
 def parse_button_value(value: str) -> dict[str, str] | None:
@@ -115,7 +160,8 @@ def parse_button_value(value: str) -> dict[str, str] | None:
     except (ValueError, TypeError):
         return None
     if not isinstance(data, dict) or not all(
-            isinstance(data.get(k), str) and data.get(k) for k in ("t", "a", "s")):
+        isinstance(data.get(k), str) and data.get(k) for k in ("t", "a", "s")
+    ):
         return None
     version = data.get("v", "")
     if not isinstance(version, str) or data["s"] not in SOURCES:

@@ -75,8 +75,9 @@ class SignInError(Exception):
     """A sign-in that must not give a session. ``reason`` names the refusal page; ``upn`` and
     ``return_to`` (the link) are known when the failure came late enough to tell."""
 
-    def __init__(self, reason: str, detail: str = "", *, upn: str = "",
-                 return_to: str = "") -> None:
+    def __init__(
+        self, reason: str, detail: str = "", *, upn: str = "", return_to: str = ""
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.detail = detail[:_MAX_DETAIL]
@@ -117,8 +118,15 @@ def _lower(values: Sequence[Any]) -> tuple[str, ...]:
     return tuple(str(v).lower() for v in values)
 
 
-def check_claims(claims: Mapping[str, Any], *, client_id: str, tenant_id: str, issuer: str,
-                 allowed_groups: Sequence[str], now: float) -> Identity:
+def check_claims(  # noqa: C901 - 11, older than the limit
+    claims: Mapping[str, Any],
+    *,
+    client_id: str,
+    tenant_id: str,
+    issuer: str,
+    allowed_groups: Sequence[str],
+    now: float,
+) -> Identity:
     """The person an ID token names, if it is for us, current, from the tenant and (with an
     allow-list) in an allowed group; :class:`SignInError` otherwise. Pure."""
     upn = str(claims.get("preferred_username") or claims.get("upn") or "")
@@ -126,8 +134,7 @@ def check_claims(claims: Mapping[str, Any], *, client_id: str, tenant_id: str, i
         raise SignInError("signin_failed", "the ID token is for another application", upn=upn)
     tid = str(claims.get("tid") or "").lower()
     if tid != tenant_id.lower():
-        raise SignInError("wrong_signin_tenant", f"signed in to tenant {tid or 'unknown'}",
-                          upn=upn)
+        raise SignInError("wrong_signin_tenant", f"signed in to tenant {tid or 'unknown'}", upn=upn)
     if claims.get("iss") != issuer:
         raise SignInError("signin_failed", "the ID token has another issuer", upn=upn)
     exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat"))
@@ -137,8 +144,9 @@ def check_claims(claims: Mapping[str, Any], *, client_id: str, tenant_id: str, i
         raise SignInError("signin_failed", "the ID token is not valid yet", upn=upn)
     oid = str(claims.get("oid") or "")
     if not upn or not oid:
-        raise SignInError("signin_failed", "the ID token names no user (oid, "
-                          "preferred_username)", upn=upn)
+        raise SignInError(
+            "signin_failed", "the ID token names no user (oid, preferred_username)", upn=upn
+        )
     names = claims.get("_claim_names")
     raw_groups = claims.get("groups")
     if allowed_groups:
@@ -149,8 +157,7 @@ def check_claims(claims: Mapping[str, Any], *, client_id: str, tenant_id: str, i
         if not set(_lower(raw_groups)) & set(_lower(allowed_groups)):
             raise SignInError("not_allowed", f"{upn} is in none of the allowed groups", upn=upn)
     groups = _lower(raw_groups) if isinstance(raw_groups, list) else ()
-    return Identity(name=str(claims.get("name") or upn), upn=upn, oid=oid, tid=tid,
-                    groups=groups)
+    return Identity(name=str(claims.get("name") or upn), upn=upn, oid=oid, tid=tid, groups=groups)
 
 
 def _digest(value: str) -> str:
@@ -186,8 +193,12 @@ class SignIn:
     def __init__(self, settings: Settings, redis: Redis, keys: Keys) -> None:
         conf = settings.actions.sign_in
         tenant_id = conf.tenant_id_in(settings.tenants)
-        if not conf.enabled or tenant_id is None or conf.client_id is None or (
-                conf.client_secret is None):
+        if (
+            not conf.enabled
+            or tenant_id is None
+            or conf.client_id is None
+            or (conf.client_secret is None)
+        ):
             raise ValueError("sign-in is not enabled or not complete")  # settings prevent it
         self._conf = conf
         self._graph = settings.graph
@@ -236,10 +247,14 @@ class SignIn:
         if session is not None:
             self._session = session
         return msal.ConfidentialClientApplication(
-            self.client_id, client_credential=self._secret,
+            self.client_id,
+            client_credential=self._secret,
             authority=f"{self._graph.authority_host.rstrip('/')}/{self.tenant_id}",
-            token_cache=_NoTokenCache(), timeout=self._graph.timeout_s,
-            exclude_scopes=["offline_access"], **options)
+            token_cache=_NoTokenCache(),
+            timeout=self._graph.timeout_s,
+            exclude_scopes=["offline_access"],
+            **options,
+        )
 
     async def _msal(self) -> msal.ConfidentialClientApplication:
         """The MSAL app, made on first use (it reads Entra's discovery document)."""
@@ -248,20 +263,27 @@ class SignIn:
                 try:
                     self._app = await asyncio.to_thread(self._make_app)
                 except (ValueError, requests.RequestException) as exc:
-                    log.warning("sign-in unavailable: Entra ID discovery failed (%s)",
-                                type(exc).__name__, extra={"tenant_id": self.tenant_id})
-                    raise SignInError("signin_unavailable", "Entra ID could not be reached "
-                                      "or does not know the tenant") from None
+                    log.warning(
+                        "sign-in unavailable: Entra ID discovery failed (%s)",
+                        type(exc).__name__,
+                        extra={"tenant_id": self.tenant_id},
+                    )
+                    raise SignInError(
+                        "signin_unavailable",
+                        "Entra ID could not be reached or does not know the tenant",
+                    ) from None
             return self._app
 
     async def start(self, return_to: str) -> Response:
         """Send the browser to Entra ID, to come back to ``return_to`` signed in."""
         app = await self._msal()
         with warnings.catch_warnings():  # see the module docstring: query, on purpose
-            warnings.filterwarnings("ignore", message="response_mode='form_post'",
-                                    category=UserWarning)
+            warnings.filterwarnings(
+                "ignore", message="response_mode='form_post'", category=UserWarning
+            )
             flow: dict[str, Any] = app.initiate_auth_code_flow(
-                [], redirect_uri=self.redirect_uri, response_mode="query")
+                [], redirect_uri=self.redirect_uri, response_mode="query"
+            )
         flow_id = secrets.token_urlsafe(32)
         record = json.dumps({"flow": flow, "return_to": return_to})
         await self._redis.set(self._keys.signin_flow(_digest(flow_id)), record, ex=FLOW_TTL_S)
@@ -283,36 +305,59 @@ class SignIn:
         flow, return_to = stored["flow"], str(stored["return_to"])
         if query.get("error"):
             text = _first_line(query.get("error_description", ""))
-            raise SignInError("signin_failed", f"Entra ID answered {query['error'][:60]}: "
-                              f"{text}", return_to=return_to)
+            raise SignInError(
+                "signin_failed",
+                f"Entra ID answered {query['error'][:60]}: {text}",
+                return_to=return_to,
+            )
         code = query.get("code", "")
         claims = await self._redeem(flow, code, state, return_to)
         try:
-            who = check_claims(claims, client_id=self.client_id, tenant_id=self.tenant_id,
-                               issuer=self.issuer, allowed_groups=self._conf.allowed_groups,
-                               now=time.time())
+            who = check_claims(
+                claims,
+                client_id=self.client_id,
+                tenant_id=self.tenant_id,
+                issuer=self.issuer,
+                allowed_groups=self._conf.allowed_groups,
+                now=time.time(),
+            )
         except SignInError as exc:
             exc.return_to = return_to
             raise
         sid = secrets.token_urlsafe(32)
         ttl = self._conf.session_ttl_s
-        who = Identity(name=who.name, upn=who.upn, oid=who.oid, tid=who.tid, groups=who.groups,
-                       csrf=secrets.token_urlsafe(32), expires_at=time.time() + ttl)
+        who = Identity(
+            name=who.name,
+            upn=who.upn,
+            oid=who.oid,
+            tid=who.tid,
+            groups=who.groups,
+            csrf=secrets.token_urlsafe(32),
+            expires_at=time.time() + ttl,
+        )
         await self._redis.set(self._keys.signin_session(_digest(sid)), who.to_json(), ex=ttl)
         return Completed(who, return_to, sid)
 
-    async def _redeem(self, flow: dict[str, Any], code: str, state: str,
-                      return_to: str) -> Mapping[str, Any]:
+    async def _redeem(
+        self, flow: dict[str, Any], code: str, state: str, return_to: str
+    ) -> Mapping[str, Any]:
         app = await self._msal()
         try:
             result: dict[str, Any] = await asyncio.to_thread(
-                app.acquire_token_by_auth_code_flow, flow, {"code": code, "state": state})
+                app.acquire_token_by_auth_code_flow, flow, {"code": code, "state": state}
+            )
         except requests.RequestException as exc:
-            raise SignInError("signin_unavailable", f"Entra ID could not be reached "
-                              f"({type(exc).__name__})", return_to=return_to) from None
+            raise SignInError(
+                "signin_unavailable",
+                f"Entra ID could not be reached ({type(exc).__name__})",
+                return_to=return_to,
+            ) from None
         except (ValueError, RuntimeError):  # state or nonce mismatch (MSAL's checks)
-            raise SignInError("signin_failed", "the answer does not belong to this sign-in "
-                              "(state or nonce mismatch)", return_to=return_to) from None
+            raise SignInError(
+                "signin_failed",
+                "the answer does not belong to this sign-in (state or nonce mismatch)",
+                return_to=return_to,
+            ) from None
         if "error" in result:
             message, _, _ = describe_failure(result)
             if code:
@@ -320,8 +365,7 @@ class SignIn:
             raise SignInError("signin_failed", message, return_to=return_to)
         claims = result.get("id_token_claims")
         if not isinstance(claims, Mapping):
-            raise SignInError("signin_failed", "Entra ID sent no ID token",
-                              return_to=return_to)
+            raise SignInError("signin_failed", "Entra ID sent no ID token", return_to=return_to)
         return claims
 
     def signed_in(self, done: Completed, state: str) -> Response:
@@ -333,12 +377,24 @@ class SignIn:
 
     def forget_flow(self, response: Response, state: str) -> None:
         if state:
-            response.delete_cookie(_flow_cookie(state), path=self.path, secure=self.secure,
-                                   httponly=True, samesite="lax")
+            response.delete_cookie(
+                _flow_cookie(state),
+                path=self.path,
+                secure=self.secure,
+                httponly=True,
+                samesite="lax",
+            )
 
     def _cookie(self, response: Response, name: str, value: str, max_age: int) -> None:
-        response.set_cookie(name, value, max_age=max_age, path=self.path, secure=self.secure,
-                            httponly=True, samesite="lax")
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path=self.path,
+            secure=self.secure,
+            httponly=True,
+            samesite="lax",
+        )
 
     def close(self) -> None:
         if self._session is not None:
@@ -346,4 +402,3 @@ class SignIn:
 
 
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-

@@ -75,8 +75,15 @@ def sign(secret: bytes, timestamp: str, body: bytes) -> str:
     return f"{VERSION}=" + hmac.new(secret, base, hashlib.sha256).hexdigest()
 
 
-def verify(secret: bytes, timestamp: str | None, signature: str | None, body: bytes, *,
-           now: float, max_skew_s: float = 300) -> None:
+def verify(
+    secret: bytes,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    *,
+    now: float,
+    max_skew_s: float = 300,
+) -> None:
     """Return if the request is Slack's and fresh; SignatureError otherwise. Pure."""
     if not timestamp or not signature:
         raise SignatureError("missing")
@@ -110,20 +117,27 @@ def _click(form: dict[str, list[str]]) -> dict[str, Any] | None:
     channel = payload.get("channel") if isinstance(payload.get("channel"), dict) else {}
     message = payload.get("message") if isinstance(payload.get("message"), dict) else {}
     team = payload.get("team") if isinstance(payload.get("team"), dict) else {}
-    return {"action": str(action["action_id"]), "value": str(action.get("value") or "")[:2000],
-            "user_id": str(user.get("id") or "")[:32],
-            "user_name": str(user.get("name") or user.get("username") or "")[:100],
-            "team_id": str(user.get("team_id") or (team or {}).get("id") or "")[:32],
-            "channel": str((channel or {}).get("id") or "")[:32],
-            "message_ts": str((message or {}).get("ts") or "")[:32],
-            "response_url": str(payload.get("response_url") or "")[:1000],
-            "action_ts": str(action.get("action_ts") or "")[:32],
-            "trigger_id": str(payload.get("trigger_id") or "")[:100]}
+    return {
+        "action": str(action["action_id"]),
+        "value": str(action.get("value") or "")[:2000],
+        "user_id": str(user.get("id") or "")[:32],
+        "user_name": str(user.get("name") or user.get("username") or "")[:100],
+        "team_id": str(user.get("team_id") or (team or {}).get("id") or "")[:32],
+        "channel": str((channel or {}).get("id") or "")[:32],
+        "message_ts": str((message or {}).get("ts") or "")[:32],
+        "response_url": str(payload.get("response_url") or "")[:1000],
+        "action_ts": str(action.get("action_ts") or "")[:32],
+        "trigger_id": str(payload.get("trigger_id") or "")[:100],
+    }
 
 
-def create_slack_app(settings: Settings, *, redis: Redis,
-                     registry: CollectorRegistry | None = None,
-                     clock: Callable[[], float] = time.time) -> Starlette:
+def create_slack_app(  # noqa: C901 - 12, older than the limit
+    settings: Settings,
+    *,
+    redis: Redis,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
     """The interactivity endpoint (POST ``settings.actions.slack.path``)."""
     config = settings.actions.slack
     assert config.signing_secret is not None
@@ -131,8 +145,12 @@ def create_slack_app(settings: Settings, *, redis: Redis,
     register(secret)
     key = secret.encode()
     keys = Keys(settings.redis.key_prefix)
-    outcomes = Counter("receiver_slack_interactions", "Slack interactivity requests by "
-                       "outcome", ["outcome"], registry=registry)
+    outcomes = Counter(
+        "receiver_slack_interactions",
+        "Slack interactivity requests by outcome",
+        ["outcome"],
+        registry=registry,
+    )
     timeout_s = settings.web.body_timeout_s
 
     def refuse(status: int, outcome: str, text: str) -> Response:
@@ -159,8 +177,9 @@ def create_slack_app(settings: Settings, *, redis: Redis,
         assert signature is not None
         digest = hashlib.sha256(signature.encode()).hexdigest()[:32]
         try:
-            fresh = await redis.set(keys.slack_seen(digest), "1", nx=True,
-                                    ex=config.max_skew_s * 2 + 60)
+            fresh = await redis.set(
+                keys.slack_seen(digest), "1", nx=True, ex=config.max_skew_s * 2 + 60
+            )
         except (RedisError, OSError):
             return refuse(503, "store_down", "try again")
         if not fresh:
@@ -174,8 +193,12 @@ def create_slack_app(settings: Settings, *, redis: Redis,
             return refuse(400, "not_ours", "not a click on a triage button")
         click["received_at"] = f"{clock():.3f}"
         try:
-            await redis.xadd(keys.slack_interactions, click,  # type: ignore[arg-type]
-                             maxlen=STREAM_MAXLEN, approximate=True)
+            await redis.xadd(
+                keys.slack_interactions,
+                click,  # type: ignore[arg-type]
+                maxlen=STREAM_MAXLEN,
+                approximate=True,
+            )
         except (RedisError, OSError):
             return refuse(503, "store_down", "try again")
         outcomes.labels("queued").inc()
@@ -184,8 +207,13 @@ def create_slack_app(settings: Settings, *, redis: Redis,
     return Starlette(routes=[Route(config.path, interact, methods=["POST"])])
 
 
-def mount(inner: ASGIApp, settings: Settings, *, registry: CollectorRegistry | None = None,
-          redis: Redis | None = None) -> ASGIApp:
+def mount(
+    inner: ASGIApp,
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    redis: Redis | None = None,
+) -> ASGIApp:
     """``inner`` (the web app) with the interactivity endpoint in front. Without ``redis`` it
     makes its own and closes it when the web app shuts down."""
     from receiver.actions.app import WithActions

@@ -32,22 +32,35 @@ from receiver.actions.rules import ACTIONS, comment
 from receiver.graph.client import GraphError
 from receiver.graph.resources import BadResource, alert_path
 
-__all__ = ["AlertNotFound", "AlertUpdate", "Applied", "InvalidAlertId", "UpdateRefused",
-           "apply_update", "for_action", "read_alert"]
+__all__ = [
+    "AlertNotFound",
+    "AlertUpdate",
+    "Applied",
+    "InvalidAlertId",
+    "UpdateRefused",
+    "apply_update",
+    "for_action",
+    "read_alert",
+]
 
 V2_PATH = "security/alerts_v2"
 LEGACY_PATH = "security/alerts"
 PATHS = {"alerts_v2": V2_PATH, "alerts_v1": LEGACY_PATH}
 # alerts_v2 classification -> legacy feedback (Graph's v1 -> v2 migration mapping).
-LEGACY_FEEDBACK = {"truePositive": "truePositive", "falsePositive": "falsePositive",
-                   "informationalExpectedActivity": "benignPositive",
-                   "benignPositive": "benignPositive", "unknown": "unknown"}
+LEGACY_FEEDBACK = {
+    "truePositive": "truePositive",
+    "falsePositive": "falsePositive",
+    "informationalExpectedActivity": "benignPositive",
+    "benignPositive": "benignPositive",
+    "unknown": "unknown",
+}
 LEGACY_STATUS = {"new": "newAlert"}
 
 
 class GraphApi(Protocol):
-    async def get(self, tenant_id: str, path: str, params: dict[str, str] | None = None
-                  ) -> dict[str, Any]: ...
+    async def get(
+        self, tenant_id: str, path: str, params: dict[str, str] | None = None
+    ) -> dict[str, Any]: ...
 
     async def post(self, tenant_id: str, path: str, body: Any = None) -> dict[str, Any]: ...
 
@@ -86,8 +99,11 @@ class AlertUpdate:
         return all(getattr(self, f.name) is None for f in fields(self))
 
     def describe(self) -> str:
-        return ", ".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
-                         if getattr(self, f.name) is not None)
+        return ", ".join(
+            f"{f.name}={getattr(self, f.name)}"
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        )
 
 
 def for_action(action: str, who: str, via: str = "alert action link") -> AlertUpdate:
@@ -96,25 +112,35 @@ def for_action(action: str, who: str, via: str = "alert action link") -> AlertUp
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}")
     rule = ACTIONS[action]
-    return AlertUpdate(status=rule.status, classification=rule.classification,
-                       assigned_to=(who or None) if rule.assigns else None,
-                       comment=comment(action, who, via))
+    return AlertUpdate(
+        status=rule.status,
+        classification=rule.classification,
+        assigned_to=(who or None) if rule.assigns else None,
+        comment=comment(action, who, via),
+    )
 
 
 def v2_body(update: AlertUpdate) -> dict[str, Any]:
-    body = {"status": update.status, "classification": update.classification,
-            "determination": update.determination, "assignedTo": update.assigned_to}
+    body = {
+        "status": update.status,
+        "classification": update.classification,
+        "determination": update.determination,
+        "assignedTo": update.assigned_to,
+    }
     return {k: v for k, v in body.items() if v is not None}
 
 
 def legacy_body(update: AlertUpdate, alert: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The PATCH body for a legacy alert: vendorInformation plus the updatable fields."""
     if update.determination is not None:
-        raise UpdateRefused("legacy alerts (security/alerts) have no determination; "
-                            "leave --determination out or use the alert's alerts_v2 id")
+        raise UpdateRefused(
+            "legacy alerts (security/alerts) have no determination; "
+            "leave --determination out or use the alert's alerts_v2 id"
+        )
     vendor = alert.get("vendorInformation") or {}
-    body: dict[str, Any] = {"vendorInformation": {"provider": vendor.get("provider"),
-                                                  "vendor": vendor.get("vendor")}}
+    body: dict[str, Any] = {
+        "vendorInformation": {"provider": vendor.get("provider"), "vendor": vendor.get("vendor")}
+    }
     if update.status is not None:
         body["status"] = LEGACY_STATUS.get(update.status, update.status)
         if update.status == "resolved" and not alert.get("closedDateTime"):
@@ -139,8 +165,9 @@ class Applied:
     comment_error: str = ""
 
 
-async def read_alert(graph: GraphApi, tenant_id: str, alert_id: str, source_api: str = "auto"
-                     ) -> tuple[str, dict[str, Any]]:
+async def read_alert(
+    graph: GraphApi, tenant_id: str, alert_id: str, source_api: str = "auto"
+) -> tuple[str, dict[str, Any]]:
     """(source api, alert). ``auto`` tries alerts_v2, then the legacy API."""
     sources = ["alerts_v2", "alerts_v1"] if source_api == "auto" else [source_api]
     paths = [(source, _path(source, alert_id)) for source in sources]  # all checked first
@@ -153,9 +180,16 @@ async def read_alert(graph: GraphApi, tenant_id: str, alert_id: str, source_api:
     raise AlertNotFound(f"no alert {alert_id} in tenant {tenant_id}")
 
 
-async def apply_update(graph: GraphApi, tenant_id: str, alert_id: str, update: AlertUpdate, *,
-                       source_api: str = "auto", alert: dict[str, Any] | None = None,
-                       now: datetime | None = None) -> Applied:
+async def apply_update(
+    graph: GraphApi,
+    tenant_id: str,
+    alert_id: str,
+    update: AlertUpdate,
+    *,
+    source_api: str = "auto",
+    alert: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Applied:
     """Update the alert in Graph and read it back. Raises GraphError as Graph refused it,
     AlertNotFound, or UpdateRefused (before any write)."""
     if update.is_empty():
@@ -170,9 +204,14 @@ async def apply_update(graph: GraphApi, tenant_id: str, alert_id: str, update: A
             await graph.patch(tenant_id, path, body)
         if update.comment:
             try:
-                await graph.post(tenant_id, f"{path}/comments",
-                                 {"@odata.type": "microsoft.graph.security.alertComment",
-                                  "comment": update.comment})
+                await graph.post(
+                    tenant_id,
+                    f"{path}/comments",
+                    {
+                        "@odata.type": "microsoft.graph.security.alertComment",
+                        "comment": update.comment,
+                    },
+                )
             except GraphError as exc:
                 if not body:
                     raise
@@ -181,5 +220,6 @@ async def apply_update(graph: GraphApi, tenant_id: str, alert_id: str, update: A
         body = legacy_body(update, alert, now or clock.now())
         await graph.patch(tenant_id, path, body)
     after = await graph.get(tenant_id, path)
-    return Applied(source_api=source_api, before=alert, after=after, request=body,
-                   comment_error=comment_error)
+    return Applied(
+        source_api=source_api, before=alert, after=after, request=body, comment_error=comment_error
+    )

@@ -41,24 +41,35 @@ class RecentAlert:
 
     def to_dict(self) -> dict[str, Any]:
         e = self.envelope
-        return {"routed_at": self.routed_at, "id": e.id, "tenant": e.tenant or e.tenant_id,
-                "title": e.title, "severity": e.severity, "status": e.status,
-                "provider": e.provider, "version": e.version, "update": e.is_update,
-                "timeline": [asdict(ev) for ev in self.timeline]}
-
-
+        return {
+            "routed_at": self.routed_at,
+            "id": e.id,
+            "tenant": e.tenant or e.tenant_id,
+            "title": e.title,
+            "severity": e.severity,
+            "status": e.status,
+            "provider": e.provider,
+            "version": e.version,
+            "update": e.is_update,
+            "timeline": [asdict(ev) for ev in self.timeline],
+        }
 
 
 def _event(raw: dict[str, Any]) -> Event:
-    rest = [f"{k}={v}" for k, v in raw.items()
-            if k not in ("at", "event", "sink", "attempt", "detail")]
+    rest = [
+        f"{k}={v}" for k, v in raw.items() if k not in ("at", "event", "sink", "attempt", "detail")
+    ]
     detail = " ".join(([str(raw["detail"])] if "detail" in raw else []) + rest)
-    return Event(clock.from_ms(float(raw.get("at", 0)) * 1000), str(raw.get("event", "")),
-                 str(raw.get("sink", "")), str(raw.get("attempt", "")), detail)
+    return Event(
+        clock.from_ms(float(raw.get("at", 0)) * 1000),
+        str(raw.get("event", "")),
+        str(raw.get("sink", "")),
+        str(raw.get("attempt", "")),
+        detail,
+    )
 
 
-async def recent(redis: Redis, keys: Keys, cards: CardPreviews, count: int
-                 ) -> list[RecentAlert]:
+async def recent(redis: Redis, keys: Keys, cards: CardPreviews, count: int) -> list[RecentAlert]:
     """The ``count`` latest alerts the route stage handled, newest first (one row per
     version: an update is a new row)."""
     out = []
@@ -68,14 +79,26 @@ async def recent(redis: Redis, keys: Keys, cards: CardPreviews, count: int
         except (ValueError, TypeError, KeyError):
             continue  # not an envelope: nothing to show
         raw_events = await records.timeline(redis, keys, envelope.tenant_id, envelope.id)
-        mine = [e for e in raw_events if e.get("sink")
-                and e.get("version") in (None, envelope.version)]
-        routes = {str(e["sink"]): str(e.get("route", "")) for e in mine
-                  if e.get("event") in ("routed", "grouped")}
+        mine = [
+            e for e in raw_events if e.get("sink") and e.get("version") in (None, envelope.version)
+        ]
+        routes = {
+            str(e["sink"]): str(e.get("route", ""))
+            for e in mine
+            if e.get("event") in ("routed", "grouped")
+        }
         grouped = {str(e["sink"]) for e in mine if e.get("event") == "grouped"}
         sink, card, note = cards.card(envelope, routes)
         if sink in grouped:  # the channel got a group message listing it, not this card
             note = f"sent to {sink} inside a group message; the alert's own card"
-        out.append(RecentAlert(clock.from_ms(int(stream_id.split("-")[0])), envelope,
-                               [_event(e) for e in raw_events], sink, card, note))
+        out.append(
+            RecentAlert(
+                clock.from_ms(int(stream_id.split("-")[0])),
+                envelope,
+                [_event(e) for e in raw_events],
+                sink,
+                card,
+                note,
+            )
+        )
     return out

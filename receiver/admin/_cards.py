@@ -31,8 +31,9 @@ class CardPreviews:
                 assert isinstance(sink, TeamsSink)
                 self.sinks[config.name] = sink
 
-    def card(self, envelope: Envelope, routes: dict[str, str]
-             ) -> tuple[str, dict[str, Any] | None, str]:
+    def card(
+        self, envelope: Envelope, routes: dict[str, str]
+    ) -> tuple[str, dict[str, Any] | None, str]:
         """(sink, card, note) for the alert: the card of the first Teams sink it was routed
         to (``routes``: sink -> route), else of the first Teams sink, with a note saying so."""
         if not self.sinks:
@@ -42,7 +43,8 @@ class CardPreviews:
         note = "" if sent else f"not routed to Teams; what {name} would post"
         try:
             message = self.sinks[name].payload(
-                envelope, Delivery(route=routes.get(name, "route"), attempt=1))
+                envelope, Delivery(route=routes.get(name, "route"), attempt=1)
+            )
         except PermanentError as exc:
             return name, None, f"the card does not render: {exc}"
         except Exception as exc:  # one bad template must cost its card, never the page

@@ -50,7 +50,8 @@ _HERE = Path(__file__).parent
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+        "img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -74,8 +75,13 @@ def _duration(seconds: float | None) -> str:
 
 
 def _environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(_HERE / "templates"), autoescape=True,
-                      trim_blocks=True, lstrip_blocks=True, auto_reload=False)
+    env = Environment(
+        loader=FileSystemLoader(_HERE / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
     env.filters["duration"] = _duration
     return env
 
@@ -100,8 +106,9 @@ class _Page:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.keys = Keys(settings.redis.key_prefix)
-        self.token = (settings.admin.token.get_secret_value().encode()
-                      if settings.admin.token else None)
+        self.token = (
+            settings.admin.token.get_secret_value().encode() if settings.admin.token else None
+        )
         self.templates = _environment()
         self.redis: Redis | None = None
         self.cards: CardPreviews | None = None
@@ -109,8 +116,11 @@ class _Page:
     def _refused(self, request: Request) -> Response | None:
         if _authorized(request, self.token):
             return None
-        response = Response("a token is needed: Authorization: Bearer <admin.token>\n",
-                            status_code=401, media_type="text/plain")
+        response = Response(
+            "a token is needed: Authorization: Bearer <admin.token>\n",
+            status_code=401,
+            media_type="text/plain",
+        )
         response.headers.append("WWW-Authenticate", f"Bearer {_REALM}")
         response.headers.append("WWW-Authenticate", f'Basic {_REALM}, charset="UTF-8"')
         return response
@@ -118,12 +128,12 @@ class _Page:
     async def _data(self) -> tuple[health.Health, list[Any]]:
         assert self.redis is not None and self.cards is not None
         state = await health.gather(self.settings, self.redis)
-        alerts = await recent(self.redis, self.keys, self.cards,
-                              self.settings.admin.recent_alerts)
+        alerts = await recent(self.redis, self.keys, self.cards, self.settings.admin.recent_alerts)
         return state, alerts
 
-    async def _answer(self, request: Request,
-                      render: Callable[[health.Health, list[Any]], Response]) -> Response:
+    async def _answer(
+        self, request: Request, render: Callable[[health.Health, list[Any]], Response]
+    ) -> Response:
         """The page in one form: refused without the token, 503 without Redis."""
         refused = self._refused(request)
         if refused is not None:
@@ -136,22 +146,34 @@ class _Page:
 
     async def html(self, request: Request) -> Response:
         def render(state: health.Health, alerts: list[Any]) -> Response:
-            return HTMLResponse(self.templates.get_template("status.html").render(
-                health=state, alerts=alerts, version=__version__,
-                generated=datetime.fromtimestamp(state.at, UTC).isoformat(timespec="seconds")))
+            return HTMLResponse(
+                self.templates.get_template("status.html").render(
+                    health=state,
+                    alerts=alerts,
+                    version=__version__,
+                    generated=datetime.fromtimestamp(state.at, UTC).isoformat(timespec="seconds"),
+                )
+            )
 
         return await self._answer(request, render)
 
     async def json(self, request: Request) -> Response:
-        return await self._answer(request, lambda state, alerts: JSONResponse(
-            {"health": state.to_dict(), "alerts": [a.to_dict() for a in alerts]}))
+        return await self._answer(
+            request,
+            lambda state, alerts: JSONResponse(
+                {"health": state.to_dict(), "alerts": [a.to_dict() for a in alerts]}
+            ),
+        )
 
 
 def _unavailable(exc: BaseException) -> Response:
     # The Redis URL may carry a password: name the error, not the address.
     log.warning("status page: Redis unavailable: %s", type(exc).__name__)
-    return Response(f"Redis unavailable ({type(exc).__name__}): the status cannot be read\n",
-                    status_code=503, media_type="text/plain")
+    return Response(
+        f"Redis unavailable ({type(exc).__name__}): the status cannot be read\n",
+        status_code=503,
+        media_type="text/plain",
+    )
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -173,12 +195,16 @@ def create_app(settings: Settings) -> Starlette:
     async def root(request: Request) -> Response:
         return RedirectResponse("/status", status_code=302)
 
-    return Starlette(routes=[
-        Route("/", root, methods=["GET", "HEAD"]),
-        Route("/status", page.html, methods=["GET", "HEAD"]),
-        Route("/status.json", page.json, methods=["GET", "HEAD"]),
-        Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
-    ], middleware=[Middleware(_SecurityHeaders)], lifespan=lifespan)
+    return Starlette(
+        routes=[
+            Route("/", root, methods=["GET", "HEAD"]),
+            Route("/status", page.html, methods=["GET", "HEAD"]),
+            Route("/status.json", page.json, methods=["GET", "HEAD"]),
+            Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
+        ],
+        middleware=[Middleware(_SecurityHeaders)],
+        lifespan=lifespan,
+    )
 
 
 class _SecurityHeaders:

@@ -19,8 +19,17 @@ from receiver.config.settings import Settings
 from receiver.store import registry
 from receiver.store.keys import Keys
 
-__all__ = ["EXPIRING_S", "Health", "Process", "SilentSubscription", "SinkHealth", "Stage",
-           "Subscription", "TenantCheck", "gather"]
+__all__ = [
+    "EXPIRING_S",
+    "Health",
+    "Process",
+    "SilentSubscription",
+    "SinkHealth",
+    "Stage",
+    "Subscription",
+    "TenantCheck",
+    "gather",
+]
 
 EXPIRING_S = 24 * 3600  # a subscription with less left than this is flagged
 BACKED_UP_S = 300  # a stage whose oldest waiting entry is older than this is flagged
@@ -149,13 +158,15 @@ async def _processes(redis: Redis, prefix: str, now: float) -> list[Process]:
             role, instance = key.decode().split(":health:", 1)[1].split(":", 1)
         except (ValueError, UnicodeDecodeError):
             continue
-        out.append(Process(role, instance, str(data.get("stream", "")),
-                           now - float(data.get("at", now))))
+        out.append(
+            Process(role, instance, str(data.get("stream", "")), now - float(data.get("at", now)))
+        )
     return sorted(out, key=lambda p: (p.role, p.instance))
 
 
-async def _stage(redis: Redis, stream: str, group: str, delayed_key: str, short: str,
-                 now: float) -> Stage:
+async def _stage(
+    redis: Redis, stream: str, group: str, delayed_key: str, short: str, now: float
+) -> Stage:
     unread = pending = 0
     try:
         groups: Any = await redis.xinfo_groups(stream)
@@ -167,12 +178,19 @@ async def _stage(redis: Redis, stream: str, group: str, delayed_key: str, short:
     # Handled entries are deleted, so the first entry left is the oldest still waiting.
     first: Any = await redis.xrange(stream, count=1)
     oldest = now - int(first[0][0].decode().split("-")[0]) / 1000 if first else None
-    return Stage(short, group, unread, pending, int(await redis.zcard(delayed_key)),
-                 None if oldest is None else max(0.0, oldest))
+    return Stage(
+        short,
+        group,
+        unread,
+        pending,
+        int(await redis.zcard(delayed_key)),
+        None if oldest is None else max(0.0, oldest),
+    )
 
 
-async def _tenant_checks(redis: Redis, keys: Keys, settings: Settings, now: float
-                         ) -> list[TenantCheck]:
+async def _tenant_checks(
+    redis: Redis, keys: Keys, settings: Settings, now: float
+) -> list[TenantCheck]:
     raw: Any = await redis.hgetall(keys.tenant_checks)
     out = []
     for tenant in settings.tenants:  # in the settings' order; tenants since removed: ignored
@@ -181,13 +199,23 @@ async def _tenant_checks(redis: Redis, keys: Keys, settings: Settings, now: floa
             continue
         try:
             data = json.loads(value)
-            failures = [f"{v['check']}: {v['detail']}. Fix: {v['fix']}"
-                        for v in data.get("verdicts", []) if v.get("status") == "fail"]
+            failures = [
+                f"{v['check']}: {v['detail']}. Fix: {v['fix']}"
+                for v in data.get("verdicts", [])
+                if v.get("status") == "fail"
+            ]
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
-        out.append(TenantCheck(tenant.name, tenant.tenant_id, not failures,
-                               now - float(data.get("at") or now), str(data.get("source", "")),
-                               failures))
+        out.append(
+            TenantCheck(
+                tenant.name,
+                tenant.tenant_id,
+                not failures,
+                now - float(data.get("at") or now),
+                str(data.get("source", "")),
+                failures,
+            )
+        )
     return out
 
 
@@ -208,37 +236,72 @@ async def gather(settings: Settings, redis: Redis) -> Health:
     _, records = await registry.load_all(redis, keys)
     today = clock.now().timestamp()  # expiry is Graph's date: the calendar clock
     names = {t.tenant_id: t.name for t in settings.tenants}
-    subscriptions = [Subscription(names.get(r.tenant_id, r.tenant_id), r.resource,
-                                  r.subscription_id, r.expires_at - today)
-                     for r in sorted(records.values(), key=lambda r: r.expires_at)]
+    subscriptions = [
+        Subscription(
+            names.get(r.tenant_id, r.tenant_id), r.resource, r.subscription_id, r.expires_at - today
+        )
+        for r in sorted(records.values(), key=lambda r: r.expires_at)
+    ]
     expired = sum(1 for s in subscriptions if s.expires_in_s <= 0)
     if expired:
         problems.append(f"{expired} subscription(s) expired")
     push, poll = await registry.seen(redis, keys)
-    silent = [SilentSubscription(names.get(s.record.tenant_id, s.record.tenant_id),
-                                 s.record.resource, s.record.subscription_id, s.silent_s,
-                                 None if s.last_push_s is None else now - s.last_push_s)
-              for s in registry.silent(records, push, poll, lambda r: settings.silent_after_s(
-                  r.tenant_id, r.resource))]
+    silent = [
+        SilentSubscription(
+            names.get(s.record.tenant_id, s.record.tenant_id),
+            s.record.resource,
+            s.record.subscription_id,
+            s.silent_s,
+            None if s.last_push_s is None else now - s.last_push_s,
+        )
+        for s in registry.silent(
+            records, push, poll, lambda r: settings.silent_after_s(r.tenant_id, r.resource)
+        )
+    ]
     for s in silent:
-        problems.append(f"subscription on {s.resource} ({s.tenant}) delivered nothing for "
-                        f"{s.silent_s / 60:.0f} min while polling found changes")
+        problems.append(
+            f"subscription on {s.resource} ({s.tenant}) delivered nothing for "
+            f"{s.silent_s / 60:.0f} min while polling found changes"
+        )
     wanted = sum(len(t.subscriptions) for t in settings.tenants)
     missing = max(0, wanted - len(records))
     if missing:
         problems.append(f"{missing} wanted subscription(s) missing")
 
     short = prefix + ":stream:"
-    stages = [await _stage(redis, stream, group, keys.delayed(stream),
-                           stream.removeprefix(short), now)
-              for stream, group in [(keys.notifications, "fetch"), (keys.alerts, "route"),
-                                    *((keys.sink(s.name), "deliver") for s in settings.sinks)]]
+    stages = [
+        await _stage(redis, stream, group, keys.delayed(stream), stream.removeprefix(short), now)
+        for stream, group in [
+            (keys.notifications, "fetch"),
+            (keys.alerts, "route"),
+            *((keys.sink(s.name), "deliver") for s in settings.sinks),
+        ]
+    ]
     sinks = []
     for sink, stage in zip(settings.sinks, stages[2:], strict=True):
-        sinks.append(SinkHealth(sink.name, sink.type, stage.waiting, stage.delayed,
-                                int(await redis.xlen(keys.dlq(sink.name))), stage.oldest_s))
+        sinks.append(
+            SinkHealth(
+                sink.name,
+                sink.type,
+                stage.waiting,
+                stage.delayed,
+                int(await redis.xlen(keys.dlq(sink.name))),
+                stage.oldest_s,
+            )
+        )
     poisoned = int(await redis.xlen(keys.poison))
     checks = await _tenant_checks(redis, keys, settings, now)
     problems += [f"tenant {c.tenant} cannot work: {c.failures[0]}" for c in checks if not c.ok]
-    return Health(now, processes, leader, subscriptions, missing, stages, sinks, poisoned,
-                  problems, checks, silent)
+    return Health(
+        now,
+        processes,
+        leader,
+        subscriptions,
+        missing,
+        stages,
+        sinks,
+        poisoned,
+        problems,
+        checks,
+        silent,
+    )

@@ -25,7 +25,8 @@ _START_TIMEOUT_S = 10.0
 def _bind(host: str, port: int) -> socket.socket:
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
         raise ValueError(f"admin.host {host}: {exc.strerror or exc}") from None
@@ -47,9 +48,15 @@ class AdminServer:
 
         self._socket = _bind(settings.admin.host, settings.admin.port)
         self.port: int = self._socket.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn.Config(
-            create_app(settings), log_config=None, access_log=False, lifespan="on",
-            timeout_keep_alive=5))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings),
+                log_config=None,
+                access_log=False,
+                lifespan="on",
+                timeout_keep_alive=5,
+            )
+        )
         self._thread = threading.Thread(target=self._run, name="admin-server", daemon=True)
         self._error: BaseException | None = None
 
@@ -68,8 +75,9 @@ class AdminServer:
             time.sleep(0.01)
         if not self._server.started:
             self.stop()
-            reason = f"{type(self._error).__name__}: {self._error}" if self._error else \
-                "did not start"
+            reason = (
+                f"{type(self._error).__name__}: {self._error}" if self._error else "did not start"
+            )
             raise ValueError(f"admin server on port {self.port}: {reason}")
         return self
 

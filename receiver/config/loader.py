@@ -54,8 +54,9 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return out
 
 
-def _pick_model(candidates: list[type[BaseModel]], data: Mapping[str, Any]
-                ) -> type[BaseModel] | None:
+def _pick_model(
+    candidates: list[type[BaseModel]], data: Mapping[str, Any]
+) -> type[BaseModel] | None:
     if len(candidates) == 1:
         return candidates[0]
     for model in candidates:  # discriminated union on 'type'
@@ -65,8 +66,14 @@ def _pick_model(candidates: list[type[BaseModel]], data: Mapping[str, Any]
     return None
 
 
-def _resolve_secrets(model: type[BaseModel], data: Any, path: Path_, doc: Document,
-                     environ: Mapping[str, str], issues: list[ConfigIssue]) -> None:
+def _resolve_secrets(  # noqa: C901 - 15, older than the limit
+    model: type[BaseModel],
+    data: Any,
+    path: Path_,
+    doc: Document,
+    environ: Mapping[str, str],
+    issues: list[ConfigIssue],
+) -> None:
     """Replace ``x_file`` / ``x_env`` by ``x`` for every secret field, in place."""
     if not isinstance(data, dict):
         return
@@ -74,8 +81,11 @@ def _resolve_secrets(model: type[BaseModel], data: Any, path: Path_, doc: Docume
         if _is_secret(field.annotation):
             given = [k for k in (name, *(name + s for s in SECRET_SOURCES)) if k in data]
             if len(given) > 1:
-                issues.append(doc.issue((*path, given[1]),
-                                        f"secret given twice ({' and '.join(given)}): keep one"))
+                issues.append(
+                    doc.issue(
+                        (*path, given[1]), f"secret given twice ({' and '.join(given)}): keep one"
+                    )
+                )
                 for k in given:
                     data.pop(k, None)
                 continue
@@ -111,14 +121,14 @@ def _resolve_secrets(model: type[BaseModel], data: Any, path: Path_, doc: Docume
                 _resolve_secrets(sub, item, sub_path, doc, environ, issues)
 
 
-def _apply_env(doc: Document, environ: Mapping[str, str], issues: list[ConfigIssue]) -> None:
+def _apply_env(doc: Document, environ: Mapping[str, str], issues: list[ConfigIssue]) -> None:  # noqa: C901 - 14, older than the limit
     overrides: list[tuple[str, list[str], str]] = []
     if "REDIS_URL" in environ:
         overrides.append(("REDIS_URL", ["redis", "url"], environ["REDIS_URL"]))
     for var, raw in sorted(environ.items()):
         if not var.startswith(ENV_PREFIX) or var in ("RECEIVER_CONFIG", clock.OFFSET_ENV):
             continue
-        parts = var[len(ENV_PREFIX):].lower().split("__")
+        parts = var[len(ENV_PREFIX) :].lower().split("__")
         if not all(parts):
             issues.append(ConfigIssue(f"environment {var}", "", "malformed name"))
             continue
@@ -137,16 +147,18 @@ def _apply_env(doc: Document, environ: Mapping[str, str], issues: list[ConfigIss
             key: str | int = int(part) if part.isdigit() else part
             if isinstance(node, list) and isinstance(key, int):
                 if key >= len(node):
-                    issues.append(ConfigIssue(f"environment {var}", "",
-                                              f"list index {key} out of range"))
+                    issues.append(
+                        ConfigIssue(f"environment {var}", "", f"list index {key} out of range")
+                    )
                     break
             elif isinstance(node, dict) and isinstance(key, str):
                 if not last and key not in node:
                     node[key] = {}
                     doc.env_sources[(*path, key)] = var
             else:
-                issues.append(ConfigIssue(f"environment {var}", "",
-                                          "does not name a key of the settings"))
+                issues.append(
+                    ConfigIssue(f"environment {var}", "", "does not name a key of the settings")
+                )
                 break
             path.append(key)
             if last:
@@ -178,10 +190,10 @@ def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) ->
     return _finish(doc, environ if environ is not None else {})
 
 
-def settings_from_mapping(data: Mapping[str, Any], *, source: str = "<mapping>",
-                          environ: Mapping[str, str] | None = None) -> Settings:
+def settings_from_mapping(
+    data: Mapping[str, Any], *, source: str = "<mapping>", environ: Mapping[str, str] | None = None
+) -> Settings:
     """Build settings from a mapping (tests, embedded defaults); same rules as a file."""
 
     doc = Document(source=source, data=copy.deepcopy(dict(data)))
     return _finish(doc, environ or {})
-

@@ -49,6 +49,7 @@ LEGACY_ALERTS_RETIRED = dt.datetime(2026, 10, 15, tzinfo=dt.UTC)
 
 # --- value types ---------------------------------------------------------------------------
 
+
 def _http_url(value: str) -> str:
     return check_url(value, ("https", "http"))
 
@@ -88,6 +89,7 @@ class Model(BaseModel):
 
 
 # --- sections ------------------------------------------------------------------------------
+
 
 class RedisSettings(Model):
     url: RedisUrl = "redis://127.0.0.1:6379/0"
@@ -172,14 +174,15 @@ class WebSettings(Model):
     enqueue_budget_ms: int = Field(2000, ge=10, le=MAX_ENQUEUE_BUDGET_MS)
     # The whole request body must arrive within this long (slow-loris guard).
     body_timeout_s: float = Field(10.0, ge=0.1, le=120)
-    rich_notifications: RichNotificationSettings = Field(
-        default_factory=RichNotificationSettings)
+    rich_notifications: RichNotificationSettings = Field(default_factory=RichNotificationSettings)
 
     @model_validator(mode="after")
     def _https(self) -> WebSettings:
         if not self.allow_http and urlsplit(self.public_url).scheme != "https":
-            raise ValueError("public_url must be https (Graph only posts to HTTPS); "
-                             "set web.allow_http for local use")
+            raise ValueError(
+                "public_url must be https (Graph only posts to HTTPS); "
+                "set web.allow_http for local use"
+            )
         for name in ("notification_path", "lifecycle_path"):
             if not getattr(self, name).startswith("/"):
                 raise ValueError(f"{name} must start with '/'")
@@ -213,8 +216,10 @@ class GraphSettings(Model):
 
 class CertificateCredential(Model):
     private_key_file: FilePath
-    thumbprint: str = Field(pattern=r"^[0-9A-Fa-f]{40}$",
-                            description="SHA-1 thumbprint of the certificate, 40 hex digits")
+    thumbprint: str = Field(
+        pattern=r"^[0-9A-Fa-f]{40}$",
+        description="SHA-1 thumbprint of the certificate, 40 hex digits",
+    )
     passphrase: Secret | None = None
     public_certificate_file: FilePath | None = None
 
@@ -230,9 +235,14 @@ class SubscriptionSpec(Model):
     # alerts API, retired on 2026-10-15; a subscription is what a user asks for by name.
     resource: str
     change_types: list[Literal["created", "updated", "deleted"]] = Field(
-        default_factory=lambda: ["created", "updated"], min_length=1)  # type: ignore[arg-type]
-    lifetime_minutes: int = Field(SECURITY_ALERT_MAX_LIFETIME_MIN - 60,
-                                  ge=MIN_LIFETIME_MIN, le=SECURITY_ALERT_MAX_LIFETIME_MIN)
+        default_factory=lambda: ["created", "updated"],  # type: ignore[arg-type]
+        min_length=1,
+    )
+    lifetime_minutes: int = Field(
+        SECURITY_ALERT_MAX_LIFETIME_MIN - 60,
+        ge=MIN_LIFETIME_MIN,
+        le=SECURITY_ALERT_MAX_LIFETIME_MIN,
+    )
     notification_url: HttpUrl | None = None
     lifecycle_url: HttpUrl | None = None
     # A subscription that delivers nothing for this long while the poller finds changes in
@@ -247,7 +257,8 @@ class SubscriptionSpec(Model):
             raise ValueError(
                 "Graph rejects an unfiltered 'security/alerts' subscription as too wide: "
                 "add a $filter (e.g. security/alerts?$filter=status eq 'newAlert') "
-                "or name one alert (security/alerts/{id})")
+                "or name one alert (security/alerts/{id})"
+            )
         if not bare:
             raise ValueError("must name a Graph resource")
         return value.strip()
@@ -280,8 +291,9 @@ class SecureScoreSettings(Model):
     # A control whose score falls by more than this many points has regressed.
     control_threshold: float = Field(0.5, ge=0, le=10_000)
     # The weekly digest goes out on the first run in a week on or after this day; null: none.
-    digest_weekday: Literal["monday", "tuesday", "wednesday", "thursday", "friday",
-                            "saturday", "sunday"] | None = "monday"
+    digest_weekday: (
+        Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] | None
+    ) = "monday"
     top_actions: int = Field(5, ge=0, le=50)  # improvement actions in the digest
     history_days: int = Field(30, ge=2, le=90)  # the trend's length (Graph keeps 90 days)
     # On the first run (nothing evaluated yet), how many past days to check for drops.
@@ -301,8 +313,10 @@ class TenantSettings(Model):
     @model_validator(mode="after")
     def _one_credential(self) -> TenantSettings:
         if self.client_secret is None and self.certificate is None:
-            raise ValueError("needs a credential: client_secret (or client_secret_file / "
-                             "client_secret_env) or certificate")
+            raise ValueError(
+                "needs a credential: client_secret (or client_secret_file / "
+                "client_secret_env) or certificate"
+            )
         if self.client_secret is not None and self.certificate is not None:
             raise ValueError("give either client_secret or certificate, not both")
         return self
@@ -343,8 +357,10 @@ class AdminSettings(Model):
         if self.token is not None and len(self.token.get_secret_value()) < 16:
             raise ValueError("token must be at least 16 characters")
         if self.port and self.token is None and not _is_loopback(self.host):
-            raise ValueError(f"host {self.host} is reachable from other machines: set token "
-                             "(or token_file / token_env), or listen on 127.0.0.1")
+            raise ValueError(
+                f"host {self.host} is reachable from other machines: set token "
+                "(or token_file / token_env), or listen on 127.0.0.1"
+            )
         return self
 
 
@@ -393,8 +409,10 @@ class SchedulerSettings(Model):
     @model_validator(mode="after")
     def _heartbeat(self) -> SchedulerSettings:
         if self.heartbeat_s >= self.lease_s:
-            raise ValueError("heartbeat_s must be shorter than lease_s (the lease would lapse "
-                             "between heartbeats)")
+            raise ValueError(
+                "heartbeat_s must be shorter than lease_s (the lease would lapse "
+                "between heartbeats)"
+            )
         return self
 
 
@@ -412,8 +430,9 @@ class SigningKey(Model):
     @classmethod
     def _long_enough(cls, value: SecretStr) -> SecretStr:
         if len(value.get_secret_value().encode()) < 32:
-            raise ValueError("must be at least 32 bytes (e.g. the output of "
-                             "`openssl rand -base64 48`)")
+            raise ValueError(
+                "must be at least 32 bytes (e.g. the output of `openssl rand -base64 48`)"
+            )
         return value
 
 
@@ -438,8 +457,10 @@ class SignInSettings(Model):
         if self.enabled:
             missing = [k for k in ("client_id", "client_secret") if getattr(self, k) is None]
             if missing:
-                raise ValueError(f"enabled sign-in needs {' and '.join(missing)} (the secret "
-                                 "as client_secret, client_secret_file or client_secret_env)")
+                raise ValueError(
+                    f"enabled sign-in needs {' and '.join(missing)} (the secret "
+                    "as client_secret, client_secret_file or client_secret_env)"
+                )
         return self
 
     def tenant_id_in(self, tenants: list[TenantSettings]) -> str | None:
@@ -494,8 +515,10 @@ class SlackInteractivitySettings(Model):
     @model_validator(mode="after")
     def _complete(self) -> SlackInteractivitySettings:
         if self.enabled and self.signing_secret is None:
-            raise ValueError("enabled Slack interactivity needs signing_secret (or "
-                             "signing_secret_file / signing_secret_env)")
+            raise ValueError(
+                "enabled Slack interactivity needs signing_secret (or "
+                "signing_secret_file / signing_secret_env)"
+            )
         for user in self.users:
             if not re.fullmatch(r"[UW][A-Z0-9]{2,20}", user):
                 raise ValueError(f"users: {user!r} is not a Slack user id (U... or W...)")
@@ -512,7 +535,9 @@ class ActionsSettings(Model):
     signing_keys: list[SigningKey] = Field(default_factory=list, max_length=8)
     link_ttl_s: int = Field(7 * 86_400, ge=60, le=90 * 86_400)
     actions: list[Literal["take", "resolve_true_positive", "resolve_false_positive"]] = Field(
-        default_factory=lambda: list(ACTION_NAMES), min_length=1)  # type: ignore[arg-type]
+        default_factory=lambda: list(ACTION_NAMES),  # type: ignore[arg-type]
+        min_length=1,
+    )
     sign_in: SignInSettings = Field(default_factory=SignInSettings)
     # Slack app buttons, served beside the links (needs no signing_keys of its own).
     slack: SlackInteractivitySettings = Field(default_factory=SlackInteractivitySettings)
@@ -520,8 +545,7 @@ class ActionsSettings(Model):
     @model_validator(mode="after")
     def _keys(self) -> ActionsSettings:
         if self.enabled and not self.signing_keys:
-            raise ValueError("enabled actions need signing_keys (id and key, key_file or "
-                             "key_env)")
+            raise ValueError("enabled actions need signing_keys (id and key, key_file or key_env)")
         ids = [k.id for k in self.signing_keys]
         if len(set(ids)) != len(ids):
             raise ValueError("signing key ids must be unique")
@@ -572,8 +596,13 @@ class Settings(Model):
     @model_validator(mode="after")
     def _actions_path(self) -> Settings:
         path = self.actions.path
-        taken = (self.web.notification_path, self.web.lifecycle_path, "/healthz", "/readyz",
-                 "/metrics")
+        taken = (
+            self.web.notification_path,
+            self.web.lifecycle_path,
+            "/healthz",
+            "/readyz",
+            "/metrics",
+        )
         if self.actions.enabled and any(p == path or p.startswith(path + "/") for p in taken):
             raise ValueError(f"actions.path {path} would hide a web endpoint; choose another")
         return self
@@ -584,9 +613,11 @@ class Settings(Model):
         if sign_in.enabled and sign_in.tenant_id_in(self.tenants) is None:
             raise ValueError(
                 f"actions.sign_in.tenant {sign_in.tenant!r} is neither a configured tenant's "
-                "name or tenant_id nor a GUID" if sign_in.tenant is not None else
-                "actions.sign_in.tenant is required (a tenant name or GUID) unless exactly "
-                "one tenant is configured")
+                "name or tenant_id nor a GUID"
+                if sign_in.tenant is not None
+                else "actions.sign_in.tenant is required (a tenant name or GUID) unless exactly "
+                "one tenant is configured"
+            )
         return self
 
     def silent_after_s(self, tenant_id: str, resource: str) -> float:
@@ -641,10 +672,13 @@ class Settings(Model):
                         "legacy security/alerts API, which Microsoft retired on 2026-10-15: Graph "
                         "still creates the subscription but sends nothing. Alerts come from "
                         "polling (poll.alerts_v2, poll.incidents); keep it only to test the push "
-                        "path, or for a tenant where it still delivers.")
+                        "path, or for a tenant where it still delivers."
+                    )
             if not (tenant.poll.alerts_v2 or tenant.poll.incidents) and not tenant.subscriptions:
-                found.append(f"tenants[{i}] ({tenant.name}): nothing is polled and no "
-                             "subscription is kept: this tenant's alerts reach no sink")
+                found.append(
+                    f"tenants[{i}] ({tenant.name}): nothing is polled and no "
+                    "subscription is kept: this tenant's alerts reach no sink"
+                )
         return found
 
     def summary(self) -> str:

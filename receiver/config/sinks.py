@@ -59,8 +59,14 @@ TEMPLATE_NAMES: dict[str, tuple[str, ...]] = {
     "webhook": ("body.json",),
     "teams": ("adaptive.json", "messagecard.json", "secure_score.json"),
     "slack": ("message.json", "app_message.json", "app_reply.txt"),
-    "email": ("subject.txt", "body.txt", "body.html", "secure_score_subject.txt",
-              "secure_score_body.txt", "secure_score_body.html"),
+    "email": (
+        "subject.txt",
+        "body.txt",
+        "body.html",
+        "secure_score_subject.txt",
+        "secure_score_body.txt",
+        "secure_score_body.html",
+    ),
     "jira": ("summary.txt", "description.txt", "comment.txt"),
     "servicenow": ("short_description.txt", "description.txt", "work_notes.txt"),
     "pagerduty": ("summary.txt",),
@@ -157,8 +163,14 @@ class WebhookSinkSettings(_HttpSink):
     @field_validator("headers")
     @classmethod
     def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        reserved = {"content-type", "content-length", "host", "webhook-id",
-                    "webhook-timestamp", "webhook-signature"}
+        reserved = {
+            "content-type",
+            "content-length",
+            "host",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+        }
         for key in value:
             if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", key):
                 raise ValueError(f"header name {key!r} is not a valid HTTP token")
@@ -205,12 +217,15 @@ class SlackSinkSettings(_HttpSink):
     @model_validator(mode="after")
     def _mode(self) -> SlackSinkSettings:
         if (self.url is None) == (self.bot_token is None):
-            raise ValueError("a slack sink needs either url (an incoming webhook) or bot_token "
-                             "and channel (the Slack app), not both")
+            raise ValueError(
+                "a slack sink needs either url (an incoming webhook) or bot_token "
+                "and channel (the Slack app), not both"
+            )
         if self.bot_token is not None and not self.channel:
             raise ValueError("a slack app sink (bot_token) needs a channel")
         if self.bot_token is not None and not self.bot_token.get_secret_value().startswith(
-                ("xoxb-", "xoxe.xoxb-")):
+            ("xoxb-", "xoxe.xoxb-")
+        ):
             raise ValueError("bot_token must be a bot token (xoxb-...)")
         return self
 
@@ -263,7 +278,11 @@ class TicketSinkSettings(_HttpSink):
 
 
 DEFAULT_JIRA_PRIORITIES: dict[str, str] = {
-    "high": "High", "medium": "Medium", "low": "Low", "informational": "Lowest"}
+    "high": "High",
+    "medium": "Medium",
+    "low": "Low",
+    "informational": "Lowest",
+}
 
 
 class JiraSinkSettings(TicketSinkSettings):
@@ -276,8 +295,7 @@ class JiraSinkSettings(TicketSinkSettings):
     issue_type: str = "Task"
     labels: list[str] = Field(default_factory=lambda: ["graph-alert"])
     # severity -> Jira priority name; a severity not listed sends no priority.
-    priorities: dict[Severity, str] = Field(
-        default_factory=lambda: dict(DEFAULT_JIRA_PRIORITIES))  # type: ignore[arg-type]
+    priorities: dict[Severity, str] = Field(default_factory=lambda: dict(DEFAULT_JIRA_PRIORITIES))  # type: ignore[arg-type]
     # The transition that resolves an issue: its id (digits) or its name; None: no transition.
     resolve_transition: str | None = "Done"
 
@@ -291,7 +309,12 @@ class JiraSinkSettings(TicketSinkSettings):
 
 
 DEFAULT_SNOW_LEVELS: dict[str, int] = {
-    "high": 1, "medium": 2, "low": 3, "informational": 3, "unknown": 3}
+    "high": 1,
+    "medium": 2,
+    "low": 3,
+    "informational": 3,
+    "unknown": 3,
+}
 
 
 class ServiceNowSinkSettings(TicketSinkSettings):
@@ -304,18 +327,20 @@ class ServiceNowSinkSettings(TicketSinkSettings):
     caller_id: str | None = None
     assignment_group: str | None = None
     category: str | None = None
-    urgency: dict[Severity, int] = Field(
-        default_factory=lambda: dict(DEFAULT_SNOW_LEVELS))  # type: ignore[arg-type]
-    impact: dict[Severity, int] = Field(
-        default_factory=lambda: dict(DEFAULT_SNOW_LEVELS))  # type: ignore[arg-type]
+    urgency: dict[Severity, int] = Field(default_factory=lambda: dict(DEFAULT_SNOW_LEVELS))  # type: ignore[arg-type]
+    impact: dict[Severity, int] = Field(default_factory=lambda: dict(DEFAULT_SNOW_LEVELS))  # type: ignore[arg-type]
     resolve: bool = True
     resolved_state: str = "6"
     close_code: str = "Solution provided"
 
 
 DEFAULT_PD_SEVERITIES: dict[str, str] = {
-    "high": "critical", "medium": "error", "low": "warning", "informational": "info",
-    "unknown": "info"}
+    "high": "critical",
+    "medium": "error",
+    "low": "warning",
+    "informational": "info",
+    "unknown": "info",
+}
 
 
 class PagerDutySinkSettings(_HttpSink):
@@ -327,13 +352,20 @@ class PagerDutySinkSettings(_HttpSink):
     url: HttpUrl = PAGERDUTY_EVENTS_URL
     source: str = ""  # default: the alert's provider, else the tenant
     severities: dict[Severity, Literal["critical", "error", "warning", "info"]] = Field(
-        default_factory=lambda: dict(DEFAULT_PD_SEVERITIES))  # type: ignore[arg-type]
+        default_factory=lambda: dict(DEFAULT_PD_SEVERITIES)  # type: ignore[arg-type]
+    )
 
 
 SinkSettings = Annotated[
     Union[  # noqa: UP007 - a discriminated union the settings loader walks
-        ConsoleSinkSettings, JsonlSinkSettings, WebhookSinkSettings, TeamsSinkSettings,
-        SlackSinkSettings, EmailSinkSettings, JiraSinkSettings, ServiceNowSinkSettings,
+        ConsoleSinkSettings,
+        JsonlSinkSettings,
+        WebhookSinkSettings,
+        TeamsSinkSettings,
+        SlackSinkSettings,
+        EmailSinkSettings,
+        JiraSinkSettings,
+        ServiceNowSinkSettings,
         PagerDutySinkSettings,
     ],
     Field(discriminator="type"),

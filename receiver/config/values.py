@@ -26,8 +26,9 @@ def check_url(value: str, schemes: tuple[str, ...] = ("https", "http")) -> str:
     return value
 
 
-def parse_retry_after(value: str | None, *, now: dt.datetime | float | None = None,
-                      maximum: float = MAX_RETRY_AFTER_S) -> float | None:
+def parse_retry_after(
+    value: str | None, *, now: dt.datetime | float | None = None, maximum: float = MAX_RETRY_AFTER_S
+) -> float | None:
     """Seconds to wait from a Retry-After header: delay-seconds (fractions too, as Graph
     sends them) or an HTTP date; None when absent or unreadable; clamped to [0, maximum]."""
     if not value:

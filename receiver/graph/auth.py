@@ -31,17 +31,30 @@ log = logging.getLogger(__name__)
 GRAPH_SCOPES = ["https://graph.microsoft.com/.default"]
 HOT_MARGIN_S = 360.0  # stop serving a token from memory this long before it expires
 # Microsoft's own authorities: MSAL's instance discovery knows these.
-MICROSOFT_AUTHORITY_HOSTS = frozenset({
-    "login.microsoftonline.com", "login.microsoftonline.us", "login.chinacloudapi.cn",
-    "login.microsoftonline.de", "login.windows.net", "login.partner.microsoftonline.cn",
-})
+MICROSOFT_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoftonline.us",
+        "login.chinacloudapi.cn",
+        "login.microsoftonline.de",
+        "login.windows.net",
+        "login.partner.microsoftonline.cn",
+    }
+)
 
 
 class GraphAuthError(Exception):
     """Entra ID refused (or could not be asked for) a token for one tenant."""
 
-    def __init__(self, tenant: str, tenant_id: str, message: str, *, error: str = "",
-                 codes: Sequence[int] = ()) -> None:
+    def __init__(
+        self,
+        tenant: str,
+        tenant_id: str,
+        message: str,
+        *,
+        error: str = "",
+        codes: Sequence[int] = (),
+    ) -> None:
         super().__init__(f"tenant {tenant} ({tenant_id}): {message}")
         self.tenant = tenant
         self.tenant_id = tenant_id
@@ -54,8 +67,10 @@ def _credential(tenant: TenantSettings) -> str | dict[str, str]:
         return tenant.client_secret.get_secret_value()
     cert = tenant.certificate
     assert cert is not None  # settings guarantee one credential
-    out = {"private_key": cert.private_key_file.read_text(encoding="utf-8"),
-           "thumbprint": cert.thumbprint.upper()}
+    out = {
+        "private_key": cert.private_key_file.read_text(encoding="utf-8"),
+        "thumbprint": cert.thumbprint.upper(),
+    }
     if cert.passphrase is not None:
         out["passphrase"] = cert.passphrase.get_secret_value()
     if cert.public_certificate_file is not None:
@@ -95,7 +110,8 @@ def msal_options(graph: GraphSettings) -> tuple[dict[str, Any], requests.Session
     against it."""
     host = (urlsplit(graph.authority_host).hostname or "").lower()
     options: dict[str, Any] = {
-        "instance_discovery": graph.ca_bundle is None and host in MICROSOFT_AUTHORITY_HOSTS}
+        "instance_discovery": graph.ca_bundle is None and host in MICROSOFT_AUTHORITY_HOSTS
+    }
     session = None
     if graph.ca_bundle is not None:
         # trust_env off: with it on, REQUESTS_CA_BUNDLE silently overrides `verify`.
@@ -134,8 +150,9 @@ class TokenProvider:
         try:
             credential = _credential(tenant)
         except OSError as exc:
-            raise GraphAuthError(tenant.name, tenant.tenant_id,
-                                 f"cannot read the certificate: {exc.strerror}") from None
+            raise GraphAuthError(
+                tenant.name, tenant.tenant_id, f"cannot read the certificate: {exc.strerror}"
+            ) from None
         try:
             return msal.ConfidentialClientApplication(
                 tenant.client_id,
@@ -146,10 +163,12 @@ class TokenProvider:
                 **options,
             )
         except ValueError as exc:  # bad authority, bad key or passphrase, tenant discovery
-            message = _redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                              _secrets_of(tenant))
-            raise GraphAuthError(tenant.name, tenant.tenant_id,
-                                 f"cannot set up the MSAL client: {message}") from None
+            message = _redact(
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__, _secrets_of(tenant)
+            )
+            raise GraphAuthError(
+                tenant.name, tenant.tenant_id, f"cannot set up the MSAL client: {message}"
+            ) from None
 
     def _acquire(self, tenant: TenantSettings) -> tuple[str, float]:
         app = self._apps.get(tenant.tenant_id)
@@ -158,15 +177,22 @@ class TokenProvider:
                 app = self._apps[tenant.tenant_id] = self._make_app(tenant)
             result = app.acquire_token_for_client(GRAPH_SCOPES)
         except requests.RequestException as exc:
-            raise GraphAuthError(tenant.name, tenant.tenant_id,
-                                 f"cannot reach Entra ID at {self._graph.authority_host}: "
-                                 f"{type(exc).__name__}") from None
+            raise GraphAuthError(
+                tenant.name,
+                tenant.tenant_id,
+                f"cannot reach Entra ID at {self._graph.authority_host}: {type(exc).__name__}",
+            ) from None
         if "access_token" in result:
             lifetime = float(result.get("expires_in") or 0)
             return str(result["access_token"]), lifetime
         message, error, codes = describe_failure(result)
-        raise GraphAuthError(tenant.name, tenant.tenant_id, _redact(message, _secrets_of(tenant)),
-                             error=error, codes=codes)
+        raise GraphAuthError(
+            tenant.name,
+            tenant.tenant_id,
+            _redact(message, _secrets_of(tenant)),
+            error=error,
+            codes=codes,
+        )
 
     async def token(self, tenant_id: str) -> str:
         """A valid access token for ``tenant_id`` (from the cache when it has one)."""
@@ -211,12 +237,14 @@ class GraphAuth(httpx.Auth):
     def __init__(self, tokens: TokenProvider) -> None:
         self.tokens = tokens
 
-    def sync_auth_flow(self, request: httpx.Request
-                       ) -> Generator[httpx.Request, httpx.Response, None]:
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
         raise RuntimeError("GraphAuth is for the async Graph client only")
 
-    async def async_auth_flow(self, request: httpx.Request
-                              ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         call = GraphCall.of(request)
         if call is None:
             raise RuntimeError("a Graph request without its tenant (GraphCall extension)")

@@ -22,8 +22,17 @@ from typing import Any, Literal
 
 from receiver.config.settings import Settings, TenantSettings
 
-__all__ = ["Need", "TenantReport", "Verdict", "credential_failure", "missing_roles", "needs",
-           "permission_verdict", "render", "token_claims"]
+__all__ = [
+    "Need",
+    "TenantReport",
+    "Verdict",
+    "credential_failure",
+    "missing_roles",
+    "needs",
+    "permission_verdict",
+    "render",
+    "token_claims",
+]
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -32,9 +41,11 @@ ALERT_READ, ALERT_WRITE = "SecurityAlert.Read.All", "SecurityAlert.ReadWrite.All
 INCIDENT_READ, INCIDENT_WRITE = "SecurityIncident.Read.All", "SecurityIncident.ReadWrite.All"
 EVENTS_READ, EVENTS_WRITE = "SecurityEvents.Read.All", "SecurityEvents.ReadWrite.All"
 MAIL_SEND = "Mail.Send"
-CONSENT = ("In the app registration's API permissions, add the Microsoft Graph application "
-           "permission{s} {roles}, then have an administrator click \"Grant admin consent\" "
-           "for the tenant.")
+CONSENT = (
+    "In the app registration's API permissions, add the Microsoft Graph application "
+    'permission{s} {roles}, then have an administrator click "Grant admin consent" '
+    "for the tenant."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +82,13 @@ class TenantReport:
         return [v for v in self.verdicts if v.status == "fail"]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "tenant_id": self.tenant_id, "ok": self.ok, "at": self.at,
-                "verdicts": [asdict(v) for v in self.verdicts]}
+        return {
+            "name": self.name,
+            "tenant_id": self.tenant_id,
+            "ok": self.ok,
+            "at": self.at,
+            "verdicts": [asdict(v) for v in self.verdicts],
+        }
 
 
 def _read(feature: str, read: str, write: str) -> Need:
@@ -90,9 +106,18 @@ def _subscription_need(resource: str) -> Need | None:
         return Need(feature, frozenset({EVENTS_WRITE}), EVENTS_WRITE)
     for prefix, read in (("users", "User.Read.All"), ("groups", "Group.Read.All")):
         if path.startswith(prefix):
-            return Need(feature, frozenset({read, read.replace(".Read.", ".ReadWrite."),
-                                            "Directory.Read.All", "Directory.ReadWrite.All"}),
-                        read)
+            return Need(
+                feature,
+                frozenset(
+                    {
+                        read,
+                        read.replace(".Read.", ".ReadWrite."),
+                        "Directory.Read.All",
+                        "Directory.ReadWrite.All",
+                    }
+                ),
+                read,
+            )
     return None
 
 
@@ -107,16 +132,26 @@ def needs(settings: Settings, tenant: TenantSettings) -> tuple[list[Need], list[
         out.append(_read("poll incidents", INCIDENT_READ, INCIDENT_WRITE))
     writeback = any(getattr(s, "writeback", False) for s in settings.sinks)
     if settings.actions.enabled or writeback:
-        what = " and ".join(w for w, on in (("action links", settings.actions.enabled),
-                                             ("ticket write-back", writeback)) if on)
+        what = " and ".join(
+            w
+            for w, on in (
+                ("action links", settings.actions.enabled),
+                ("ticket write-back", writeback),
+            )
+            if on
+        )
         out.append(Need(f"alert updates ({what})", frozenset({ALERT_WRITE}), ALERT_WRITE))
     if tenant.secure_score.enabled:
         out.append(_read("Secure Score", EVENTS_READ, EVENTS_WRITE))
     for sink in settings.sinks:
-        if (getattr(sink, "type", "") == "email" and getattr(sink, "transport", "") == "graph"
-                and getattr(sink, "tenant", None) in (tenant.name, tenant.tenant_id)):
-            out.append(Need(f"email sink {sink.name} (Graph sendMail)", frozenset({MAIL_SEND}),
-                            MAIL_SEND))
+        if (
+            getattr(sink, "type", "") == "email"
+            and getattr(sink, "transport", "") == "graph"
+            and getattr(sink, "tenant", None) in (tenant.name, tenant.tenant_id)
+        ):
+            out.append(
+                Need(f"email sink {sink.name} (Graph sendMail)", frozenset({MAIL_SEND}), MAIL_SEND)
+            )
     for spec in tenant.subscriptions:
         need = _subscription_need(spec.resource)
         if need is None:
@@ -149,8 +184,11 @@ def missing_roles(wanted: Iterable[Need], roles: Iterable[str]) -> tuple[list[Ne
     for need in missing:
         if need.add not in add:
             add.append(need.add)
-    add = [r for r in add if r.replace(".Read.", ".ReadWrite.") == r
-           or r.replace(".Read.", ".ReadWrite.") not in add]
+    add = [
+        r
+        for r in add
+        if r.replace(".Read.", ".ReadWrite.") == r or r.replace(".Read.", ".ReadWrite.") not in add
+    ]
     return missing, add
 
 
@@ -158,74 +196,117 @@ def consent_fix(roles: Sequence[str]) -> str:
     return CONSENT.format(s="s" if len(roles) > 1 else "", roles=", ".join(roles))
 
 
-def permission_verdict(wanted: Sequence[Need], unknown: Sequence[str],
-                       roles: Sequence[str]) -> list[Verdict]:
+def permission_verdict(
+    wanted: Sequence[Need], unknown: Sequence[str], roles: Sequence[str]
+) -> list[Verdict]:
     """The permissions line: every configured feature against the token's roles."""
     out: list[Verdict] = []
     missing, add = missing_roles(wanted, roles)
-    have = ", ".join(sorted(roles)) if roles else (
-        "no roles at all: no application permission has admin consent")
+    have = (
+        ", ".join(sorted(roles))
+        if roles
+        else ("no roles at all: no application permission has admin consent")
+    )
     if not wanted and not unknown:
-        out.append(Verdict("permissions", "warn", "nothing is configured for this tenant (no "
-                           "polling, subscription, Secure Score or Graph mail)",
-                           "Turn on poll.alerts_v2 and poll.incidents for the tenant."))
+        out.append(
+            Verdict(
+                "permissions",
+                "warn",
+                "nothing is configured for this tenant (no "
+                "polling, subscription, Secure Score or Graph mail)",
+                "Turn on poll.alerts_v2 and poll.incidents for the tenant.",
+            )
+        )
     elif missing:
         lacking = "; ".join(f"{n.add} for {n.feature}" for n in missing)
-        out.append(Verdict("permissions", "fail", f"missing {lacking}; the token has {have}",
-                           consent_fix(add)))
+        out.append(
+            Verdict(
+                "permissions", "fail", f"missing {lacking}; the token has {have}", consent_fix(add)
+            )
+        )
     elif wanted:
         granted = set(roles)
-        out.append(Verdict("permissions", "ok", ", ".join(
-            f"{sorted(n.accepted & granted)[0]} ({n.feature})" for n in wanted)))
+        out.append(
+            Verdict(
+                "permissions",
+                "ok",
+                ", ".join(f"{sorted(n.accepted & granted)[0]} ({n.feature})" for n in wanted),
+            )
+        )
     for resource in unknown:
-        out.append(Verdict("permissions", "warn",
-                           f"cannot tell which permission a subscription on {resource} needs",
-                           "Look the resource up in Graph's change notifications documentation "
-                           "and check that the app has that application permission."))
+        out.append(
+            Verdict(
+                "permissions",
+                "warn",
+                f"cannot tell which permission a subscription on {resource} needs",
+                "Look the resource up in Graph's change notifications documentation "
+                "and check that the app has that application permission.",
+            )
+        )
     return out
 
 
 # --- Entra's answers, in words ------------------------------------------------------------
 
 _AADSTS: dict[int, tuple[str, str]] = {
-    7000215: ("wrong client secret: Entra ID knows no such secret for this app",
-              "Copy the secret's Value (not its Secret ID) from the app registration's "
-              "Certificates & secrets into client_secret, or create a new secret."),
-    7000222: ("the client secret has expired",
-              "Create a new client secret (or, better, upload a certificate) under the app "
-              "registration's Certificates & secrets and put it in the config."),
-    700016: ("no application with this client_id in this tenant",
-             "Check client_id against the app registration's Application (client) ID and "
-             "tenant_id against its Directory (tenant) ID; an app registered in another tenant "
-             "needs an administrator of this one to consent to it first."),
-    7000229: ("the app has no service principal (enterprise application) in this tenant",
-              "Have an administrator of this tenant grant admin consent to the app."),
-    90002: ("the tenant does not exist",
-            "Set tenant_id to the Directory (tenant) ID on the app registration's Overview page "
-            "(and graph.authority_host to your cloud's sign-in host, if not the public cloud)."),
-    700027: ("the certificate is not registered on the app, or the private key does not "
-             "belong to it",
-             "Upload the certificate's public part (.crt) under the app registration's "
-             "Certificates & secrets and set thumbprint to its SHA-1 thumbprint, with "
-             "private_key_file the key of that certificate."),
-    1000502: ("the certificate has expired (or is not valid yet)",
-              "Create a new certificate, upload it under the app registration's Certificates & "
-              "secrets, and point private_key_file and thumbprint at it."),
-    700024: ("the signed client assertion is outside its valid time: this machine's clock "
-             "is off", "Synchronise this machine's clock (NTP) and run the check again."),
-    7000218: ("no credential reached Entra ID",
-              "Give the tenant a client_secret (or client_secret_file / client_secret_env) "
-              "or a certificate."),
+    7000215: (
+        "wrong client secret: Entra ID knows no such secret for this app",
+        "Copy the secret's Value (not its Secret ID) from the app registration's "
+        "Certificates & secrets into client_secret, or create a new secret.",
+    ),
+    7000222: (
+        "the client secret has expired",
+        "Create a new client secret (or, better, upload a certificate) under the app "
+        "registration's Certificates & secrets and put it in the config.",
+    ),
+    700016: (
+        "no application with this client_id in this tenant",
+        "Check client_id against the app registration's Application (client) ID and "
+        "tenant_id against its Directory (tenant) ID; an app registered in another tenant "
+        "needs an administrator of this one to consent to it first.",
+    ),
+    7000229: (
+        "the app has no service principal (enterprise application) in this tenant",
+        "Have an administrator of this tenant grant admin consent to the app.",
+    ),
+    90002: (
+        "the tenant does not exist",
+        "Set tenant_id to the Directory (tenant) ID on the app registration's Overview page "
+        "(and graph.authority_host to your cloud's sign-in host, if not the public cloud).",
+    ),
+    700027: (
+        "the certificate is not registered on the app, or the private key does not belong to it",
+        "Upload the certificate's public part (.crt) under the app registration's "
+        "Certificates & secrets and set thumbprint to its SHA-1 thumbprint, with "
+        "private_key_file the key of that certificate.",
+    ),
+    1000502: (
+        "the certificate has expired (or is not valid yet)",
+        "Create a new certificate, upload it under the app registration's Certificates & "
+        "secrets, and point private_key_file and thumbprint at it.",
+    ),
+    700024: (
+        "the signed client assertion is outside its valid time: this machine's clock is off",
+        "Synchronise this machine's clock (NTP) and run the check again.",
+    ),
+    7000218: (
+        "no credential reached Entra ID",
+        "Give the tenant a client_secret (or client_secret_file / client_secret_env) "
+        "or a certificate.",
+    ),
     90033: ("Entra ID is temporarily unavailable", "Run the check again in a minute."),
 }
 for _code in (700021, 700023, 50027):
-    _AADSTS[_code] = ("Entra ID refused the signed client assertion",
-                      "Check that private_key_file, thumbprint and client_id all belong to the "
-                      "same app registration.")
+    _AADSTS[_code] = (
+        "Entra ID refused the signed client assertion",
+        "Check that private_key_file, thumbprint and client_id all belong to the "
+        "same app registration.",
+    )
 
 
-def credential_failure(message: str, codes: Sequence[int], *, tenant_found: bool | None = None
-                       ) -> Verdict:
+def credential_failure(
+    message: str, codes: Sequence[int], *, tenant_found: bool | None = None
+) -> Verdict:
     """The credentials line for a token that could not be had. ``message`` is the product's
     redacted error text; ``codes`` Entra's AADSTS codes; ``tenant_found`` False when the
     tenant's discovery document said the tenant does not exist."""
@@ -236,28 +317,44 @@ def credential_failure(message: str, codes: Sequence[int], *, tenant_found: bool
         what, fix = _AADSTS[code]
         return Verdict("credentials", "fail", f"{what} (AADSTS{code})", fix)
     if code is not None:
-        return Verdict("credentials", "fail", f"Entra ID refused the token (AADSTS{code}): "
-                       f"{message}", f"Look the code up at "
-                       f"https://login.microsoftonline.com/error?code={code}.")
+        return Verdict(
+            "credentials",
+            "fail",
+            f"Entra ID refused the token (AADSTS{code}): {message}",
+            f"Look the code up at https://login.microsoftonline.com/error?code={code}.",
+        )
     lowered = message.lower()
     if "cannot read the certificate" in lowered:
-        return Verdict("credentials", "fail", message,
-                       "Make certificate.private_key_file readable by the receiver's user.")
+        return Verdict(
+            "credentials",
+            "fail",
+            message,
+            "Make certificate.private_key_file readable by the receiver's user.",
+        )
     if "cannot reach entra id" in lowered:
-        return Verdict("credentials", "fail", message,
-                       "Allow outbound HTTPS to the sign-in host (proxy, firewall) and run the "
-                       "check again.")
+        return Verdict(
+            "credentials",
+            "fail",
+            message,
+            "Allow outbound HTTPS to the sign-in host (proxy, firewall) and run the check again.",
+        )
     if "cannot set up the msal client" in lowered:
-        return Verdict("credentials", "fail", message,
-                       "certificate.private_key_file must be the PEM private key of the "
-                       "certificate (with certificate.passphrase when it is encrypted).")
-    return Verdict("credentials", "fail", message, "Fix what the message says and run the "
-                   "check again.")
+        return Verdict(
+            "credentials",
+            "fail",
+            message,
+            "certificate.private_key_file must be the PEM private key of the "
+            "certificate (with certificate.passphrase when it is encrypted).",
+        )
+    return Verdict(
+        "credentials", "fail", message, "Fix what the message says and run the check again."
+    )
 
 
 def credential_ok(claims: dict[str, Any]) -> Verdict:
-    how = {"1": "a client secret", "2": "a certificate"}.get(str(claims.get("appidacr", "")),
-                                                             "the configured credential")
+    how = {"1": "a client secret", "2": "a certificate"}.get(
+        str(claims.get("appidacr", "")), "the configured credential"
+    )
     return Verdict("credentials", "ok", f"token obtained with {how}")
 
 
@@ -277,9 +374,14 @@ def render(reports: Sequence[TenantReport]) -> str:
             if v.fix and v.status in ("fail", "warn"):
                 lines.append(f"        {'':<{width}}  fix: {v.fix}")
         failed = len(report.failures)
-        lines.append(f"  => {report.name}: " + ("ready" if report.ok else
-                                               f"cannot work ({failed} problem"
-                                               f"{'s' if failed > 1 else ''})"))
+        lines.append(
+            f"  => {report.name}: "
+            + (
+                "ready"
+                if report.ok
+                else f"cannot work ({failed} problem{'s' if failed > 1 else ''})"
+            )
+        )
         lines.append("")
     ready = sum(1 for r in reports if r.ok)
     lines.append(f"{ready} of {len(reports)} tenant(s) ready")

@@ -63,8 +63,17 @@ PREFER_UNKNOWN_ENUMS = "include-unknown-enum-members"
 
 
 class GraphError(Exception):
-    def __init__(self, status: int, code: str, message: str, *, request_id: str = "",
-                 method: str = "", path: str = "", tenant_id: str = "") -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        request_id: str = "",
+        method: str = "",
+        path: str = "",
+        tenant_id: str = "",
+    ) -> None:
         where = f"{method} {path}".strip()
         text = f"Graph {status} {code}: {message}"
         if where:
@@ -126,29 +135,51 @@ def _request_id(response: httpx.Response) -> str:
 class GraphClient:
     """Graph calls for every tenant of one deployment, over one ``httpx.AsyncClient``."""
 
-    def __init__(self, settings: GraphSettings, tokens: TokenProvider,
-                 limiter: RateLimiter | None = None, *, sleep: Sleep = asyncio.sleep,
-                 transport: httpx.AsyncBaseTransport | None = None,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        settings: GraphSettings,
+        tokens: TokenProvider,
+        limiter: RateLimiter | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        transport: httpx.AsyncBaseTransport | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.settings = settings
         self.tokens = tokens
         self.limiter = limiter
         self._sleep = sleep
         # The CA bundle given (the simulator's test CA), else the system's trust store.
-        verify = (ssl.create_default_context(cafile=str(settings.ca_bundle))
-                  if settings.ca_bundle else ssl.create_default_context())
-        self.transport = RateLimitedTransport(transport or Transport(
-            http2=True, verify=verify, trust_env=False,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)), limiter)
+        verify = (
+            ssl.create_default_context(cafile=str(settings.ca_bundle))
+            if settings.ca_bundle
+            else ssl.create_default_context()
+        )
+        self.transport = RateLimitedTransport(
+            transport
+            or Transport(
+                http2=True,
+                verify=verify,
+                trust_env=False,
+                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+            ),
+            limiter,
+        )
         self.http = httpx.AsyncClient(
-            transport=self.transport, auth=GraphAuth(tokens), trust_env=False,
+            transport=self.transport,
+            auth=GraphAuth(tokens),
+            trust_env=False,
             timeout=httpx.Timeout(settings.timeout_s, connect=min(settings.timeout_s, 5.0)),
-            headers={"Accept": "application/json"})
+            headers={"Accept": "application/json"},
+        )
         self.waited_s = 0.0  # time spent waiting between retries
         self.registry = registry if registry is not None else CollectorRegistry()
         self.refused_links = Counter(
-            "receiver_graph_refused_links", "Absolute URLs (@odata.nextLink) off the configured "
-            "Graph origin, refused without sending the token", registry=self.registry)
+            "receiver_graph_refused_links",
+            "Absolute URLs (@odata.nextLink) off the configured "
+            "Graph origin, refused without sending the token",
+            registry=self.registry,
+        )
 
     @property
     def calls(self) -> int:
@@ -177,26 +208,42 @@ class GraphClient:
         except (httpx.InvalidURL, ValueError):
             raise ForeignLink(0, "ForeignLink", "not a valid URL") from None
         if target.userinfo or _origin(target) != _origin(httpx.URL(base)):
-            raise ForeignLink(0, "ForeignLink",
-                              f"{_shown(target)} is not the Graph origin, refused")
+            raise ForeignLink(
+                0, "ForeignLink", f"{_shown(target)} is not the Graph origin, refused"
+            )
         return path
 
-    async def request(self, tenant_id: str, method: str, path: str, *,
-                      json: Any = None, params: dict[str, str] | None = None,
-                      content: bytes | None = None, content_type: str | None = None
-                      ) -> httpx.Response:
+    async def request(  # noqa: C901 - 12, older than the limit
+        self,
+        tenant_id: str,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+    ) -> httpx.Response:
         """One Graph call with retries; the response when it is a success (2xx). ``content``
         (with its ``content_type``) is a body that is not JSON (sendMail's base64 MIME)."""
         try:
             url = self.url(path)
         except ForeignLink as exc:
             self.refused_links.inc()
-            log.warning("graph %s: %s", method, exc.message,
-                        extra={"tenant_id": tenant_id, "reason": "foreign_link"})
-            raise ForeignLink(0, exc.code, exc.message, method=method,
-                              tenant_id=tenant_id) from None
-        bucket = bucket_of(path if not path.startswith("http") else
-                           url.removeprefix(self.settings.graph_url.rstrip("/")))
+            log.warning(
+                "graph %s: %s",
+                method,
+                exc.message,
+                extra={"tenant_id": tenant_id, "reason": "foreign_link"},
+            )
+            raise ForeignLink(
+                0, exc.code, exc.message, method=method, tenant_id=tenant_id
+            ) from None
+        bucket = bucket_of(
+            path
+            if not path.startswith("http")
+            else url.removeprefix(self.settings.graph_url.rstrip("/"))
+        )
         call = GraphCall(tenant_id, bucket)
         budget = self.settings.max_retry_wait_s
         waited = 0.0
@@ -211,12 +258,23 @@ class GraphClient:
             wait: float | None
             try:
                 response = await self.http.request(
-                    method, url, json=json, params=params, content=content, headers=headers,
-                    extensions=call.attach({}))
+                    method,
+                    url,
+                    json=json,
+                    params=params,
+                    content=content,
+                    headers=headers,
+                    extensions=call.attach({}),
+                )
             except httpx.TransportError as exc:
                 failure: GraphError = GraphUnavailable(
-                    0, type(exc).__name__, "network error", method=method, path=path,
-                    tenant_id=tenant_id)
+                    0,
+                    type(exc).__name__,
+                    "network error",
+                    method=method,
+                    path=path,
+                    tenant_id=tenant_id,
+                )
                 wait = None
             else:
                 if response.is_success:
@@ -224,29 +282,51 @@ class GraphClient:
                 code, message = _error_of(response)
                 status = response.status_code
                 cls = GraphUnavailable if status in RETRY_STATUSES else GraphError
-                failure = cls(status, code, message, request_id=_request_id(response),
-                              method=method, path=path, tenant_id=tenant_id)
+                failure = cls(
+                    status,
+                    code,
+                    message,
+                    request_id=_request_id(response),
+                    method=method,
+                    path=path,
+                    tenant_id=tenant_id,
+                )
                 if status not in RETRY_STATUSES:
                     raise failure
-                wait = (parse_retry_after(response.headers.get("Retry-After"))
-                        if status in (429, 503) else None)
+                wait = (
+                    parse_retry_after(response.headers.get("Retry-After"))
+                    if status in (429, 503)
+                    else None
+                )
             if attempt > self.settings.max_retries:
                 raise failure
             if wait is None:
                 wait = backoff.full_jitter(
-                    backoff.exponential(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S))
+                    backoff.exponential(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S)
+                )
             if waited + wait > budget:
                 raise failure
-            log.info("graph %s %s: %s, retry %d in %.3fs", method, path, failure.status or
-                     failure.code, attempt, wait,
-                     extra={"tenant_id": tenant_id, "attempt": attempt,
-                            "status": failure.status, "request_id": failure.request_id})
+            log.info(
+                "graph %s %s: %s, retry %d in %.3fs",
+                method,
+                path,
+                failure.status or failure.code,
+                attempt,
+                wait,
+                extra={
+                    "tenant_id": tenant_id,
+                    "attempt": attempt,
+                    "status": failure.status,
+                    "request_id": failure.request_id,
+                },
+            )
             waited += wait
             self.waited_s += wait
             await self._sleep(wait)
 
-    async def get(self, tenant_id: str, path: str, params: dict[str, str] | None = None
-                  ) -> dict[str, Any]:
+    async def get(
+        self, tenant_id: str, path: str, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         return _json(await self.request(tenant_id, "GET", path, params=params))
 
     async def post(self, tenant_id: str, path: str, body: Any = None) -> dict[str, Any]:
@@ -258,8 +338,9 @@ class GraphClient:
     async def delete(self, tenant_id: str, path: str) -> None:
         await self.request(tenant_id, "DELETE", path)
 
-    async def pages(self, tenant_id: str, path: str, params: dict[str, str] | None = None
-                    ) -> AsyncIterator[dict[str, Any]]:
+    async def pages(
+        self, tenant_id: str, path: str, params: dict[str, str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """Every item of a collection, following ``@odata.nextLink``.
 
         A 2xx answer that is not a collection page (not a JSON object with a ``value`` list:
@@ -276,18 +357,24 @@ class GraphClient:
                 return
             page = await self._page(tenant_id, link, None)
 
-    async def _page(self, tenant_id: str, path: str, params: dict[str, str] | None
-                    ) -> dict[str, Any]:
+    async def _page(
+        self, tenant_id: str, path: str, params: dict[str, str] | None
+    ) -> dict[str, Any]:
         response = await self.request(tenant_id, "GET", path, params=params)
         try:
             page = response.json()
         except ValueError:
             page = None
         if not isinstance(page, dict) or not isinstance(page.get("value"), list):
-            raise GraphError(response.status_code, "MalformedPage",
-                             "the answer is not a collection page (no JSON 'value' list)",
-                             request_id=_request_id(response), method="GET",
-                             path=path.split("?", 1)[0], tenant_id=tenant_id)
+            raise GraphError(
+                response.status_code,
+                "MalformedPage",
+                "the answer is not a collection page (no JSON 'value' list)",
+                request_id=_request_id(response),
+                method="GET",
+                path=path.split("?", 1)[0],
+                tenant_id=tenant_id,
+            )
         return page
 
 
@@ -304,6 +391,9 @@ def _json(response: httpx.Response) -> dict[str, Any]:
 def client_for(settings: Settings, redis: Redis) -> GraphClient:
     """The deployment's Graph client: MSAL tokens for its tenants, the shared rate limiter."""
     graph = settings.graph
-    limiter = RateLimiter(redis, Keys(settings.redis.key_prefix), {
-        SECURITY_BUCKET: (graph.rate_limit_per_minute, graph.rate_limit_window_s)})
+    limiter = RateLimiter(
+        redis,
+        Keys(settings.redis.key_prefix),
+        {SECURITY_BUCKET: (graph.rate_limit_per_minute, graph.rate_limit_window_s)},
+    )
     return GraphClient(graph, TokenProvider(graph, settings.tenants), limiter)

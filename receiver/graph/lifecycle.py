@@ -29,16 +29,20 @@ if TYPE_CHECKING:
 log = logging.getLogger("receiver.graph.subscriptions")
 
 
-async def handle_entry(sup: Supervisor, entry_id: str, fields: Mapping[bytes, bytes],
-                       attempt: int) -> None:
+async def handle_entry(
+    sup: Supervisor, entry_id: str, fields: Mapping[bytes, bytes], attempt: int
+) -> None:
     """Handle one stream entry on its ``attempt``-th delivery; raise to leave it pending
     for another attempt (a failure before the last one, or a lost lease). Returning means
     done: handled, unreadable (dropped) or given up."""
     try:
         note = NotificationEntry.from_fields(fields)
     except ValueError as exc:
-        log.error("lifecycle entry not readable, dropped: %s", exc,
-                  extra={"stream_id": entry_id, "reason": "invalid"})
+        log.error(
+            "lifecycle entry not readable, dropped: %s",
+            exc,
+            extra={"stream_id": entry_id, "reason": "invalid"},
+        )
         sup.metrics.lifecycle.labels("invalid", "dropped").inc()
         return
     event = note.lifecycle_event or "none"
@@ -48,15 +52,30 @@ async def handle_entry(sup: Supervisor, entry_id: str, fields: Mapping[bytes, by
         raise
     except Exception as exc:
         limit = sup.settings.scheduler.lifecycle_max_attempts
-        extra = {"tenant_id": note.tenant_id, "subscription_id": note.subscription_id,
-                 "stream_id": entry_id, "attempt": attempt}
+        extra = {
+            "tenant_id": note.tenant_id,
+            "subscription_id": note.subscription_id,
+            "stream_id": entry_id,
+            "attempt": attempt,
+        }
         if attempt >= limit:
-            log.error("lifecycle event %s given up after %d attempts: %s", event,
-                      attempt, exc, extra={**extra, "reason": "gave_up"})
+            log.error(
+                "lifecycle event %s given up after %d attempts: %s",
+                event,
+                attempt,
+                exc,
+                extra={**extra, "reason": "gave_up"},
+            )
             sup.metrics.lifecycle.labels(event, "gave_up").inc()
             return
-        log.warning("lifecycle event %s failed (attempt %d of %d): %s", event,
-                    attempt, limit, exc, extra=extra)
+        log.warning(
+            "lifecycle event %s failed (attempt %d of %d): %s",
+            event,
+            attempt,
+            limit,
+            exc,
+            extra=extra,
+        )
         sup.metrics.lifecycle.labels(event, "retry").inc()
         raise
     sup.metrics.lifecycle.labels(event, outcome).inc()
@@ -68,8 +87,7 @@ async def handle(sup: Supervisor, entry: NotificationEntry) -> str:
     raw = cast("dict[bytes, bytes]", await sup.redis.hgetall(sup.keys.subscription(sid)))
     record = SubscriptionRecord.from_hash(sid, raw) if raw else None
     tenant = sup.settings.tenant(record.tenant_id) if record is not None else None
-    extra = {"tenant_id": entry.tenant_id, "subscription_id": sid,
-             "reason": entry.lifecycle_event}
+    extra = {"tenant_id": entry.tenant_id, "subscription_id": sid, "reason": entry.lifecycle_event}
     if record is None or tenant is None:
         log.warning("lifecycle event for a subscription we do not own: ignored", extra=extra)
         return "unknown"
@@ -98,17 +116,24 @@ async def handle(sup: Supervisor, entry: NotificationEntry) -> str:
     return "ignored"
 
 
-async def _reauthorize(sup: Supervisor, w: Wanted, record: SubscriptionRecord,
-                       now: dt.datetime) -> str:
+async def _reauthorize(
+    sup: Supervisor, w: Wanted, record: SubscriptionRecord, now: dt.datetime
+) -> str:
     sid = record.subscription_id
     if sup.due(record, w.lifetime):  # a renewal reauthorizes too: one call, not two
         renewed = await sup.renew(w, record)
         return "renewed" if renewed.subscription_id == sid else "recreated"
     kind, at = await sup.last_touch(sid)
-    if kind in ("renew", "reauthorize", "create") and at is not None \
-            and now - at < REAUTHORIZE_QUIET:
-        log.info("reauthorization skipped: renewed or reauthorized %s ago", now - at,
-                 extra={"tenant_id": record.tenant_id, "subscription_id": sid})
+    if (
+        kind in ("renew", "reauthorize", "create")
+        and at is not None
+        and now - at < REAUTHORIZE_QUIET
+    ):
+        log.info(
+            "reauthorization skipped: renewed or reauthorized %s ago",
+            now - at,
+            extra={"tenant_id": record.tenant_id, "subscription_id": sid},
+        )
         return "skipped"
     await sup.guard.claim(sid, "reauthorize", now)
     try:
@@ -121,6 +146,7 @@ async def _reauthorize(sup: Supervisor, w: Wanted, record: SubscriptionRecord,
         return "recreated"
     await sup.record_touch(sid, "reauthorize", now)
     sup.metrics.op("reauthorize")
-    log.info("subscription reauthorized",
-             extra={"tenant_id": record.tenant_id, "subscription_id": sid})
+    log.info(
+        "subscription reauthorized", extra={"tenant_id": record.tenant_id, "subscription_id": sid}
+    )
     return "reauthorized"

@@ -45,8 +45,11 @@ async def rows(sup: Supervisor) -> list[Row]:
                 seen.add(index)
             state = _state(sup, sub, index, wanted, records, ours)
             out.append(Row(tenant.name, str(sub.get("resource", "")), sid, left, state))
-        out += [Row(tenant.name, w.resource, "-", None, "missing")
-                for i, w in enumerate(wanted) if i not in seen]
+        out += [
+            Row(tenant.name, w.resource, "-", None, "missing")
+            for i, w in enumerate(wanted)
+            if i not in seen
+        ]
     return out
 
 
@@ -55,9 +58,14 @@ def _left(sub: Mapping[str, Any], now: float) -> float | None:
     return None if moment is None else moment.timestamp() - now
 
 
-def _state(sup: Supervisor, sub: Mapping[str, Any], index: int | None,
-           wanted: Sequence[Wanted], records: Mapping[str, SubscriptionRecord],
-           ours: set[str]) -> str:
+def _state(
+    sup: Supervisor,
+    sub: Mapping[str, Any],
+    index: int | None,
+    wanted: Sequence[Wanted],
+    records: Mapping[str, SubscriptionRecord],
+    ours: set[str],
+) -> str:
     sid = str(sub.get("id"))
     if sid in records and index is not None:
         return "renew-due" if sup.due(records[sid], wanted[index].lifetime) else "ok"

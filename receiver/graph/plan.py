@@ -49,12 +49,18 @@ class Wanted:
         # The lifecycle URL belongs to the key: Graph sets lifecycleNotificationUrl only at
         # creation (a PATCH cannot change it), so a subscription whose lifecycle URL is no
         # longer ours is replaced, or Graph would keep calling the old one.
-        return (norm(self.resource), frozenset(self.change_type.split(",")),
-                self.notification_url, self.lifecycle_url)
+        return (
+            norm(self.resource),
+            frozenset(self.change_type.split(",")),
+            self.notification_url,
+            self.lifecycle_url,
+        )
 
     def matches_record(self, record: SubscriptionRecord) -> bool:
-        return (norm(record.resource) == norm(self.resource)
-                and frozenset(record.change_types.split(",")) == self.key[1])
+        return (
+            norm(record.resource) == norm(self.resource)
+            and frozenset(record.change_types.split(",")) == self.key[1]
+        )
 
 
 def norm(resource: str) -> str:
@@ -70,9 +76,12 @@ def expiry_of(sub: Mapping[str, Any], fallback: float) -> float:
 
 def key_of(sub: Mapping[str, Any]) -> Key:
     """A Graph subscription's key, comparable with :attr:`Wanted.key`."""
-    return (norm(str(sub.get("resource", ""))),
-            frozenset(p.strip() for p in str(sub.get("changeType", "")).split(",")),
-            str(sub.get("notificationUrl", "")), str(sub.get("lifecycleNotificationUrl") or ""))
+    return (
+        norm(str(sub.get("resource", ""))),
+        frozenset(p.strip() for p in str(sub.get("changeType", "")).split(",")),
+        str(sub.get("notificationUrl", "")),
+        str(sub.get("lifecycleNotificationUrl") or ""),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +143,15 @@ class Plan:
     actions: tuple[Keep | Create, ...] = ()
 
 
-def plan(wanted: Sequence[Wanted], existing: Sequence[Mapping[str, Any]],
-         records: Mapping[str, SubscriptionRecord], *, ours: Collection[str],
-         now: dt.datetime, renewal: Renewal) -> Plan:
+def plan(
+    wanted: Sequence[Wanted],
+    existing: Sequence[Mapping[str, Any]],
+    records: Mapping[str, SubscriptionRecord],
+    *,
+    ours: Collection[str],
+    now: dt.datetime,
+    renewal: Renewal,
+) -> Plan:
     """What one tenant's reconcile does. ``existing``: Graph's subscriptions of the tenant;
     ``records``: the registry's; ``ours``: our notification URLs (what is not at one of
     them and not registered belongs to somebody else)."""
@@ -153,14 +168,20 @@ def plan(wanted: Sequence[Wanted], existing: Sequence[Mapping[str, Any]],
             actions.append(Create(recreate=gone))
     deletes += _leftovers(existing, claimed, records, ours)
     listed = {str(s.get("id")) for s in existing}
-    forget = [Forget(sid, stale=not any(w.matches_record(r) for w in wanted))
-              for sid, r in records.items() if sid not in listed]
+    forget = [
+        Forget(sid, stale=not any(w.matches_record(r) for w in wanted))
+        for sid, r in records.items()
+        if sid not in listed
+    ]
     return Plan(tuple(deletes), tuple(forget), tuple(actions))
 
 
-def _match(w: Wanted, existing: Sequence[Mapping[str, Any]],
-           records: Mapping[str, SubscriptionRecord], claimed: set[str]
-           ) -> tuple[Mapping[str, Any] | None, list[Delete]]:
+def _match(
+    w: Wanted,
+    existing: Sequence[Mapping[str, Any]],
+    records: Mapping[str, SubscriptionRecord],
+    claimed: set[str],
+) -> tuple[Mapping[str, Any] | None, list[Delete]]:
     """The Graph subscription kept for ``w`` (the first registered one with its key) and the
     others with its key, to delete. Claims every one it looked at."""
     kept: Mapping[str, Any] | None = None
@@ -173,14 +194,18 @@ def _match(w: Wanted, existing: Sequence[Mapping[str, Any]],
         if sid in records and kept is None:
             kept = sub
         else:
-            dropped.append(Delete(sid, "duplicate" if sid in records else "orphan",
-                                  registered=sid in records))
+            dropped.append(
+                Delete(sid, "duplicate" if sid in records else "orphan", registered=sid in records)
+            )
     return kept, dropped
 
 
-def _leftovers(existing: Sequence[Mapping[str, Any]], claimed: set[str],
-               records: Mapping[str, SubscriptionRecord], ours: Collection[str]
-               ) -> list[Delete]:
+def _leftovers(
+    existing: Sequence[Mapping[str, Any]],
+    claimed: set[str],
+    records: Mapping[str, SubscriptionRecord],
+    ours: Collection[str],
+) -> list[Delete]:
     """Graph subscriptions no wanted one claimed: ours are deleted, foreign ones left."""
     out: list[Delete] = []
     for sub in existing:
@@ -194,8 +219,13 @@ def _leftovers(existing: Sequence[Mapping[str, Any]], claimed: set[str],
     return out
 
 
-def _keep(w: Wanted, sub: Mapping[str, Any], record: SubscriptionRecord, now: dt.datetime,
-          renewal: Renewal) -> Keep:
+def _keep(
+    w: Wanted,
+    sub: Mapping[str, Any],
+    record: SubscriptionRecord,
+    now: dt.datetime,
+    renewal: Renewal,
+) -> Keep:
     expires = expiry_of(sub, record.expires_at)
     refreshed = abs(expires - record.expires_at) > 1  # Graph knows best
     if refreshed:

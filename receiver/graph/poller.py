@@ -58,40 +58,63 @@ Queue = Callable[[str, str, list[dict[str, Any]]], Awaitable[None]]
 
 
 class Pages(Protocol):
-    def pages(self, tenant_id: str, path: str, params: dict[str, str] | None = None
-              ) -> Any: ...
+    def pages(self, tenant_id: str, path: str, params: dict[str, str] | None = None) -> Any: ...
 
 
-def entry_fields(tenant_id: str, path: str, items: list[dict[str, Any]],
-                 source: str = "poll") -> list[dict[str, str]]:
+def entry_fields(
+    tenant_id: str, path: str, items: list[dict[str, Any]], source: str = "poll"
+) -> list[dict[str, str]]:
     """The ``notifications`` stream entries of polled items, each carrying the item as read
     (no second GET in the fetch stage)."""
     now_ms = int(time.time() * 1000)
-    return [NotificationEntry(
-        tenant_id=tenant_id, change_type="updated", resource=f"{path}/{item['id']}",
-        resource_id=str(item["id"]), received_at_ms=now_ms, source=source,
-        resource_data=json.dumps(item, separators=(",", ":"))).to_fields() for item in items]
+    return [
+        NotificationEntry(
+            tenant_id=tenant_id,
+            change_type="updated",
+            resource=f"{path}/{item['id']}",
+            resource_id=str(item["id"]),
+            received_at_ms=now_ms,
+            source=source,
+            resource_data=json.dumps(item, separators=(",", ":")),
+        ).to_fields()
+        for item in items
+    ]
 
 
 class Poller:
-    def __init__(self, redis: Redis, keys: Keys, settings: Settings, graph: Pages, *,
-                 clock: Clock | None = None, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        settings: Settings,
+        graph: Pages,
+        *,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.settings = settings
         self.graph = graph
         self.clock = clock or calendar.now
-        self.items = Counter("receiver_poller_items", "Items the poller queued",
-                             ["source"], registry=registry)
-        self.failures = Counter("receiver_poller_failures", "Failed polls", ["source"],
-                                registry=registry)
-        self.round_seconds = Gauge("receiver_poller_round_seconds",
-                                   "How long the last poll round took (keep it under the "
-                                   "poll interval)", registry=registry)
+        self.items = Counter(
+            "receiver_poller_items", "Items the poller queued", ["source"], registry=registry
+        )
+        self.failures = Counter(
+            "receiver_poller_failures", "Failed polls", ["source"], registry=registry
+        )
+        self.round_seconds = Gauge(
+            "receiver_poller_round_seconds",
+            "How long the last poll round took (keep it under the poll interval)",
+            registry=registry,
+        )
         self.legacy_errors = Counter(
-            "receiver_poller_legacy_errors", "Legacy alerts reads of a backfill Graph refused "
-            "(expected since the API's retirement), by HTTP status", ["status"],
-            registry=registry)
+            "receiver_poller_legacy_errors",
+            "Legacy alerts reads of a backfill Graph refused "
+            "(expected since the API's retirement), by HTTP status",
+            ["status"],
+            registry=registry,
+        )
         self._running: set[tuple[str, str]] = set()  # (tenant id, source) being read now
 
     async def poll_all(self) -> int:
@@ -116,25 +139,30 @@ class Poller:
 
         # Cancellation (shutdown) ends every source's read; their watermarks stay put.
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(tenant, source))
-                     for tenant in tenants for source in SOURCES
-                     if getattr(tenant.poll, source)]
+            tasks = [
+                group.create_task(one(tenant, source))
+                for tenant in tenants
+                for source in SOURCES
+                if getattr(tenant.poll, source)
+            ]
         self.round_seconds.set(time.monotonic() - started)
         return sum(task.result() for task in tasks)
 
     async def _poll_one(self, tenant: TenantSettings, source: str) -> int:
         unit = (tenant.tenant_id, source)
         if unit in self._running:  # an earlier round still reads it: never two at once
-            log.info("polling %s skipped: the previous read is still running", source,
-                     extra={"tenant_id": tenant.tenant_id})
+            log.info(
+                "polling %s skipped: the previous read is still running",
+                source,
+                extra={"tenant_id": tenant.tenant_id},
+            )
             return 0
         self._running.add(unit)
         try:
             return await self._poll(tenant, source)
         except Exception as exc:
             self.failures.labels(source).inc()
-            log.warning("polling %s failed: %s", source, exc,
-                        extra={"tenant_id": tenant.tenant_id})
+            log.warning("polling %s failed: %s", source, exc, extra={"tenant_id": tenant.tenant_id})
             return 0
         finally:
             self._running.discard(unit)
@@ -149,8 +177,9 @@ class Poller:
             await self.redis.set(key, moved)
         return count
 
-    async def read_source(self, tenant: TenantSettings, source: str, watermark_text: str | None,
-                          queue: Queue) -> tuple[int, str | None]:
+    async def read_source(
+        self, tenant: TenantSettings, source: str, watermark_text: str | None, queue: Queue
+    ) -> tuple[int, str | None]:
         """Read one source changed since ``watermark_text`` (minus the overlap window), hand
         every item to ``queue``, and return how many, with the watermark to store once they
         are all queued (None: leave it as it is). Storing it is the caller's: the in-process
@@ -163,8 +192,9 @@ class Poller:
             since = watermark - overlap
         newest = watermark
         count = 0
-        async for item in self._changed(tenant.tenant_id, f"security/{source}",
-                                        "lastUpdateDateTime", since, queue):
+        async for item in self._changed(
+            tenant.tenant_id, f"security/{source}", "lastUpdateDateTime", since, queue
+        ):
             updated = calendar.parse(str(item.get("lastUpdateDateTime", "")))
             if updated is not None and (newest is None or updated > newest):
                 newest = updated
@@ -176,8 +206,9 @@ class Poller:
             return count, calendar.graph(self.clock())
         return count, None
 
-    async def _changed(self, tenant_id: str, path: str, field: str, since: datetime,
-                       queue: Queue | None = None) -> Any:
+    async def _changed(
+        self, tenant_id: str, path: str, field: str, since: datetime, queue: Queue | None = None
+    ) -> Any:
         """Page through items changed since ``since``, queueing them; yields each queued."""
         queue = queue or self._queue
         size = PAGE_SIZES.get(path, PAGE_SIZE)
@@ -222,8 +253,9 @@ class Poller:
         request is tried again (the fetch stage's dedup drops what was queued twice)."""
         tenant = self.settings.tenant(request.tenant_id)
         if tenant is None:
-            log.warning("backfill for an unknown tenant ignored",
-                        extra={"tenant_id": request.tenant_id})
+            log.warning(
+                "backfill for an unknown tenant ignored", extra={"tenant_id": request.tenant_id}
+            )
             return 0
         since = calendar.parse(request.since) or (self.clock() - timedelta(hours=1))
         since -= timedelta(seconds=tenant.poll.overlap_s)
@@ -232,8 +264,9 @@ class Poller:
         failed: Exception | None = None
         for source in ("alerts_v2", *(("incidents",) if tenant.poll.incidents else ())):
             try:
-                async for _ in self._changed(tid, f"security/{source}", "lastUpdateDateTime",
-                                             since):
+                async for _ in self._changed(
+                    tid, f"security/{source}", "lastUpdateDateTime", since
+                ):
                     count += 1
             except Exception as exc:
                 self.failures.labels(source).inc()
@@ -244,12 +277,19 @@ class Poller:
                 count += 1
         except GraphError as exc:
             self.legacy_errors.labels(str(exc.status)).inc()
-            log.info("backfill: legacy alerts not read (%s); Graph retired that API on "
-                     "2026-10-15 and alerts_v2 carries its alerts", exc,
-                     extra={"tenant_id": tid})
+            log.info(
+                "backfill: legacy alerts not read (%s); Graph retired that API on "
+                "2026-10-15 and alerts_v2 carries its alerts",
+                exc,
+                extra={"tenant_id": tid},
+            )
         self.items.labels("backfill").inc(count)
-        log.info("backfill queued %d items (%s)", count, request.reason,
-                 extra={"tenant_id": tid, "count": count})
+        log.info(
+            "backfill queued %d items (%s)",
+            count,
+            request.reason,
+            extra={"tenant_id": tid, "count": count},
+        )
         if failed is not None:
             raise failed
         return count

@@ -63,8 +63,14 @@ Sleep = Callable[[float], Awaitable[None]]
 class RateLimiter:
     """``await limiter.acquire(tenant_id, bucket)`` returns once the request may be sent."""
 
-    def __init__(self, redis: Redis, keys: Keys, limits: dict[str, tuple[int, float]], *,
-                 sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        limits: dict[str, tuple[int, float]],
+        *,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
         """``limits``: bucket -> (requests, window seconds); other buckets are not limited."""
         self._redis = redis
         self._keys = keys
@@ -99,8 +105,7 @@ class RateLimiter:
             self.waited_s += wait
             await self._sleep(wait)
 
-    async def _ask(self, tenant_id: str, bucket: str, queue: list[asyncio.Future[float]]
-                   ) -> None:
+    async def _ask(self, tenant_id: str, bucket: str, queue: list[asyncio.Future[float]]) -> None:
         """One script call for every request queued in this turn of the loop."""
         await asyncio.sleep(0)  # let the rest of this turn's requests join the queue
         del self._waiting[(tenant_id, bucket)]
@@ -112,7 +117,8 @@ class RateLimiter:
             self.round_trips += 1
             granted, wait_ms = await self._script(
                 keys=[self._keys.rate_limit(tenant_id, bucket)],
-                args=[limit, int(window_s * 1000), secrets.token_hex(6), len(waiters)])
+                args=[limit, int(window_s * 1000), secrets.token_hex(6), len(waiters)],
+            )
         except asyncio.CancelledError:
             for w in waiters:
                 w.cancel()

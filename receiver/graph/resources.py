@@ -24,8 +24,14 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-__all__ = ["COLLECTIONS", "AlertResource", "BadResource", "alert_path", "check_id",
-           "parse_resource"]
+__all__ = [
+    "COLLECTIONS",
+    "AlertResource",
+    "BadResource",
+    "alert_path",
+    "check_id",
+    "parse_resource",
+]
 
 COLLECTIONS = ("security/alerts", "security/alerts_v2", "security/incidents")
 MAX_ID_LENGTH = 256
@@ -68,6 +74,8 @@ def parse_resource(resource: str) -> AlertResource:
     text = resource.removeprefix("/").removesuffix("/") if isinstance(resource, str) else ""
     collection, sep, alert_id = text.rpartition("/")
     if not sep or collection.lower() not in COLLECTIONS:
-        raise BadResource("not a known collection and one id "
-                          "(security/alerts, security/alerts_v2 or security/incidents)")
+        raise BadResource(
+            "not a known collection and one id "
+            "(security/alerts, security/alerts_v2 or security/incidents)"
+        )
     return AlertResource(collection.lower(), check_id(alert_id))

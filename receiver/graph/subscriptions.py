@@ -88,24 +88,34 @@ class Supervisor(SubscriptionWrites):
         and a warning; `receiver status` and /status say it too)."""
         _, records = await registry.load_all(self.redis, self.keys)
         push, poll = await registry.seen(self.redis, self.keys)
-        found = {s.record.subscription_id: s for s in registry.silent(
-            records, push, poll,
-            lambda r: self.settings.silent_after_s(r.tenant_id, r.resource))}
+        found = {
+            s.record.subscription_id: s
+            for s in registry.silent(
+                records, push, poll, lambda r: self.settings.silent_after_s(r.tenant_id, r.resource)
+            )
+        }
         names = {t.tenant_id: t.name for t in self.settings.tenants}
         for record in records.values():
             silence = found.get(record.subscription_id)
             tenant = names.get(record.tenant_id, record.tenant_id)
             self.metrics.silent_seconds.labels(tenant, record.resource).set(
-                silence.silent_s if silence else 0.0)
+                silence.silent_s if silence else 0.0
+            )
             if silence:
-                log.warning("subscription on %s has delivered nothing for %.0f min while "
-                            "polling found changes in the tenant", record.resource,
-                            silence.silent_s / 60,
-                            extra={"tenant_id": record.tenant_id,
-                                   "subscription_id": record.subscription_id})
+                log.warning(
+                    "subscription on %s has delivered nothing for %.0f min while "
+                    "polling found changes in the tenant",
+                    record.resource,
+                    silence.silent_s / 60,
+                    extra={
+                        "tenant_id": record.tenant_id,
+                        "subscription_id": record.subscription_id,
+                    },
+                )
 
-    async def _forget_unknown_tenants(self, by_tenant: dict[str, dict[str, SubscriptionRecord]]
-                                      ) -> None:
+    async def _forget_unknown_tenants(
+        self, by_tenant: dict[str, dict[str, SubscriptionRecord]]
+    ) -> None:
         known = self.settings.allowed_tenant_ids
         for tenant_id, records in by_tenant.items():
             if tenant_id in known:
@@ -113,17 +123,23 @@ class Supervisor(SubscriptionWrites):
             for sid in records:  # no credential for it any more: it stops being ours
                 await self.guard.check()
                 await registry.delete(self.redis, self.keys, sid)
-                log.warning("tenant no longer configured: subscription dropped from the "
-                            "registry (delete it in Graph by hand)",
-                            extra={"tenant_id": tenant_id, "subscription_id": sid})
+                log.warning(
+                    "tenant no longer configured: subscription dropped from the "
+                    "registry (delete it in Graph by hand)",
+                    extra={"tenant_id": tenant_id, "subscription_id": sid},
+                )
 
     async def _tenant_records(self, tenant_id: str) -> dict[str, SubscriptionRecord]:
         _, records = await registry.load_all(self.redis, self.keys)
         return {sid: r for sid, r in records.items() if r.tenant_id == tenant_id}
 
-    async def reconcile_tenant(self, tenant: TenantSettings,
-                               records: dict[str, SubscriptionRecord] | None = None, *,
-                               reason: str = "recreated") -> Report:
+    async def reconcile_tenant(
+        self,
+        tenant: TenantSettings,
+        records: dict[str, SubscriptionRecord] | None = None,
+        *,
+        reason: str = "recreated",
+    ) -> Report:
         async with self.lock(tenant.tenant_id):
             if records is None:
                 records = await self._tenant_records(tenant.tenant_id)
@@ -131,37 +147,58 @@ class Supervisor(SubscriptionWrites):
             try:
                 existing = [s async for s in self.graph.pages(tenant.tenant_id, "subscriptions")]
                 wanted = self.wanted(tenant)
-                todo = plan(wanted, existing, records, ours=self.our_urls(), now=self.clock(),
-                            renewal=self.renewal)
+                todo = plan(
+                    wanted,
+                    existing,
+                    records,
+                    ours=self.our_urls(),
+                    now=self.clock(),
+                    renewal=self.renewal,
+                )
                 await self.apply(tenant, wanted, todo, report, reason)
             except (GraphError, GraphAuthError) as exc:  # listing failed: nothing decided
                 report.fail(exc)
-                log.error("reconcile failed: %s", exc, extra={
-                    "tenant_id": tenant.tenant_id,
-                    "request_id": exc.request_id if isinstance(exc, GraphError) else None})
+                log.error(
+                    "reconcile failed: %s",
+                    exc,
+                    extra={
+                        "tenant_id": tenant.tenant_id,
+                        "request_id": exc.request_id if isinstance(exc, GraphError) else None,
+                    },
+                )
             self.metrics.reconciles.labels("error" if report.errors else "ok").inc()
             if not report.errors:
-                await self.redis.set(self.keys.reconciled(tenant.tenant_id),
-                                     self.clock().isoformat())
+                await self.redis.set(
+                    self.keys.reconciled(tenant.tenant_id), self.clock().isoformat()
+                )
             return report
 
     # --- the applier -----------------------------------------------------------------------
 
-    async def apply(self, tenant: TenantSettings, wanted: Sequence[Wanted], todo: Plan,
-                    report: Report, reason: str) -> None:
+    async def apply(
+        self,
+        tenant: TenantSettings,
+        wanted: Sequence[Wanted],
+        todo: Plan,
+        report: Report,
+        reason: str,
+    ) -> None:
         """Carry out one tenant's plan in its order: deletes, forgets, then each wanted
         subscription (a failed one is counted and the next one still tried). ``reason``
         goes with the backfill of a recreate."""
         tid = tenant.tenant_id
         for gone in todo.deletes:
-            await self.delete_one(tenant, gone.subscription_id, gone.reason, report,
-                                  registered=gone.registered)
+            await self.delete_one(
+                tenant, gone.subscription_id, gone.reason, report, registered=gone.registered
+            )
         for entry in todo.forget:  # registered, gone from Graph
             await self.guard.check()
             await registry.delete(self.redis, self.keys, entry.subscription_id)
             if entry.stale:
-                log.info("stale registry entry removed",
-                         extra={"tenant_id": tid, "subscription_id": entry.subscription_id})
+                log.info(
+                    "stale registry entry removed",
+                    extra={"tenant_id": tid, "subscription_id": entry.subscription_id},
+                )
         since = await self.gap_start(tid, self.clock())
         current: dict[int, SubscriptionRecord] = {}
         for i, (w, action) in enumerate(zip(wanted, todo.actions, strict=True)):
@@ -170,14 +207,18 @@ class Supervisor(SubscriptionWrites):
             except GraphError as exc:
                 report.fail(exc)
                 kept = action.subscription_id if isinstance(action, Keep) else None
-                log.error("subscription %s on %s failed: %s",
-                          "creation" if kept is None else "renewal", w.resource, exc,
-                          extra={"tenant_id": tid, "request_id": exc.request_id,
-                                 "subscription_id": kept})
+                log.error(
+                    "subscription %s on %s failed: %s",
+                    "creation" if kept is None else "renewal",
+                    w.resource,
+                    exc,
+                    extra={"tenant_id": tid, "request_id": exc.request_id, "subscription_id": kept},
+                )
         self._export_expiry(tenant, wanted, current)
 
-    async def _carry_out(self, w: Wanted, action: Keep | Create, report: Report, reason: str,
-                         since: dt.datetime) -> SubscriptionRecord:
+    async def _carry_out(
+        self, w: Wanted, action: Keep | Create, report: Report, reason: str, since: dt.datetime
+    ) -> SubscriptionRecord:
         if isinstance(action, Keep):
             return await self._maybe_renew(w, action, report)
         record = await self.create(w)
@@ -186,13 +227,16 @@ class Supervisor(SubscriptionWrites):
             return record
         report.recreated += 1
         self.metrics.op("recreate")
-        await self.backfill(w.tenant.tenant_id, reason, since, record.subscription_id,
-                            w.resource)
+        await self.backfill(w.tenant.tenant_id, reason, since, record.subscription_id, w.resource)
         report.backfills += 1
         return record
 
-    def _export_expiry(self, tenant: TenantSettings, wanted: Sequence[Wanted],
-                       current: Mapping[int, SubscriptionRecord]) -> None:
+    def _export_expiry(
+        self,
+        tenant: TenantSettings,
+        wanted: Sequence[Wanted],
+        current: Mapping[int, SubscriptionRecord],
+    ) -> None:
         now = self.clock().timestamp()
         for i, w in enumerate(wanted):
             gauge = self.metrics.seconds_to_expiry.labels(tenant.name, w.resource)
@@ -209,8 +253,12 @@ class Supervisor(SubscriptionWrites):
         kind, at = await self.last_touch(record.subscription_id)
         now = self.clock()
         left = dt.timedelta(seconds=record.expires_at - now.timestamp())
-        if (kind == "reauthorize" and at is not None and now - at < REAUTHORIZE_QUIET
-                and left > REAUTHORIZE_QUIET * 2):
+        if (
+            kind == "reauthorize"
+            and at is not None
+            and now - at < REAUTHORIZE_QUIET
+            and left > REAUTHORIZE_QUIET * 2
+        ):
             report.unchanged += 1  # reauthorized a moment ago: renew on a later round
             return record
         renewed = await self.renew(w, record)

@@ -68,8 +68,17 @@ class Report:
     failures: list[str] = field(default_factory=list)
 
     def add(self, other: Report) -> None:
-        for name in ("created", "renewed", "deleted", "recreated", "orphans_deleted",
-                     "unchanged", "errors", "backfills", "tenants"):
+        for name in (
+            "created",
+            "renewed",
+            "deleted",
+            "recreated",
+            "orphans_deleted",
+            "unchanged",
+            "errors",
+            "backfills",
+            "tenants",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.extend(other.failures)
 
@@ -78,18 +87,27 @@ class Report:
         self.failures.append(str(exc))
 
     def summary(self) -> str:
-        return (f"{self.tenants} tenant(s): {self.created} created, {self.renewed} renewed, "
-                f"{self.recreated} recreated, {self.deleted} deleted, "
-                f"{self.orphans_deleted} orphan(s) deleted, {self.unchanged} unchanged, "
-                f"{self.errors} error(s)")
+        return (
+            f"{self.tenants} tenant(s): {self.created} created, {self.renewed} renewed, "
+            f"{self.recreated} recreated, {self.deleted} deleted, "
+            f"{self.orphans_deleted} orphan(s) deleted, {self.unchanged} unchanged, "
+            f"{self.errors} error(s)"
+        )
 
 
 class SubscriptionWrites:
     """Desired state and Graph writes; see the module docstring."""
 
-    def __init__(self, settings: Settings, graph: GraphClient, redis: Redis, *,
-                 guard: Guard | None = None, clock: Clock = utcnow,
-                 metrics: SupervisorMetrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        graph: GraphClient,
+        redis: Redis,
+        *,
+        guard: Guard | None = None,
+        clock: Clock = utcnow,
+        metrics: SupervisorMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.graph = graph
         self.redis = redis
@@ -98,25 +116,34 @@ class SubscriptionWrites:
         self.clock = clock
         self.metrics = metrics if metrics is not None else SupervisorMetrics()
         sched = settings.scheduler
-        self.renewal = Renewal(sched.renewal_fraction, sched.renewal_jitter,
-                               dt.timedelta(seconds=2 * sched.reconcile_interval_s))
+        self.renewal = Renewal(
+            sched.renewal_fraction,
+            sched.renewal_jitter,
+            dt.timedelta(seconds=2 * sched.reconcile_interval_s),
+        )
         self._locks: dict[str, asyncio.Lock] = {}
 
     # --- desired state ---------------------------------------------------------------------
 
     def wanted(self, tenant: TenantSettings) -> list[Wanted]:
         web = self.settings.web
-        return [self._wanted(tenant, spec, web.notification_url, web.lifecycle_url)
-                for spec in tenant.subscriptions]
+        return [
+            self._wanted(tenant, spec, web.notification_url, web.lifecycle_url)
+            for spec in tenant.subscriptions
+        ]
 
     @staticmethod
-    def _wanted(tenant: TenantSettings, spec: SubscriptionSpec, notification_url: str,
-                lifecycle_url: str) -> Wanted:
-        return Wanted(tenant=tenant, resource=spec.resource,
-                      change_type=",".join(spec.change_types),
-                      notification_url=spec.notification_url or notification_url,
-                      lifecycle_url=spec.lifecycle_url or lifecycle_url,
-                      lifetime=dt.timedelta(minutes=spec.lifetime_minutes))
+    def _wanted(
+        tenant: TenantSettings, spec: SubscriptionSpec, notification_url: str, lifecycle_url: str
+    ) -> Wanted:
+        return Wanted(
+            tenant=tenant,
+            resource=spec.resource,
+            change_type=",".join(spec.change_types),
+            notification_url=spec.notification_url or notification_url,
+            lifecycle_url=spec.lifecycle_url or lifecycle_url,
+            lifetime=dt.timedelta(minutes=spec.lifetime_minutes),
+        )
 
     def our_urls(self) -> set[str]:
         urls = {self.settings.web.notification_url}
@@ -147,8 +174,9 @@ class SubscriptionWrites:
 
     # --- Graph operations (each claimed through the guard) ---------------------------------
 
-    async def delete_one(self, tenant: TenantSettings, sid: str, why: str, report: Report, *,
-                         registered: bool) -> None:
+    async def delete_one(
+        self, tenant: TenantSettings, sid: str, why: str, report: Report, *, registered: bool
+    ) -> None:
         tid = tenant.tenant_id
         try:
             await self.guard.claim(sid, "delete", self.clock())
@@ -157,23 +185,30 @@ class SubscriptionWrites:
             if exc.status != 404:
                 report.fail(exc)
                 self.metrics.op("delete" if why != "orphan" else "orphan_delete", "error")
-                log.error("deleting subscription failed: %s", exc,
-                          extra={"tenant_id": tid, "subscription_id": sid,
-                                 "request_id": exc.request_id})
+                log.error(
+                    "deleting subscription failed: %s",
+                    exc,
+                    extra={"tenant_id": tid, "subscription_id": sid, "request_id": exc.request_id},
+                )
                 return
         if registered:
             await registry.delete(self.redis, self.keys, sid)
         if why == "orphan":
             report.orphans_deleted += 1
             self.metrics.op("orphan_delete")
-            log.warning("subscription at our notification URL but not in the registry (lost "
-                        "registry?): deleted, it will be recreated with a known clientState",
-                        extra={"tenant_id": tid, "subscription_id": sid, "reason": why})
+            log.warning(
+                "subscription at our notification URL but not in the registry (lost "
+                "registry?): deleted, it will be recreated with a known clientState",
+                extra={"tenant_id": tid, "subscription_id": sid, "reason": why},
+            )
         else:
             report.deleted += 1
             self.metrics.op("delete")
-            log.info("subscription deleted (%s)", why,
-                     extra={"tenant_id": tid, "subscription_id": sid, "reason": why})
+            log.info(
+                "subscription deleted (%s)",
+                why,
+                extra={"tenant_id": tid, "subscription_id": sid, "reason": why},
+            )
 
     async def create(self, w: Wanted, *, retry_conflict: bool = True) -> SubscriptionRecord:
         tid = w.tenant.tenant_id
@@ -197,31 +232,39 @@ class SubscriptionWrites:
             self.metrics.op("create", "conflict" if exc.status == 409 else "error")
             raise
         sid = str(sub["id"])
-        record = SubscriptionRecord(subscription_id=sid, tenant_id=tid, resource=w.resource,
-                                    client_state=client_state,
-                                    expires_at=expiry_of(sub, (now + w.lifetime).timestamp()),
-                                    change_types=w.change_type, created_at=time.time())
+        record = SubscriptionRecord(
+            subscription_id=sid,
+            tenant_id=tid,
+            resource=w.resource,
+            client_state=client_state,
+            expires_at=expiry_of(sub, (now + w.lifetime).timestamp()),
+            change_types=w.change_type,
+            created_at=time.time(),
+        )
         # Written at once, lease or not: it is a fact about Graph, and the clientState exists
         # nowhere else. A notification may arrive any moment now.
         await registry.put(self.redis, self.keys, record)
         await self.record_touch(sid, "create", now)
         self.metrics.op("create")
-        log.info("subscription created on %s", w.resource,
-                 extra={"tenant_id": tid, "subscription_id": sid})
+        log.info(
+            "subscription created on %s",
+            w.resource,
+            extra={"tenant_id": tid, "subscription_id": sid},
+        )
         return record
 
     async def record_touch(self, sid: str, kind: str, at: dt.datetime) -> None:
         """Remember the last create, renew or reauthorize (Graph's 10-minute rule)."""
         key = self.keys.subscription_touch(sid)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"kind": kind, "at": at.isoformat(),
-                                    "fence": self.guard.fence})
+            pipe.hset(key, mapping={"kind": kind, "at": at.isoformat(), "fence": self.guard.fence})
             pipe.expire(key, TOUCH_TTL_S)
             await pipe.execute()
 
     async def last_touch(self, sid: str) -> tuple[str, dt.datetime | None]:
-        raw = cast("dict[bytes, bytes]",
-                   await self.redis.hgetall(self.keys.subscription_touch(sid)))
+        raw = cast(
+            "dict[bytes, bytes]", await self.redis.hgetall(self.keys.subscription_touch(sid))
+        )
         kind = raw.get(b"kind", b"").decode()
         try:
             return kind, dt.datetime.fromisoformat(raw[b"at"].decode())
@@ -241,9 +284,12 @@ class SubscriptionWrites:
         except GraphError:
             return False
         if str(sub.get("notificationUrl", "")) not in self.our_urls():
-            log.error("Graph already has a subscription on %s for this app, pointing "
-                      "elsewhere: left alone, ours not created", w.resource,
-                      extra={"tenant_id": tid, "subscription_id": sid, "reason": "conflict"})
+            log.error(
+                "Graph already has a subscription on %s for this app, pointing "
+                "elsewhere: left alone, ours not created",
+                w.resource,
+                extra={"tenant_id": tid, "subscription_id": sid, "reason": "conflict"},
+            )
             return False
         await self.guard.claim(sid, "delete", self.clock())
         with contextlib.suppress(GraphError):
@@ -260,46 +306,75 @@ class SubscriptionWrites:
         now = self.clock()
         await self.guard.claim(sid, "renew", now)
         try:
-            sub = await self.graph.patch(tid, f"subscriptions/{sid}",
-                                         {"expirationDateTime": clock.graph(now + w.lifetime)})
+            sub = await self.graph.patch(
+                tid, f"subscriptions/{sid}", {"expirationDateTime": clock.graph(now + w.lifetime)}
+            )
         except GraphError as exc:
             if exc.status != 404:
                 self.metrics.op("renew", "error")
                 raise
-            log.warning("renewal found the subscription gone: recreating it",
-                        extra={"tenant_id": tid, "subscription_id": sid})
+            log.warning(
+                "renewal found the subscription gone: recreating it",
+                extra={"tenant_id": tid, "subscription_id": sid},
+            )
             self.metrics.op("renew", "gone")
             new = await self.replace_gone(w, record, now)
             self.metrics.op("recreate")
             return new
         renewed = dataclasses.replace(
-            record, expires_at=expiry_of(sub, (now + w.lifetime).timestamp()))
+            record, expires_at=expiry_of(sub, (now + w.lifetime).timestamp())
+        )
         await registry.put(self.redis, self.keys, renewed)
         await self.record_touch(sid, "renew", now)
         self.metrics.op("renew")
-        log.info("subscription renewed (fence %d)", self.guard.fence,
-                 extra={"tenant_id": tid, "subscription_id": sid})
+        log.info(
+            "subscription renewed (fence %d)",
+            self.guard.fence,
+            extra={"tenant_id": tid, "subscription_id": sid},
+        )
         return renewed
 
-    async def replace_gone(self, w: Wanted, record: SubscriptionRecord, now: dt.datetime
-                           ) -> SubscriptionRecord:
+    async def replace_gone(
+        self, w: Wanted, record: SubscriptionRecord, now: dt.datetime
+    ) -> SubscriptionRecord:
         """Graph answered 404 for a registered subscription: forget it, create it again and
         ask for a backfill of the gap since the last healthy reconcile."""
         since = await self.gap_start(record.tenant_id, now)
         await registry.delete(self.redis, self.keys, record.subscription_id)
         new = await self.create(w)
-        await self.backfill(record.tenant_id, "recreated", since, new.subscription_id,
-                            w.resource)
+        await self.backfill(record.tenant_id, "recreated", since, new.subscription_id, w.resource)
         return new
 
-    async def backfill(self, tenant_id: str, reason: str, since: dt.datetime,
-                       subscription_id: str = "", resource: str = "") -> None:
-        request = BackfillRequest(tenant_id=tenant_id, reason=reason, since=clock.graph(since),
-                                  subscription_id=subscription_id, resource=resource,
-                                  requested_at=clock.graph(self.clock()))
-        await self.redis.xadd(self.keys.backfill_requests, request.to_fields(),  # type: ignore[arg-type]
-                              maxlen=BACKFILL_MAXLEN, approximate=True)
+    async def backfill(
+        self,
+        tenant_id: str,
+        reason: str,
+        since: dt.datetime,
+        subscription_id: str = "",
+        resource: str = "",
+    ) -> None:
+        request = BackfillRequest(
+            tenant_id=tenant_id,
+            reason=reason,
+            since=clock.graph(since),
+            subscription_id=subscription_id,
+            resource=resource,
+            requested_at=clock.graph(self.clock()),
+        )
+        await self.redis.xadd(
+            self.keys.backfill_requests,
+            request.to_fields(),  # type: ignore[arg-type]
+            maxlen=BACKFILL_MAXLEN,
+            approximate=True,
+        )
         self.metrics.backfills.labels(reason).inc()
-        log.info("backfill requested (%s) since %s", reason, request.since,
-                 extra={"tenant_id": tenant_id, "subscription_id": subscription_id or None,
-                        "reason": reason})
+        log.info(
+            "backfill requested (%s) since %s",
+            reason,
+            request.since,
+            extra={
+                "tenant_id": tenant_id,
+                "subscription_id": subscription_id or None,
+                "reason": reason,
+            },
+        )

@@ -74,5 +74,5 @@ class Transactions:
         at = 0
         for (_, done), size in zip(batch, sizes, strict=True):
             if not done.done():
-                done.set_result(results[at:at + size])
+                done.set_result(results[at : at + size])
             at += size

@@ -142,8 +142,15 @@ return #due
 
 
 class Consumer:
-    def __init__(self, redis: Redis, keys: Keys, config: ConsumerConfig, handler: Handler,
-                 *, role: str = "worker") -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        config: ConsumerConfig,
+        handler: Handler,
+        *,
+        role: str = "worker",
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.config = config
@@ -163,14 +170,15 @@ class Consumer:
 
     async def ensure_group(self) -> None:
         try:
-            await self.redis.xgroup_create(self.config.stream, self.config.group, id="0",
-                                           mkstream=True)
+            await self.redis.xgroup_create(
+                self.config.stream, self.config.group, id="0", mkstream=True
+            )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
 
     # --- the loop ------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event | None = None, *, burst: bool = False) -> None:
+    async def run(self, stop: asyncio.Event | None = None, *, burst: bool = False) -> None:  # noqa: C901 - 12, older than the limit
         stop = stop or asyncio.Event()
         await self.ensure_group()
         last_health = 0.0
@@ -183,8 +191,9 @@ class Consumer:
                 if me is not None and me.cancelling():
                     raise asyncio.CancelledError
                 if self._free_slots() <= 0:  # wait for a handler to finish before reading
-                    await asyncio.wait(set(self._tasks), timeout=1.0,
-                                       return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        set(self._tasks), timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                    )
                     continue
                 now = time.monotonic()
                 try:
@@ -212,9 +221,12 @@ class Consumer:
                     failures += 1
                     backoff_s = backoff.exponential(failures, MIN_BACKOFF_S, MAX_BACKOFF_S)
                     self.redis_errors += 1
-                    log.warning("redis unavailable (%s), retrying in %.1fs",
-                                type(exc).__name__, backoff_s,
-                                extra={"stream": self.config.stream})
+                    log.warning(
+                        "redis unavailable (%s), retrying in %.1fs",
+                        type(exc).__name__,
+                        backoff_s,
+                        extra={"stream": self.config.stream},
+                    )
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), backoff_s)
                     continue
@@ -252,8 +264,12 @@ class Consumer:
             return 0
         try:
             reply: Any = await self.redis.xreadgroup(
-                self.config.group, self.config.consumer, {self.config.stream: ">"}, count=free,
-                block=self.config.block_ms if block else None)
+                self.config.group,
+                self.config.consumer,
+                {self.config.stream: ">"},
+                count=free,
+                block=self.config.block_ms if block else None,
+            )
         except ResponseError as exc:
             if "NOGROUP" in str(exc):  # the stream was deleted under us
                 await self.ensure_group()
@@ -272,8 +288,13 @@ class Consumer:
             return 0
         idle_ms = int(self.config.visibility_timeout_s * 1000)
         reply: list[Any] = await self.redis.xautoclaim(
-            self.config.stream, self.config.group, self.config.consumer, idle_ms,
-            start_id="0-0", count=free)
+            self.config.stream,
+            self.config.group,
+            self.config.consumer,
+            idle_ms,
+            start_id="0-0",
+            count=free,
+        )
         claimed: list[tuple[bytes, dict[bytes, bytes] | None]] = reply[1]
         n = 0
         for entry_id, fields in claimed:
@@ -286,21 +307,24 @@ class Consumer:
     def _free_slots(self) -> int:
         return self.config.concurrency - len(self._tasks)
 
-    async def _start(self, entry_id: str, fields: dict[bytes, bytes],
-                     delivered: int | None = None) -> None:
+    async def _start(
+        self, entry_id: str, fields: dict[bytes, bytes], delivered: int | None = None
+    ) -> None:
         await self._semaphore.acquire()
         task = asyncio.create_task(self._process(entry_id, fields, delivered))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _process(self, entry_id: str, fields: dict[bytes, bytes],
-                       delivered: int | None) -> None:
+    async def _process(
+        self, entry_id: str, fields: dict[bytes, bytes], delivered: int | None
+    ) -> None:
         try:
             if delivered is None:  # a claimed entry: how often was it handed out?
                 delivered = await self._times_delivered(entry_id)
             attempt = int(fields.get(ATTEMPT_FIELD.encode(), b"0") or 0) + delivered
-            entry = Entry(entry_id, fields, max(1, attempt),
-                          (self.config.stream, self.config.group))
+            entry = Entry(
+                entry_id, fields, max(1, attempt), (self.config.stream, self.config.group)
+            )
             try:
                 await self.handler(entry)
             except Retry as retry:
@@ -314,23 +338,31 @@ class Consumer:
                 if delivered >= self.config.max_attempts:
                     await self._poison(entry, exc)
                 else:
-                    log.warning("entry failed (attempt %d of %d): %s", delivered,
-                                self.config.max_attempts, _describe(exc),
-                                extra={"stream": self.config.stream, "stream_id": entry_id})
+                    log.warning(
+                        "entry failed (attempt %d of %d): %s",
+                        delivered,
+                        self.config.max_attempts,
+                        _describe(exc),
+                        extra={"stream": self.config.stream, "stream_id": entry_id},
+                    )
                 return
             if not entry.acked:
                 await self._ack(entry_id)
             self.processed += 1
         except (RedisError, OSError) as exc:
             # The entry stays pending and is claimed again after the visibility timeout.
-            log.warning("redis error while processing: %s", type(exc).__name__,
-                        extra={"stream": self.config.stream, "stream_id": entry_id})
+            log.warning(
+                "redis error while processing: %s",
+                type(exc).__name__,
+                extra={"stream": self.config.stream, "stream_id": entry_id},
+            )
         finally:
             self._semaphore.release()
 
     async def _times_delivered(self, entry_id: str) -> int:
-        rows = await self.redis.xpending_range(self.config.stream, self.config.group,
-                                               min=entry_id, max=entry_id, count=1)
+        rows = await self.redis.xpending_range(
+            self.config.stream, self.config.group, min=entry_id, max=entry_id, count=1
+        )
         return int(rows[0]["times_delivered"]) if rows else 1
 
     async def _ack(self, entry_id: str) -> None:
@@ -340,8 +372,9 @@ class Consumer:
             await pipe.execute()
 
     async def _defer(self, entry: Entry, delay_s: float) -> None:
-        kept = {k.decode(): v.decode() for k, v in entry.fields.items()
-                if k != ATTEMPT_FIELD.encode()}
+        kept = {
+            k.decode(): v.decode() for k, v in entry.fields.items() if k != ATTEMPT_FIELD.encode()
+        }
         member = json.dumps({"f": kept, "n": entry.attempt, "id": entry.id})
         due_ms = int((time.time() + delay_s) * 1000)
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -352,25 +385,39 @@ class Consumer:
 
     async def _poison(self, entry: Entry, exc: BaseException) -> None:
         self.poisoned += 1
-        log.error("entry failed %d times, moved to the poison stream: %s", entry.attempt,
-                  _describe(exc), extra={"stream": self.config.stream, "stream_id": entry.id})
+        log.error(
+            "entry failed %d times, moved to the poison stream: %s",
+            entry.attempt,
+            _describe(exc),
+            extra={"stream": self.config.stream, "stream_id": entry.id},
+        )
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.keys.poison, {
-                PAYLOAD_FIELD: entry.value, "stream": self.config.stream, "id": entry.id,
-                "error": cut(_describe(exc), 2000), "attempts": str(entry.attempt),
-                "at": str(int(time.time() * 1000))})
+            pipe.xadd(
+                self.keys.poison,
+                {
+                    PAYLOAD_FIELD: entry.value,
+                    "stream": self.config.stream,
+                    "id": entry.id,
+                    "error": cut(_describe(exc), 2000),
+                    "attempts": str(entry.attempt),
+                    "at": str(int(time.time() * 1000)),
+                },
+            )
             pipe.xack(self.config.stream, self.config.group, entry.id)
             pipe.xdel(self.config.stream, entry.id)
             await pipe.execute()
 
     async def _promote_due(self) -> None:
-        await self._promote(keys=[self.delayed_key, self.config.stream],
-                            args=[int(time.time() * 1000), 500])
+        await self._promote(
+            keys=[self.delayed_key, self.config.stream], args=[int(time.time() * 1000), 500]
+        )
 
     async def _heartbeat(self) -> None:
-        await self.redis.set(self.keys.health(self.role, self.config.consumer),
-                             json.dumps({"stream": self.config.stream, "at": time.time()}),
-                             ex=self.config.health_ttl_s)
+        await self.redis.set(
+            self.keys.health(self.role, self.config.consumer),
+            json.dumps({"stream": self.config.stream, "at": time.time()}),
+            ex=self.config.health_ttl_s,
+        )
 
     async def _wait_idle(self) -> None:
         if self._tasks:
@@ -392,8 +439,7 @@ class Consumer:
     async def _drain(self) -> None:
         if not self._tasks:
             return
-        _done, pending = await asyncio.wait(set(self._tasks),
-                                           timeout=self.config.drain_timeout_s)
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=self.config.drain_timeout_s)
         for task in pending:  # left pending in Redis: another consumer claims them
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

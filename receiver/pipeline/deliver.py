@@ -57,8 +57,11 @@ class DeliverPolicy:
         with jitter."""
         if retry_after is not None:
             return backoff.after(retry_after, self.jitter)
-        base = (self.schedule_s[attempt - 1] if attempt <= len(self.schedule_s)
-                else max(HOURLY_S, self.schedule_s[-1] if self.schedule_s else HOURLY_S))
+        base = (
+            self.schedule_s[attempt - 1]
+            if attempt <= len(self.schedule_s)
+            else max(HOURLY_S, self.schedule_s[-1] if self.schedule_s else HOURLY_S)
+        )
         return backoff.spread(base, self.jitter)
 
 
@@ -104,8 +107,12 @@ class _Pacer:
 
 def delivery_counter(registry: CollectorRegistry | None) -> Counter:
     """The deliveries counter; one per registry, shared by every sink's stage."""
-    return Counter("receiver_deliveries", "Deliveries by sink and outcome",
-                   ["sink", "outcome"], registry=registry)
+    return Counter(
+        "receiver_deliveries",
+        "Deliveries by sink and outcome",
+        ["sink", "outcome"],
+        registry=registry,
+    )
 
 
 # Envelope -> (label, url) triage links (receiver.actions.links.ActionLinks.for_alert).
@@ -113,9 +120,17 @@ ActionLinksFor = Callable[[Envelope], tuple[tuple[str, str], ...]]
 
 
 class DeliverStage:
-    def __init__(self, redis: Redis, keys: Keys, sink: Sink, policy: DeliverPolicy | None = None,
-                 *, outcomes: Counter | None = None, links: ActionLinksFor | None = None,
-                 transactions: Transactions | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        sink: Sink,
+        policy: DeliverPolicy | None = None,
+        *,
+        outcomes: Counter | None = None,
+        links: ActionLinksFor | None = None,
+        transactions: Transactions | None = None,
+    ) -> None:
         self.redis = redis
         # Delivery records of sends that finish in the same turn: one transaction.
         self.transactions = transactions or Transactions(redis)
@@ -124,8 +139,7 @@ class DeliverStage:
         # Signed triage links for the message (receiver.actions), when the sink shows them.
         self.links = links
         self.policy = policy or DeliverPolicy()
-        self.breaker = CircuitBreaker(self.policy.breaker_threshold,
-                                      self.policy.breaker_cooldown_s)
+        self.breaker = CircuitBreaker(self.policy.breaker_threshold, self.policy.breaker_cooldown_s)
         self._pacer = _Pacer(self.policy.rate_per_s)
         self.outcomes = outcomes if outcomes is not None else delivery_counter(None)
 
@@ -146,39 +160,66 @@ class DeliverStage:
         name = self.sink.name
         try:
             actions = self.links(envelope) if self.links is not None else ()
-            result = await self.sink.send(envelope, Delivery(route=route, attempt=entry.attempt,
-                                                             actions=actions))
+            result = await self.sink.send(
+                envelope, Delivery(route=route, attempt=entry.attempt, actions=actions)
+            )
         except RetryableError as exc:
             self.breaker.failure()
             age_s = self._age_s(entry)
             if entry.attempt >= self.policy.max_attempts or age_s >= self.policy.max_age_s:
-                await self._dead_letter(entry, envelope.tenant_id, envelope.id, str(exc),
-                                        reason="retries exhausted")
+                await self._dead_letter(
+                    entry, envelope.tenant_id, envelope.id, str(exc), reason="retries exhausted"
+                )
                 return
             delay = self.policy.delay(entry.attempt, exc.retry_after)
             self.outcomes.labels(name, "retry").inc()
-            await records.record(self.redis, self.keys, envelope.tenant_id, envelope.id,
-                                 records.event("retrying", sink=name, attempt=entry.attempt,
-                                               detail=cut(str(exc), 300),
-                                               next_in_s=round(delay, 1)))
+            await records.record(
+                self.redis,
+                self.keys,
+                envelope.tenant_id,
+                envelope.id,
+                records.event(
+                    "retrying",
+                    sink=name,
+                    attempt=entry.attempt,
+                    detail=cut(str(exc), 300),
+                    next_in_s=round(delay, 1),
+                ),
+            )
             raise Retry(delay, cut(str(exc), 300)) from None
         except PermanentError as exc:
             self.breaker.failure()
-            await self._dead_letter(entry, envelope.tenant_id, envelope.id, str(exc),
-                                    reason="permanent error")
+            await self._dead_letter(
+                entry, envelope.tenant_id, envelope.id, str(exc), reason="permanent error"
+            )
             return
         except Exception as exc:  # a bug in a sink must not loop: dead-letter it
             log.exception("sink %s raised unexpectedly", name, extra={"sink": name})
-            await self._dead_letter(entry, envelope.tenant_id, envelope.id,
-                                    f"{type(exc).__name__} in sink", reason="sink error")
+            await self._dead_letter(
+                entry,
+                envelope.tenant_id,
+                envelope.id,
+                f"{type(exc).__name__} in sink",
+                reason="sink error",
+            )
             return
         self.breaker.success()
         self.outcomes.labels(name, "delivered").inc()
         async with self.redis.pipeline(transaction=True) as pipe:
-            records.add(pipe, self.keys, envelope.tenant_id, envelope.id,
-                        records.event("delivered", sink=name, attempt=entry.attempt,
-                                      detail=result.detail, ticket=result.ticket_id,
-                                      version=envelope.version))
+            records.add(
+                pipe,
+                self.keys,
+                envelope.tenant_id,
+                envelope.id,
+                records.event(
+                    "delivered",
+                    sink=name,
+                    attempt=entry.attempt,
+                    detail=result.detail,
+                    ticket=result.ticket_id,
+                    version=envelope.version,
+                ),
+            )
             entry.ack_with(pipe)
             await self.transactions.execute(pipe)
 
@@ -189,26 +230,56 @@ class DeliverStage:
         queued_ms = int(queued) if queued else int(entry.id.split("-")[0])
         return max(0.0, time.time() - queued_ms / 1000)
 
-    async def _dead_letter(self, entry: Entry, tenant_id: str, alert_id: str, error: str,
-                           *, reason: str) -> None:
+    async def _dead_letter(
+        self, entry: Entry, tenant_id: str, alert_id: str, error: str, *, reason: str
+    ) -> None:
         name = self.sink.name
         self.outcomes.labels(name, "dead_lettered").inc()
-        log.warning("delivery dead-lettered (%s): %s", reason, cut(error, 300),
-                    extra={"sink": name, "alert_id": alert_id, "tenant_id": tenant_id,
-                           "attempt": entry.attempt})
+        log.warning(
+            "delivery dead-lettered (%s): %s",
+            reason,
+            cut(error, 300),
+            extra={
+                "sink": name,
+                "alert_id": alert_id,
+                "tenant_id": tenant_id,
+                "attempt": entry.attempt,
+            },
+        )
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(self.keys.dlq(name), AlertEntry.of(entry.fields).to_fields(
-                error=cut(error, 2000), reason=reason, attempts=str(entry.attempt),
-                at=str(int(time.time() * 1000))))
-            records.add(pipe, self.keys, tenant_id, alert_id,
-                        records.event("dead_lettered", sink=name, attempt=entry.attempt,
-                                      detail=f"{reason}: {cut(error, 300)}"))
+            pipe.xadd(
+                self.keys.dlq(name),
+                AlertEntry.of(entry.fields).to_fields(
+                    error=cut(error, 2000),
+                    reason=reason,
+                    attempts=str(entry.attempt),
+                    at=str(int(time.time() * 1000)),
+                ),
+            )
+            records.add(
+                pipe,
+                self.keys,
+                tenant_id,
+                alert_id,
+                records.event(
+                    "dead_lettered",
+                    sink=name,
+                    attempt=entry.attempt,
+                    detail=f"{reason}: {cut(error, 300)}",
+                ),
+            )
             await pipe.execute()
 
 
-async def replay(redis: Redis, keys: Keys, sink: str, *, entry_ids: list[str] | None = None,
-                 since_ms: int | None = None,
-                 on_moved: Callable[[], object] | None = None) -> int:
+async def replay(
+    redis: Redis,
+    keys: Keys,
+    sink: str,
+    *,
+    entry_ids: list[str] | None = None,
+    since_ms: int | None = None,
+    on_moved: Callable[[], object] | None = None,
+) -> int:
     """Move dead-lettered deliveries back into the sink's stream (all, some, or since a
     time); returns how many. Each moves atomically; ``on_moved`` is called after each
     (the CLI's progress display)."""
@@ -232,8 +303,12 @@ async def replay(redis: Redis, keys: Keys, sink: str, *, entry_ids: list[str] | 
 
 def describe_dlq_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, str]:
     env = json.loads(AlertEntry.of(fields).envelope or b"{}")
-    return {"id": entry_id.decode(), "alert": str(env.get("id", "")),
-            "tenant": str(env.get("tenant") or env.get("tenant_id", "")),
-            "title": str(env.get("title", "")), "error": fields.get(b"error", b"").decode(),
-            "reason": fields.get(b"reason", b"").decode(),
-            "attempts": fields.get(b"attempts", b"").decode()}
+    return {
+        "id": entry_id.decode(),
+        "alert": str(env.get("id", "")),
+        "tenant": str(env.get("tenant") or env.get("tenant_id", "")),
+        "title": str(env.get("title", "")),
+        "error": fields.get(b"error", b"").decode(),
+        "reason": fields.get(b"reason", b"").decode(),
+        "attempts": fields.get(b"attempts", b"").decode(),
+    }

@@ -92,27 +92,38 @@ return 1
 class AlertSource(Protocol):
     """What the fetch stage needs of the Graph client."""
 
-    async def get(self, tenant_id: str, path: str, params: dict[str, str] | None = None
-                  ) -> dict[str, Any]: ...
+    async def get(
+        self, tenant_id: str, path: str, params: dict[str, str] | None = None
+    ) -> dict[str, Any]: ...
 
 
 NORMALISERS: dict[str, Callable[[dict[str, Any], str], Envelope]] = {
-    "security/alerts_v2": from_v2, "security/incidents": from_incident,
-    "security/alerts": from_legacy}
+    "security/alerts_v2": from_v2,
+    "security/incidents": from_incident,
+    "security/alerts": from_legacy,
+}
 
 
 class FetchStage:
-    def __init__(self, redis: Redis, keys: Keys, settings: Settings, graph: AlertSource, *,
-                 dedup_window_s: int = DEFAULT_DEDUP_WINDOW_S,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        settings: Settings,
+        graph: AlertSource,
+        *,
+        dedup_window_s: int = DEFAULT_DEDUP_WINDOW_S,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.graph = graph
         self.tenants = {t.tenant_id: t.name for t in settings.tenants}
         self.dedup_window_s = dedup_window_s
         self._script = redis.register_script(_DEDUP_AND_ENQUEUE)
-        self.outcomes = Counter("receiver_fetch_outcomes", "Fetch stage outcomes",
-                                ["outcome"], registry=registry)
+        self.outcomes = Counter(
+            "receiver_fetch_outcomes", "Fetch stage outcomes", ["outcome"], registry=registry
+        )
         self._seen_written: dict[tuple[str, str], float] = {}
 
     async def handle(self, entry: Entry) -> None:
@@ -160,21 +171,32 @@ class FetchStage:
     def _refuse(self, outcome: str, note: NotificationEntry, why: str) -> NoReturn:
         """Count and refuse an entry without calling Graph (Poison: kept for a human)."""
         self.outcomes.labels(outcome).inc()
-        log.warning("notification refused (%s): %s", outcome, why,
-                    extra={"tenant_id": note.tenant_id, "subscription_id": note.subscription_id,
-                           "reason": outcome})
+        log.warning(
+            "notification refused (%s): %s",
+            outcome,
+            why,
+            extra={
+                "tenant_id": note.tenant_id,
+                "subscription_id": note.subscription_id,
+                "reason": outcome,
+            },
+        )
         raise Poison(f"{outcome}: {why}")
 
-    async def _alert(self, note: NotificationEntry, resource: AlertResource
-                     ) -> dict[str, Any] | None:
+    async def _alert(
+        self, note: NotificationEntry, resource: AlertResource
+    ) -> dict[str, Any] | None:
         if note.resource_data:
             try:
                 data = json.loads(note.resource_data)
             except ValueError:
                 data = None
             if not isinstance(data, dict) or str(data.get("id") or "") != resource.id:
-                self._refuse("refused_content", note,
-                             "the content's id is not the notification's resource id")
+                self._refuse(
+                    "refused_content",
+                    note,
+                    "the content's id is not the notification's resource id",
+                )
             if note.source in READ_BY_US:
                 return data
             # A push entry's (decrypted) content: bound to its notification above, and
@@ -185,8 +207,11 @@ class FetchStage:
         except GraphError as exc:
             if exc.status == 404:
                 self.outcomes.labels("gone").inc()
-                log.info("alert no longer exists: %s", path,
-                         extra={"tenant_id": note.tenant_id, "alert_id": note.resource_id})
+                log.info(
+                    "alert no longer exists: %s",
+                    path,
+                    extra={"tenant_id": note.tenant_id, "alert_id": note.resource_id},
+                )
                 return None
             if exc.status in (400, 403):
                 raise Poison(str(exc)) from None
@@ -197,14 +222,23 @@ class FetchStage:
         The check, the record, the XADD and the acknowledgement of ``entry`` (the
         notification) happen atomically in Redis."""
         version = clock.canonical(envelope.version)
-        ack_keys, ack_args = (entry.ack_script_args(self.keys.alerts) if entry is not None
-                              else ([self.keys.alerts], ["", ""]))
+        ack_keys, ack_args = (
+            entry.ack_script_args(self.keys.alerts)
+            if entry is not None
+            else ([self.keys.alerts], ["", ""])
+        )
         passed = await self._script(
-            keys=[self.keys.dedup(envelope.tenant_id, envelope.id), self.keys.alerts,
-                  *ack_keys],
-            args=[version, json.dumps(envelope.material(), sort_keys=True),
-                  self.dedup_window_s, envelope.to_json(), ALERTS_STREAM_MAXLEN, *ack_args,
-                  *MATERIAL_FIELDS])
+            keys=[self.keys.dedup(envelope.tenant_id, envelope.id), self.keys.alerts, *ack_keys],
+            args=[
+                version,
+                json.dumps(envelope.material(), sort_keys=True),
+                self.dedup_window_s,
+                envelope.to_json(),
+                ALERTS_STREAM_MAXLEN,
+                *ack_args,
+                *MATERIAL_FIELDS,
+            ],
+        )
         self.outcomes.labels("passed" if passed else "duplicate").inc()
         return bool(passed)
 

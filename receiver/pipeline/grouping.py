@@ -106,8 +106,7 @@ def _ms(seconds: float) -> int:
 
 
 def retention_s(decision: Decision) -> int:
-    return int(max(MIN_RETENTION_S, 2 * decision.group_interval_s,
-                   2 * decision.repeat_interval_s))
+    return int(max(MIN_RETENTION_S, 2 * decision.group_interval_s, 2 * decision.repeat_interval_s))
 
 
 def _member(envelope: Envelope) -> str:
@@ -117,41 +116,66 @@ def _member(envelope: Envelope) -> str:
 class Groups:
     """Adds alerts to groups (route stage) and sends the groups that are due (flusher)."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, sinks: Collection[str] | None = None,
-                 clock: Callable[[], float] = time.time,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        sinks: Collection[str] | None = None,
+        clock: Callable[[], float] = time.time,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.sinks = sinks
         self.clock = clock
         self._add = redis.register_script(_ADD)
         self._commit = redis.register_script(_COMMIT)
-        self.outcomes = Counter("receiver_group_messages", "Group messages by outcome: sent "
-                                "(a new or updated group), reminder, closed (all resolved), "
-                                "lost_race (another worker sent it), dropped (its sink is "
-                                "gone from the config)", ["outcome"], registry=registry)
+        self.outcomes = Counter(
+            "receiver_group_messages",
+            "Group messages by outcome: sent "
+            "(a new or updated group), reminder, closed (all resolved), "
+            "lost_race (another worker sent it), dropped (its sink is "
+            "gone from the config)",
+            ["outcome"],
+            registry=registry,
+        )
 
     def _keys(self, gid: str) -> list[str]:
         k = self.keys
         return [k.group_members(gid), k.group_changed(gid), k.group_meta(gid), k.groups_due]
 
-    async def add(self, pipe: Pipeline, decision: Decision, envelope: Envelope,
-                  envelope_json: str) -> str:
+    async def add(
+        self, pipe: Pipeline, decision: Decision, envelope: Envelope, envelope_json: str
+    ) -> str:
         """Queue the alert's addition to its group on ``pipe``; return the group id."""
         labels = group_labels(decision.group_by, envelope)
         gid = group_id(decision.sink, decision.route, labels)
-        await self._add(keys=self._keys(gid), args=[
-            _member(envelope), envelope_json, _ms(self.clock()), _ms(decision.group_wait_s),
-            _ms(decision.group_interval_s), _ms(decision.repeat_interval_s), gid,
-            retention_s(decision), decision.sink, decision.route,
-            json.dumps(labels, separators=(",", ":"))], client=pipe)
+        await self._add(
+            keys=self._keys(gid),
+            args=[
+                _member(envelope),
+                envelope_json,
+                _ms(self.clock()),
+                _ms(decision.group_wait_s),
+                _ms(decision.group_interval_s),
+                _ms(decision.repeat_interval_s),
+                gid,
+                retention_s(decision),
+                decision.sink,
+                decision.route,
+                json.dumps(labels, separators=(",", ":")),
+            ],
+            client=pipe,
+        )
         return gid
 
     async def flush_due(self) -> int:
         """Send every group that is due now; return how many messages were sent."""
         now = _ms(self.clock())
-        gids = await self.redis.zrangebyscore(self.keys.groups_due, "-inf", now, start=0,
-                                              num=FLUSH_BATCH)
+        gids = await self.redis.zrangebyscore(
+            self.keys.groups_due, "-inf", now, start=0, num=FLUSH_BATCH
+        )
         sent = 0
         for raw in gids:
             gid = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -190,31 +214,67 @@ class Groups:
             return 0
         sent_before = int(meta.get("sent", "0"))
         changed = [members[c.decode()].id for c in changed_raw if c.decode() in members]
-        message = summarize(gid, int(meta["started"]), now, json.loads(meta["labels"]),
-                            list(members.values()), changed, first=sent_before == 0)
+        message = summarize(
+            gid,
+            int(meta["started"]),
+            now,
+            json.loads(meta["labels"]),
+            list(members.values()),
+            changed,
+            first=sent_before == 0,
+        )
         close = all_resolved(list(members.values()))
         repeat = int(meta.get("repeat", "0"))
         next_due = now + repeat if repeat > 0 and not close else 0
-        ok = await self._commit(keys=[*self._keys(gid), self.keys.sink(sink)], args=[
-            gid, meta.get("version", ""), meta.get("sent", ""), now, next_due,
-            "1" if close else "0", int(meta.get("retention", 0)) or MIN_RETENTION_S,
-            SINK_STREAM_MAXLEN, message.to_json(), "1" if message.first_seen else "0",
-            ",".join(message.changes), meta["route"], str(now)])
+        ok = await self._commit(
+            keys=[*self._keys(gid), self.keys.sink(sink)],
+            args=[
+                gid,
+                meta.get("version", ""),
+                meta.get("sent", ""),
+                now,
+                next_due,
+                "1" if close else "0",
+                int(meta.get("retention", 0)) or MIN_RETENTION_S,
+                SINK_STREAM_MAXLEN,
+                message.to_json(),
+                "1" if message.first_seen else "0",
+                ",".join(message.changes),
+                meta["route"],
+                str(now),
+            ],
+        )
         if not ok:
             self.outcomes.labels("lost_race").inc()
             return 0
-        outcome = "closed" if close else ("reminder" if message.changes == ("reminder",)
-                                          else "sent")
+        outcome = (
+            "closed" if close else ("reminder" if message.changes == ("reminder",) else "sent")
+        )
         self.outcomes.labels(outcome).inc()
         async with self.redis.pipeline(transaction=False) as pipe:
-            records.add(pipe, self.keys, message.tenant_id, message.id,
-                        records.event("routed", sink=sink, route=meta["route"],
-                                      version=message.version, members=len(members),
-                                      update=message.is_update or None))
+            records.add(
+                pipe,
+                self.keys,
+                message.tenant_id,
+                message.id,
+                records.event(
+                    "routed",
+                    sink=sink,
+                    route=meta["route"],
+                    version=message.version,
+                    members=len(members),
+                    update=message.is_update or None,
+                ),
+            )
             for member in members.values():
                 if member.id in changed:
-                    records.add(pipe, self.keys, member.tenant_id, member.id,
-                                records.event("group_sent", sink=sink, group=message.id))
+                    records.add(
+                        pipe,
+                        self.keys,
+                        member.tenant_id,
+                        member.id,
+                        records.event("group_sent", sink=sink, group=message.id),
+                    )
             await pipe.execute()
         return 1
 

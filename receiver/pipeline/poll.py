@@ -88,23 +88,32 @@ local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
 """
 # KEYS: poll stream. ARGV: group, job id, consumer. -> 1 kept fresh, 0 no longer ours.
-_TOUCH = _OWNED + """
+_TOUCH = (
+    _OWNED
+    + """
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[2], 'JUSTID')
 return 1
 """
+)
 # KEYS: poll stream, notifications. ARGV: group, job id, consumer, entry values...
-_QUEUE = _OWNED + f"""
+_QUEUE = (
+    _OWNED
+    + f"""
 for i = 4, #ARGV do redis.call('XADD', KEYS[2], '*', '{FIELD}', ARGV[i]) end
 return 1
 """
+)
 # KEYS: poll stream, job marker, watermark. ARGV: group, job id, consumer, new watermark or ''.
-_FINISH = _OWNED + """
+_FINISH = (
+    _OWNED
+    + """
 if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4]) end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
 return 1
 """
+)
 
 
 class JobLost(Exception):
@@ -145,26 +154,46 @@ def phase(tenant_id: str, source: str, interval_s: float) -> float:
 class Planner:
     """The leader's part: queue a poll job for each (tenant, source) when due."""
 
-    def __init__(self, redis: Redis, keys: Keys, settings: Settings, *,
-                 registry: CollectorRegistry | None = None, now: Now = time.time) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        now: Now = time.time,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.settings = settings
         self.now = now
         self.registry = registry if registry is not None else CollectorRegistry()
         self._enqueue = redis.register_script(_ENQUEUE)
-        self.queued = Counter("receiver_poll_jobs_queued", "Poll jobs the leader queued",
-                              ["source"], registry=self.registry)
+        self.queued = Counter(
+            "receiver_poll_jobs_queued",
+            "Poll jobs the leader queued",
+            ["source"],
+            registry=self.registry,
+        )
         self.skipped = Counter(
-            "receiver_poll_jobs_skipped", "Times a (tenant, source) was due while its last "
+            "receiver_poll_jobs_skipped",
+            "Times a (tenant, source) was due while its last "
             "job was still queued or being read (it is queued once that one is done)",
-            ["source"], registry=self.registry)
+            ["source"],
+            registry=self.registry,
+        )
         self.overdue = Gauge(
-            "receiver_poll_overdue_seconds", "How long past its due time the most overdue "
+            "receiver_poll_overdue_seconds",
+            "How long past its due time the most overdue "
             "(tenant, source) waits for its last job to finish (keep it under the interval)",
-            registry=self.registry)
-        self.units = [(t.tenant_id, s, t.poll.interval_s) for t in settings.tenants
-                      for s in SOURCES if getattr(t.poll, s)]
+            registry=self.registry,
+        )
+        self.units = [
+            (t.tenant_id, s, t.poll.interval_s)
+            for t in settings.tenants
+            for s in SOURCES
+            if getattr(t.poll, s)
+        ]
         # (next due, tenant, source, interval, first due of a waiting job or 0)
         self._heap: list[tuple[float, str, str, float, float]] = []
         self._last_tick = float("-inf")
@@ -180,8 +209,9 @@ class Planner:
         for tenant_id, source, interval in self.units:
             offset = phase(tenant_id, source, interval)
             slot = (now - offset) // interval * interval + offset
-            self._heap.append((slot + interval if slot <= now else slot,
-                               tenant_id, source, interval, 0.0))
+            self._heap.append(
+                (slot + interval if slot <= now else slot, tenant_id, source, interval, 0.0)
+            )
         heapq.heapify(self._heap)
 
     async def tick(self) -> int:
@@ -198,9 +228,11 @@ class Planner:
             for first in range(0, len(due), BATCH):
                 keys: list[str] = [self.keys.poll_jobs]
                 args: list[Any] = [ENTRY_VERSION]
-                for at, tenant_id, source, _, waiting in due[first:first + BATCH]:
-                    keys += [self.keys.poll_job(tenant_id, source),
-                             self.keys.watermark(tenant_id, source)]
+                for at, tenant_id, source, _, waiting in due[first : first + BATCH]:
+                    keys += [
+                        self.keys.poll_job(tenant_id, source),
+                        self.keys.watermark(tenant_id, source),
+                    ]
                     args += [tenant_id, source, int((waiting or at) * 1000)]
                 results += [int(r) for r in await self._enqueue(keys=keys, args=args)]
         except BaseException:  # Redis unavailable: what was not queued stays due
@@ -208,8 +240,7 @@ class Planner:
                 heapq.heappush(self._heap, unit)
             raise
         queued = 0
-        for (at, tenant_id, source, interval, waiting), result in zip(due, results,
-                                                                      strict=True):
+        for (at, tenant_id, source, interval, waiting), result in zip(due, results, strict=True):
             if result:
                 queued += 1
                 self.queued.labels(source).inc()
@@ -219,8 +250,10 @@ class Planner:
                 heapq.heappush(self._heap, (following, tenant_id, source, interval, 0.0))
             else:  # its last job is not done: ask again shortly, not at the next slot
                 self.skipped.labels(source).inc()
-                heapq.heappush(self._heap, (now + max(1.0, self.tick_s), tenant_id, source,
-                                            interval, waiting or at))
+                heapq.heappush(
+                    self._heap,
+                    (now + max(1.0, self.tick_s), tenant_id, source, interval, waiting or at),
+                )
         waits = [now - w for _, _, _, _, w in self._heap if w]
         self.overdue.set(max(waits, default=0.0))
         return queued
@@ -229,9 +262,17 @@ class Planner:
 class PollJobs:
     """The workers' part: the handler of the ``poll`` stream's consumer."""
 
-    def __init__(self, redis: Redis, keys: Keys, settings: Settings, poller: Poller, *,
-                 consumer: str, keepalive_s: float,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        settings: Settings,
+        poller: Poller,
+        *,
+        consumer: str,
+        keepalive_s: float,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.settings = settings
@@ -242,11 +283,18 @@ class PollJobs:
         self._queue_script = redis.register_script(_QUEUE)
         self._finish = redis.register_script(_FINISH)
         self.outcomes = Counter(
-            "receiver_poll_jobs", "Poll jobs a worker ended, by outcome: done, failed "
+            "receiver_poll_jobs",
+            "Poll jobs a worker ended, by outcome: done, failed "
             "(Graph; the watermark stays), lost (taken over by another worker after a stall), "
-            "unknown_tenant (not in this worker's settings)", ["outcome"], registry=registry)
-        self.in_flight = Gauge("receiver_poll_jobs_in_flight",
-                               "Poll jobs this worker is reading now", registry=registry)
+            "unknown_tenant (not in this worker's settings)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "receiver_poll_jobs_in_flight",
+            "Poll jobs this worker is reading now",
+            registry=registry,
+        )
 
     def _args(self, entry: Entry) -> list[Any]:
         return [POLL_GROUP, entry.id, self.consumer]
@@ -260,19 +308,24 @@ class PollJobs:
         if tenant is None or not getattr(tenant.poll, job.source):
             # Settings differ between processes (a rolling change): end the job, the leader
             # decides again from its own settings.
-            log.warning("poll job for a tenant or source this worker does not poll: ended",
-                        extra={"tenant_id": job.tenant_id})
+            log.warning(
+                "poll job for a tenant or source this worker does not poll: ended",
+                extra={"tenant_id": job.tenant_id},
+            )
             await self._end(entry, job, None, outcome="unknown_tenant")
             return
 
         async def queue(tenant_id: str, path: str, items: list[dict[str, Any]]) -> None:
             values = [fields[FIELD] for fields in entry_fields(tenant_id, path, items)]
-            if not await self._queue_script(keys=[self.keys.poll_jobs, self.keys.notifications],
-                                            args=[*self._args(entry), *values]):
+            if not await self._queue_script(
+                keys=[self.keys.poll_jobs, self.keys.notifications],
+                args=[*self._args(entry), *values],
+            ):
                 raise JobLost("the poll job was taken over")
 
-        read = asyncio.ensure_future(self.poller.read_source(tenant, job.source,
-                                                             job.watermark or None, queue))
+        read = asyncio.ensure_future(
+            self.poller.read_source(tenant, job.source, job.watermark or None, queue)
+        )
         keep = asyncio.create_task(self._keep(entry, read))
         self.in_flight.inc()
         try:
@@ -288,8 +341,9 @@ class PollJobs:
             return
         except Exception as exc:
             self.poller.failures.labels(job.source).inc()
-            log.warning("polling %s failed: %s", job.source, exc,
-                        extra={"tenant_id": job.tenant_id})
+            log.warning(
+                "polling %s failed: %s", job.source, exc, extra={"tenant_id": job.tenant_id}
+            )
             await self._end(entry, job, None, outcome="failed")
             return
         finally:
@@ -303,8 +357,11 @@ class PollJobs:
     def _lost(self, entry: Entry, job: PollJob) -> None:
         entry.acked = True  # not ours to acknowledge any more
         self.outcomes.labels("lost").inc()
-        log.warning("poll job of %s taken over by another worker: stopped", job.source,
-                    extra={"tenant_id": job.tenant_id, "stream_id": entry.id})
+        log.warning(
+            "poll job of %s taken over by another worker: stopped",
+            job.source,
+            extra={"tenant_id": job.tenant_id, "stream_id": entry.id},
+        )
 
     async def _keep(self, entry: Entry, read: asyncio.Future[Any]) -> None:
         """Keep the job's entry fresh while it is read; stop the read when it is not ours."""
@@ -314,19 +371,29 @@ class PollJobs:
                 read.cancel()
                 return
 
-    async def _end(self, entry: Entry, job: PollJob, moved: str | None, *,
-                   outcome: str = "done", count: int = 0) -> None:
+    async def _end(
+        self,
+        entry: Entry,
+        job: PollJob,
+        moved: str | None,
+        *,
+        outcome: str = "done",
+        count: int = 0,
+    ) -> None:
         """Store the watermark (when it moved), acknowledge the job and clear its marker,
         in one script, and only while the job is still ours."""
         ok = await self._finish(
-            keys=[self.keys.poll_jobs, self.keys.poll_job(job.tenant_id, job.source),
-                  self.keys.watermark(job.tenant_id, job.source)],
-            args=[*self._args(entry), moved or ""])
+            keys=[
+                self.keys.poll_jobs,
+                self.keys.poll_job(job.tenant_id, job.source),
+                self.keys.watermark(job.tenant_id, job.source),
+            ],
+            args=[*self._args(entry), moved or ""],
+        )
         if not ok:
             self._lost(entry, job)
             return
         entry.acked = True
         self.outcomes.labels(outcome).inc()
         if count:
-            log.debug("polled %s: %d items", job.source, count,
-                      extra={"tenant_id": job.tenant_id})
+            log.debug("polled %s: %d items", job.source, count, extra={"tenant_id": job.tenant_id})

@@ -24,12 +24,23 @@ MAX_EVENTS = 200
 
 
 def event(kind: str, **fields: Any) -> str:
-    return json.dumps({"at": round(time.time(), 3), "event": kind,
-                       **{k: v for k, v in fields.items() if v not in (None, "")}})
+    return json.dumps(
+        {
+            "at": round(time.time(), 3),
+            "event": kind,
+            **{k: v for k, v in fields.items() if v not in (None, "")},
+        }
+    )
 
 
-def add(pipe: Pipeline | Redis, keys: Keys, tenant_id: str, alert_id: str, *events: str,
-        retention_s: int = DEFAULT_RETENTION_S) -> None:
+def add(
+    pipe: Pipeline | Redis,
+    keys: Keys,
+    tenant_id: str,
+    alert_id: str,
+    *events: str,
+    retention_s: int = DEFAULT_RETENTION_S,
+) -> None:
     """Queue the events on a pipeline (or client); the caller executes it."""
     key = keys.deliveries(tenant_id, alert_id)
     pipe.rpush(key, *events)
@@ -37,15 +48,20 @@ def add(pipe: Pipeline | Redis, keys: Keys, tenant_id: str, alert_id: str, *even
     pipe.expire(key, retention_s)
 
 
-async def record(redis: Redis, keys: Keys, tenant_id: str, alert_id: str, *events: str,
-                 retention_s: int = DEFAULT_RETENTION_S) -> None:
+async def record(
+    redis: Redis,
+    keys: Keys,
+    tenant_id: str,
+    alert_id: str,
+    *events: str,
+    retention_s: int = DEFAULT_RETENTION_S,
+) -> None:
     async with redis.pipeline(transaction=False) as pipe:
         add(pipe, keys, tenant_id, alert_id, *events, retention_s=retention_s)
         await pipe.execute()
 
 
-async def timeline(redis: Redis, keys: Keys, tenant_id: str, alert_id: str
-                   ) -> list[dict[str, Any]]:
+async def timeline(redis: Redis, keys: Keys, tenant_id: str, alert_id: str) -> list[dict[str, Any]]:
     raw = await redis.lrange(keys.deliveries(tenant_id, alert_id), 0, -1)
     return [json.loads(r) for r in raw]
 
@@ -57,8 +73,12 @@ RECENT_MAXLEN = 200
 
 def remember(pipe: Pipeline | Redis, keys: Keys, alert: AlertEntry) -> None:
     """Queue the alert on the recent-alerts stream (on the caller's pipeline)."""
-    pipe.xadd(keys.recent_alerts, AlertEntry(alert.envelope, alert.first, alert.changes)
-              .to_fields(), maxlen=RECENT_MAXLEN, approximate=True)
+    pipe.xadd(
+        keys.recent_alerts,
+        AlertEntry(alert.envelope, alert.first, alert.changes).to_fields(),
+        maxlen=RECENT_MAXLEN,
+        approximate=True,
+    )
 
 
 async def recent(redis: Redis, keys: Keys, count: int) -> list[tuple[str, dict[bytes, bytes]]]:

@@ -54,10 +54,17 @@ async def expire_silence(redis: Redis, keys: Keys, silence_id: str) -> bool:
 
 
 class RouteStage:
-    def __init__(self, redis: Redis, keys: Keys, routes: RoutesConfig, sinks: set[str], *,
-                 groups: Groups | None = None,
-                 registry: CollectorRegistry | None = None,
-                 transactions: Transactions | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        routes: RoutesConfig,
+        sinks: set[str],
+        *,
+        groups: Groups | None = None,
+        registry: CollectorRegistry | None = None,
+        transactions: Transactions | None = None,
+    ) -> None:
         self.redis = redis
         # Hand-offs of entries routed in the same turn go to Redis as one transaction.
         self.transactions = transactions or Transactions(redis)
@@ -67,8 +74,9 @@ class RouteStage:
         self.sinks = sinks
         self._silences: list[Silence] = []
         self._silences_at = float("-inf")
-        self.outcomes = Counter("receiver_route_outcomes", "Route stage outcomes",
-                                ["outcome"], registry=registry)
+        self.outcomes = Counter(
+            "receiver_route_outcomes", "Route stage outcomes", ["outcome"], registry=registry
+        )
 
     async def _active_silences(self) -> list[Silence]:
         if time.monotonic() - self._silences_at > SILENCE_CACHE_S:
@@ -85,9 +93,13 @@ class RouteStage:
         if silence is not None:
             self.outcomes.labels("silenced").inc()
             async with self.redis.pipeline(transaction=True) as pipe:
-                records.add(pipe, self.keys, envelope.tenant_id, envelope.id,
-                            records.event("silenced", silence=silence.id,
-                                          version=envelope.version))
+                records.add(
+                    pipe,
+                    self.keys,
+                    envelope.tenant_id,
+                    envelope.id,
+                    records.event("silenced", silence=silence.id, version=envelope.version),
+                )
                 records.remember(pipe, self.keys, AlertEntry.of(entry.fields))
                 await self.transactions.execute(pipe)
             return
@@ -102,15 +114,31 @@ class RouteStage:
                     # Members are kept without Graph's body: a group can hold many.
                     member_json = member_json or replace(envelope, raw={}).to_json()
                     gid = await self.groups.add(pipe, d, envelope, member_json)
-                    events.append(records.event("grouped", sink=d.sink, route=d.route,
-                                                group=gid, version=envelope.version))
+                    events.append(
+                        records.event(
+                            "grouped",
+                            sink=d.sink,
+                            route=d.route,
+                            group=gid,
+                            version=envelope.version,
+                        )
+                    )
                     continue
-                pipe.xadd(self.keys.sink(d.sink),
-                          alert.to_fields(route=d.route, queued_at=queued_at),
-                          maxlen=SINK_STREAM_MAXLEN, approximate=True)
-                events.append(records.event("routed", sink=d.sink, route=d.route,
-                                            version=envelope.version,
-                                            update=envelope.is_update or None))
+                pipe.xadd(
+                    self.keys.sink(d.sink),
+                    alert.to_fields(route=d.route, queued_at=queued_at),
+                    maxlen=SINK_STREAM_MAXLEN,
+                    approximate=True,
+                )
+                events.append(
+                    records.event(
+                        "routed",
+                        sink=d.sink,
+                        route=d.route,
+                        version=envelope.version,
+                        update=envelope.is_update or None,
+                    )
+                )
             if not decisions:
                 events.append(records.event("unrouted", version=envelope.version))
             records.add(pipe, self.keys, envelope.tenant_id, envelope.id, *events)
@@ -119,5 +147,8 @@ class RouteStage:
             await self.transactions.execute(pipe)
         self.outcomes.labels("routed" if decisions else "unrouted").inc()
         if log.isEnabledFor(logging.DEBUG):  # (not worth a JSON pass per alert otherwise)
-            log.debug("routed to %s", json.dumps([d.sink for d in decisions]),
-                      extra={"alert_id": envelope.id, "tenant_id": envelope.tenant_id})
+            log.debug(
+                "routed to %s",
+                json.dumps([d.sink for d in decisions]),
+                extra={"alert_id": envelope.id, "tenant_id": envelope.tenant_id},
+            )

@@ -37,9 +37,15 @@ DEFAULT_LOCK_POLL_S = 0.01
 class RedisTicketStore:
     """:class:`receiver.sinks.base.TicketStore` on Redis."""
 
-    def __init__(self, redis: Redis, keys: Keys, *, lock_ttl_s: float = DEFAULT_LOCK_TTL_S,
-                 lock_wait_s: float = DEFAULT_LOCK_WAIT_S,
-                 lock_poll_s: float = DEFAULT_LOCK_POLL_S) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        *,
+        lock_ttl_s: float = DEFAULT_LOCK_TTL_S,
+        lock_wait_s: float = DEFAULT_LOCK_WAIT_S,
+        lock_poll_s: float = DEFAULT_LOCK_POLL_S,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.lock_ttl_s = lock_ttl_s
@@ -70,15 +76,24 @@ class RedisTicketStore:
     @contextlib.asynccontextmanager
     async def lock(self, sink: str, tenant_id: str, alert_id: str) -> AsyncIterator[None]:
         name = self._lock_key(sink, tenant_id, alert_id)
-        lock = Lock(self.redis, name, timeout=self.lock_ttl_s, sleep=self.lock_poll_s,
-                    blocking=True, blocking_timeout=self.lock_wait_s, thread_local=False)
+        lock = Lock(
+            self.redis,
+            name,
+            timeout=self.lock_ttl_s,
+            sleep=self.lock_poll_s,
+            blocking=True,
+            blocking_timeout=self.lock_wait_s,
+            thread_local=False,
+        )
         try:
             acquired = await lock.acquire()
         except RedisError as exc:
             raise RetryableError(f"ticket store unavailable: {type(exc).__name__}") from None
         if not acquired:
-            raise RetryableError(f"ticket lock for alert {alert_id} busy for "
-                                 f"{self.lock_wait_s:g}s (another worker holds it)")
+            raise RetryableError(
+                f"ticket lock for alert {alert_id} busy for "
+                f"{self.lock_wait_s:g}s (another worker holds it)"
+            )
         try:
             yield
         finally:
@@ -86,13 +101,20 @@ class RedisTicketStore:
                 await lock.release()
             except LockError:
                 # The TTL ran out while we worked: someone else may have taken it since.
-                log.warning("ticket lock for alert %s expired before release (TTL %gs)",
-                            alert_id, self.lock_ttl_s,
-                            extra={"sink": sink, "tenant_id": tenant_id, "alert_id": alert_id})
+                log.warning(
+                    "ticket lock for alert %s expired before release (TTL %gs)",
+                    alert_id,
+                    self.lock_ttl_s,
+                    extra={"sink": sink, "tenant_id": tenant_id, "alert_id": alert_id},
+                )
             except RedisError as exc:
-                log.warning("ticket lock for alert %s not released: %s (it lapses in %gs)",
-                            alert_id, type(exc).__name__, self.lock_ttl_s,
-                            extra={"sink": sink, "tenant_id": tenant_id, "alert_id": alert_id})
+                log.warning(
+                    "ticket lock for alert %s not released: %s (it lapses in %gs)",
+                    alert_id,
+                    type(exc).__name__,
+                    self.lock_ttl_s,
+                    extra={"sink": sink, "tenant_id": tenant_id, "alert_id": alert_id},
+                )
 
 
 class RedisSlackMessageStore(RedisTicketStore):

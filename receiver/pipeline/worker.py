@@ -67,16 +67,21 @@ class Worker:
 
     async def watch_lag(self, stop: asyncio.Event, interval_s: float = 5.0) -> None:
         """Keep the backlog gauges current: unread, pending and delayed per stage stream."""
-        gauge = Gauge("receiver_stream_lag", "Entries waiting per stream: unread (not yet "
-                      "read), pending (read, not acknowledged), delayed (waiting to retry)",
-                      ["stream", "kind"], registry=self.registry)
+        gauge = Gauge(
+            "receiver_stream_lag",
+            "Entries waiting per stream: unread (not yet "
+            "read), pending (read, not acknowledged), delayed (waiting to retry)",
+            ["stream", "kind"],
+            registry=self.registry,
+        )
         while not stop.is_set():
             for consumer in self.consumers:
                 try:
                     lag = await consumer.lag()
                 except (RedisError, OSError) as exc:  # Redis away: the stages say so already
-                    log.debug("stream lag of %s not read: %s", consumer.config.stream,
-                              type(exc).__name__)
+                    log.debug(
+                        "stream lag of %s not read: %s", consumer.config.stream, type(exc).__name__
+                    )
                     continue
                 for kind, value in lag.items():
                     gauge.labels(consumer.config.stream, kind).set(value)
@@ -94,11 +99,11 @@ class Worker:
                 for consumer in self.consumers:
                     await consumer.run(stop, burst=True)
                 flushed = await self.groups.flush_due() if self.groups else 0
-                if not flushed and sum(c.processed + c.poisoned
-                                       for c in self.consumers) == before:
+                if not flushed and sum(c.processed + c.poisoned for c in self.consumers) == before:
                     return
         work: list[tuple[str, Coroutine[Any, Any, None]]] = [
-            (c.config.stream, c.run(stop)) for c in self.consumers]
+            (c.config.stream, c.run(stop)) for c in self.consumers
+        ]
         if self.groups is not None:
             work.append(("groups", self.groups.run(stop)))
         work.append(("lag", self.watch_lag(stop)))
@@ -109,9 +114,15 @@ class Worker:
         await self.graph.aclose()
 
 
-def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | None = None,
-                 graph: GraphClient | None = None, consumer_name: str | None = None,
-                 visibility_timeout_s: float | None = None) -> Worker:
+def build_worker(
+    settings: Settings,
+    redis: Redis,
+    *,
+    routes: RoutesConfig | None = None,
+    graph: GraphClient | None = None,
+    consumer_name: str | None = None,
+    visibility_timeout_s: float | None = None,
+) -> Worker:
     keys = Keys(settings.redis.key_prefix)
     if routes is None:
         if settings.routes_file is None:
@@ -119,29 +130,39 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
         routes = load_routes(settings.routes_file, [s.name for s in settings.sinks])
     registry = CollectorRegistry()
     graph = graph or client_for(settings, redis)
-    sinks = build_sinks(settings.sinks, tickets=RedisTicketStore(redis, keys),
-                        writeback=GraphWriteBack(graph),
-                        mailer=GraphMail(graph, settings.find_tenant),
-                        messages=RedisSlackMessageStore(redis, keys),
-                        buttons=triage_buttons if settings.actions.slack.enabled else None)
+    sinks = build_sinks(
+        settings.sinks,
+        tickets=RedisTicketStore(redis, keys),
+        writeback=GraphWriteBack(graph),
+        mailer=GraphMail(graph, settings.find_tenant),
+        messages=RedisSlackMessageStore(redis, keys),
+        buttons=triage_buttons if settings.actions.slack.enabled else None,
+    )
     worker = Worker(settings, redis, graph, sinks, registry=registry)
 
     ws = settings.worker
 
     def config(stream: str, group: str, concurrency: int) -> ConsumerConfig:
-        base = ConsumerConfig(stream=stream, group=group, concurrency=concurrency,
-                              visibility_timeout_s=visibility_timeout_s
-                              or ws.visibility_timeout_s, max_attempts=ws.max_attempts)
+        base = ConsumerConfig(
+            stream=stream,
+            group=group,
+            concurrency=concurrency,
+            visibility_timeout_s=visibility_timeout_s or ws.visibility_timeout_s,
+            max_attempts=ws.max_attempts,
+        )
         if consumer_name:
             base.consumer = consumer_name
         return base
 
     fetch = FetchStage(redis, keys, settings, graph, registry=registry)
     worker.groups = Groups(redis, keys, sinks=set(sinks.names()), registry=registry)
-    route = RouteStage(redis, keys, routes, set(sinks.names()), groups=worker.groups,
-                       registry=registry)
-    stages = [(keys.notifications, "fetch", ws.fetch_concurrency, fetch.handle),
-              (keys.alerts, "route", ws.route_concurrency, route.handle)]
+    route = RouteStage(
+        redis, keys, routes, set(sinks.names()), groups=worker.groups, registry=registry
+    )
+    stages = [
+        (keys.notifications, "fetch", ws.fetch_concurrency, fetch.handle),
+        (keys.alerts, "route", ws.route_concurrency, route.handle),
+    ]
     deliveries = delivery_counter(registry)
     links = None
     if settings.actions.enabled:  # triage buttons in Teams cards, Slack messages, emails
@@ -149,28 +170,45 @@ def build_worker(settings: Settings, redis: Redis, *, routes: RoutesConfig | Non
 
         links = ActionLinks.from_settings(settings).for_alert
     for name in sinks.names():
-        stage = DeliverStage(redis, keys, sinks[name], outcomes=deliveries,
-                             links=links if links and sinks[name].type in LINK_SINK_TYPES
-                             else None)
+        stage = DeliverStage(
+            redis,
+            keys,
+            sinks[name],
+            outcomes=deliveries,
+            links=links if links and sinks[name].type in LINK_SINK_TYPES else None,
+        )
         stages.append((keys.sink(name), "deliver", ws.deliver_concurrency, stage.handle))
     if settings.actions.slack.enabled:  # Slack button clicks the web role queued
         from receiver.actions.slack_worker import GROUP, SlackActions
 
-        clicks = SlackActions(settings, redis, keys, graph, registry=registry,
-                              client=sinks.pool.client())
+        clicks = SlackActions(
+            settings, redis, keys, graph, registry=registry, client=sinks.pool.client()
+        )
         stages.append((keys.slack_interactions, GROUP, 8, clicks.handle))
     for stream, group, concurrency, handler in stages:
-        worker.consumers.append(Consumer(redis, keys, config(stream, group, concurrency),
-                                         handler))
-    worker.consumers += poll_consumers(settings, redis, keys, graph, registry=registry,
-                                       consumer_name=consumer_name,
-                                       visibility_timeout_s=visibility_timeout_s)
+        worker.consumers.append(Consumer(redis, keys, config(stream, group, concurrency), handler))
+    worker.consumers += poll_consumers(
+        settings,
+        redis,
+        keys,
+        graph,
+        registry=registry,
+        consumer_name=consumer_name,
+        visibility_timeout_s=visibility_timeout_s,
+    )
     return worker
 
 
-def poll_consumers(settings: Settings, redis: Redis, keys: Keys, graph: GraphClient, *,
-                   registry: CollectorRegistry, consumer_name: str | None = None,
-                   visibility_timeout_s: float | None = None) -> list[Consumer]:
+def poll_consumers(
+    settings: Settings,
+    redis: Redis,
+    keys: Keys,
+    graph: GraphClient,
+    *,
+    registry: CollectorRegistry,
+    consumer_name: str | None = None,
+    visibility_timeout_s: float | None = None,
+) -> list[Consumer]:
     """The poll jobs the scheduler's leader queues, and the backfill requests of the
     subscription supervisor: read by every worker process (receiver.pipeline.poll)."""
     from receiver.graph.poller import Poller
@@ -181,14 +219,31 @@ def poll_consumers(settings: Settings, redis: Redis, keys: Keys, graph: GraphCli
     ws = settings.worker
     poller = Poller(redis, keys, settings, graph, registry=registry)
     visibility = visibility_timeout_s or ws.poll_visibility_timeout_s
-    polls = ConsumerConfig(keys.poll_jobs, POLL_GROUP, concurrency=ws.poll_concurrency,
-                           visibility_timeout_s=visibility, max_attempts=ws.max_attempts)
-    backfills = ConsumerConfig(keys.backfill_requests, "poller", concurrency=4,
-                               visibility_timeout_s=300, max_attempts=ws.max_attempts)
+    polls = ConsumerConfig(
+        keys.poll_jobs,
+        POLL_GROUP,
+        concurrency=ws.poll_concurrency,
+        visibility_timeout_s=visibility,
+        max_attempts=ws.max_attempts,
+    )
+    backfills = ConsumerConfig(
+        keys.backfill_requests,
+        "poller",
+        concurrency=4,
+        visibility_timeout_s=300,
+        max_attempts=ws.max_attempts,
+    )
     if consumer_name:
         polls.consumer = backfills.consumer = consumer_name
-    jobs = PollJobs(redis, keys, settings, poller, consumer=polls.consumer,
-                    keepalive_s=visibility / 3, registry=registry)
+    jobs = PollJobs(
+        redis,
+        keys,
+        settings,
+        poller,
+        consumer=polls.consumer,
+        keepalive_s=visibility / 3,
+        registry=registry,
+    )
 
     async def backfill(entry: Entry) -> None:
         try:
@@ -203,14 +258,19 @@ def poll_consumers(settings: Settings, redis: Redis, keys: Keys, graph: GraphCli
             # up for a gap.
             if entry.attempt >= ws.max_attempts:
                 raise Poison(f"backfill failed {entry.attempt} times: {exc}") from exc
-            raise Retry(min(60.0, 5.0 * entry.attempt),
-                        f"backfill failed: {type(exc).__name__}") from exc
+            raise Retry(
+                min(60.0, 5.0 * entry.attempt), f"backfill failed: {type(exc).__name__}"
+            ) from exc
 
     return [Consumer(redis, keys, polls, jobs.handle), Consumer(redis, keys, backfills, backfill)]
 
 
-async def run_together(work: list[tuple[str, Coroutine[Any, Any, None]]],
-                       stop: asyncio.Event, *, stop_timeout_s: float = STOP_TIMEOUT_S) -> None:
+async def run_together(
+    work: list[tuple[str, Coroutine[Any, Any, None]]],
+    stop: asyncio.Event,
+    *,
+    stop_timeout_s: float = STOP_TIMEOUT_S,
+) -> None:
     """Run named coroutines that end when ``stop`` is set, as one TaskGroup; see the module
     docstring for what happens on a failure, a stop and a cancellation."""
     if not work:
@@ -224,8 +284,13 @@ async def run_together(work: list[tuple[str, Coroutine[Any, Any, None]]],
             await coro
         except Exception as exc:  # reported below; the others stop the graceful way
             exc.add_note(f"in the worker's {name} task")
-            log.error("worker: %s failed, stopping the others: %s: %s", name,
-                      type(exc).__name__, exc, exc_info=exc)
+            log.error(
+                "worker: %s failed, stopping the others: %s: %s",
+                name,
+                type(exc).__name__,
+                exc,
+                exc_info=exc,
+            )
             failures.append(exc)
             stop.set()
         finally:
@@ -241,8 +306,11 @@ async def run_together(work: list[tuple[str, Coroutine[Any, Any, None]]],
 
             def overdue() -> None:
                 late = [t.get_name() for t in tasks if not t.done()]
-                log.warning("worker: %s still running %.0fs after the stop: cancelled",
-                            ", ".join(late), stop_timeout_s)
+                log.warning(
+                    "worker: %s still running %.0fs after the stop: cancelled",
+                    ", ".join(late),
+                    stop_timeout_s,
+                )
                 for task in tasks:
                     task.cancel()
 

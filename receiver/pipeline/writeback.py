@@ -22,38 +22,55 @@ class GraphWriter(Protocol):
 
     async def patch(self, tenant_id: str, path: str, body: Any) -> dict[str, Any]: ...
 
-    async def request(self, tenant_id: str, method: str, path: str, *,
-                      content: bytes | None = None, content_type: str | None = None
-                      ) -> Any: ...
+    async def request(
+        self,
+        tenant_id: str,
+        method: str,
+        path: str,
+        *,
+        content: bytes | None = None,
+        content_type: str | None = None,
+    ) -> Any: ...
 
 
 class GraphWriteBack:
     def __init__(self, graph: GraphWriter) -> None:
         self.graph = graph
 
-    async def ticket_created(self, envelope: Envelope, sink: str, ticket_id: str,
-                             ticket_url: str) -> None:
+    async def ticket_created(
+        self, envelope: Envelope, sink: str, ticket_id: str, ticket_url: str
+    ) -> None:
         note = f"{sink} ticket {ticket_id}" + (f": {ticket_url}" if ticket_url else "")
         if envelope.source_api == "alerts_v2":
-            await self.graph.post(envelope.tenant_id,
-                                  f"security/alerts_v2/{envelope.id}/comments",
-                                  {"@odata.type": "microsoft.graph.security.alertComment",
-                                   "comment": note})
+            await self.graph.post(
+                envelope.tenant_id,
+                f"security/alerts_v2/{envelope.id}/comments",
+                {"@odata.type": "microsoft.graph.security.alertComment", "comment": note},
+            )
         elif envelope.source_api == "alerts_v1":
             vendor = envelope.raw.get("vendorInformation") or {}
             tags = [t for t in envelope.tags if not t.startswith(TAG_PREFIX + sink + ":")]
-            await self.graph.patch(envelope.tenant_id, f"security/alerts/{envelope.id}", {
-                "vendorInformation": {"provider": vendor.get("provider"),
-                                      "vendor": vendor.get("vendor")},
-                "tags": [*tags, f"{TAG_PREFIX}{sink}:{ticket_id}"],
-            })
+            await self.graph.patch(
+                envelope.tenant_id,
+                f"security/alerts/{envelope.id}",
+                {
+                    "vendorInformation": {
+                        "provider": vendor.get("provider"),
+                        "vendor": vendor.get("vendor"),
+                    },
+                    "tags": [*tags, f"{TAG_PREFIX}{sink}:{ticket_id}"],
+                },
+            )
 
 
 class GraphMail:
     """Graph sendMail for the email sink's graph transport, with the tenant's app token."""
 
-    def __init__(self, graph: GraphWriter,
-                 tenants: Callable[[str], TenantSettings | None] | Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        graph: GraphWriter,
+        tenants: Callable[[str], TenantSettings | None] | Mapping[str, str],
+    ) -> None:
         """``tenants``: the settings' one lookup (``settings.find_tenant``), or a fixed
         name-or-id -> tenant id map (tests)."""
         self.graph = graph
@@ -79,8 +96,9 @@ class GraphMail:
         text/plain (user-sendmail.md, "Example 4")."""
         await self._send(tenant, sender, None, base64.b64encode(mime))
 
-    async def _send(self, tenant: str, sender: str, message: dict[str, Any] | None,
-                    mime_b64: bytes | None) -> None:
+    async def _send(
+        self, tenant: str, sender: str, message: dict[str, Any] | None, mime_b64: bytes | None
+    ) -> None:
         from receiver.graph.client import GraphError, GraphUnavailable
         from receiver.sinks.base import PermanentError, RetryableError
 
@@ -90,13 +108,16 @@ class GraphMail:
         path = f"users/{sender}/sendMail"
         try:
             if mime_b64 is not None:
-                await self.graph.request(tenant_id, "POST", path, content=mime_b64,
-                                         content_type="text/plain")
+                await self.graph.request(
+                    tenant_id, "POST", path, content=mime_b64, content_type="text/plain"
+                )
             else:
                 await self.graph.post(tenant_id, path, message)
         except GraphUnavailable as exc:
-            raise RetryableError(f"graph sendMail: {exc.status or exc.code}",
-                                 status=exc.status or None) from None
+            raise RetryableError(
+                f"graph sendMail: {exc.status or exc.code}", status=exc.status or None
+            ) from None
         except GraphError as exc:
-            raise PermanentError(f"graph sendMail: {exc.status} {exc.code}: {exc.message}",
-                                 status=exc.status) from None
+            raise PermanentError(
+                f"graph sendMail: {exc.status} {exc.code}: {exc.message}", status=exc.status
+            ) from None

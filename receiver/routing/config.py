@@ -88,9 +88,12 @@ class Route(BaseModel):
             raise ValueError("must be a list of field names, e.g. [incident_id] or [tenant]")
         for name in value:
             if not isinstance(name, str) or not (
-                    name in _GROUPABLE or (name.startswith("raw.") and len(name) > 4)):
-                raise ValueError(f"cannot group by {name!r}: use an alert field "
-                                 f"({', '.join(sorted(_GROUPABLE))}) or a raw.<path>")
+                name in _GROUPABLE or (name.startswith("raw.") and len(name) > 4)
+            ):
+                raise ValueError(
+                    f"cannot group by {name!r}: use an alert field "
+                    f"({', '.join(sorted(_GROUPABLE))}) or a raw.<path>"
+                )
         if len(set(value)) != len(value):
             raise ValueError("names a field twice")
         return tuple(value)

@@ -61,11 +61,16 @@ def _line(member: Envelope) -> str:
     return " · ".join(parts)
 
 
-
-
-def summarize(gid: str, started_ms: int, sent_ms: int, labels: dict[str, str],
-              members: Sequence[Envelope], changed: Sequence[str], *,
-              first: bool) -> Envelope:
+def summarize(
+    gid: str,
+    started_ms: int,
+    sent_ms: int,
+    labels: dict[str, str],
+    members: Sequence[Envelope],
+    changed: Sequence[str],
+    *,
+    first: bool,
+) -> Envelope:
     """The group's message: one envelope standing for all of its current members.
 
     ``changed`` are the ids of members that are new or changed since the last message; a
@@ -73,9 +78,15 @@ def summarize(gid: str, started_ms: int, sent_ms: int, labels: dict[str, str],
     """
     if not members:
         raise ValueError("a group message needs at least one member")
-    ordered = sorted(members, key=lambda m: (-_severity_rank(m.severity),
-                                             _STATUS_ORDER.get(m.status, 2),
-                                             m.created_at, m.id))
+    ordered = sorted(
+        members,
+        key=lambda m: (
+            -_severity_rank(m.severity),
+            _STATUS_ORDER.get(m.status, 2),
+            m.created_at,
+            m.id,
+        ),
+    )
     top = ordered[0]
     n = len(ordered)
     statuses = {m.status for m in ordered}
@@ -86,8 +97,9 @@ def summarize(gid: str, started_ms: int, sent_ms: int, labels: dict[str, str],
         title = named_by.title if n == 1 else f"{named_by.title} ({n - 1} alert(s))"
     else:
         title = top.title if n == 1 else f"{n} alerts: {top.title} and {n - 1} more"
-    lines = [("* " if m.id in changed and not first else "- ") + _line(m)
-             for m in ordered[:MAX_LISTED]]
+    lines = [
+        ("* " if m.id in changed and not first else "- ") + _line(m) for m in ordered[:MAX_LISTED]
+    ]
     if n > MAX_LISTED:
         lines.append(f"... and {n - MAX_LISTED} more")
     header = f"Grouped by {shown}." if shown else "Grouped."
@@ -118,19 +130,22 @@ def summarize(gid: str, started_ms: int, sent_ms: int, labels: dict[str, str],
         assigned_to=_common([m.assigned_to for m in ordered]),
         created_at=clock.from_ms(started_ms),
         updated_at=clock.from_ms(sent_ms),
-        first_activity_at=min((m.first_activity_at or m.created_at for m in ordered),
-                              default=""),
-        last_activity_at=max((m.last_activity_at or m.updated_at for m in ordered),
-                             default=""),
+        first_activity_at=min((m.first_activity_at or m.created_at for m in ordered), default=""),
+        last_activity_at=max((m.last_activity_at or m.updated_at for m in ordered), default=""),
         incident_id=incident,
         web_url=incident_url or top.web_url,
         incident_web_url=incident_url,
         tags=tuple(dict.fromkeys(t for m in ordered for t in m.tags)),
         mitre_techniques=tuple(dict.fromkeys(t for m in ordered for t in m.mitre_techniques)),
         entities=tuple(entities),
-        raw={"group": {"id": gid, "labels": labels,
-                       "alerts": [_without_raw(m) for m in ordered],
-                       "changed": list(changed)}},
+        raw={
+            "group": {
+                "id": gid,
+                "labels": labels,
+                "alerts": [_without_raw(m) for m in ordered],
+                "changed": list(changed),
+            }
+        },
     )
     if first:
         return envelope

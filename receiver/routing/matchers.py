@@ -36,14 +36,16 @@ class Matcher:
         m = _MATCHER.match(text)
         if m is None:
             raise MatcherError(
-                f"bad matcher {text!r}: expected NAME OP VALUE with OP one of =, !=, =~, !~")
+                f"bad matcher {text!r}: expected NAME OP VALUE with OP one of =, !=, =~, !~"
+            )
         name, op, raw = m.group("name"), m.group("op"), m.group("value")
         if raw.startswith('"'):
             try:
                 value = json.loads(raw)
             except json.JSONDecodeError:
-                raise MatcherError(f"bad matcher {text!r}: unterminated or invalid quoted value"
-                                   ) from None
+                raise MatcherError(
+                    f"bad matcher {text!r}: unterminated or invalid quoted value"
+                ) from None
             if not isinstance(value, str):
                 raise MatcherError(f"bad matcher {text!r}: quoted value must be a string")
         else:
@@ -53,8 +55,9 @@ class Matcher:
             try:
                 regex = re.compile(value, re.DOTALL)
             except re.error as exc:
-                raise MatcherError(f"bad matcher {text!r}: invalid regular expression: {exc}"
-                                   ) from None
+                raise MatcherError(
+                    f"bad matcher {text!r}: invalid regular expression: {exc}"
+                ) from None
         return cls(name, op, value, regex)  # type: ignore[arg-type]
 
     def matches(self, actual: str | None) -> bool:

@@ -27,8 +27,15 @@ class Silence:
     created_by: str = ""
 
     @classmethod
-    def new(cls, matchers: Iterable[str], ends_at: datetime, comment: str, *,
-            created_by: str = "", starts_at: datetime | None = None) -> Silence:
+    def new(
+        cls,
+        matchers: Iterable[str],
+        ends_at: datetime,
+        comment: str,
+        *,
+        created_by: str = "",
+        starts_at: datetime | None = None,
+    ) -> Silence:
         parsed = tuple(Matcher.parse(m) for m in matchers)
         if not parsed:
             raise ValueError("a silence needs at least one matcher")
@@ -46,24 +53,31 @@ class Silence:
         return all(m.matches(envelope.value(m.name)) for m in self.matchers)
 
     def to_json(self) -> str:
-        return json.dumps({
-            "id": self.id, "matchers": [str(m) for m in self.matchers],
-            "starts_at": self.starts_at.isoformat(), "ends_at": self.ends_at.isoformat(),
-            "comment": self.comment, "created_by": self.created_by,
-        })
+        return json.dumps(
+            {
+                "id": self.id,
+                "matchers": [str(m) for m in self.matchers],
+                "starts_at": self.starts_at.isoformat(),
+                "ends_at": self.ends_at.isoformat(),
+                "comment": self.comment,
+                "created_by": self.created_by,
+            }
+        )
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Silence:
         data = json.loads(text)
         return cls(
-            id=data["id"], matchers=tuple(Matcher.parse(m) for m in data["matchers"]),
+            id=data["id"],
+            matchers=tuple(Matcher.parse(m) for m in data["matchers"]),
             starts_at=datetime.fromisoformat(data["starts_at"]),
             ends_at=datetime.fromisoformat(data["ends_at"]),
-            comment=data["comment"], created_by=data.get("created_by", ""))
+            comment=data["comment"],
+            created_by=data.get("created_by", ""),
+        )
 
 
-def silenced_by(envelope: Envelope, silences: Iterable[Silence], now: datetime
-                ) -> Silence | None:
+def silenced_by(envelope: Envelope, silences: Iterable[Silence], now: datetime) -> Silence | None:
     """The first active silence that matches the envelope, if any."""
     for silence in silences:
         if silence.active(now) and silence.matches(envelope):

@@ -58,25 +58,33 @@ def _inherit(route: Route, parent: _Inherited) -> _Inherited:
     return _Inherited(
         receiver=route.receiver if route.receiver is not None else parent.receiver,
         group_by=route.group_by if route.group_by is not None else parent.group_by,
-        group_wait_s=route.group_wait_s if route.group_wait_s is not None
-        else parent.group_wait_s,
-        group_interval_s=route.group_interval_s if route.group_interval_s is not None
+        group_wait_s=route.group_wait_s if route.group_wait_s is not None else parent.group_wait_s,
+        group_interval_s=route.group_interval_s
+        if route.group_interval_s is not None
         else parent.group_interval_s,
-        repeat_interval_s=route.repeat_interval_s if route.repeat_interval_s is not None
+        repeat_interval_s=route.repeat_interval_s
+        if route.repeat_interval_s is not None
         else parent.repeat_interval_s,
     )
 
 
-def _walk(route: Route, path: str, inherited: _Inherited, envelope: Envelope,
-          trace: Trace | None, depth: int) -> list[Decision]:
+def _walk(
+    route: Route,
+    path: str,
+    inherited: _Inherited,
+    envelope: Envelope,
+    trace: Trace | None,
+    depth: int,
+) -> list[Decision]:
     settings = _inherit(route, inherited)
     out: list[Decision] = []
     for i, child in enumerate(route.routes):
         child_path = f"{path}.routes[{i}]"
         failed = [m for m in child.matchers if not m.matches(envelope.value(m.name))]
         if trace is not None:
-            verdict = ("matches" if not failed
-                       else "does not match: " + ", ".join(str(m) for m in failed))
+            verdict = (
+                "matches" if not failed else "does not match: " + ", ".join(str(m) for m in failed)
+            )
             shown = ", ".join(str(m) for m in child.matchers) or "(no matchers)"
             trace.lines.append(f"{'  ' * depth}{child_path} [{shown}] {verdict}")
         if failed:
@@ -85,8 +93,16 @@ def _walk(route: Route, path: str, inherited: _Inherited, envelope: Envelope,
         if not child.continue_:
             break
     if not out and settings.receiver is not None:
-        out.append(Decision(settings.receiver, path, settings.group_by, settings.group_wait_s,
-                            settings.group_interval_s, settings.repeat_interval_s))
+        out.append(
+            Decision(
+                settings.receiver,
+                path,
+                settings.group_by,
+                settings.group_wait_s,
+                settings.group_interval_s,
+                settings.repeat_interval_s,
+            )
+        )
         if trace is not None:
             trace.lines.append(f"{'  ' * depth}{path} -> {settings.receiver}")
     return out
@@ -94,8 +110,9 @@ def _walk(route: Route, path: str, inherited: _Inherited, envelope: Envelope,
 
 def route(root: Route, envelope: Envelope, trace: Trace | None = None) -> list[Decision]:
     """The sinks an envelope goes to, in tree order, each sink at most once."""
-    start = _Inherited(None, (), DEFAULT_GROUP_WAIT_S, DEFAULT_GROUP_INTERVAL_S,
-                       DEFAULT_REPEAT_INTERVAL_S)
+    start = _Inherited(
+        None, (), DEFAULT_GROUP_WAIT_S, DEFAULT_GROUP_INTERVAL_S, DEFAULT_REPEAT_INTERVAL_S
+    )
     decisions = _walk(root, "route", start, envelope, trace, 0)
     seen: set[str] = set()
     unique = []

@@ -38,5 +38,6 @@ def build_runner(settings: Settings, redis: Redis, graph: GraphClient) -> Schedu
             await scores.run_all()
 
         jobs.append(Job("secure_score", scores.interval_s, check_scores, scores.registry))
-    return SchedulerRunner(settings.scheduler, lease,
-                           Supervisor(settings, graph, redis, guard=lease), jobs=jobs)
+    return SchedulerRunner(
+        settings.scheduler, lease, Supervisor(settings, graph, redis, guard=lease), jobs=jobs
+    )

@@ -21,18 +21,24 @@ from receiver.store.lease import LeaseLost
 LIFECYCLE_GROUP = "supervisor"
 
 
-async def consume_lifecycle(sup: Supervisor, consumer: str, *, block_ms: int | None = None,
-                            count: int = 100) -> int:
+async def consume_lifecycle(
+    sup: Supervisor, consumer: str, *, block_ms: int | None = None, count: int = 100
+) -> int:
     """One pass over the lifecycle stream as ``consumer``; how many entries it handed out
     (handled, dropped, given up, or failed and left pending)."""
     sched = sup.settings.scheduler
     config = ConsumerConfig(
-        stream=sup.keys.lifecycle, group=LIFECYCLE_GROUP, consumer=consumer,
-        concurrency=count, batch=count, block_ms=block_ms or 0,
+        stream=sup.keys.lifecycle,
+        group=LIFECYCLE_GROUP,
+        consumer=consumer,
+        concurrency=count,
+        batch=count,
+        block_ms=block_ms or 0,
         visibility_timeout_s=sched.lifecycle_retry_s,
         # The handler gives up on the last attempt itself (counted, acknowledged); the
         # consumer's poison stream is only for an entry whose last attempt met a lost lease.
-        max_attempts=sched.lifecycle_max_attempts)
+        max_attempts=sched.lifecycle_max_attempts,
+    )
     turn = asyncio.Lock()
     lost: list[LeaseLost] = []
 

@@ -22,6 +22,7 @@ from receiver.store.lease import Lease, LeaseLost
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class Job:
     """Another leader-only job (the poller, backfills): run every ``interval_s``."""
@@ -35,8 +36,15 @@ class Job:
 class SchedulerRunner:
     """Holds (or waits for) the lease and runs the supervisor's jobs while it holds it."""
 
-    def __init__(self, settings: SchedulerSettings, lease: Lease, supervisor: Supervisor,
-                 *, consumer: str | None = None, jobs: Sequence[Job] = ()) -> None:
+    def __init__(
+        self,
+        settings: SchedulerSettings,
+        lease: Lease,
+        supervisor: Supervisor,
+        *,
+        consumer: str | None = None,
+        jobs: Sequence[Job] = (),
+    ) -> None:
         self.settings = settings
         self.lease = lease
         self.supervisor = supervisor
@@ -70,18 +78,40 @@ class SchedulerRunner:
     def _start_jobs(self) -> None:
         s = self.settings
         now = dt.datetime.now(dt.UTC)
-        self.scheduler.add_job(self.reconcile_job, "interval", id="reconcile",
-                               seconds=s.reconcile_interval_s, next_run_time=now,
-                               max_instances=1, coalesce=True, replace_existing=True,
-                               misfire_grace_time=None)
-        self.scheduler.add_job(self.lifecycle_job, "interval", id="lifecycle",
-                               seconds=s.lifecycle_interval_s, next_run_time=now,
-                               max_instances=1, coalesce=True, replace_existing=True,
-                               misfire_grace_time=None)
+        self.scheduler.add_job(
+            self.reconcile_job,
+            "interval",
+            id="reconcile",
+            seconds=s.reconcile_interval_s,
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+        self.scheduler.add_job(
+            self.lifecycle_job,
+            "interval",
+            id="lifecycle",
+            seconds=s.lifecycle_interval_s,
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
         for job in self.jobs:
-            self.scheduler.add_job(self._guarded(job), "interval", id=job.name,
-                                   seconds=job.interval_s, next_run_time=now, max_instances=1,
-                                   coalesce=True, replace_existing=True, misfire_grace_time=None)
+            self.scheduler.add_job(
+                self._guarded(job),
+                "interval",
+                id=job.name,
+                seconds=job.interval_s,
+                next_run_time=now,
+                max_instances=1,
+                coalesce=True,
+                replace_existing=True,
+                misfire_grace_time=None,
+            )
         self.acting = True
         self.supervisor.metrics.leader.set(1)
         self.supervisor.metrics.fence.set(self.lease.fence)
@@ -117,25 +147,38 @@ class SchedulerRunner:
             if self.acting:
                 if await self.lease.renew():
                     return
-                log.warning("scheduler lease lost to another process: standing by",
-                            extra={"role": "scheduler"})
+                log.warning(
+                    "scheduler lease lost to another process: standing by",
+                    extra={"role": "scheduler"},
+                )
                 self._stop_jobs()
             elif await self.lease.acquire():
-                log.info("scheduler lease acquired (fence %d): acting", self.lease.fence,
-                         extra={"role": "scheduler"})
+                log.info(
+                    "scheduler lease acquired (fence %d): acting",
+                    self.lease.fence,
+                    extra={"role": "scheduler"},
+                )
                 self._start_jobs()
         except (RedisError, OSError) as exc:
-            log.warning("scheduler lease: redis error %s", type(exc).__name__,
-                        extra={"role": "scheduler"})
+            log.warning(
+                "scheduler lease: redis error %s", type(exc).__name__, extra={"role": "scheduler"}
+            )
             if self.acting and not self.lease.held:
-                log.warning("scheduler lease ran out without a renewal: standing by",
-                            extra={"role": "scheduler"})
+                log.warning(
+                    "scheduler lease ran out without a renewal: standing by",
+                    extra={"role": "scheduler"},
+                )
                 self._stop_jobs()
 
     async def run(self, stop: asyncio.Event) -> None:
         self.scheduler.start()
-        log.info("scheduler started (lease %ss, heartbeat %ss), owner %s", self.settings.lease_s,
-                 self.settings.heartbeat_s, self.lease.owner, extra={"role": "scheduler"})
+        log.info(
+            "scheduler started (lease %ss, heartbeat %ss), owner %s",
+            self.settings.lease_s,
+            self.settings.heartbeat_s,
+            self.lease.owner,
+            extra={"role": "scheduler"},
+        )
         try:
             while not stop.is_set():
                 await self.tick()

@@ -73,8 +73,9 @@ def _dashed(draw: ImageDraw.ImageDraw, y: int, x0: int, x1: int) -> None:
         draw.line([(x, y), (min(x + 7, x1), y)], fill=MAX_COLOR, width=2)
 
 
-def render(dates: Sequence[str], scores: Sequence[float], maximum: float, *,
-           title: str = "Secure Score") -> bytes:
+def render(
+    dates: Sequence[str], scores: Sequence[float], maximum: float, *, title: str = "Secure Score"
+) -> bytes:
     """The PNG of ``scores`` (one per date, oldest first) against ``maximum``."""
     if len(dates) != len(scores):
         raise ValueError("one date per score")
@@ -93,8 +94,9 @@ def render(dates: Sequence[str], scores: Sequence[float], maximum: float, *,
         value += layout.step
     draw.line([(left, top), (left, bottom), (right, bottom)], fill=TEXT_COLOR, width=1)
     draw.text((16, (top + bottom) // 2), "Score", fill=TEXT_COLOR, font=label, anchor="mm")
-    draw.text(((left + right) // 2, HEIGHT - 14), "Date (UTC)", fill=TEXT_COLOR, font=label,
-              anchor="mm")
+    draw.text(
+        ((left + right) // 2, HEIGHT - 14), "Date (UTC)", fill=TEXT_COLOR, font=label, anchor="mm"
+    )
 
     if maximum > 0:
         y = layout.y(maximum)
@@ -114,8 +116,9 @@ def render(dates: Sequence[str], scores: Sequence[float], maximum: float, *,
         for x, y in points:
             draw.ellipse([(x - 3, y - 3), (x + 3, y + 3)], fill=LINE_COLOR)
         last_x, last_y = points[-1]
-        draw.text((last_x - 6, last_y - 8), f"{scores[-1]:g}", fill=LINE_COLOR, font=label,
-                  anchor="rb")
+        draw.text(
+            (last_x - 6, last_y - 8), f"{scores[-1]:g}", fill=LINE_COLOR, font=label, anchor="rb"
+        )
 
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)

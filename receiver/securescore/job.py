@@ -59,21 +59,29 @@ return #ARGV - 5
 class ScoreSource(Protocol):
     """What the job needs of the Graph client."""
 
-    async def get(self, tenant_id: str, path: str, params: dict[str, str] | None = None
-                  ) -> dict[str, Any]: ...
+    async def get(
+        self, tenant_id: str, path: str, params: dict[str, str] | None = None
+    ) -> dict[str, Any]: ...
 
 
 def policy_of(config: SecureScoreSettings) -> Policy:
     return Policy(
-        drop_threshold=config.drop_threshold, control_threshold=config.control_threshold,
+        drop_threshold=config.drop_threshold,
+        control_threshold=config.control_threshold,
         digest_weekday=WEEKDAYS.index(config.digest_weekday) if config.digest_weekday else None,
-        top_actions=config.top_actions, history_days=config.history_days,
-        initial_lookback_days=config.initial_lookback_days)
+        top_actions=config.top_actions,
+        history_days=config.history_days,
+        initial_lookback_days=config.initial_lookback_days,
+    )
 
 
-async def read_items(graph: ScoreSource, tenant_id: str, path: str,
-                     params: dict[str, str] | None = None, limit: int | None = None
-                     ) -> list[dict[str, Any]]:
+async def read_items(
+    graph: ScoreSource,
+    tenant_id: str,
+    path: str,
+    params: dict[str, str] | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     """A collection's items (following ``@odata.nextLink``), at most ``limit``."""
     out: list[dict[str, Any]] = []
     page = await graph.get(tenant_id, path, params)
@@ -96,21 +104,38 @@ async def read_scores(graph: ScoreSource, tenant_id: str, days: int) -> list[Sna
 
 
 class SecureScoreJob:
-    def __init__(self, redis: Redis, keys: Keys, settings: Settings, graph: ScoreSource, *,
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        settings: Settings,
+        graph: ScoreSource,
+        *,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.settings = settings
         self.graph = graph
         self.registry = registry
         self._commit = redis.register_script(_COMMIT)
-        self.events = Counter("receiver_securescore_events", "Secure Score events queued",
-                              ["reason"], registry=registry)
-        self.failures = Counter("receiver_securescore_failures",
-                                "Secure Score checks that failed (retried at the next run)",
-                                registry=registry)
-        self.score = Gauge("receiver_securescore_points", "The newest Secure Score per tenant",
-                           ["tenant", "kind"], registry=registry)
+        self.events = Counter(
+            "receiver_securescore_events",
+            "Secure Score events queued",
+            ["reason"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "receiver_securescore_failures",
+            "Secure Score checks that failed (retried at the next run)",
+            registry=registry,
+        )
+        self.score = Gauge(
+            "receiver_securescore_points",
+            "The newest Secure Score per tenant",
+            ["tenant", "kind"],
+            registry=registry,
+        )
 
     @property
     def tenants(self) -> list[TenantSettings]:
@@ -130,8 +155,9 @@ class SecureScoreJob:
                 total += len(await self.run_tenant(tenant))
             except Exception as exc:
                 self.failures.inc()
-                log.warning("secure score check failed: %s", exc,
-                            extra={"tenant_id": tenant.tenant_id})
+                log.warning(
+                    "secure score check failed: %s", exc, extra={"tenant_id": tenant.tenant_id}
+                )
         return total
 
     async def run_tenant(self, tenant: TenantSettings) -> list[Envelope]:
@@ -143,42 +169,54 @@ class SecureScoreJob:
         if not snapshots:
             log.info("no secure score yet", extra={"tenant_id": tenant.tenant_id})
             return []
-        profiles = parse_profiles(await read_items(self.graph, tenant.tenant_id,
-                                                   PROFILES_PATH))
+        profiles = parse_profiles(await read_items(self.graph, tenant.tenant_id, PROFILES_PATH))
         newest = snapshots[-1]
         self.score.labels(tenant.name, "current").set(newest.current)
         self.score.labels(tenant.name, "max").set(newest.maximum)
         key = self.keys.secure_score(tenant.tenant_id)
         for _ in range(CAS_ATTEMPTS):
             evaluated, week = await self._state(key)
-            result = evaluate(snapshots, profiles, policy, evaluated=evaluated,
-                              digest_week=week)
+            result = evaluate(snapshots, profiles, policy, evaluated=evaluated, digest_week=week)
             if (result.evaluated, result.digest_week) == (evaluated, week):
                 return []  # nothing new since the last run
             queued = await self._queue(key, tenant, result, evaluated, week)
             if queued is not None:
                 return queued
-        log.info("secure score: another runner kept changing the state; next run retries",
-                 extra={"tenant_id": tenant.tenant_id})
+        log.info(
+            "secure score: another runner kept changing the state; next run retries",
+            extra={"tenant_id": tenant.tenant_id},
+        )
         return []
 
     async def _state(self, key: str) -> tuple[str, str]:
-        raw = cast("list[bytes | None]", await self.redis.hmget(key, ["evaluated",
-                                                                     "digest_week"]))
+        raw = cast("list[bytes | None]", await self.redis.hmget(key, ["evaluated", "digest_week"]))
         return tuple(v.decode() if v else "" for v in raw)  # type: ignore[return-value]
 
-    async def _queue(self, key: str, tenant: TenantSettings, result: Evaluation,
-                     evaluated: str, week: str) -> list[Envelope] | None:
-        envelopes = [events.envelope(f, tenant.name, tenant.tenant_id)
-                     for f in result.findings]
-        written = int(await self._commit(
-            keys=[key, self.keys.alerts],
-            args=[evaluated, week, result.evaluated, result.digest_week,
-                  ALERTS_STREAM_MAXLEN, *(e.to_json() for e in envelopes)]))
+    async def _queue(
+        self, key: str, tenant: TenantSettings, result: Evaluation, evaluated: str, week: str
+    ) -> list[Envelope] | None:
+        envelopes = [events.envelope(f, tenant.name, tenant.tenant_id) for f in result.findings]
+        written = int(
+            await self._commit(
+                keys=[key, self.keys.alerts],
+                args=[
+                    evaluated,
+                    week,
+                    result.evaluated,
+                    result.digest_week,
+                    ALERTS_STREAM_MAXLEN,
+                    *(e.to_json() for e in envelopes),
+                ],
+            )
+        )
         if written < 0:
             return None
         for f, e in zip(result.findings, envelopes, strict=True):
             self.events.labels(f.reason).inc()
-            log.info("secure score %s queued: %s", f.reason, e.title,
-                     extra={"tenant_id": tenant.tenant_id, "alert_id": e.id})
+            log.info(
+                "secure score %s queued: %s",
+                f.reason,
+                e.title,
+                extra={"tenant_id": tenant.tenant_id, "alert_id": e.id},
+            )
         return envelopes

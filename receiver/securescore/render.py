@@ -16,8 +16,11 @@ from receiver.securescore.events import KIND, points
 
 CHART_CID = "securescore-trend@graph-alert-receiver"  # the inline chart's Content-ID
 CHART_FILENAME = "securescore-trend.png"
-REASON_LABELS = {"drop": "Secure Score drop", "control": "Secure Score control regression",
-                 "digest": "Secure Score weekly digest"}
+REASON_LABELS = {
+    "drop": "Secure Score drop",
+    "control": "Secure Score control regression",
+    "digest": "Secure Score weekly digest",
+}
 
 # The template names each sink type renders for secure_score events.
 TEMPLATE_NAMES: dict[str, tuple[str, ...]] = {
@@ -46,11 +49,16 @@ def context(envelope: Envelope) -> dict[str, Any]:
         maximum=points(float(raw.get("maxScore") or 0.0)),
         percent=f"{float(raw.get('percentage') or 0.0):g}",
         change_label=f"{change:+g}",
-        change_span="since the day before" if raw.get("previousScore") is not None
+        change_span="since the day before"
+        if raw.get("previousScore") is not None
         else f"over {len(trend)} days",
-        controls=_list(raw.get("controls")), actions=_list(raw.get("actions")), trend=trend,
+        controls=_list(raw.get("controls")),
+        actions=_list(raw.get("actions")),
+        trend=trend,
         comparative=_list(raw.get("averageComparativeScores")),
-        chart_cid=CHART_CID, points=points)
+        chart_cid=CHART_CID,
+        points=points,
+    )
     return {"score": score}
 
 
@@ -66,8 +74,9 @@ def chart_png(envelope: Envelope) -> bytes | None:
     if not scores:
         return None
     who = envelope.tenant or envelope.tenant_id
-    return chart.render(dates, scores, maximum,
-                        title=f"Secure Score, {who}: last {len(scores)} days")
+    return chart.render(
+        dates, scores, maximum, title=f"Secure Score, {who}: last {len(scores)} days"
+    )
 
 
 def attach_chart(message: EmailMessage, envelope: Envelope) -> None:
@@ -77,8 +86,14 @@ def attach_chart(message: EmailMessage, envelope: Envelope) -> None:
     html = message.get_body(("html",))
     if png is None or html is None:
         return
-    html.add_related(png, maintype="image", subtype="png", cid=f"<{CHART_CID}>",
-                     filename=CHART_FILENAME, disposition="inline")
+    html.add_related(
+        png,
+        maintype="image",
+        subtype="png",
+        cid=f"<{CHART_CID}>",
+        filename=CHART_FILENAME,
+        disposition="inline",
+    )
 
 
 def graph_attachments(message: EmailMessage) -> dict[str, Any]:
@@ -89,8 +104,14 @@ def graph_attachments(message: EmailMessage) -> dict[str, Any]:
         cid = str(part.get("Content-ID") or "").strip("<>")
         if cid and part.get_content_maintype() == "image":
             content = part.get_content()
-            out.append({"@odata.type": "#microsoft.graph.fileAttachment",
-                        "name": part.get_filename() or cid, "contentType": part.get_content_type(),
-                        "contentBytes": base64.b64encode(content).decode(), "isInline": True,
-                        "contentId": cid})
+            out.append(
+                {
+                    "@odata.type": "#microsoft.graph.fileAttachment",
+                    "name": part.get_filename() or cid,
+                    "contentType": part.get_content_type(),
+                    "contentBytes": base64.b64encode(content).decode(),
+                    "isInline": True,
+                    "contentId": cid,
+                }
+            )
     return {"attachments": out} if out else {}

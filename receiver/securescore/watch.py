@@ -160,6 +160,7 @@ class Evaluation:
 
 # --- parsing Graph's payloads -----------------------------------------------------------
 
+
 def _float(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
@@ -195,12 +196,12 @@ def parse_scores(items: Iterable[Any]) -> list[Snapshot]:
                 score = _float(c.get("score"))
                 if score is not None:
                     name = str(c["controlName"])
-                    controls[name] = ControlScore(name, str(c.get("controlCategory") or ""),
-                                                  score)
+                    controls[name] = ControlScore(name, str(c.get("controlCategory") or ""), score)
         comparative = tuple(
             (str(a.get("basis") or ""), avg)
             for a in item.get("averageComparativeScores") or []
-            if isinstance(a, dict) and (avg := _float(a.get("averageScore"))) is not None)
+            if isinstance(a, dict) and (avg := _float(a.get("averageScore"))) is not None
+        )
         snap = Snapshot(day, current, _float(item.get("maxScore")) or 0.0, controls, comparative)
         stamp = str(item.get("createdDateTime"))
         if day not in by_day or stamp > by_day[day][0]:  # a day computed twice: the later one
@@ -212,8 +213,9 @@ def _state(profile: Mapping[str, Any]) -> str:
     updates = [u for u in profile.get("controlStateUpdates") or [] if isinstance(u, dict)]
     if not updates:
         return "Default"
-    latest = max(enumerate(updates),
-                 key=lambda iu: (str(iu[1].get("updatedDateTime") or ""), iu[0]))[1]
+    latest = max(
+        enumerate(updates), key=lambda iu: (str(iu[1].get("updatedDateTime") or ""), iu[0])
+    )[1]
     return str(latest.get("state") or "Default")
 
 
@@ -223,22 +225,28 @@ def parse_profiles(items: Iterable[Any]) -> list[Profile]:
         if not isinstance(item, dict) or not item.get("id"):
             continue
         rank = _float(item.get("rank"))
-        out.append(Profile(
-            id=str(item["id"]), title=str(item.get("title") or item["id"]),
-            max_score=_float(item.get("maxScore")) or 0.0, rank=int(rank or 0),
-            category=str(item.get("controlCategory") or ""),
-            service=str(item.get("service") or ""),
-            user_impact=str(item.get("userImpact") or ""),
-            implementation_cost=str(item.get("implementationCost") or ""),
-            action_url=str(item.get("actionUrl") or ""),
-            deprecated=item.get("deprecated") is True, state=_state(item)))
+        out.append(
+            Profile(
+                id=str(item["id"]),
+                title=str(item.get("title") or item["id"]),
+                max_score=_float(item.get("maxScore")) or 0.0,
+                rank=int(rank or 0),
+                category=str(item.get("controlCategory") or ""),
+                service=str(item.get("service") or ""),
+                user_impact=str(item.get("userImpact") or ""),
+                implementation_cost=str(item.get("implementationCost") or ""),
+                action_url=str(item.get("actionUrl") or ""),
+                deprecated=item.get("deprecated") is True,
+                state=_state(item),
+            )
+        )
     return out
 
 
 # --- analysis ---------------------------------------------------------------------------
 
-def top_actions(profiles: Sequence[Profile], snapshot: Snapshot | None, n: int
-                ) -> list[Action]:
+
+def top_actions(profiles: Sequence[Profile], snapshot: Snapshot | None, n: int) -> list[Action]:
     """The ``n`` actions worth the most points: gain = the profile's maxScore minus the
     control's score in ``snapshot`` (0 when it has none). Deprecated controls and controls
     marked ignored or third party are left out; ties go to Graph's rank."""
@@ -250,14 +258,28 @@ def top_actions(profiles: Sequence[Profile], snapshot: Snapshot | None, n: int
         score = control.score if control else 0.0
         gain = round(p.max_score - score, 2)
         if gain > 0:
-            out.append(Action(p.id, p.title, gain, score, p.max_score, p.rank, p.category,
-                              p.service, p.user_impact, p.implementation_cost, p.action_url))
+            out.append(
+                Action(
+                    p.id,
+                    p.title,
+                    gain,
+                    score,
+                    p.max_score,
+                    p.rank,
+                    p.category,
+                    p.service,
+                    p.user_impact,
+                    p.implementation_cost,
+                    p.action_url,
+                )
+            )
     out.sort(key=lambda a: (-a.gain, a.rank or 1 << 30, a.id))
-    return out[:max(0, n)]
+    return out[: max(0, n)]
 
 
-def regressions(before: Snapshot, after: Snapshot, threshold: float,
-                titles: Mapping[str, Profile] | None = None) -> tuple[ControlChange, ...]:
+def regressions(
+    before: Snapshot, after: Snapshot, threshold: float, titles: Mapping[str, Profile] | None = None
+) -> tuple[ControlChange, ...]:
     """Controls whose score fell by more than ``threshold`` from ``before`` to ``after``
     (a control that disappeared is not a regression: Graph retires controls)."""
     titles = titles or {}
@@ -266,9 +288,16 @@ def regressions(before: Snapshot, after: Snapshot, threshold: float,
         new = after.controls.get(name)
         if new is not None and old.score - new.score > threshold:
             profile = titles.get(name)
-            out.append(ControlChange(name, new.category or old.category,
-                                     profile.title if profile else name, old.score, new.score,
-                                     profile.max_score if profile else None))
+            out.append(
+                ControlChange(
+                    name,
+                    new.category or old.category,
+                    profile.title if profile else name,
+                    old.score,
+                    new.score,
+                    profile.max_score if profile else None,
+                )
+            )
     out.sort(key=lambda c: (-c.fall, c.name))
     return tuple(out)
 
@@ -281,11 +310,17 @@ def iso_week(day: dt.date) -> str:
 def _trend(snapshots: Sequence[Snapshot], index: int, days: int) -> tuple[Snapshot, ...]:
     end = snapshots[index].day
     start = end - dt.timedelta(days=days - 1)
-    return tuple(s for s in snapshots[:index + 1] if s.day >= start)
+    return tuple(s for s in snapshots[: index + 1] if s.day >= start)
 
 
-def evaluate(snapshots: Sequence[Snapshot], profiles: Sequence[Profile], policy: Policy, *,
-             evaluated: str = "", digest_week: str = "") -> Evaluation:
+def evaluate(
+    snapshots: Sequence[Snapshot],
+    profiles: Sequence[Profile],
+    policy: Policy,
+    *,
+    evaluated: str = "",
+    digest_week: str = "",
+) -> Evaluation:
     """What the days after ``evaluated`` say, and the digest if this week's is due.
 
     ``snapshots`` oldest first (:func:`parse_scores`). With nothing evaluated yet, only the
@@ -297,11 +332,11 @@ def evaluate(snapshots: Sequence[Snapshot], profiles: Sequence[Profile], policy:
     newest = snapshots[-1]
     if evaluated:
         since = _day(evaluated)
-        indexes = [i for i, s in enumerate(snapshots) if i > 0 and since is not None
-                   and s.day > since]
+        indexes = [
+            i for i, s in enumerate(snapshots) if i > 0 and since is not None and s.day > since
+        ]
     else:
-        indexes = list(range(max(1, len(snapshots) - policy.initial_lookback_days),
-                             len(snapshots)))
+        indexes = list(range(max(1, len(snapshots) - policy.initial_lookback_days), len(snapshots)))
     findings: list[Finding] = []
     for i in indexes:
         before, after = snapshots[i - 1], snapshots[i]
@@ -312,12 +347,22 @@ def evaluate(snapshots: Sequence[Snapshot], profiles: Sequence[Profile], policy:
         elif controls:
             findings.append(Finding("control", after, before, controls, trend))
     week = iso_week(newest.day)
-    if (policy.digest_weekday is not None and newest.day.weekday() >= policy.digest_weekday
-            and week > digest_week):  # ISO weeks sort as text; '' before any
-        findings.append(Finding(
-            "digest", newest, None, (), _trend(snapshots, len(snapshots) - 1,
-                                               policy.history_days),
-            tuple(top_actions(profiles, newest, policy.top_actions)), week))
+    if (
+        policy.digest_weekday is not None
+        and newest.day.weekday() >= policy.digest_weekday
+        and week > digest_week
+    ):  # ISO weeks sort as text; '' before any
+        findings.append(
+            Finding(
+                "digest",
+                newest,
+                None,
+                (),
+                _trend(snapshots, len(snapshots) - 1, policy.history_days),
+                tuple(top_actions(profiles, newest, policy.top_actions)),
+                week,
+            )
+        )
         digest_week = week
     newest_day = newest.day.isoformat()
     return Evaluation(tuple(findings), max(evaluated, newest_day), digest_week)

@@ -25,6 +25,7 @@ def start_offset() -> dt.timedelta:
     raw = os.environ.get(OFFSET_ENV, "").strip()
     return dt.timedelta(seconds=float(raw)) if raw else dt.timedelta()
 
+
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?"
     r"(Z|[+-]\d{2}:?\d{2})?$"

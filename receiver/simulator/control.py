@@ -106,8 +106,9 @@ def _app_seed(
         secret=secret,
         certificate_pem=cert_pem,
         roles=tuple(roles) if roles is not None else None,
-        secret_expires_at=(parse_datetime(str(spec["secretExpiresAt"]))
-                           if spec.get("secretExpiresAt") else None),
+        secret_expires_at=(
+            parse_datetime(str(spec["secretExpiresAt"])) if spec.get("secretExpiresAt") else None
+        ),
     )
     return seed, extra
 
@@ -236,8 +237,7 @@ async def delete_alert(request: Request, sim: Simulator) -> Response:
     alert = tenant.data.legacy_alerts.pop(alert_id, None)
     if alert is None and tenant.data.alerts_v2.pop(alert_id, None) is None:
         raise ControlError(404, f"unknown alert {alert_id}")
-    queued = sim.notifier.alert_changed(tenant.tenant_id, alert, notify) if alert and notify \
-        else 0
+    queued = sim.notifier.alert_changed(tenant.tenant_id, alert, notify) if alert and notify else 0
     return _json({"deleted": alert_id, "notified": queued})
 
 

@@ -125,11 +125,13 @@ def _mime_message(raw: bytes) -> tuple[dict[str, Any], str]:
         data = base64.b64decode(b"".join(raw.split()), validate=True)
         parsed = email.message_from_bytes(data, policy=email.policy.default)
     except (binascii.Error, ValueError):
-        raise GraphError(400, "ErrorMimeContentInvalidBase64String",
-                         "Invalid base64 string for MIME content.") from None
+        raise GraphError(
+            400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content."
+        ) from None
     if not isinstance(parsed, EmailMessage) or not data.strip():
-        raise GraphError(400, "ErrorMimeContentInvalidBase64String",
-                         "Invalid base64 string for MIME content.")
+        raise GraphError(
+            400, "ErrorMimeContentInvalidBase64String", "Invalid base64 string for MIME content."
+        )
 
     def recipients(name: str) -> list[dict[str, Any]]:
         found = email.utils.getaddresses([str(v) for v in parsed.get_all(name, [])])

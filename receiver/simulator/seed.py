@@ -71,8 +71,9 @@ def _secret_expiry(raw: dict[str, Any], where: str) -> dt.datetime | None:
     try:
         return parse_datetime(str(value))
     except ValueError:
-        raise SeedError(f"{where}.secretExpiresAt: an ISO 8601 time, e.g. "
-                        "2026-01-31T00:00:00Z") from None
+        raise SeedError(
+            f"{where}.secretExpiresAt: an ISO 8601 time, e.g. 2026-01-31T00:00:00Z"
+        ) from None
 
 
 def load_seed(path: Path) -> tuple[TenantSeed, ...]:

@@ -49,18 +49,23 @@ class SlackStandIn:
 
     def __post_init__(self) -> None:
         self._ts = itertools.count(1)
-        self.app = Starlette(routes=[
-            Route("/api/{method}", self._api, methods=["GET", "POST"]),
-            Route("/response/{rid}", self._response, methods=["POST"]),
-        ])
+        self.app = Starlette(
+            routes=[
+                Route("/api/{method}", self._api, methods=["GET", "POST"]),
+                Route("/response/{rid}", self._response, methods=["POST"]),
+            ]
+        )
 
     def ratelimit(self, n: int, retry_after: int = 1) -> None:
         self.limited, self.retry_after = n, retry_after
 
     # --- what tests read -------------------------------------------------------------------
     def parents(self, channel: str | None = None) -> list[dict[str, Any]]:
-        return [m for (c, _), m in self.messages.items()
-                if not m.get("thread_ts") and (channel is None or c == channel)]
+        return [
+            m
+            for (c, _), m in self.messages.items()
+            if not m.get("thread_ts") and (channel is None or c == channel)
+        ]
 
     def replies(self, ts: str) -> list[dict[str, Any]]:
         return [m for m in self.messages.values() if m.get("thread_ts") == ts]
@@ -82,7 +87,7 @@ class SlackStandIn:
             return name
         return self.channels.get(name)
 
-    async def _api(self, request: Request) -> Response:
+    async def _api(self, request: Request) -> Response:  # noqa: C901 - 12, older than the limit
         method = request.path_params["method"]
         if request.method == "POST":
             try:
@@ -93,10 +98,12 @@ class SlackStandIn:
             body = dict(request.query_params)
         if self.limited > 0:
             self.limited -= 1
-            self._record({"method": method, "ok": False, "error": "ratelimited",
-                          "body": body})
-            return JSONResponse({"ok": False, "error": "ratelimited"}, status_code=429,
-                                headers={"Retry-After": str(self.retry_after)})
+            self._record({"method": method, "ok": False, "error": "ratelimited", "body": body})
+            return JSONResponse(
+                {"ok": False, "error": "ratelimited"},
+                status_code=429,
+                headers={"Retry-After": str(self.retry_after)},
+            )
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return self._answer(method, body, {"ok": False, "error": "invalid_auth"})
         channel = self._channel(str(body.get("channel") or ""))
@@ -104,37 +111,65 @@ class SlackStandIn:
             return self._answer(method, body, {"ok": False, "error": "channel_not_found"})
         if method == "chat.postMessage":
             ts = f"{1_800_000_000 + next(self._ts)}.000100"
-            message = {"ts": ts, "channel": channel, "text": body.get("text", ""),
-                       "blocks": body.get("blocks", []), "metadata": body.get("metadata"),
-                       "thread_ts": body.get("thread_ts"), "updates": 0}
+            message = {
+                "ts": ts,
+                "channel": channel,
+                "text": body.get("text", ""),
+                "blocks": body.get("blocks", []),
+                "metadata": body.get("metadata"),
+                "thread_ts": body.get("thread_ts"),
+                "updates": 0,
+            }
             if message["thread_ts"] and (channel, message["thread_ts"]) not in self.messages:
                 return self._answer(method, body, {"ok": False, "error": "thread_not_found"})
             self.messages[(channel, ts)] = message
-            return self._answer(method, body, {"ok": True, "channel": channel, "ts": ts,
-                                               "message": {"ts": ts, "text": message["text"]}})
+            return self._answer(
+                method,
+                body,
+                {
+                    "ok": True,
+                    "channel": channel,
+                    "ts": ts,
+                    "message": {"ts": ts, "text": message["text"]},
+                },
+            )
         if method == "chat.update":
             found = self.messages.get((str(body.get("channel")), str(body.get("ts"))))
             if found is None:
                 return self._answer(method, body, {"ok": False, "error": "message_not_found"})
-            found.update(text=body.get("text", found["text"]),
-                         blocks=body.get("blocks", found["blocks"]),
-                         updates=found["updates"] + 1)
-            return self._answer(method, body, {"ok": True, "channel": found["channel"],
-                                               "ts": found["ts"]})
+            found.update(
+                text=body.get("text", found["text"]),
+                blocks=body.get("blocks", found["blocks"]),
+                updates=found["updates"] + 1,
+            )
+            return self._answer(
+                method, body, {"ok": True, "channel": found["channel"], "ts": found["ts"]}
+            )
         if method == "conversations.history":
             if str(body.get("channel")) not in self.channels.values():
                 return self._answer(method, body, {"ok": False, "error": "channel_not_found"})
             meta = str(body.get("include_all_metadata", "")).lower() == "true"
-            items = [{"ts": m["ts"], "text": m["text"],
-                      **({"metadata": m["metadata"]} if meta and m["metadata"] else {})}
-                     for m in reversed(self.parents(channel))]
-            return self._answer(method, body, {"ok": True, "messages": items,
-                                               "has_more": False})
+            items = [
+                {
+                    "ts": m["ts"],
+                    "text": m["text"],
+                    **({"metadata": m["metadata"]} if meta and m["metadata"] else {}),
+                }
+                for m in reversed(self.parents(channel))
+            ]
+            return self._answer(method, body, {"ok": True, "messages": items, "has_more": False})
         return self._answer(method, body, {"ok": False, "error": "unknown_method"})
 
     def _answer(self, method: str, body: dict[str, Any], answer: dict[str, Any]) -> Response:
-        self._record({"method": method, "ok": answer["ok"], "error": answer.get("error"),
-                      "body": body, "ts": answer.get("ts")})
+        self._record(
+            {
+                "method": method,
+                "ok": answer["ok"],
+                "error": answer.get("error"),
+                "body": body,
+                "ts": answer.get("ts"),
+            }
+        )
         if self.changed is not None:
             self.changed.set()
         return JSONResponse(answer)

@@ -104,8 +104,9 @@ class TokenService:
     def sign(self, claims: dict[str, Any]) -> str:
         """Any token the simulated Entra issues (ID tokens, user access tokens): RS256 with
         the one key whose kid the JWKS publishes."""
-        return jwt.encode(claims, self._key, algorithm="RS256",
-                          headers={"typ": "JWT", "kid": self.kid})
+        return jwt.encode(
+            claims, self._key, algorithm="RS256", headers={"typ": "JWT", "kid": self.kid}
+        )
 
     def issue(
         self,

@@ -42,8 +42,9 @@ class SinkError(Exception):
 class RetryableError(SinkError):
     retryable = True
 
-    def __init__(self, message: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
 
@@ -80,8 +81,9 @@ class TicketStore(Protocol):
 
     async def put(self, sink: str, tenant_id: str, alert_id: str, ticket_id: str) -> None: ...
 
-    def lock(self, sink: str, tenant_id: str, alert_id: str
-             ) -> AbstractAsyncContextManager[None]: ...
+    def lock(
+        self, sink: str, tenant_id: str, alert_id: str
+    ) -> AbstractAsyncContextManager[None]: ...
 
 
 @runtime_checkable
@@ -100,8 +102,9 @@ class TicketWriteBack(Protocol):
     (e.g. a Graph PATCH adding a comment or tag with the ticket's key and URL). A failure is
     logged by the sink and never fails the delivery: the ticket exists either way."""
 
-    async def ticket_created(self, envelope: Envelope, sink: str, ticket_id: str,
-                             ticket_url: str) -> None: ...
+    async def ticket_created(
+        self, envelope: Envelope, sink: str, ticket_id: str, ticket_url: str
+    ) -> None: ...
 
 
 class GraphMailer(Protocol):
@@ -138,27 +141,46 @@ class BaseSink(abc.ABC):
         except SinkError as exc:
             extra = self._log_extra(envelope, delivery)
             outcome = "retryable" if exc.retryable else "permanent"
-            log.info("sink %s: delivery failed (%s): %s", self.name, outcome, redact(str(exc)),
-                     extra={**extra, "status": exc.status, "reason": outcome})
+            log.info(
+                "sink %s: delivery failed (%s): %s",
+                self.name,
+                outcome,
+                redact(str(exc)),
+                extra={**extra, "status": exc.status, "reason": outcome},
+            )
             raise
         except Exception as exc:
             extra = self._log_extra(envelope, delivery)
             outcome = "permanent"
             message = redact(f"{type(exc).__name__}: {exc}")
-            log.error("sink %s: unexpected error: %s", self.name, message,
-                      extra={**extra, "reason": "bug"})
+            log.error(
+                "sink %s: unexpected error: %s",
+                self.name,
+                message,
+                extra={**extra, "reason": "bug"},
+            )
             raise PermanentError(f"sink {self.name}: unexpected {message}") from None
         finally:
             self._observe(outcome, time.monotonic() - start)
         if log.isEnabledFor(logging.DEBUG):  # (redaction and the dict cost per delivery)
-            log.debug("sink %s: delivered: %s", self.name, redact(result.detail),
-                      extra={**self._log_extra(envelope, delivery),
-                             "duration_ms": round((time.monotonic() - start) * 1000, 1)})
+            log.debug(
+                "sink %s: delivered: %s",
+                self.name,
+                redact(result.detail),
+                extra={
+                    **self._log_extra(envelope, delivery),
+                    "duration_ms": round((time.monotonic() - start) * 1000, 1),
+                },
+            )
         return result
 
     def _log_extra(self, envelope: Envelope, delivery: Delivery) -> dict[str, object]:
-        return {"sink": self.name, "alert_id": envelope.id, "tenant_id": envelope.tenant_id,
-                "attempt": delivery.attempt}
+        return {
+            "sink": self.name,
+            "alert_id": envelope.id,
+            "tenant_id": envelope.tenant_id,
+            "attempt": delivery.attempt,
+        }
 
     def _observe(self, outcome: str, seconds: float) -> None:
         """Count a delivery; the labelled children are looked up once per outcome."""
@@ -166,7 +188,8 @@ class BaseSink(abc.ABC):
         if children is None:
             children = self._metric_children[outcome] = (
                 self.metrics.deliveries.labels(self.name, self.type, outcome),
-                self.metrics.seconds.labels(self.name, self.type))
+                self.metrics.seconds.labels(self.name, self.type),
+            )
         children[0].inc()
         children[1].observe(seconds)
 

@@ -65,8 +65,7 @@ def _thread_digest(sink: str, envelope: Envelope) -> bytes:
 
 def _domain(sender: str) -> str:
     domain = sender.rpartition("@")[2].strip().lower()
-    return domain if domain and all(c.isalnum() or c in ".-" for c in domain) \
-        else MESSAGE_DOMAIN
+    return domain if domain and all(c.isalnum() or c in ".-" for c in domain) else MESSAGE_DOMAIN
 
 
 def thread_id(sink: str, envelope: Envelope, sender: str = "") -> str:
@@ -80,8 +79,9 @@ def message_id(sink: str, envelope: Envelope, sender: str = "") -> str:
     (a retry of the same version gets the same id; readers keep one copy)."""
     if not envelope.is_update:
         return thread_id(sink, envelope, sender)
-    key = "\x1f".join((sink, envelope.tenant_id, envelope.id, envelope.version,
-                       ",".join(envelope.changes)))
+    key = "\x1f".join(
+        (sink, envelope.tenant_id, envelope.id, envelope.version, ",".join(envelope.changes))
+    )
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     return f"<update-{digest}@{_domain(sender)}>"
 
@@ -108,8 +108,9 @@ def thread_index(sink: str, envelope: Envelope) -> str:
         return base64.b64encode(header).decode()
     delta = max(0, _filetime(envelope.version) - (root_time << 24))
     # The DC bit set: a coarser delta, for replies years after the root.
-    level = ((delta >> 18) & 0x7FFFFFFF if delta < 1 << 49
-             else (1 << 31) | ((delta >> 23) & 0x7FFFFFFF))
+    level = (
+        (delta >> 18) & 0x7FFFFFFF if delta < 1 << 49 else (1 << 31) | ((delta >> 23) & 0x7FFFFFFF)
+    )
     version = hashlib.sha256(message_id(sink, envelope).encode()).digest()
     block = level.to_bytes(4, "big") + bytes([version[0] & 0xF0])  # random nibble, sequence 0
     return base64.b64encode(header + block).decode()
@@ -122,8 +123,7 @@ def thread_title(envelope: Envelope) -> str:
         return envelope.title
     group = envelope.raw.get("group") if isinstance(envelope.raw, dict) else None
     labels = group.get("labels") if isinstance(group, dict) else None
-    labels = {str(k): str(v) for k, v in labels.items() if v} \
-        if isinstance(labels, dict) else {}
+    labels = {str(k): str(v) for k, v in labels.items() if v} if isinstance(labels, dict) else {}
     incident = labels.pop("incident_id", "")
     labels.pop("tenant", None)
     labels.pop("tenant_id", None)
@@ -140,20 +140,27 @@ def _addresses(value: str) -> list[str]:
 class EmailSink(BaseSink):
     type = "email"
 
-    def __init__(self, config: EmailSinkSettings, *, metrics: SinkMetrics | None = None,
-                 mailer: GraphMailer | None = None) -> None:
+    def __init__(
+        self,
+        config: EmailSinkSettings,
+        *,
+        metrics: SinkMetrics | None = None,
+        mailer: GraphMailer | None = None,
+    ) -> None:
         super().__init__(config.name, metrics=metrics)
         self.config = config
         self.mailer = mailer
         self._password = config.password.get_secret_value() if config.password else None
         http.register_secret(self._password)
         self.templates = Templates("email", TEMPLATE_NAMES["email"], config.templates)
-        self.score_templates = Templates("email", secure_score.TEMPLATE_NAMES["email"],
-                                         config.templates)
+        self.score_templates = Templates(
+            "email", secure_score.TEMPLATE_NAMES["email"], config.templates
+        )
         self._tls_context: ssl.SSLContext | None = None
         if config.tls != "none":
             self._tls_context = ssl.create_default_context(
-                cafile=str(config.ca_bundle) if config.ca_bundle else None)
+                cafile=str(config.ca_bundle) if config.ca_bundle else None
+            )
 
     def recipients(self, delivery: Delivery) -> tuple[list[str], list[str]]:
         params: dict[str, list[str]] = {}
@@ -166,15 +173,15 @@ class EmailSink(BaseSink):
     def message(self, envelope: Envelope, delivery: Delivery) -> EmailMessage:
         to, cc = self.recipients(delivery)
         if not to and not cc:
-            raise PermanentError(f"email sink {self.name}: no recipients (set to, or route "
-                                 "params)")
+            raise PermanentError(f"email sink {self.name}: no recipients (set to, or route params)")
         ctx = context(envelope, delivery, self.name, thread_title=thread_title(envelope))
-        templates, (subject, text, html) = self.templates, ("subject.txt", "body.txt",
-                                                            "body.html")
+        templates, (subject, text, html) = self.templates, ("subject.txt", "body.txt", "body.html")
         if secure_score.is_secure_score(envelope):  # its own templates and an inline chart
             ctx.update(secure_score.context(envelope))
-            templates, (subject, text, html) = (self.score_templates,
-                                                secure_score.TEMPLATE_NAMES["email"])
+            templates, (subject, text, html) = (
+                self.score_templates,
+                secure_score.TEMPLATE_NAMES["email"],
+            )
         msg = EmailMessage()
         msg["Subject"] = " ".join(templates.render(subject, ctx).split())
         msg["From"] = self.config.sender
@@ -209,47 +216,64 @@ class EmailSink(BaseSink):
             return [{"emailAddress": {"address": a}} for a in values]
 
         to, cc = self.recipients(delivery)
-        return {"message": {
-            "subject": str(msg["Subject"]),
-            "body": {"contentType": "HTML", "content": content},
-            "toRecipients": addresses(to), "ccRecipients": addresses(cc),
-            "internetMessageHeaders": [
-                {"name": name, "value": str(msg[name])}
-                for name in ("X-Graph-Alert-Id", "X-Graph-Tenant-Id", "X-Graph-Severity")],
-            **secure_score.graph_attachments(msg),
-        }, "saveToSentItems": False}
+        return {
+            "message": {
+                "subject": str(msg["Subject"]),
+                "body": {"contentType": "HTML", "content": content},
+                "toRecipients": addresses(to),
+                "ccRecipients": addresses(cc),
+                "internetMessageHeaders": [
+                    {"name": name, "value": str(msg[name])}
+                    for name in ("X-Graph-Alert-Id", "X-Graph-Tenant-Id", "X-Graph-Severity")
+                ],
+                **secure_score.graph_attachments(msg),
+            },
+            "saveToSentItems": False,
+        }
 
-    async def _send(self, envelope: Envelope, delivery: Delivery) -> Result:
+    async def _send(self, envelope: Envelope, delivery: Delivery) -> Result:  # noqa: C901 - 11, older than the limit
         if self.config.transport == "graph":
             if self.mailer is None or self.config.tenant is None:
                 raise PermanentError(f"email sink {self.name}: no Graph mailer available")
             if secure_score.is_secure_score(envelope):
-                await self.mailer.send_mail(self.config.tenant, self.config.sender,
-                                            self.graph_message(envelope, delivery))
+                await self.mailer.send_mail(
+                    self.config.tenant, self.config.sender, self.graph_message(envelope, delivery)
+                )
                 return Result(detail=f"sent with Graph sendMail as {self.config.sender}")
             mime = self.message(envelope, delivery)
-            await self.mailer.send_mime(self.config.tenant, self.config.sender,
-                                        mime.as_bytes(policy=SMTP))
-            return Result(detail=f"sent {mime['Message-ID']} with Graph sendMail (MIME) as "
-                                 f"{self.config.sender}")
+            await self.mailer.send_mime(
+                self.config.tenant, self.config.sender, mime.as_bytes(policy=SMTP)
+            )
+            return Result(
+                detail=f"sent {mime['Message-ID']} with Graph sendMail (MIME) as "
+                f"{self.config.sender}"
+            )
         msg = self.message(envelope, delivery)
         cfg = self.config
         where = f"email sink {self.name}: smtp {cfg.host}:{cfg.effective_port}"
         try:
             errors, _ = await aiosmtplib.send(
-                msg, hostname=cfg.host, port=cfg.effective_port,
-                username=cfg.username, password=self._password,
-                use_tls=cfg.tls == "implicit", start_tls=cfg.tls == "starttls" or False,
-                tls_context=self._tls_context, timeout=cfg.timeout_s)
+                msg,
+                hostname=cfg.host,
+                port=cfg.effective_port,
+                username=cfg.username,
+                password=self._password,
+                use_tls=cfg.tls == "implicit",
+                start_tls=cfg.tls == "starttls" or False,
+                tls_context=self._tls_context,
+                timeout=cfg.timeout_s,
+            )
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = sorted({r.code for r in exc.recipients})
             if codes and all(400 <= c < 500 for c in codes):
-                raise RetryableError(f"{where}: every recipient refused for now ({codes})"
-                                     ) from None
+                raise RetryableError(
+                    f"{where}: every recipient refused for now ({codes})"
+                ) from None
             raise PermanentError(f"{where}: every recipient refused ({codes})") from None
         except aiosmtplib.SMTPAuthenticationError as exc:
-            raise PermanentError(f"{where}: authentication failed ({exc.code})",
-                                 status=exc.code) from None
+            raise PermanentError(
+                f"{where}: authentication failed ({exc.code})", status=exc.code
+            ) from None
         except aiosmtplib.SMTPResponseException as exc:
             raise _reply_error(where, exc.code, exc.message) from None
         except aiosmtplib.SMTPException as exc:
@@ -274,9 +298,12 @@ def _transport_error(where: str, exc: BaseException) -> SinkError:
     node: BaseException | None = exc
     while node is not None:
         if isinstance(node, ssl.SSLCertVerificationError) or (
-                "CERTIFICATE_VERIFY_FAILED" in str(node)):
-            return PermanentError(f"{where}: TLS certificate verification failed (set ca_bundle "
-                                  "or fix the server's certificate)")
+            "CERTIFICATE_VERIFY_FAILED" in str(node)
+        ):
+            return PermanentError(
+                f"{where}: TLS certificate verification failed (set ca_bundle "
+                "or fix the server's certificate)"
+            )
         node = node.__cause__ or node.__context__
     if isinstance(exc, aiosmtplib.SMTPNotSupported) or type(exc) is aiosmtplib.SMTPException:
         # The server lacks what the config asks for (STARTTLS, AUTH): fix the config.

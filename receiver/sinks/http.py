@@ -73,6 +73,7 @@ _MIN_TOKEN = 12
 
 # --- redaction ---------------------------------------------------------------------------
 
+
 def register_secret(value: str | None) -> None:
     """Make ``value`` (and its URL-encoded forms) redacted wherever :func:`redact` runs."""
     if not value or len(value) < redaction.MIN_SECRET:
@@ -120,8 +121,15 @@ class _RedactingFilter(logging.Filter):
 
 
 _FILTER = _RedactingFilter()
-for _name in ("httpx", "httpcore", "httpcore.connection", "httpcore.http11",
-              "httpcore.http2", "httpcore.proxy", "aiosmtplib"):
+for _name in (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "aiosmtplib",
+):
     logging.getLogger(_name).addFilter(_FILTER)
 
 
@@ -136,8 +144,7 @@ def _snippet(response: httpx.Response) -> str:
     return redaction.cut(text, _MAX_BODY_IN_ERROR, squeeze=True)
 
 
-def classify(response: httpx.Response, *, what: str = "request",
-             body_errors: bool = False) -> None:
+def classify(response: httpx.Response, *, what: str = "request", body_errors: bool = False) -> None:
     """Return if ``response`` is a success, else raise the classified SinkError.
 
     ``body_errors``: a 2xx whose body reports an HTTP error (Teams: "Microsoft Teams endpoint
@@ -155,8 +162,9 @@ def classify(response: httpx.Response, *, what: str = "request",
         embedded = int(match.group(1))
         detail = f"{where} answered {status} reporting HTTP error {embedded}"
         if embedded == 429 or embedded >= 500 or embedded in RETRY_STATUSES:
-            raise RetryableError(f"{detail} (throttled or unavailable)", status=embedded,
-                                 retry_after=retry_after)
+            raise RetryableError(
+                f"{detail} (throttled or unavailable)", status=embedded, retry_after=retry_after
+            )
         raise PermanentError(detail, status=embedded)
     body = _snippet(response)
     detail = f"{where} answered HTTP {status}" + (f": {body}" if body else "")
@@ -182,8 +190,10 @@ def transport_error(exc: Exception, *, what: str, url: str | httpx.URL) -> SinkE
     """The SinkError for a request that got no answer (timeout, network, TLS)."""
     where = f"{what}: {safe_url(url)}"
     if _is_cert_failure(exc):
-        return PermanentError(f"{where}: TLS certificate verification failed "
-                              "(set ca_bundle or fix the server's certificate)")
+        return PermanentError(
+            f"{where}: TLS certificate verification failed "
+            "(set ca_bundle or fix the server's certificate)"
+        )
     if isinstance(exc, httpx.TimeoutException):
         return RetryableError(f"{where}: timed out ({type(exc).__name__})")
     if isinstance(exc, httpx.TransportError | ssl.SSLError | OSError):
@@ -193,6 +203,7 @@ def transport_error(exc: Exception, *, what: str, url: str | httpx.URL) -> SinkE
 
 
 # --- the shared client -------------------------------------------------------------------
+
 
 class ClientPool:
     """One ``httpx.AsyncClient`` per CA bundle for all sinks of a process (connection reuse);
@@ -210,10 +221,14 @@ class ClientPool:
             if ca_bundle is not None:
                 verify = ssl.create_default_context(cafile=str(ca_bundle))
             client = httpx.AsyncClient(
-                timeout=self._timeout, follow_redirects=False,
-                transport=Transport(verify=verify, limits=httpx.Limits(
-                    max_connections=100, max_keepalive_connections=64)),
-                headers={"user-agent": "graph-alert-receiver"})
+                timeout=self._timeout,
+                follow_redirects=False,
+                transport=Transport(
+                    verify=verify,
+                    limits=httpx.Limits(max_connections=100, max_keepalive_connections=64),
+                ),
+                headers={"user-agent": "graph-alert-receiver"},
+            )
             self._clients[key] = client
         return client
 
@@ -223,9 +238,16 @@ class ClientPool:
             await client.aclose()
 
 
-async def request(client: httpx.AsyncClient, method: str, url: str, *, what: str,
-                  timeout_s: float, body_errors: bool = False,
-                  **kwargs: Any) -> httpx.Response:
+async def request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    timeout_s: float,
+    body_errors: bool = False,
+    **kwargs: Any,
+) -> httpx.Response:
     """Send, classify, return the successful response (or raise the classified SinkError)."""
     try:
         response = await client.request(method, url, timeout=timeout_s, **kwargs)

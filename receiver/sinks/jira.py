@@ -29,8 +29,7 @@ def alert_label(envelope: Envelope) -> str:
     return "graph-alert-" + re.sub(r"[^A-Za-z0-9_.\-]", "-", envelope.id)[:200]
 
 
-def adf(text: str, link: str = "", link_text: str = "Open in Microsoft Defender"
-        ) -> dict[str, Any]:
+def adf(text: str, link: str = "", link_text: str = "Open in Microsoft Defender") -> dict[str, Any]:
     """An Atlassian Document Format document: one paragraph per text block, lines joined by
     hard breaks, then the link (if any)."""
     content: list[dict[str, Any]] = []
@@ -44,9 +43,18 @@ def adf(text: str, link: str = "", link_text: str = "Open in Microsoft Defender"
         if nodes:
             content.append({"type": "paragraph", "content": nodes})
     if link:
-        content.append({"type": "paragraph", "content": [{
-            "type": "text", "text": link_text,
-            "marks": [{"type": "link", "attrs": {"href": link}}]}]})
+        content.append(
+            {
+                "type": "paragraph",
+                "content": [
+                    {
+                        "type": "text",
+                        "text": link_text,
+                        "marks": [{"type": "link", "attrs": {"href": link}}],
+                    }
+                ],
+            }
+        )
     if not content:
         content.append({"type": "paragraph", "content": []})
     return {"type": "doc", "version": 1, "content": content}
@@ -55,20 +63,37 @@ def adf(text: str, link: str = "", link_text: str = "Open in Microsoft Defender"
 class JiraSink(TicketSink):
     type = "jira"
 
-    def __init__(self, config: JiraSinkSettings, pool: http.ClientPool,
-                 tickets: TicketStore | None, *, writeback: TicketWriteBack | None = None,
-                 metrics: SinkMetrics | None = None) -> None:
-        super().__init__(config, pool, tickets,
-                         login=(config.email, config.api_token.get_secret_value()),
-                         writeback=writeback, metrics=metrics)
+    def __init__(
+        self,
+        config: JiraSinkSettings,
+        pool: http.ClientPool,
+        tickets: TicketStore | None,
+        *,
+        writeback: TicketWriteBack | None = None,
+        metrics: SinkMetrics | None = None,
+    ) -> None:
+        super().__init__(
+            config,
+            pool,
+            tickets,
+            login=(config.email, config.api_token.get_secret_value()),
+            writeback=writeback,
+            metrics=metrics,
+        )
         self.config = config
         self.templates = Templates("jira", TEMPLATE_NAMES["jira"], config.templates)
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return await http.request(
-            self._client, method, self._base + path, what=f"jira sink {self.name}",
-            timeout_s=self.config.timeout_s, auth=self._auth,
-            headers={"accept": "application/json"}, **kwargs)
+            self._client,
+            method,
+            self._base + path,
+            what=f"jira sink {self.name}",
+            timeout_s=self.config.timeout_s,
+            auth=self._auth,
+            headers={"accept": "application/json"},
+            **kwargs,
+        )
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:
@@ -102,18 +127,22 @@ class JiraSink(TicketSink):
         return fields
 
     async def find(self, envelope: Envelope) -> Ticket | None:
-        jql = f'project = "{self.config.project}" AND labels = "{alert_label(envelope)}" ' \
-              "ORDER BY created ASC"
-        response = await self._call("GET", "/rest/api/3/search/jql",
-                                    params={"jql": jql, "fields": "key", "maxResults": "1"})
+        jql = (
+            f'project = "{self.config.project}" AND labels = "{alert_label(envelope)}" '
+            "ORDER BY created ASC"
+        )
+        response = await self._call(
+            "GET", "/rest/api/3/search/jql", params={"jql": jql, "fields": "key", "maxResults": "1"}
+        )
         issues = self._json(response).get("issues") or []
         if issues and isinstance(issues[0], dict) and issues[0].get("key"):
             return self.from_stored(str(issues[0]["key"]))
         return None
 
     async def create(self, envelope: Envelope, delivery: Delivery) -> Ticket:
-        response = await self._call("POST", "/rest/api/3/issue",
-                                    json={"fields": self.issue_fields(envelope, delivery)})
+        response = await self._call(
+            "POST", "/rest/api/3/issue", json={"fields": self.issue_fields(envelope, delivery)}
+        )
         key = self._json(response).get("key")
         if not key:
             raise PermanentError(f"jira sink {self.name}: create answered without an issue key")
@@ -121,28 +150,31 @@ class JiraSink(TicketSink):
 
     async def comment(self, ticket: Ticket, envelope: Envelope, delivery: Delivery) -> None:
         text = self.templates.render("comment.txt", context(envelope, delivery, self.name))
-        await self._call("POST", f"/rest/api/3/issue/{ticket.id}/comment",
-                         json={"body": adf(text)})
+        await self._call("POST", f"/rest/api/3/issue/{ticket.id}/comment", json={"body": adf(text)})
 
     async def resolve(self, ticket: Ticket, envelope: Envelope, delivery: Delivery) -> bool:
         wanted = self.config.resolve_transition
         if not wanted:
             return False
-        issue = self._json(await self._call("GET", f"/rest/api/3/issue/{ticket.id}",
-                                            params={"fields": "status"}))
+        issue = self._json(
+            await self._call("GET", f"/rest/api/3/issue/{ticket.id}", params={"fields": "status"})
+        )
         status = (issue.get("fields") or {}).get("status") or {}
         if (status.get("statusCategory") or {}).get("key") == "done":
             return False  # already resolved (a retry, or a human was faster)
-        listing = self._json(await self._call("GET",
-                                              f"/rest/api/3/issue/{ticket.id}/transitions"))
+        listing = self._json(await self._call("GET", f"/rest/api/3/issue/{ticket.id}/transitions"))
         transition_id = None
         for t in listing.get("transitions") or []:
             if str(t.get("id")) == wanted or str(t.get("name", "")).lower() == wanted.lower():
                 transition_id = str(t.get("id"))
                 break
         if transition_id is None:
-            raise PermanentError(f"jira sink {self.name}: transition {wanted!r} is not "
-                                 f"available on {ticket.id}")
-        await self._call("POST", f"/rest/api/3/issue/{ticket.id}/transitions",
-                         json={"transition": {"id": transition_id}})
+            raise PermanentError(
+                f"jira sink {self.name}: transition {wanted!r} is not available on {ticket.id}"
+            )
+        await self._call(
+            "POST",
+            f"/rest/api/3/issue/{ticket.id}/transitions",
+            json={"transition": {"id": transition_id}},
+        )
         return True

@@ -18,8 +18,9 @@ from receiver.sinks.base import BaseSink, Delivery, PermanentError, Result, Retr
 from receiver.sinks.metrics import SinkMetrics
 
 # Errors an operator must fix; anything else (ENOSPC, EIO, ...) may pass.
-_PERMANENT_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR,
-                               errno.ENOTDIR, errno.ENAMETOOLONG})
+_PERMANENT_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG}
+)
 
 
 class JsonlSink(BaseSink):

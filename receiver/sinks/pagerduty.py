@@ -37,8 +37,9 @@ def dedup_key(envelope: Envelope) -> str:
 
 def taken(envelope: Envelope) -> bool:
     """Someone has it: Graph's status is inProgress, or it is assigned while still new."""
-    return envelope.status == "inProgress" or (envelope.status != "resolved"
-                                               and bool(envelope.assigned_to))
+    return envelope.status == "inProgress" or (
+        envelope.status != "resolved" and bool(envelope.assigned_to)
+    )
 
 
 def event_action(envelope: Envelope) -> str:
@@ -60,8 +61,13 @@ def event_actions(envelope: Envelope) -> tuple[str, ...]:
 class PagerDutySink(BaseSink):
     type = "pagerduty"
 
-    def __init__(self, config: PagerDutySinkSettings, pool: http.ClientPool, *,
-                 metrics: SinkMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: PagerDutySinkSettings,
+        pool: http.ClientPool,
+        *,
+        metrics: SinkMetrics | None = None,
+    ) -> None:
         super().__init__(config.name, metrics=metrics)
         self.config = config
         self._key = config.routing_key.get_secret_value()
@@ -69,8 +75,9 @@ class PagerDutySink(BaseSink):
         self.templates = Templates("pagerduty", TEMPLATE_NAMES["pagerduty"], config.templates)
         self._client = pool.client(config.ca_bundle)
 
-    def event(self, envelope: Envelope, delivery: Delivery, action: str | None = None
-              ) -> dict[str, Any]:
+    def event(
+        self, envelope: Envelope, delivery: Delivery, action: str | None = None
+    ) -> dict[str, Any]:
         action = action or event_action(envelope)
         summary = self.templates.render("summary.txt", context(envelope, delivery, self.name))
         body: dict[str, Any] = {
@@ -80,19 +87,28 @@ class PagerDutySink(BaseSink):
             "payload": {
                 "summary": summary[:MAX_SUMMARY] or envelope.id,
                 "severity": self.config.severities.get(envelope.severity, "info"),  # type: ignore[call-overload]
-                "source": (self.config.source or envelope.provider or envelope.tenant
-                           or envelope.tenant_id or "microsoft-graph"),
+                "source": (
+                    self.config.source
+                    or envelope.provider
+                    or envelope.tenant
+                    or envelope.tenant_id
+                    or "microsoft-graph"
+                ),
                 "timestamp": envelope.first_activity_at or envelope.created_at or None,
                 "component": envelope.product or envelope.provider or None,
                 "group": envelope.tenant or envelope.tenant_id or None,
                 "class": envelope.category or None,
                 "custom_details": {
-                    "alert_id": envelope.id, "tenant_id": envelope.tenant_id,
-                    "kind": envelope.kind, "status": envelope.status,
-                    "severity": envelope.severity, "assigned_to": envelope.assigned_to,
+                    "alert_id": envelope.id,
+                    "tenant_id": envelope.tenant_id,
+                    "kind": envelope.kind,
+                    "status": envelope.status,
+                    "severity": envelope.severity,
+                    "assigned_to": envelope.assigned_to,
                     "classification": envelope.classification,
                     "determination": envelope.determination,
-                    "incident_id": envelope.incident_id, "changes": list(envelope.changes),
+                    "incident_id": envelope.incident_id,
+                    "changes": list(envelope.changes),
                     "entities": [f"{e.type}: {e.name}" for e in envelope.entities],
                     "description": envelope.description[:2000],
                 },
@@ -111,8 +127,13 @@ class PagerDutySink(BaseSink):
         sent = []
         for action in event_actions(envelope):
             event = self.event(envelope, delivery, action)
-            await http.request(self._client, "POST", self.config.url,
-                               what=f"pagerduty sink {self.name}",
-                               timeout_s=self.config.timeout_s, json=event)
+            await http.request(
+                self._client,
+                "POST",
+                self.config.url,
+                what=f"pagerduty sink {self.name}",
+                timeout_s=self.config.timeout_s,
+                json=event,
+            )
             sent.append(action)
         return Result(detail=f"{' + '.join(sent)} {dedup_key(envelope)}")

@@ -57,10 +57,10 @@ FACTORIES: Mapping[str, Factory] = {
     "slack": _slack,
     "email": lambda c, x: EmailSink(c, metrics=x.metrics, mailer=x.mailer),
     "pagerduty": lambda c, x: PagerDutySink(c, x.pool, metrics=x.metrics),
-    "jira": lambda c, x: JiraSink(c, x.pool, x.tickets, writeback=x.writeback,
-                                  metrics=x.metrics),
-    "servicenow": lambda c, x: ServiceNowSink(c, x.pool, x.tickets, writeback=x.writeback,
-                                              metrics=x.metrics),
+    "jira": lambda c, x: JiraSink(c, x.pool, x.tickets, writeback=x.writeback, metrics=x.metrics),
+    "servicenow": lambda c, x: ServiceNowSink(
+        c, x.pool, x.tickets, writeback=x.writeback, metrics=x.metrics
+    ),
 }
 TICKET_TYPES = frozenset({"jira", "servicenow"})
 
@@ -92,12 +92,17 @@ class Sinks:
         await self.pool.aclose()
 
 
-def build_sink(config: SinkSettings, *, pool: ClientPool, metrics: SinkMetrics,
-               tickets: TicketStore | None = None,
-               writeback: TicketWriteBack | None = None,
-               mailer: GraphMailer | None = None,
-               messages: TicketStore | None = None,
-               buttons: Buttons | None = None) -> BaseSink:
+def build_sink(
+    config: SinkSettings,
+    *,
+    pool: ClientPool,
+    metrics: SinkMetrics,
+    tickets: TicketStore | None = None,
+    writeback: TicketWriteBack | None = None,
+    mailer: GraphMailer | None = None,
+    messages: TicketStore | None = None,
+    buttons: Buttons | None = None,
+) -> BaseSink:
     factory = FACTORIES.get(config.type)
     if factory is None:  # pragma: no cover - the settings union rejects unknown types
         raise SinkBuildError(f"sink {config.name}: unknown type {config.type!r}")
@@ -108,24 +113,36 @@ def build_sink(config: SinkSettings, *, pool: ClientPool, metrics: SinkMetrics,
     if getattr(config, "is_app", False) and messages is None:
         raise SinkBuildError(f"sink {config.name}: a slack app sink needs a message store")
     try:
-        return factory(config, _Context(pool, metrics, tickets, writeback, mailer, messages,
-                                         buttons))
+        return factory(
+            config, _Context(pool, metrics, tickets, writeback, mailer, messages, buttons)
+        )
     except TemplateLoadError as exc:
         raise SinkBuildError(f"sink {config.name}: {exc}") from None
 
 
-def build_sinks(configs: Iterable[SinkSettings], *, tickets: TicketStore | None = None,
-                writeback: TicketWriteBack | None = None, metrics: SinkMetrics | None = None,
-                mailer: GraphMailer | None = None,
-                pool: ClientPool | None = None,
-                messages: TicketStore | None = None,
-                buttons: Buttons | None = None) -> Sinks:
+def build_sinks(
+    configs: Iterable[SinkSettings],
+    *,
+    tickets: TicketStore | None = None,
+    writeback: TicketWriteBack | None = None,
+    metrics: SinkMetrics | None = None,
+    mailer: GraphMailer | None = None,
+    pool: ClientPool | None = None,
+    messages: TicketStore | None = None,
+    buttons: Buttons | None = None,
+) -> Sinks:
     """Every configured sink (``settings.sinks``); SinkBuildError on the first that cannot be
     built."""
     sinks = Sinks(pool=pool or ClientPool(), metrics=metrics or SinkMetrics())
     for config in configs:
-        sinks.by_name[config.name] = build_sink(config, pool=sinks.pool, metrics=sinks.metrics,
-                                                tickets=tickets, writeback=writeback,
-                                                mailer=mailer, messages=messages,
-                                                buttons=buttons)
+        sinks.by_name[config.name] = build_sink(
+            config,
+            pool=sinks.pool,
+            metrics=sinks.metrics,
+            tickets=tickets,
+            writeback=writeback,
+            mailer=mailer,
+            messages=messages,
+            buttons=buttons,
+        )
     return sinks

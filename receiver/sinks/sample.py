@@ -20,11 +20,20 @@ def sample_envelope(tenant: str = "sample") -> Envelope:
     now = clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
     alert_id = f"sample-{uuid.uuid4().hex[:12]}"
     return Envelope(
-        id=alert_id, tenant_id=SAMPLE_TENANT_ID, source_api="alerts_v2", tenant=tenant,
-        title="Sample alert from graph-alert-receiver (sinks test)", severity="high",
-        status="new", category="Test", provider="graph-alert-receiver", product="sinks test",
+        id=alert_id,
+        tenant_id=SAMPLE_TENANT_ID,
+        source_api="alerts_v2",
+        tenant=tenant,
+        title="Sample alert from graph-alert-receiver (sinks test)",
+        severity="high",
+        status="new",
+        category="Test",
+        provider="graph-alert-receiver",
+        product="sinks test",
         description="A test message sent by `receiver sinks test`. No action is needed.",
-        created_at=now, updated_at=now, first_activity_at=now,
+        created_at=now,
+        updated_at=now,
+        first_activity_at=now,
         web_url=f"https://security.microsoft.com/alerts/{alert_id}",
         entities=(Entity("user", "sample.user@example.com"), Entity("device", "sample-pc")),
     )
@@ -41,8 +50,9 @@ def describe(exc: SinkError) -> str:
     return f"{', '.join(parts)}: {exc}"
 
 
-async def send_sample(config: SinkSettings, *, tickets: TicketStore | None = None
-                      ) -> tuple[bool, str]:
+async def send_sample(
+    config: SinkSettings, *, tickets: TicketStore | None = None
+) -> tuple[bool, str]:
     """Build the sink, send the sample alert, report (ok, text) without raising."""
     pool = ClientPool()
     try:
@@ -56,7 +66,6 @@ async def send_sample(config: SinkSettings, *, tickets: TicketStore | None = Non
             return False, describe(exc)
         finally:
             await sink.aclose()
-        return True, result.detail + (f" (ticket {result.ticket_id})" if result.ticket_id
-                                      else "")
+        return True, result.detail + (f" (ticket {result.ticket_id})" if result.ticket_id else "")
     finally:
         await pool.aclose()

@@ -24,22 +24,38 @@ CORRELATION_DISPLAY = "Microsoft Graph security alert"
 class ServiceNowSink(TicketSink):
     type = "servicenow"
 
-    def __init__(self, config: ServiceNowSinkSettings, pool: http.ClientPool,
-                 tickets: TicketStore | None, *, writeback: TicketWriteBack | None = None,
-                 metrics: SinkMetrics | None = None) -> None:
-        super().__init__(config, pool, tickets,
-                         login=(config.username, config.password.get_secret_value()),
-                         writeback=writeback, metrics=metrics)
+    def __init__(
+        self,
+        config: ServiceNowSinkSettings,
+        pool: http.ClientPool,
+        tickets: TicketStore | None,
+        *,
+        writeback: TicketWriteBack | None = None,
+        metrics: SinkMetrics | None = None,
+    ) -> None:
+        super().__init__(
+            config,
+            pool,
+            tickets,
+            login=(config.username, config.password.get_secret_value()),
+            writeback=writeback,
+            metrics=metrics,
+        )
         self.config = config
         self._table = f"/api/now/table/{config.table}"
-        self.templates = Templates("servicenow", TEMPLATE_NAMES["servicenow"],
-                                   config.templates)
+        self.templates = Templates("servicenow", TEMPLATE_NAMES["servicenow"], config.templates)
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = await http.request(
-            self._client, method, self._base + path, what=f"servicenow sink {self.name}",
-            timeout_s=self.config.timeout_s, auth=self._auth,
-            headers={"accept": "application/json"}, **kwargs)
+            self._client,
+            method,
+            self._base + path,
+            what=f"servicenow sink {self.name}",
+            timeout_s=self.config.timeout_s,
+            auth=self._auth,
+            headers={"accept": "application/json"},
+            **kwargs,
+        )
         try:
             data = response.json()
         except ValueError:
@@ -52,8 +68,11 @@ class ServiceNowSink(TicketSink):
         sys_id = str(record.get("sys_id") or "")
         if not sys_id:
             raise PermanentError(f"servicenow sink {self.name}: record without sys_id")
-        return Ticket(id=sys_id, label=str(record.get("number") or ""),
-                      url=f"{self._base}/nav_to.do?uri={self.config.table}.do?sys_id={sys_id}")
+        return Ticket(
+            id=sys_id,
+            label=str(record.get("number") or ""),
+            url=f"{self._base}/nav_to.do?uri={self.config.table}.do?sys_id={sys_id}",
+        )
 
     def from_stored(self, stored: str) -> Ticket:
         sys_id, _, number = stored.partition("|")
@@ -81,17 +100,27 @@ class ServiceNowSink(TicketSink):
         return record
 
     async def find(self, envelope: Envelope) -> Ticket | None:
-        data = await self._call("GET", self._table, params={
-            "correlation_id": envelope.id, "sysparm_fields": "sys_id,number",
-            "sysparm_limit": "1"})
+        data = await self._call(
+            "GET",
+            self._table,
+            params={
+                "correlation_id": envelope.id,
+                "sysparm_fields": "sys_id,number",
+                "sysparm_limit": "1",
+            },
+        )
         results = data.get("result") or []
         if isinstance(results, list) and results and isinstance(results[0], dict):
             return self._ticket(results[0])
         return None
 
     async def create(self, envelope: Envelope, delivery: Delivery) -> Ticket:
-        data = await self._call("POST", self._table, json=self.record(envelope, delivery),
-                                params={"sysparm_fields": "sys_id,number"})
+        data = await self._call(
+            "POST",
+            self._table,
+            json=self.record(envelope, delivery),
+            params={"sysparm_fields": "sys_id,number"},
+        )
         result = data.get("result")
         if not isinstance(result, dict):
             raise PermanentError(f"servicenow sink {self.name}: create answered no record")
@@ -103,16 +132,26 @@ class ServiceNowSink(TicketSink):
     async def comment(self, ticket: Ticket, envelope: Envelope, delivery: Delivery) -> None:
         if envelope.status == "resolved" and self.config.resolve:
             return  # the resolve carries the note
-        await self._call("PATCH", f"{self._table}/{ticket.id}",
-                         json={"work_notes": self._notes(envelope, delivery)},
-                         params={"sysparm_fields": "sys_id,number"})
+        await self._call(
+            "PATCH",
+            f"{self._table}/{ticket.id}",
+            json={"work_notes": self._notes(envelope, delivery)},
+            params={"sysparm_fields": "sys_id,number"},
+        )
 
     async def resolve(self, ticket: Ticket, envelope: Envelope, delivery: Delivery) -> bool:
         if not self.config.resolve:
             return False
         notes = self._notes(envelope, delivery)
-        await self._call("PATCH", f"{self._table}/{ticket.id}", json={
-            "state": self.config.resolved_state, "close_code": self.config.close_code,
-            "close_notes": notes, "work_notes": notes},
-            params={"sysparm_fields": "sys_id,number"})
+        await self._call(
+            "PATCH",
+            f"{self._table}/{ticket.id}",
+            json={
+                "state": self.config.resolved_state,
+                "close_code": self.config.close_code,
+                "close_notes": notes,
+                "work_notes": notes,
+            },
+            params={"sysparm_fields": "sys_id,number"},
+        )
         return True

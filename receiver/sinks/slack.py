@@ -13,9 +13,13 @@ from receiver.sinks.base import BaseSink, Delivery, Result
 from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.templating import Templates, context
 
-SEVERITY_EMOJI = {"high": ":red_circle:", "medium": ":large_orange_circle:",
-                  "low": ":large_yellow_circle:", "informational": ":large_blue_circle:",
-                  "unknown": ":white_circle:"}
+SEVERITY_EMOJI = {
+    "high": ":red_circle:",
+    "medium": ":large_orange_circle:",
+    "low": ":large_yellow_circle:",
+    "informational": ":large_blue_circle:",
+    "unknown": ":white_circle:",
+}
 
 
 def mrkdwn_escape(text: str) -> str:
@@ -27,25 +31,40 @@ def mrkdwn_escape(text: str) -> str:
 class SlackSink(BaseSink):
     type = "slack"
 
-    def __init__(self, config: SlackSinkSettings, pool: http.ClientPool, *,
-                 metrics: SinkMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: SlackSinkSettings,
+        pool: http.ClientPool,
+        *,
+        metrics: SinkMetrics | None = None,
+    ) -> None:
         super().__init__(config.name, metrics=metrics)
         self.config = config
         assert config.url is not None  # the webhook mode (the app mode: slack_app.py)
         self._url = config.url.get_secret_value()
         http.register_url(self._url)
-        self.templates = Templates("slack", TEMPLATE_NAMES["slack"], config.templates,
-                                   filters={"mrkdwn": mrkdwn_escape})
+        self.templates = Templates(
+            "slack", TEMPLATE_NAMES["slack"], config.templates, filters={"mrkdwn": mrkdwn_escape}
+        )
         self._client = pool.client(config.ca_bundle)
 
     def payload(self, envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
-        ctx = context(envelope, delivery, self.name,
-                      emoji=SEVERITY_EMOJI.get(envelope.severity, ":white_circle:"))
+        ctx = context(
+            envelope,
+            delivery,
+            self.name,
+            emoji=SEVERITY_EMOJI.get(envelope.severity, ":white_circle:"),
+        )
         doc: dict[str, Any] = self.templates.render_json("message.json", ctx)
         return doc
 
     async def _send(self, envelope: Envelope, delivery: Delivery) -> Result:
         response = await http.request(
-            self._client, "POST", self._url, what=f"slack sink {self.name}",
-            timeout_s=self.config.timeout_s, json=self.payload(envelope, delivery))
+            self._client,
+            "POST",
+            self._url,
+            what=f"slack sink {self.name}",
+            timeout_s=self.config.timeout_s,
+            json=self.payload(envelope, delivery),
+        )
         return Result(detail=f"posted: HTTP {response.status_code}")

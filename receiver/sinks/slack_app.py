@@ -54,16 +54,31 @@ __all__ = ["SlackApi", "SlackAppSink"]
 log = logging.getLogger(__name__)
 
 # Slack errors worth trying again (api.slack.com/methods/chat.postMessage, "Errors").
-TRANSIENT = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
-                       "request_timeout", "team_added_to_org"})
+TRANSIENT = frozenset(
+    {
+        "ratelimited",
+        "internal_error",
+        "fatal_error",
+        "service_unavailable",
+        "request_timeout",
+        "team_added_to_org",
+    }
+)
 METADATA_TYPE = "graph_security_alert"
 HISTORY_LIMIT = 200  # recent messages searched for a parent a dead worker may have posted
-_STATUS = {"new": ("New", ":red_circle:", ""),
-           "inProgress": ("In progress", ":large_orange_circle:", "In progress"),
-           "resolved": ("Resolved", ":white_check_mark:", "Resolved"),
-           "unknown": ("Unknown", ":white_circle:", "")}
-_CHANGE_LABELS = {"status": "Status", "severity": "Severity", "assigned_to": "Assigned to",
-                  "classification": "Classification", "determination": "Determination"}
+_STATUS = {
+    "new": ("New", ":red_circle:", ""),
+    "inProgress": ("In progress", ":large_orange_circle:", "In progress"),
+    "resolved": ("Resolved", ":white_check_mark:", "Resolved"),
+    "unknown": ("Unknown", ":white_circle:", ""),
+}
+_CHANGE_LABELS = {
+    "status": "Status",
+    "severity": "Severity",
+    "assigned_to": "Assigned to",
+    "classification": "Classification",
+    "determination": "Determination",
+}
 # Envelope -> the triage buttons (action, label, value, confirmation) its message carries
 # (receiver.actions.rules.buttons, given by the pipeline).
 Buttons = Callable[[Envelope], Sequence[tuple[str, str, str, str]]]
@@ -72,31 +87,50 @@ Buttons = Callable[[Envelope], Sequence[tuple[str, str, str, str]]]
 class SlackApi:
     """The two Web API methods the sink uses, on the shared httpx client."""
 
-    def __init__(self, client: Any, base_url: str, token: str, *, timeout_s: float,
-                 what: str) -> None:
+    def __init__(
+        self, client: Any, base_url: str, token: str, *, timeout_s: float, what: str
+    ) -> None:
         self._client = client
         self._base = base_url.rstrip("/") + "/"
         self._headers = {"Authorization": f"Bearer {token}"}
         self._timeout = timeout_s
         self._what = what
 
-    async def call(self, method: str, body: dict[str, Any] | None = None, *,
-                   params: dict[str, str] | None = None) -> dict[str, Any]:
+    async def call(
+        self,
+        method: str,
+        body: dict[str, Any] | None = None,
+        *,
+        params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """The method's answer (``ok: true``); RetryableError / PermanentError otherwise."""
         what = f"{self._what} {method}"
         if params is not None:
-            response = await http.request(self._client, "GET", self._base + method, what=what,
-                                          timeout_s=self._timeout, params=params,
-                                          headers=self._headers)
+            response = await http.request(
+                self._client,
+                "GET",
+                self._base + method,
+                what=what,
+                timeout_s=self._timeout,
+                params=params,
+                headers=self._headers,
+            )
         else:
-            response = await http.request(self._client, "POST", self._base + method,
-                                          what=what, timeout_s=self._timeout, json=body,
-                                          headers=self._headers)
+            response = await http.request(
+                self._client,
+                "POST",
+                self._base + method,
+                what=what,
+                timeout_s=self._timeout,
+                json=body,
+                headers=self._headers,
+            )
         try:
             data = response.json()
         except ValueError:
-            raise RetryableError(f"{what}: answer is not JSON", status=response.status_code
-                                 ) from None
+            raise RetryableError(
+                f"{what}: answer is not JSON", status=response.status_code
+            ) from None
         if not isinstance(data, dict):
             raise RetryableError(f"{what}: answer is not a JSON object")
         if data.get("ok") is True:
@@ -104,8 +138,11 @@ class SlackApi:
         error = str(data.get("error") or "unknown_error")[:100]
         if error in TRANSIENT:
             retry_after = http.parse_retry_after(response.headers.get("retry-after"))
-            raise RetryableError(f"{what}: Slack answered {error}", status=response.status_code,
-                                 retry_after=retry_after)
+            raise RetryableError(
+                f"{what}: Slack answered {error}",
+                status=response.status_code,
+                retry_after=retry_after,
+            )
         raise PermanentError(f"{what}: Slack answered {error}", status=response.status_code)
 
 
@@ -118,9 +155,16 @@ class _Record:
     comments: int = 0
 
     def to_json(self) -> str:
-        return json.dumps({"channel": self.channel, "ts": self.ts, "state": self.state,
-                           "replied": self.replied, "comments": self.comments},
-                          separators=(",", ":"))
+        return json.dumps(
+            {
+                "channel": self.channel,
+                "ts": self.ts,
+                "state": self.state,
+                "replied": self.replied,
+                "comments": self.comments,
+            },
+            separators=(",", ":"),
+        )
 
 
 def _record(stored: str | None) -> _Record | float | None:
@@ -138,9 +182,13 @@ def _record(stored: str | None) -> _Record | float | None:
     if not data.get("channel") or not data.get("ts"):
         return None
     state = data.get("state") if isinstance(data.get("state"), dict) else {}
-    return _Record(str(data["channel"]), str(data["ts"]), {str(k): str(v) for k, v in
-                                                           (state or {}).items()},
-                   str(data.get("replied") or ""), int(data.get("comments") or 0))
+    return _Record(
+        str(data["channel"]),
+        str(data["ts"]),
+        {str(k): str(v) for k, v in (state or {}).items()},
+        str(data.get("replied") or ""),
+        int(data.get("comments") or 0),
+    )
 
 
 def _comments(envelope: Envelope) -> list[dict[str, Any]]:
@@ -157,9 +205,15 @@ def _comment_text(comment: dict[str, Any]) -> str:
 class SlackAppSink(BaseSink):
     type = "slack"
 
-    def __init__(self, config: SlackSinkSettings, pool: http.ClientPool,
-                 store: TicketStore | None, *, buttons: Buttons | None = None,
-                 metrics: SinkMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: SlackSinkSettings,
+        pool: http.ClientPool,
+        store: TicketStore | None,
+        *,
+        buttons: Buttons | None = None,
+        metrics: SinkMetrics | None = None,
+    ) -> None:
         super().__init__(config.name, metrics=metrics)
         assert config.bot_token is not None and config.channel
         self.buttons = buttons
@@ -173,12 +227,17 @@ class SlackAppSink(BaseSink):
         # The channel's id (conversations.history wants one): given, or learnt from a post.
         self._channel_id = self.channel if self.channel[:1] in ("C", "G") else ""
         # The store's key names the channel: letters, digits and -_. only.
-        self._channel_key = "".join(c if c.isalnum() or c in "-_." else "_"
-                                    for c in self.channel)
-        self.templates = Templates("slack", TEMPLATE_NAMES["slack"], config.templates,
-                                   filters={"mrkdwn": mrkdwn_escape})
-        self.api = SlackApi(pool.client(config.ca_bundle), config.api_url, token,
-                            timeout_s=config.timeout_s, what=f"slack sink {self.name}")
+        self._channel_key = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.channel)
+        self.templates = Templates(
+            "slack", TEMPLATE_NAMES["slack"], config.templates, filters={"mrkdwn": mrkdwn_escape}
+        )
+        self.api = SlackApi(
+            pool.client(config.ca_bundle),
+            config.api_url,
+            token,
+            timeout_s=config.timeout_s,
+            what=f"slack sink {self.name}",
+        )
 
     # --- rendering ------------------------------------------------------------------------
     def message(self, envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
@@ -191,32 +250,66 @@ class SlackAppSink(BaseSink):
         if envelope.assigned_to:
             detail.append(f"owner {envelope.assigned_to}")
         comments = _comments(envelope)
-        buttons = [{"action": action, "label": label, "value": value,
-                    "style": "primary" if action == "take" else "", "confirm": confirm}
-                   for action, label, value, confirm in self.buttons(envelope)
-                   ] if self.interactive and self.buttons is not None else []
-        ctx = context(envelope, delivery, self.name,
-                      emoji=SEVERITY_EMOJI.get(envelope.severity, ":white_circle:"),
-                      status_label=label, status_mark=mark, status_word=word,
-                      state_detail=" · ".join(detail), buttons=buttons,
-                      last_comment=_comment_text(comments[-1]) if comments else "",
-                      **({"actions": []} if self.interactive else {}))
+        buttons = (
+            [
+                {
+                    "action": action,
+                    "label": label,
+                    "value": value,
+                    "style": "primary" if action == "take" else "",
+                    "confirm": confirm,
+                }
+                for action, label, value, confirm in self.buttons(envelope)
+            ]
+            if self.interactive and self.buttons is not None
+            else []
+        )
+        ctx = context(
+            envelope,
+            delivery,
+            self.name,
+            emoji=SEVERITY_EMOJI.get(envelope.severity, ":white_circle:"),
+            status_label=label,
+            status_mark=mark,
+            status_word=word,
+            state_detail=" · ".join(detail),
+            buttons=buttons,
+            last_comment=_comment_text(comments[-1]) if comments else "",
+            **({"actions": []} if self.interactive else {}),
+        )
         doc: dict[str, Any] = self.templates.render_json("app_message.json", ctx)
-        doc["metadata"] = {"event_type": METADATA_TYPE, "event_payload": {
-            "alert_id": envelope.id, "tenant_id": envelope.tenant_id}}
+        doc["metadata"] = {
+            "event_type": METADATA_TYPE,
+            "event_payload": {"alert_id": envelope.id, "tenant_id": envelope.tenant_id},
+        }
         return doc
 
-    def reply(self, envelope: Envelope, delivery: Delivery, before: dict[str, str],
-              new_comments: list[dict[str, Any]]) -> str:
+    def reply(
+        self,
+        envelope: Envelope,
+        delivery: Delivery,
+        before: dict[str, str],
+        new_comments: list[dict[str, Any]],
+    ) -> str:
         lines = []
         for name in envelope.changes:
             if name in _CHANGE_LABELS:
-                lines.append({"label": _CHANGE_LABELS[name],
-                              "before": before.get(name) or "(none)",
-                              "after": str(getattr(envelope, name, "")) or "(none)"})
+                lines.append(
+                    {
+                        "label": _CHANGE_LABELS[name],
+                        "before": before.get(name) or "(none)",
+                        "after": str(getattr(envelope, name, "")) or "(none)",
+                    }
+                )
         by = "; ".join(_comment_text(c) for c in new_comments[-3:])
-        ctx = context(envelope, delivery, self.name, change_lines=lines, by=by,
-                      reminder="reminder" in envelope.changes)
+        ctx = context(
+            envelope,
+            delivery,
+            self.name,
+            change_lines=lines,
+            by=by,
+            reminder="reminder" in envelope.changes,
+        )
         return self.templates.render("app_reply.txt", ctx)
 
     # --- delivery -------------------------------------------------------------------------
@@ -234,76 +327,122 @@ class SlackAppSink(BaseSink):
                 return await self._post_parent(envelope, message, key)
             return await self._update(envelope, delivery, message, found, key)
 
-    async def _post_parent(self, envelope: Envelope, message: dict[str, Any],
-                           key: tuple[str, str, str]) -> Result:
+    async def _post_parent(
+        self, envelope: Envelope, message: dict[str, Any], key: tuple[str, str, str]
+    ) -> Result:
         assert self.store is not None
         await self.store.put(*key, json.dumps({"posting": True, "at": time.time()}))
-        answer = await self.api.call("chat.postMessage", {"channel": self.channel,
-                                                          "unfurl_links": False, **message})
+        answer = await self.api.call(
+            "chat.postMessage", {"channel": self.channel, "unfurl_links": False, **message}
+        )
         if str(answer.get("channel") or "").startswith(("C", "G")):
             self._channel_id = str(answer["channel"])
-        record = _Record(str(answer.get("channel") or self.channel), str(answer.get("ts")),
-                         envelope.material(), replied=envelope.version,
-                         comments=len(_comments(envelope)))
+        record = _Record(
+            str(answer.get("channel") or self.channel),
+            str(answer.get("ts")),
+            envelope.material(),
+            replied=envelope.version,
+            comments=len(_comments(envelope)),
+        )
         await self.store.put(*key, record.to_json())
         self.metrics.tickets.labels(self.name, "posted").inc()
-        return Result(detail=f"posted message {record.ts} in {record.channel}",
-                      ticket_id=record.ts)
+        return Result(detail=f"posted message {record.ts} in {record.channel}", ticket_id=record.ts)
 
-    async def _update(self, envelope: Envelope, delivery: Delivery, message: dict[str, Any],
-                      record: _Record, key: tuple[str, str, str]) -> Result:
+    async def _update(
+        self,
+        envelope: Envelope,
+        delivery: Delivery,
+        message: dict[str, Any],
+        record: _Record,
+        key: tuple[str, str, str],
+    ) -> Result:
         assert self.store is not None
         try:
-            await self.api.call("chat.update", {"channel": record.channel, "ts": record.ts,
-                                                **message})
+            await self.api.call(
+                "chat.update", {"channel": record.channel, "ts": record.ts, **message}
+            )
         except PermanentError as exc:
             if "message_not_found" not in str(exc):
                 raise
-            log.warning("sink %s: the message of alert %s was deleted; posting a new one",
-                        self.name, envelope.id, extra={"sink": self.name,
-                                                       "alert_id": envelope.id})
+            log.warning(
+                "sink %s: the message of alert %s was deleted; posting a new one",
+                self.name,
+                envelope.id,
+                extra={"sink": self.name, "alert_id": envelope.id},
+            )
             return await self._post_parent(envelope, message, key)
         done = [f"updated message {record.ts}"]
         comments = _comments(envelope)
         replied = record.replied
-        if (self.config.thread_replies and envelope.is_update and envelope.changes
-                and record.replied != envelope.version):
-            text = self.reply(envelope, delivery, record.state, comments[record.comments:])
-            await self.api.call("chat.postMessage", {"channel": record.channel,
-                                                     "thread_ts": record.ts, "text": text,
-                                                     "unfurl_links": False})
+        if (
+            self.config.thread_replies
+            and envelope.is_update
+            and envelope.changes
+            and record.replied != envelope.version
+        ):
+            text = self.reply(envelope, delivery, record.state, comments[record.comments :])
+            await self.api.call(
+                "chat.postMessage",
+                {
+                    "channel": record.channel,
+                    "thread_ts": record.ts,
+                    "text": text,
+                    "unfurl_links": False,
+                },
+            )
             replied = envelope.version
             done.append("replied in thread")
-        await self.store.put(*key, _Record(record.channel, record.ts, envelope.material(),
-                                           replied, len(comments)).to_json())
+        await self.store.put(
+            *key,
+            _Record(
+                record.channel, record.ts, envelope.material(), replied, len(comments)
+            ).to_json(),
+        )
         self.metrics.tickets.labels(self.name, "updated").inc()
         return Result(detail=", ".join(done), ticket_id=record.ts)
 
     async def _adopt(self, envelope: Envelope) -> _Record | None:
         """The parent a worker that died between post and record may have posted."""
         if not self._channel_id:
-            log.warning("sink %s: the channel's id is not known yet, so a message a dead "
-                        "worker may have posted for alert %s cannot be looked for (give "
-                        "channel as an id)", self.name, envelope.id,
-                        extra={"sink": self.name, "alert_id": envelope.id})
+            log.warning(
+                "sink %s: the channel's id is not known yet, so a message a dead "
+                "worker may have posted for alert %s cannot be looked for (give "
+                "channel as an id)",
+                self.name,
+                envelope.id,
+                extra={"sink": self.name, "alert_id": envelope.id},
+            )
             return None
         channel = self._channel_id
         try:
-            answer = await self.api.call("conversations.history", params={
-                "channel": channel, "limit": str(HISTORY_LIMIT),
-                "include_all_metadata": "true"})
+            answer = await self.api.call(
+                "conversations.history",
+                params={
+                    "channel": channel,
+                    "limit": str(HISTORY_LIMIT),
+                    "include_all_metadata": "true",
+                },
+            )
         except PermanentError as exc:
-            log.warning("sink %s: cannot look for the message of alert %s (%s); posting one",
-                        self.name, envelope.id, exc,
-                        extra={"sink": self.name, "alert_id": envelope.id})
+            log.warning(
+                "sink %s: cannot look for the message of alert %s (%s); posting one",
+                self.name,
+                envelope.id,
+                exc,
+                extra={"sink": self.name, "alert_id": envelope.id},
+            )
             return None
         for item in answer.get("messages") or []:
             meta = item.get("metadata") if isinstance(item, dict) else None
             payload = meta.get("event_payload") if isinstance(meta, dict) else None
-            if (isinstance(meta, dict) and isinstance(payload, dict)
-                    and meta.get("event_type") == METADATA_TYPE
-                    and payload.get("alert_id") == envelope.id
-                    and payload.get("tenant_id") == envelope.tenant_id and item.get("ts")):
+            if (
+                isinstance(meta, dict)
+                and isinstance(payload, dict)
+                and meta.get("event_type") == METADATA_TYPE
+                and payload.get("alert_id") == envelope.id
+                and payload.get("tenant_id") == envelope.tenant_id
+                and item.get("ts")
+            ):
                 self.metrics.tickets.labels(self.name, "adopted").inc()
                 return _Record(channel, str(item["ts"]), {}, comments=0)
         return None

@@ -23,37 +23,61 @@ from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.templating import Templates, context
 
 # Adaptive Card container styles and MessageCard theme colours by severity.
-CARD_STYLES = {"high": "attention", "medium": "warning", "low": "accent",
-               "informational": "emphasis", "unknown": "default"}
-THEME_COLORS = {"high": "D13438", "medium": "F7630C", "low": "FFB900",
-                "informational": "0078D4", "unknown": "605E5C"}
+CARD_STYLES = {
+    "high": "attention",
+    "medium": "warning",
+    "low": "accent",
+    "informational": "emphasis",
+    "unknown": "default",
+}
+THEME_COLORS = {
+    "high": "D13438",
+    "medium": "F7630C",
+    "low": "FFB900",
+    "informational": "0078D4",
+    "unknown": "605E5C",
+}
 ADAPTIVE_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 
 
 def wrap(card: dict[str, Any]) -> dict[str, Any]:
     """The message a Teams Workflows webhook takes."""
-    return {"type": "message", "attachments": [
-        {"contentType": ADAPTIVE_CONTENT_TYPE, "contentUrl": None, "content": card}]}
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": ADAPTIVE_CONTENT_TYPE, "contentUrl": None, "content": card}
+        ],
+    }
 
 
 class TeamsSink(BaseSink):
     type = "teams"
 
-    def __init__(self, config: TeamsSinkSettings, pool: http.ClientPool, *,
-                 metrics: SinkMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: TeamsSinkSettings,
+        pool: http.ClientPool,
+        *,
+        metrics: SinkMetrics | None = None,
+    ) -> None:
         super().__init__(config.name, metrics=metrics)
         self.config = config
         self._url = config.url.get_secret_value()
         http.register_url(self._url)
         self.templates = Templates("teams", TEMPLATE_NAMES["teams"], config.templates)
-        self.score_templates = Templates("teams", secure_score.TEMPLATE_NAMES["teams"],
-                                         config.templates)
+        self.score_templates = Templates(
+            "teams", secure_score.TEMPLATE_NAMES["teams"], config.templates
+        )
         self._client = pool.client(config.ca_bundle)
 
     def payload(self, envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
-        ctx = context(envelope, delivery, self.name,
-                      style=CARD_STYLES.get(envelope.severity, "default"),
-                      theme_color=THEME_COLORS.get(envelope.severity, "605E5C"))
+        ctx = context(
+            envelope,
+            delivery,
+            self.name,
+            style=CARD_STYLES.get(envelope.severity, "default"),
+            theme_color=THEME_COLORS.get(envelope.severity, "605E5C"),
+        )
         if self.config.format == "messagecard":
             doc: dict[str, Any] = self.templates.render_json("messagecard.json", ctx)
             return doc
@@ -65,7 +89,12 @@ class TeamsSink(BaseSink):
 
     async def _send(self, envelope: Envelope, delivery: Delivery) -> Result:
         response = await http.request(
-            self._client, "POST", self._url, what=f"teams sink {self.name}",
-            timeout_s=self.config.timeout_s, json=self.payload(envelope, delivery),
-            body_errors=True)
+            self._client,
+            "POST",
+            self._url,
+            what=f"teams sink {self.name}",
+            timeout_s=self.config.timeout_s,
+            json=self.payload(envelope, delivery),
+            body_errors=True,
+        )
         return Result(detail=f"posted {self.config.format} card: HTTP {response.status_code}")

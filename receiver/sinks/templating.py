@@ -39,12 +39,20 @@ MAX_RENDERED_CHARS = 1_000_000  # far above any vendor's message limit (Slack: 4
 MAX_EXPONENT_BITS = 4096  # ``x ** y`` results beyond this many bits are refused
 MAX_ENTITIES = 8
 _FIELD_LABELS = {
-    "status": "Status", "severity": "Severity", "assigned_to": "Assigned to",
-    "classification": "Classification", "determination": "Determination",
+    "status": "Status",
+    "severity": "Severity",
+    "assigned_to": "Assigned to",
+    "classification": "Classification",
+    "determination": "Determination",
 }
 _ENTITY_LABELS = {
-    "user": "User", "device": "Device", "ip": "IP address", "url": "URL", "file": "File",
-    "mailbox": "Mailbox", "process": "Process",
+    "user": "User",
+    "device": "Device",
+    "ip": "IP address",
+    "url": "URL",
+    "file": "File",
+    "mailbox": "Mailbox",
+    "process": "Process",
 }
 
 
@@ -74,15 +82,26 @@ def facts(alert: Envelope) -> list[tuple[str, str]]:
 
 
 def changes(alert: Envelope) -> list[dict[str, str]]:
-    return [{"field": name, "label": _FIELD_LABELS.get(name, _label(name)),
-             "value": str(getattr(alert, name, "")) or "(none)"} for name in alert.changes]
+    return [
+        {
+            "field": name,
+            "label": _FIELD_LABELS.get(name, _label(name)),
+            "value": str(getattr(alert, name, "")) or "(none)",
+        }
+        for name in alert.changes
+    ]
 
 
 def context(alert: Envelope, delivery: Delivery, sink: str, **extra: Any) -> dict[str, Any]:
     ctx: dict[str, Any] = {
-        "alert": alert, "route": delivery.route, "attempt": delivery.attempt, "sink": sink,
-        "facts": facts(alert), "changes": changes(alert),
-        "severity_label": _label(alert.severity), "portal_url": alert.web_url,
+        "alert": alert,
+        "route": delivery.route,
+        "attempt": delivery.attempt,
+        "sink": sink,
+        "facts": facts(alert),
+        "changes": changes(alert),
+        "severity_label": _label(alert.severity),
+        "portal_url": alert.web_url,
         "is_update": alert.is_update,
         "actions": [{"label": label, "url": url} for label, url in delivery.actions],
     }
@@ -99,12 +118,22 @@ class _BoundedEnvironment(SandboxedEnvironment):
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for seq, n in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(n, int) \
-                        and len(seq) * n > MAX_RENDERED_CHARS:
-                    raise SecurityError("a repeated string or list longer than "
-                                        f"{MAX_RENDERED_CHARS:,} is refused")
-        elif operator == "**" and isinstance(left, int) and isinstance(right, int) \
-                and right > 0 and abs(left) > 1 and left.bit_length() * right > MAX_EXPONENT_BITS:
+                if (
+                    isinstance(seq, (str, list, tuple))
+                    and isinstance(n, int)
+                    and len(seq) * n > MAX_RENDERED_CHARS
+                ):
+                    raise SecurityError(
+                        f"a repeated string or list longer than {MAX_RENDERED_CHARS:,} is refused"
+                    )
+        elif (
+            operator == "**"
+            and isinstance(left, int)
+            and isinstance(right, int)
+            and right > 0
+            and abs(left) > 1
+            and left.bit_length() * right > MAX_EXPONENT_BITS
+        ):
             raise SecurityError("a power that large is refused")
         return super().call_binop(context, operator, left, right)
 
@@ -112,15 +141,25 @@ class _BoundedEnvironment(SandboxedEnvironment):
 class Templates:
     """The compiled templates of one sink."""
 
-    def __init__(self, kind: str, names: tuple[str, ...],
-                 overrides: Mapping[str, Path] | None = None, *,
-                 filters: Mapping[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        names: tuple[str, ...],
+        overrides: Mapping[str, Path] | None = None,
+        *,
+        filters: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> None:
         self.kind = kind
         self._overrides = dict(overrides or {})
         self._env = _BoundedEnvironment(
-            loader=FunctionLoader(self._source), autoescape=self._autoescape,
-            undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-            keep_trailing_newline=False, auto_reload=False)
+            loader=FunctionLoader(self._source),
+            autoescape=self._autoescape,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+            auto_reload=False,
+        )
         self._env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "sort_keys": False}
         self._env.filters.update(filters or {})
         self._compiled = {}
@@ -140,8 +179,9 @@ class Templates:
         try:
             return path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise TemplateLoadError(f"template {path}: cannot read "
-                                    f"({getattr(exc, 'strerror', None) or 'not UTF-8'})") from None
+            raise TemplateLoadError(
+                f"template {path}: cannot read ({getattr(exc, 'strerror', None) or 'not UTF-8'})"
+            ) from None
 
     def render(self, name: str, ctx: Mapping[str, Any]) -> str:
         """The rendered text; PermanentError if the template fails or writes more than
@@ -152,16 +192,19 @@ class Templates:
             for part in self._compiled[name].generate(ctx):
                 size += len(part)
                 if size > MAX_RENDERED_CHARS:
-                    raise PermanentError(f"template {self.kind}/{name}: the message is longer "
-                                         f"than {MAX_RENDERED_CHARS:,} characters")
+                    raise PermanentError(
+                        f"template {self.kind}/{name}: the message is longer "
+                        f"than {MAX_RENDERED_CHARS:,} characters"
+                    )
                 parts.append(part)
         except PermanentError:
             raise
         except TemplateError as exc:
             raise PermanentError(f"template {self.kind}/{name}: {exc.message or exc}") from None
         except Exception as exc:  # the operator's template code failed: say where and how
-            raise PermanentError(f"template {self.kind}/{name}: {type(exc).__name__}: "
-                                 f"{str(exc)[:200]}") from None
+            raise PermanentError(
+                f"template {self.kind}/{name}: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from None
         return "".join(parts).strip()
 
     def render_json(self, name: str, ctx: Mapping[str, Any]) -> Any:
@@ -169,6 +212,7 @@ class Templates:
         try:
             return json.loads(text)
         except ValueError as exc:
-            raise PermanentError(f"template {self.kind}/{name} did not render JSON: "
-                                 f"{type(exc).__name__} at line {getattr(exc, 'lineno', '?')}"
-                                 ) from None
+            raise PermanentError(
+                f"template {self.kind}/{name} did not render JSON: "
+                f"{type(exc).__name__} at line {getattr(exc, 'lineno', '?')}"
+            ) from None

@@ -47,9 +47,16 @@ class TicketSink(BaseSink):
     user and password): the connection set-up both share, and the one-ticket-per-alert
     logic on top of their find/create/comment/resolve."""
 
-    def __init__(self, config: TicketSinkSettings, pool: http.ClientPool,
-                 tickets: TicketStore | None, *, login: tuple[str, str],
-                 writeback: WriteBack | None = None, metrics: SinkMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: TicketSinkSettings,
+        pool: http.ClientPool,
+        tickets: TicketStore | None,
+        *,
+        login: tuple[str, str],
+        writeback: WriteBack | None = None,
+        metrics: SinkMetrics | None = None,
+    ) -> None:
         super().__init__(config.name, metrics=metrics)
         self.tickets = tickets
         self.writeback = writeback if config.writeback else None
@@ -94,16 +101,22 @@ class TicketSink(BaseSink):
                 ticket = await self.find(envelope)
                 if ticket is not None:
                     self._count("adopted")
-                    log.info("sink %s: adopted existing ticket %s for alert %s", self.name,
-                             ticket.display, envelope.id,
-                             extra={"sink": self.name, "alert_id": envelope.id,
-                                    "tenant_id": envelope.tenant_id})
+                    log.info(
+                        "sink %s: adopted existing ticket %s for alert %s",
+                        self.name,
+                        ticket.display,
+                        envelope.id,
+                        extra={
+                            "sink": self.name,
+                            "alert_id": envelope.id,
+                            "tenant_id": envelope.tenant_id,
+                        },
+                    )
                 else:
                     ticket = await self.create(envelope, delivery)
                     created = True
                     self._count("created")
-                await store.put(self.name, envelope.tenant_id, envelope.id,
-                                self.to_stored(ticket))
+                await store.put(self.name, envelope.tenant_id, envelope.id, self.to_stored(ticket))
             actions: list[str] = []
             if created:
                 actions.append(f"created {ticket.display}")
@@ -125,7 +138,11 @@ class TicketSink(BaseSink):
         try:
             await self.writeback.ticket_created(envelope, self.name, ticket.display, ticket.url)
         except Exception as exc:
-            log.warning("sink %s: recording ticket %s on alert %s failed: %s", self.name,
-                        ticket.display, envelope.id, redact(f"{type(exc).__name__}: {exc}"),
-                        extra={"sink": self.name, "alert_id": envelope.id,
-                               "tenant_id": envelope.tenant_id})
+            log.warning(
+                "sink %s: recording ticket %s on alert %s failed: %s",
+                self.name,
+                ticket.display,
+                envelope.id,
+                redact(f"{type(exc).__name__}: {exc}"),
+                extra={"sink": self.name, "alert_id": envelope.id, "tenant_id": envelope.tenant_id},
+            )

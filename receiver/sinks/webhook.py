@@ -68,8 +68,13 @@ def cloudevent(envelope: Envelope, *, source: str, event_id: str) -> dict[str, A
 class WebhookSink(BaseSink):
     type = "webhook"
 
-    def __init__(self, config: WebhookSinkSettings, pool: http.ClientPool, *,
-                 metrics: SinkMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: WebhookSinkSettings,
+        pool: http.ClientPool,
+        *,
+        metrics: SinkMetrics | None = None,
+    ) -> None:
         super().__init__(config.name, metrics=metrics)
         self.config = config
         self._url = config.url.get_secret_value()
@@ -86,7 +91,8 @@ class WebhookSink(BaseSink):
     def body(self, envelope: Envelope, delivery: Delivery, msg_id: str) -> tuple[bytes, str]:
         if "body.json" in self.config.templates:
             doc = self.templates.render_json(
-                "body.json", context(envelope, delivery, self.name, webhook_id=msg_id))
+                "body.json", context(envelope, delivery, self.name, webhook_id=msg_id)
+            )
             content_type = self.config.content_type
         elif self.config.cloudevents:
             doc = cloudevent(envelope, source=self.config.cloudevents_source, event_id=msg_id)
@@ -106,6 +112,12 @@ class WebhookSink(BaseSink):
             headers["webhook-timestamp"] = timestamp
             headers["webhook-signature"] = sign(self._secret, msg_id, timestamp, body)
         response = await http.request(
-            self._client, "POST", self._url, what=f"webhook sink {self.name}",
-            timeout_s=self.config.timeout_s, content=body, headers=headers)
+            self._client,
+            "POST",
+            self._url,
+            what=f"webhook sink {self.name}",
+            timeout_s=self.config.timeout_s,
+            content=body,
+            headers=headers,
+        )
         return Result(detail=f"posted {msg_id}: HTTP {response.status_code}")

@@ -94,6 +94,11 @@ async def connect(settings: RedisSettings, *, delay_s: float = 0.5) -> Redis:
             attempt += 1
             if not _transient(exc) or attempt > settings.connect_retries:
                 raise
-            log.warning("redis not reachable (%s), retry %d of %d", type(exc).__name__,
-                        attempt, settings.connect_retries, extra={"attempt": attempt})
+            log.warning(
+                "redis not reachable (%s), retry %d of %d",
+                type(exc).__name__,
+                attempt,
+                settings.connect_retries,
+                extra={"attempt": attempt},
+            )
             await asyncio.sleep(backoff.exponential(attempt, delay_s, 5.0))

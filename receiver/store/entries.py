@@ -99,9 +99,10 @@ class BackfillRequest:
     @classmethod
     def from_fields(cls, raw: Mapping[bytes, bytes] | Mapping[str, str]) -> BackfillRequest:
         """Decode a stream entry; raises ValueError when it is not a backfill request."""
-        data = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes)
-                                                              else v)
-                for k, v in raw.items()}
+        data = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
         if data.pop("v", None) != str(ENTRY_VERSION):
             raise ValueError("unknown entry version")
         unknown = set(data) - set(_BACKFILL)
@@ -130,8 +131,12 @@ class AlertEntry:
 
     @classmethod
     def of(cls, fields: Mapping[bytes, bytes]) -> AlertEntry:
-        return cls(fields.get(FIELD.encode(), b""), fields.get(FIRST.encode(), b"1"),
-                   fields.get(CHANGES.encode(), b""), fields.get(ROUTE.encode(), b""))
+        return cls(
+            fields.get(FIELD.encode(), b""),
+            fields.get(FIRST.encode(), b"1"),
+            fields.get(CHANGES.encode(), b""),
+            fields.get(ROUTE.encode(), b""),
+        )
 
     @property
     def is_update(self) -> bool:
@@ -144,8 +149,11 @@ class AlertEntry:
     def to_fields(self, **extra: str | bytes) -> dict[FieldT, EncodableT]:
         """The stream fields, with the route when there is one, and ``extra`` (a sink
         stream's ``queued_at``, a dead letter's ``error`` and ``reason``...)."""
-        out: dict[FieldT, EncodableT] = {FIELD: self.envelope, FIRST: self.first,
-                                         CHANGES: self.changes}
+        out: dict[FieldT, EncodableT] = {
+            FIELD: self.envelope,
+            FIRST: self.first,
+            CHANGES: self.changes,
+        }
         if self.route:
             out[ROUTE] = self.route
         out.update(extra)

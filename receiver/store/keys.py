@@ -188,8 +188,9 @@ class Keys:
     def slack_claim(self, tenant_id: str, alert_id: str, action: str, version: str) -> str:
         """String: a Slack button used, one per (alert, action, version): who claimed it and
         the outcome (TTL: days; the version moves on with every change)."""
-        return self._k("slack", "claim", tenant_id, alert_id, _check_name("action", action),
-                       version)
+        return self._k(
+            "slack", "claim", tenant_id, alert_id, _check_name("action", action), version
+        )
 
     def watermark(self, tenant_id: str, source: str) -> str:
         """String: the poller's lastUpdateDateTime watermark per tenant and source (no TTL)."""

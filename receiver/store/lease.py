@@ -84,8 +84,7 @@ def owner_token() -> str:
 class Lease:
     """The scheduler lease of one process; also the supervisor's write guard."""
 
-    def __init__(self, redis: Redis, keys: Keys, lease_s: float, owner: str | None = None
-                 ) -> None:
+    def __init__(self, redis: Redis, keys: Keys, lease_s: float, owner: str | None = None) -> None:
         self._redis = redis
         self._keys = keys
         self.lease_s = lease_s
@@ -111,8 +110,11 @@ class Lease:
 
     async def acquire(self) -> bool:
         started = time.monotonic()
-        fence = int(await self._acquire(keys=[self._keys.leader, self._keys.fencing],
-                                        args=[self.owner, self._ms()]))
+        fence = int(
+            await self._acquire(
+                keys=[self._keys.leader, self._keys.fencing], args=[self.owner, self._ms()]
+            )
+        )
         if fence <= 0:
             self._fence = 0
             return False
@@ -141,8 +143,9 @@ class Lease:
     async def check(self) -> None:
         if not self.held:
             raise LeaseLost("the scheduler lease is not held (or ran out locally)")
-        ok = await self._check(keys=[self._keys.leader, self._keys.fencing],
-                               args=[self.owner, self._fence])
+        ok = await self._check(
+            keys=[self._keys.leader, self._keys.fencing], args=[self.owner, self._fence]
+        )
         if not ok:
             self._fence = 0
             raise LeaseLost("the scheduler lease was taken over")
@@ -150,10 +153,16 @@ class Lease:
     async def claim(self, subscription_id: str, kind: str, at: dt.datetime) -> None:
         if not self.held:
             raise LeaseLost("the scheduler lease is not held (or ran out locally)")
-        result = int(await self._claim(
-            keys=[self._keys.leader, self._keys.fencing,
-                  self._keys.subscription_touch(subscription_id)],
-            args=[self.owner, self._fence, kind, at.isoformat(), TOUCH_TTL_S]))
+        result = int(
+            await self._claim(
+                keys=[
+                    self._keys.leader,
+                    self._keys.fencing,
+                    self._keys.subscription_touch(subscription_id),
+                ],
+                args=[self.owner, self._fence, kind, at.isoformat(), TOUCH_TTL_S],
+            )
+        )
         if result == 0:
             self._fence = 0
             raise LeaseLost("the scheduler lease was taken over")

@@ -102,9 +102,12 @@ class Silence:
     silent_s: float  # how long the poller has found changes since (or since its creation)
 
 
-def silent(records: Mapping[str, SubscriptionRecord], push_seen: Mapping[str, float],
-           poll_seen: Mapping[str, float], silent_after: Callable[[SubscriptionRecord], float]
-           ) -> list[Silence]:
+def silent(
+    records: Mapping[str, SubscriptionRecord],
+    push_seen: Mapping[str, float],
+    poll_seen: Mapping[str, float],
+    silent_after: Callable[[SubscriptionRecord], float],
+) -> list[Silence]:
     """The subscriptions that stayed silent for ``silent_after(record)`` seconds while the
     poller found changes in their tenant: the newest polled change is that much later than
     the subscription's last push (or its creation). Times are epoch seconds. A subscription

@@ -53,7 +53,6 @@ from receiver.web.rich import (
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class RichConfig:
     keys: KeySet
@@ -80,8 +79,7 @@ class WebState:
     extra_registries: list[CollectorRegistry] = field(default_factory=list)
 
 
-async def _rich_checker(state: WebState, batch: v.Batch, items: list[v.Item]
-                        ) -> v.RichCheck | None:
+async def _rich_checker(state: WebState, batch: v.Batch, items: list[v.Item]) -> v.RichCheck | None:  # noqa: C901 - 12, older than the limit
     """The per-item rich check for the authorized ``items`` (clientState and tenant already
     good: the cheap checks come first, so forged batches never cost a token verification).
     The batch's validation tokens are verified once, and only when an item needs one."""
@@ -100,13 +98,19 @@ async def _rich_checker(state: WebState, batch: v.Batch, items: list[v.Item]
     vouched: set[tuple[str, str]] = set()
     for token in batch.validation_tokens[:64]:
         try:
-            vouched.add(await verify_validation_token(
-                token, rich.keys, rich.app_ids, state.settings.allowed_tenant_ids))
+            vouched.add(
+                await verify_validation_token(
+                    token, rich.keys, rich.app_ids, state.settings.allowed_tenant_ids
+                )
+            )
         except RichError as exc:
             # "If any tokens fail, consider the change notification suspicious and
             # investigate further." (concepts/change-notifications-with-resource-data.md)
-            state.token_log.warning("suspicious notification: validation token refused: %s",
-                                    exc, extra={"reason": "token"})
+            state.token_log.warning(
+                "suspicious notification: validation token refused: %s",
+                exc,
+                extra={"reason": "token"},
+            )
 
     def check(item: v.Item) -> tuple[str | None, str]:
         tenant = item.tenant_id.lower()
@@ -123,9 +127,11 @@ async def _rich_checker(state: WebState, batch: v.Batch, items: list[v.Item]
         except RichError as exc:
             reason = v.BAD_ENCRYPTED_CONTENT
             message = str(exc)
-        state.content_log.warning("encrypted content refused: %s", message,
-                                  extra={"tenant_id": tenant,
-                                         "subscription_id": item.subscription_id})
+        state.content_log.warning(
+            "encrypted content refused: %s",
+            message,
+            extra={"tenant_id": tenant, "subscription_id": item.subscription_id},
+        )
         return reason, ""
 
     return check
@@ -204,8 +210,9 @@ class IngestApp:
     def __init__(self, state: WebState, fallback: Starlette) -> None:
         self.state = state
         self.fallback = fallback
-        self.paths = frozenset({state.settings.web.notification_path,
-                                state.settings.web.lifecycle_path})
+        self.paths = frozenset(
+            {state.settings.web.notification_path, state.settings.web.lifecycle_path}
+        )
         self.bodies = _BodyReads(state.settings.web.body_timeout_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -238,8 +245,9 @@ class IngestApp:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
         finally:
-            self.state.metrics.answered(scope["path"], status, time.perf_counter() - start,
-                                        notification=not handshake)
+            self.state.metrics.answered(
+                scope["path"], status, time.perf_counter() - start, notification=not handshake
+            )
 
     @staticmethod
     def _handshake(scope: Scope) -> Answer:
@@ -249,7 +257,7 @@ class IngestApp:
             return 400, b"invalid validationToken", _TEXT_CT
         return 200, tokens[0].encode(), _TEXT_CT
 
-    async def _accept(self, scope: Scope, receive: Receive) -> Answer:
+    async def _accept(self, scope: Scope, receive: Receive) -> Answer:  # noqa: C901 - 16, older than the limit
         state = self.state
         settings = state.settings
         content_type = length = b""
@@ -300,11 +308,14 @@ class IngestApp:
         if not outcome.entries:
             if outcome.answer_accepted:
                 return _ACCEPTED
-            return _error(outcome.status_if_empty(), "no valid item",
-                          rejected=dict(outcome.rejected))
+            return _error(
+                outcome.status_if_empty(), "no valid item", rejected=dict(outcome.rejected)
+            )
         keys = state.keys
-        to_store = [(keys.lifecycle if e.lifecycle_event else keys.notifications, e.to_json())
-                    for e in outcome.entries]
+        to_store = [
+            (keys.lifecycle if e.lifecycle_event else keys.notifications, e.to_json())
+            for e in outcome.entries
+        ]
         try:
             await state.enqueuer.enqueue(to_store, max(0.001, deadline - time.monotonic()))
         except EnqueueError as exc:
@@ -348,16 +359,24 @@ def _load_private_keys(settings: Settings) -> dict[str, rsa.RSAPrivateKey]:
     return out
 
 
-def create_app(settings: Settings, *, redis: Redis | None = None,
-               extra_registries: list[CollectorRegistry] | None = None) -> IngestApp:
+def create_app(
+    settings: Settings,
+    *,
+    redis: Redis | None = None,
+    extra_registries: list[CollectorRegistry] | None = None,
+) -> IngestApp:
     """The web app for ``settings``. Starts even when Redis is down (readyz says so)."""
     keys = Keys(settings.redis.key_prefix)
     client = redis if redis is not None else make_redis(settings.redis)
-    state = WebState(settings=settings, keys=keys, redis=client,
-                     cache=RegistryCache(client, keys),
-                     enqueuer=Enqueuer(client, ENTRY_FIELD),
-                     app_id_by_tenant={t.tenant_id: t.client_id for t in settings.tenants},
-                     extra_registries=list(extra_registries or []))
+    state = WebState(
+        settings=settings,
+        keys=keys,
+        redis=client,
+        cache=RegistryCache(client, keys),
+        enqueuer=Enqueuer(client, ENTRY_FIELD),
+        app_id_by_tenant={t.tenant_id: t.client_id for t in settings.tenants},
+        extra_registries=list(extra_registries or []),
+    )
     rich_settings = settings.web.rich_notifications
     if rich_settings.enabled:
         ca = rich_settings.ca_bundle or settings.graph.ca_bundle

@@ -96,7 +96,7 @@ class Enqueuer:
                 size += len(p.entries)
         return batch
 
-    async def _flush_loop(self) -> None:
+    async def _flush_loop(self) -> None:  # noqa: C901 - 11, older than the limit
         while self._queue:
             batch = self._take_batch()
             if not batch:
@@ -122,7 +122,7 @@ class Enqueuer:
             for p in batch:
                 n = len(p.entries)
                 if not p.future.done():
-                    p.future.set_result(ids[i:i + n])
+                    p.future.set_result(ids[i : i + n])
                 i += n
 
     async def aclose(self) -> None:

@@ -27,14 +27,19 @@ ACK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0
 class SlowAnswerWindow:
     """Counts of answers and slow answers per second over a sliding window."""
 
-    def __init__(self, window_s: int = WINDOW_S, thresholds: tuple[float, ...] = SLOW_THRESHOLDS_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window_s: int = WINDOW_S,
+        thresholds: tuple[float, ...] = SLOW_THRESHOLDS_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.window_s = window_s
         self.thresholds = thresholds
         self._clock = clock
         # per-second slots: [second, total, slow per threshold...]
-        self._slots: list[list[float]] = [[-1.0, 0.0] + [0.0] * len(thresholds)
-                                          for _ in range(window_s)]
+        self._slots: list[list[float]] = [
+            [-1.0, 0.0] + [0.0] * len(thresholds) for _ in range(window_s)
+        ]
 
     def record(self, duration_s: float) -> None:
         second = int(self._clock())
@@ -67,7 +72,8 @@ class _SlowShareCollector(Collector):
             "receiver_web_slow_answer_share",
             "Share of notification answers slower than the threshold over the last 10 minutes "
             "(Graph delays an endpoint's notifications above 10% and drops them above 15%)",
-            labels=["threshold"])
+            labels=["threshold"],
+        )
         for threshold, share in self._window.shares().items():
             family.add_metric([f"{threshold:g}"], share)
         yield family
@@ -76,13 +82,25 @@ class _SlowShareCollector(Collector):
 class WebMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("receiver_web_requests", "HTTP requests by path and status",
-                                ["path", "status"], registry=self.registry)
-        self.items = Counter("receiver_web_items", "Notification items by outcome and reason",
-                             ["kind", "outcome", "reason"], registry=self.registry)
-        self.ack_latency = Histogram("receiver_web_ack_seconds",
-                                     "Time to answer a notification POST (seconds)",
-                                     ["path"], buckets=ACK_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "receiver_web_requests",
+            "HTTP requests by path and status",
+            ["path", "status"],
+            registry=self.registry,
+        )
+        self.items = Counter(
+            "receiver_web_items",
+            "Notification items by outcome and reason",
+            ["kind", "outcome", "reason"],
+            registry=self.registry,
+        )
+        self.ack_latency = Histogram(
+            "receiver_web_ack_seconds",
+            "Time to answer a notification POST (seconds)",
+            ["path"],
+            buckets=ACK_BUCKETS,
+            registry=self.registry,
+        )
         self.slow = SlowAnswerWindow()
         self.registry.register(_SlowShareCollector(self.slow))
         # Children bound once (present from the start, so rates work; cheap on the hot path).

@@ -37,8 +37,9 @@ _ENTRY_OVERHEAD = 100  # a dict slot and the float beside each id, roughly
 
 
 class RegistryCache:
-    def __init__(self, redis: Redis, keys: Keys, *,
-                 negative_ttl_s: float = DEFAULT_NEGATIVE_TTL_S) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, *, negative_ttl_s: float = DEFAULT_NEGATIVE_TTL_S
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._records: dict[str, SubscriptionRecord] = {}
@@ -105,7 +106,7 @@ class RegistryCache:
         unknown = self._unknown(ids)
         if len(unknown) > self.max_lookups:
             await self.refresh()
-            unknown = self._unknown(unknown)[:self.max_lookups]
+            unknown = self._unknown(unknown)[: self.max_lookups]
         if unknown:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for sid in unknown:

@@ -54,8 +54,9 @@ class ThrottledWarning:
     held back since the last one: forged traffic must not flood the log (a batch of 64 junk
     tokens once made 64 lines)."""
 
-    def __init__(self, logger: logging.Logger, interval_s: float = 10.0,
-                 clock: Any = time.monotonic) -> None:
+    def __init__(
+        self, logger: logging.Logger, interval_s: float = 10.0, clock: Any = time.monotonic
+    ) -> None:
         self._log = logger
         self.interval_s = interval_s
         self._clock = clock
@@ -110,9 +111,13 @@ class KeySet:
         self._keys = {k.key_id: k.key for k in jwks.keys if k.key_id}
 
 
-async def verify_validation_token(token: str, keys: KeySet, app_ids: frozenset[str],
-                                  allowed_tenants: frozenset[str],
-                                  leeway_s: float = 300) -> tuple[str, str]:
+async def verify_validation_token(
+    token: str,
+    keys: KeySet,
+    app_ids: frozenset[str],
+    allowed_tenants: frozenset[str],
+    leeway_s: float = 300,
+) -> tuple[str, str]:
     """Verify one token; returns (tenant id, app id) it vouches for. Raises RichError."""
     try:
         header = jwt.get_unverified_header(token)
@@ -123,8 +128,14 @@ async def verify_validation_token(token: str, keys: KeySet, app_ids: frozenset[s
         raise RichError("validation token has no key id or an unexpected algorithm")
     key = await keys.get(kid)
     try:
-        claims = jwt.decode(token, key=key, algorithms=["RS256"], audience=list(app_ids),
-                            leeway=leeway_s, options={"require": ["exp", "iat", "aud", "iss"]})
+        claims = jwt.decode(
+            token,
+            key=key,
+            algorithms=["RS256"],
+            audience=list(app_ids),
+            leeway=leeway_s,
+            options={"require": ["exp", "iat", "aud", "iss"]},
+        )
     except jwt.PyJWTError as exc:
         raise RichError(f"validation token rejected: {type(exc).__name__}") from None
     tid = str(claims.get("tid", "")).lower()
@@ -148,8 +159,9 @@ def _b64(value: Any) -> bytes:
         raise RichError("encryptedContent field is not base64") from None
 
 
-def decrypt_content(content: Mapping[str, Any],
-                    private_keys: Mapping[str, rsa.RSAPrivateKey]) -> str:
+def decrypt_content(
+    content: Mapping[str, Any], private_keys: Mapping[str, rsa.RSAPrivateKey]
+) -> str:
     """Verify and decrypt one ``encryptedContent``; the decrypted JSON object as text.
     RichError when it is not authentic, ContentError when it is but is not UTF-8 JSON."""
     cert_id = content.get("encryptionCertificateId")
@@ -159,9 +171,14 @@ def decrypt_content(content: Mapping[str, Any],
     data = _b64(content.get("data"))
     signature = _b64(content.get("dataSignature"))
     try:
-        sym = key.decrypt(_b64(content.get("dataKey")),
-                          OAEP(mgf=MGF1(algorithm=hashes.SHA1()),  # noqa: S303 - Graph's wire format
-                               algorithm=hashes.SHA1(), label=None))  # noqa: S303
+        sym = key.decrypt(
+            _b64(content.get("dataKey")),
+            OAEP(
+                mgf=MGF1(algorithm=hashes.SHA1()),  # noqa: S303 - Graph's wire format
+                algorithm=hashes.SHA1(),  # noqa: S303
+                label=None,
+            ),
+        )
     except ValueError:
         raise RichError("dataKey does not decrypt with that certificate") from None
     if len(sym) != 32:

@@ -29,8 +29,13 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from receiver.config.settings import Settings
 
-__all__ = ["HEAD_TIMEOUT_S", "MAX_HEADERS", "MAX_HEAD_BYTES", "BoundedHttpToolsProtocol",
-           "server_options"]
+__all__ = [
+    "HEAD_TIMEOUT_S",
+    "MAX_HEADERS",
+    "MAX_HEAD_BYTES",
+    "BoundedHttpToolsProtocol",
+    "server_options",
+]
 
 MAX_HEAD_BYTES = 64 * 1024  # request line + headers; Graph sends well under 2 KB
 MAX_HEADERS = 100  # browsers send about 20, Graph about 10
@@ -139,23 +144,34 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self.cycle is None or self.cycle.response_complete:
             body = message.encode("ascii")
-            self.transport.write(b"".join([
-                STATUS_LINE[status],
-                b"content-type: text/plain; charset=utf-8\r\n",
-                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
-                b"connection: close\r\n\r\n", body]))
+            self.transport.write(
+                b"".join(
+                    [
+                        STATUS_LINE[status],
+                        b"content-type: text/plain; charset=utf-8\r\n",
+                        b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                        b"connection: close\r\n\r\n",
+                        body,
+                    ]
+                )
+            )
         self.transport.close()
 
 
-def server_options(settings: Settings, *, host: str | None = None,
-                   port: int | None = None) -> dict[str, Any]:
+def server_options(
+    settings: Settings, *, host: str | None = None, port: int | None = None
+) -> dict[str, Any]:
     """uvicorn settings for the web role (``receiver web`` and ``receiver serve``): the
     bounded protocol above, no access log (the app logs what matters), keep-alive longer than
     a load balancer's idle timeout."""
     return {
-        "host": host or settings.web.host, "port": port or settings.web.port,
-        "http": BoundedHttpToolsProtocol, "access_log": False, "log_config": None,
-        "timeout_keep_alive": KEEP_ALIVE_S, "backlog": 4096,
+        "host": host or settings.web.host,
+        "port": port or settings.web.port,
+        "http": BoundedHttpToolsProtocol,
+        "access_log": False,
+        "log_config": None,
+        "timeout_keep_alive": KEEP_ALIVE_S,
+        "backlog": 4096,
         # Used only if someone switches to the h11 parser: the same head bound.
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
     }

@@ -39,12 +39,30 @@ BAD_ENCRYPTED_CONTENT = "bad_encrypted_content"
 # Authentic encrypted content (signature good) that is not a UTF-8 JSON object: 400, not 403.
 BAD_RESOURCE_DATA = "bad_resource_data"
 BODY_TIMEOUT = "body_timeout"  # the body did not arrive within web.body_timeout_s
-REASONS = (MALFORMED_JSON, BAD_ENVELOPE, BAD_ITEM, UNKNOWN_SUBSCRIPTION, CLIENT_STATE_MISMATCH,
-           TENANT_NOT_ALLOWED, TENANT_MISMATCH, BAD_VALIDATION_TOKEN, BAD_ENCRYPTED_CONTENT,
-           BAD_RESOURCE_DATA, BODY_TIMEOUT)
+REASONS = (
+    MALFORMED_JSON,
+    BAD_ENVELOPE,
+    BAD_ITEM,
+    UNKNOWN_SUBSCRIPTION,
+    CLIENT_STATE_MISMATCH,
+    TENANT_NOT_ALLOWED,
+    TENANT_MISMATCH,
+    BAD_VALIDATION_TOKEN,
+    BAD_ENCRYPTED_CONTENT,
+    BAD_RESOURCE_DATA,
+    BODY_TIMEOUT,
+)
 # Reasons that mean "not from Graph for us" (403) rather than "not well-formed" (400).
-FORBIDDEN_REASONS = frozenset({UNKNOWN_SUBSCRIPTION, CLIENT_STATE_MISMATCH, TENANT_NOT_ALLOWED,
-                               TENANT_MISMATCH, BAD_VALIDATION_TOKEN, BAD_ENCRYPTED_CONTENT})
+FORBIDDEN_REASONS = frozenset(
+    {
+        UNKNOWN_SUBSCRIPTION,
+        CLIENT_STATE_MISMATCH,
+        TENANT_NOT_ALLOWED,
+        TENANT_MISMATCH,
+        BAD_VALIDATION_TOKEN,
+        BAD_ENCRYPTED_CONTENT,
+    }
+)
 
 
 class BodyError(ValueError):
@@ -101,8 +119,8 @@ def parse_body(body: bytes) -> Batch:
     # JWTs are ASCII: anything else (a lone surrogate, say) is not a token and must not
     # reach the JWT library, which would fail encoding it.
     if not isinstance(tokens, list) or not all(
-            isinstance(t, str) and t.isascii() and len(t) <= MAX_VALIDATION_TOKEN_LENGTH
-            for t in tokens):
+        isinstance(t, str) and t.isascii() and len(t) <= MAX_VALIDATION_TOKEN_LENGTH for t in tokens
+    ):
         raise BodyError(BAD_ENVELOPE)
     return Batch(items=items, validation_tokens=tokens)
 
@@ -134,7 +152,7 @@ def is_guid(value: str) -> bool:
     return len(value) == 36 and _GUID.fullmatch(value) is not None
 
 
-def check_item(raw: Any) -> Item | None:
+def check_item(raw: Any) -> Item | None:  # noqa: C901 - 13, older than the limit
     """Schema check of one item; None when it is not a well-formed Graph notification."""
     if not isinstance(raw, dict):
         return None
@@ -150,8 +168,14 @@ def check_item(raw: Any) -> Item | None:
     if lifecycle is not None:
         if lifecycle not in LIFECYCLE_EVENTS:
             return None
-        return Item(sub, tenant, state, lifecycle_event=lifecycle, subscription_expires=expires,
-                    resource=_str(raw, "resource", required=False) or "")
+        return Item(
+            sub,
+            tenant,
+            state,
+            lifecycle_event=lifecycle,
+            subscription_expires=expires,
+            resource=_str(raw, "resource", required=False) or "",
+        )
     change = raw.get("changeType")
     resource = _str(raw, "resource", required=True)
     if not isinstance(change, str) or resource is None:
@@ -165,8 +189,13 @@ def check_item(raw: Any) -> Item | None:
         if not isinstance(data, dict):
             return None
         rid, otype = data.get("id", ""), data.get("@odata.type", "")
-        if not isinstance(rid, str) or not isinstance(otype, str) or len(rid) > MAX_FIELD_LENGTH \
-                or not _encodable(rid) or not _encodable(otype):
+        if (
+            not isinstance(rid, str)
+            or not isinstance(otype, str)
+            or len(rid) > MAX_FIELD_LENGTH
+            or not _encodable(rid)
+            or not _encodable(otype)
+        ):
             return None
         resource_id, odata_type = rid, otype[:256]
     if not resource_id:
@@ -174,13 +203,22 @@ def check_item(raw: Any) -> Item | None:
     encrypted = raw.get("encryptedContent")
     if encrypted is not None and not isinstance(encrypted, dict):
         return None
-    return Item(sub, tenant, state, change_type=change, resource=resource,
-                resource_id=resource_id, odata_type=odata_type, subscription_expires=expires,
-                encrypted_content=encrypted)
+    return Item(
+        sub,
+        tenant,
+        state,
+        change_type=change,
+        resource=resource,
+        resource_id=resource_id,
+        odata_type=odata_type,
+        subscription_expires=expires,
+        encrypted_content=encrypted,
+    )
 
 
-def authorize(item: Item, record: SubscriptionRecord | None,
-              allowed_tenants: frozenset[str]) -> str | None:
+def authorize(
+    item: Item, record: SubscriptionRecord | None, allowed_tenants: frozenset[str]
+) -> str | None:
     """Why the item is not ours to accept, or None. The clientState is compared in constant
     time; the check order leaks nothing about a subscription's clientState."""
     if record is None:
@@ -233,8 +271,12 @@ def screen(items: list[Any], out: Outcome) -> list[Item]:
     return checked
 
 
-def authorize_all(items: list[Item], lookup: Mapping[str, SubscriptionRecord],
-                  allowed_tenants: frozenset[str], out: Outcome) -> list[Item]:
+def authorize_all(
+    items: list[Item],
+    lookup: Mapping[str, SubscriptionRecord],
+    allowed_tenants: frozenset[str],
+    out: Outcome,
+) -> list[Item]:
     """The items whose subscription, clientState and tenant are ours; the rest counted."""
     kept = []
     for item in items:
@@ -246,8 +288,9 @@ def authorize_all(items: list[Item], lookup: Mapping[str, SubscriptionRecord],
     return kept
 
 
-def accept(items: list[Item], received_at_ms: int, out: Outcome,
-           rich: RichCheck | None = None) -> Outcome:
+def accept(
+    items: list[Item], received_at_ms: int, out: Outcome, rich: RichCheck | None = None
+) -> Outcome:
     """Authorized items become entries once the rich check (if any) passes them."""
     for item in items:
         resource_data = ""
@@ -256,25 +299,31 @@ def accept(items: list[Item], received_at_ms: int, out: Outcome,
             if reason is not None:
                 out.rejected[reason] += 1
                 continue
-        out.entries.append(NotificationEntry(
-            tenant_id=item.tenant_id.lower(),
-            subscription_id=item.subscription_id,
-            change_type=item.change_type,
-            resource=item.resource,
-            resource_id=item.resource_id,
-            odata_type=item.odata_type,
-            lifecycle_event=item.lifecycle_event,
-            subscription_expires=item.subscription_expires,
-            received_at_ms=received_at_ms,
-            source="push",
-            resource_data=resource_data,
-        ))
+        out.entries.append(
+            NotificationEntry(
+                tenant_id=item.tenant_id.lower(),
+                subscription_id=item.subscription_id,
+                change_type=item.change_type,
+                resource=item.resource,
+                resource_id=item.resource_id,
+                odata_type=item.odata_type,
+                lifecycle_event=item.lifecycle_event,
+                subscription_expires=item.subscription_expires,
+                received_at_ms=received_at_ms,
+                source="push",
+                resource_data=resource_data,
+            )
+        )
     return out
 
 
-def validate_items(items: list[Any], lookup: Mapping[str, SubscriptionRecord],
-                   allowed_tenants: frozenset[str], received_at_ms: int,
-                   rich: RichCheck | None = None) -> Outcome:
+def validate_items(
+    items: list[Any],
+    lookup: Mapping[str, SubscriptionRecord],
+    allowed_tenants: frozenset[str],
+    received_at_ms: int,
+    rich: RichCheck | None = None,
+) -> Outcome:
     """Check every item; valid ones become entries, the rest are counted by reason."""
     out = Outcome()
     authorized = authorize_all(screen(items, out), lookup, allowed_tenants, out)

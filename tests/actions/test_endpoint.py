@@ -47,14 +47,22 @@ class Harness:
     def tenant_id(self) -> str:
         return self.sim.tenant.tenant_id
 
-    def link(self, alert_id: str, action: str = "take", *, tenant_id: str | None = None,
-             source: str = "alerts_v2", signer: LinkSigner | None = None) -> str:
+    def link(
+        self,
+        alert_id: str,
+        action: str = "take",
+        *,
+        tenant_id: str | None = None,
+        source: str = "alerts_v2",
+        signer: LinkSigner | None = None,
+    ) -> str:
         signer = signer or LinkSigner([("k2", NEW_KEY.encode())], 3600)
         token = signer.sign(alert_id, tenant_id or self.tenant_id, source, action)
         return f"/actions/{token}"
 
-    def alert(self, alert_id: str, source: str = "alerts_v2",
-              tenant: SimTenant | None = None) -> dict[str, Any]:
+    def alert(
+        self, alert_id: str, source: str = "alerts_v2", tenant: SimTenant | None = None
+    ) -> dict[str, Any]:
         path = "alerts_v2" if source == "alerts_v2" else "alerts"
         with self.sim.graph(tenant) as graph:
             response = graph.get(f"/security/{path}/{alert_id}")
@@ -69,29 +77,36 @@ class Harness:
     async def audit(self) -> list[AuditRecord]:
         return list(reversed(await recent(self.redis, KEYS)))
 
-    async def post(self, path: str, name: str = "Adele Vance", **headers: str
-                   ) -> httpx.Response:
-        return await self.client.post(path, data={"name": name, "confirm": "1"},
-                                      headers=headers)
+    async def post(self, path: str, name: str = "Adele Vance", **headers: str) -> httpx.Response:
+        return await self.client.post(path, data={"name": name, "confirm": "1"}, headers=headers)
 
 
 @pytest.fixture
-async def harness(simulator: SimulatorHandle, redis_url: str, make_settings: MakeSettings
-                  ) -> AsyncIterator[Harness]:
+async def harness(
+    simulator: SimulatorHandle, redis_url: str, make_settings: MakeSettings
+) -> AsyncIterator[Harness]:
     [other] = simulator.control.add_tenants(1)
     port = free_port()
     settings = sim_settings(
-        make_settings, simulator, redis_url, public_url=f"http://127.0.0.1:{port}",
+        make_settings,
+        simulator,
+        redis_url,
+        public_url=f"http://127.0.0.1:{port}",
         tenants=[tenant_entry(simulator.tenant, "contoso"), tenant_entry(other, "fabrikam")],
         graph={"max_retries": 0},
-        actions={"enabled": True, "signing_keys": [{"id": "k2", "key": NEW_KEY},
-                                                   {"id": "k1", "key": OLD_KEY}]})
+        actions={
+            "enabled": True,
+            "signing_keys": [{"id": "k2", "key": NEW_KEY}, {"id": "k1", "key": OLD_KEY}],
+        },
+    )
     registry = CollectorRegistry()
     app = mount(create_app(settings), settings, registry=registry)
     redis = Redis.from_url(redis_url)
     try:
-        async with served(app, port) as url, httpx.AsyncClient(
-                base_url=url, trust_env=False, timeout=30) as client:
+        async with (
+            served(app, port) as url,
+            httpx.AsyncClient(base_url=url, trust_env=False, timeout=30) as client,
+        ):
             yield Harness(simulator, settings, client, redis, other, registry)
     finally:
         await redis.aclose()
@@ -99,7 +114,8 @@ async def harness(simulator: SimulatorHandle, redis_url: str, make_settings: Mak
 
 async def test_get_shows_a_confirmation_and_changes_nothing(harness: Harness) -> None:
     alert_id = harness.sim.control.create_alert(
-        harness.tenant_id, kind="v2", v2Overrides={"title": "Bad <script>alert(1)</script>"})
+        harness.tenant_id, kind="v2", v2Overrides={"title": "Bad <script>alert(1)</script>"}
+    )
     before = harness.alert(alert_id)
     updates = harness.updates()
     link = harness.link(alert_id, "resolve_true_positive")
@@ -129,7 +145,8 @@ async def test_take_updates_reads_back_audits_and_queues_the_change(harness: Har
     alert = harness.alert(alert_id)
     assert alert["status"] == "inProgress" and alert["assignedTo"] == "Adele Vance"
     assert [c["comment"] for c in alert["comments"]] == [
-        "Taken via alert action link by Adele Vance"]
+        "Taken via alert action link by Adele Vance"
+    ]
 
     [record] = await harness.audit()
     assert (record.action, record.outcome, record.by) == ("take", "done", "Adele Vance")
@@ -163,8 +180,9 @@ async def test_take_needs_a_name_and_does_not_spend_the_link(harness: Harness) -
 async def test_legacy_resolve_sends_vendor_information(harness: Harness) -> None:
     harness.sim.control.legacy_alerts("live")  # the retired legacy API, served for this test
     alert_id = harness.sim.control.create_alert(harness.tenant_id, kind="legacy")
-    page = await harness.post(harness.link(alert_id, "resolve_false_positive",
-                                           source="alerts_v1"), name="")
+    page = await harness.post(
+        harness.link(alert_id, "resolve_false_positive", source="alerts_v1"), name=""
+    )
     assert page.status_code == 200, page.text
     alert = harness.alert(alert_id, "alerts_v1")
     assert alert["status"] == "resolved" and alert["feedback"] == "falsePositive"
@@ -178,8 +196,7 @@ async def test_concurrent_double_submit_acts_once(harness: Harness) -> None:
     alert_id = harness.sim.control.create_alert(harness.tenant_id, kind="v2")
     link = harness.link(alert_id, "resolve_true_positive")
     updates = harness.updates()
-    answers = await asyncio.gather(*(harness.post(link, name=f"analyst {i}")
-                                     for i in range(5)))
+    answers = await asyncio.gather(*(harness.post(link, name=f"analyst {i}") for i in range(5)))
     assert sorted(a.status_code for a in answers) == [200, 409, 409, 409, 409]
     alert = harness.alert(alert_id)
     assert alert["status"] == "resolved" and alert["classification"] == "truePositive"
@@ -197,11 +214,14 @@ async def test_tampered_links_are_refused(harness: Harness) -> None:
     forged_payload = payload[:-3] + ("x" if payload[-3] != "x" else "y") + payload[-2:]
     stranger = LinkSigner([("k2", b"not-our-key-0123456789abcdefghijklmnop")], 3600)
     unknown_kid = LinkSigner([("k9", NEW_KEY.encode())], 3600)
-    bad = [f"/actions/{header}.{payload}.{flipped}",
-           f"/actions/{header}.{forged_payload}.{signature}",
-           harness.link(alert_id, "take", signer=stranger),
-           harness.link(alert_id, "take", signer=unknown_kid),
-           "/actions/not-a-token", "/actions/" + "a" * 3000]
+    bad = [
+        f"/actions/{header}.{payload}.{flipped}",
+        f"/actions/{header}.{forged_payload}.{signature}",
+        harness.link(alert_id, "take", signer=stranger),
+        harness.link(alert_id, "take", signer=unknown_kid),
+        "/actions/not-a-token",
+        "/actions/" + "a" * 3000,
+    ]
     for path in bad:
         for method in ("GET", "POST"):
             answer = await harness.client.request(method, path, data={"name": "x"})
@@ -210,7 +230,8 @@ async def test_tampered_links_are_refused(harness: Harness) -> None:
     assert harness.alert(alert_id)["status"] == "new"
     assert await harness.audit() == []  # forged: counted, never audited (issue 15, 8)
     assert harness.registry.get_sample_value(
-        "receiver_actions_total", {"action": "unknown", "outcome": "invalid"}) == 2 * len(bad)
+        "receiver_actions_total", {"action": "unknown", "outcome": "invalid"}
+    ) == 2 * len(bad)
 
 
 async def test_a_link_signed_with_the_previous_key_still_works(harness: Harness) -> None:
@@ -249,8 +270,7 @@ async def test_wrong_tenant_links_are_refused(harness: Harness) -> None:
     assert [r.outcome for r in await harness.audit()] == ["wrong_tenant", "not_found"]
 
 
-async def test_another_sites_origin_is_refused_without_spending_the_link(
-        harness: Harness) -> None:
+async def test_another_sites_origin_is_refused_without_spending_the_link(harness: Harness) -> None:
     alert_id = harness.sim.control.create_alert(harness.tenant_id, kind="v2")
     link = harness.link(alert_id, "take")
     refused = await harness.post(link, origin="https://evil.example")
@@ -277,8 +297,9 @@ async def test_unknown_alert_is_a_clear_404(harness: Harness) -> None:
     assert answer.status_code == 404 and "Alert not found" in answer.text
 
 
-async def test_tokens_stay_out_of_logs_and_metrics(harness: Harness,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_tokens_stay_out_of_logs_and_metrics(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     alert_id = harness.sim.control.create_alert(harness.tenant_id, kind="v2")
     link = harness.link(alert_id, "take")
@@ -294,7 +315,8 @@ async def test_tokens_stay_out_of_logs_and_metrics(harness: Harness,
     assert any(r.name == "receiver.actions.app" for r in mine)  # the actions were logged ...
     for record in mine:  # ... without their capability
         assert token not in record.getMessage() and token not in json.dumps(
-            record.__dict__, default=str)
+            record.__dict__, default=str
+        )
         assert token[-20:] not in json.dumps(record.__dict__, default=str)
     metrics = generate_latest(harness.registry).decode()
     assert 'receiver_actions_total{action="take",outcome="done"} 1.0' in metrics

@@ -42,15 +42,25 @@ TENANT = "11111111-1111-4111-8111-111111111111"
 
 
 def _links() -> ActionLinks:
-    return ActionLinks(LinkSigner([("k1", KEY)], 3600), "https://soc.example.com/", "/actions",
-                       ("take", "resolve_true_positive", "resolve_false_positive"))
+    return ActionLinks(
+        LinkSigner([("k1", KEY)], 3600),
+        "https://soc.example.com/",
+        "/actions",
+        ("take", "resolve_true_positive", "resolve_false_positive"),
+    )
 
 
 def _envelope(**changes: Any) -> Envelope:
     base: dict[str, Any] = {
-        "id": "da6375512276", "tenant_id": TENANT, "source_api": "alerts_v2",
-        "title": "Suspicious sign-in", "severity": "high", "status": "new",
-        "tenant": "contoso", "web_url": "https://security.microsoft.com/alerts/da6375512276"}
+        "id": "da6375512276",
+        "tenant_id": TENANT,
+        "source_api": "alerts_v2",
+        "title": "Suspicious sign-in",
+        "severity": "high",
+        "status": "new",
+        "tenant": "contoso",
+        "web_url": "https://security.microsoft.com/alerts/da6375512276",
+    }
     return Envelope(**{**base, **changes})
 
 
@@ -59,12 +69,17 @@ def _check(url: str, envelope: Envelope, action: str) -> None:
     assert url.startswith(prefix)
     claim = LinkSigner([("k1", KEY)], 3600).verify(url.removeprefix(prefix))
     assert (claim.alert_id, claim.tenant_id, claim.source_api, claim.action) == (
-        envelope.id, envelope.tenant_id, envelope.source_api, action)
+        envelope.id,
+        envelope.tenant_id,
+        envelope.source_api,
+        action,
+    )
 
 
 def _sink(kind: str, **extra: Any) -> Any:
-    return build_sink(http_config(kind, "http://127.0.0.1:9", **extra), pool=ClientPool(),
-                      metrics=SinkMetrics())
+    return build_sink(
+        http_config(kind, "http://127.0.0.1:9", **extra), pool=ClientPool(), metrics=SinkMetrics()
+    )
 
 
 def test_teams_adaptive_card_carries_valid_open_url_actions() -> None:
@@ -74,16 +89,22 @@ def test_teams_adaptive_card_carries_valid_open_url_actions() -> None:
     errors = sorted(card_validator().iter_errors(card), key=str)
     assert not errors, [e.message for e in errors]
     titles = [a["title"] for a in card["actions"]]
-    assert titles == ["Take it", "Resolve: true positive", "Resolve: false positive",
-                      "Open in Microsoft Defender"]
+    assert titles == [
+        "Take it",
+        "Resolve: true positive",
+        "Resolve: false positive",
+        "Open in Microsoft Defender",
+    ]
     assert all(a["type"] == "Action.OpenUrl" for a in card["actions"])
-    for action, name in zip(card["actions"], ("take", "resolve_true_positive",
-                                              "resolve_false_positive"), strict=False):
+    for action, name in zip(
+        card["actions"], ("take", "resolve_true_positive", "resolve_false_positive"), strict=False
+    ):
         _check(action["url"], env, name)
     # no portal link: the triage actions alone, still a valid card
     bare = _envelope(web_url="")
-    card = _sink("teams").payload(bare, Delivery(actions=_links().for_alert(bare)))[
-        "attachments"][0]["content"]
+    card = _sink("teams").payload(bare, Delivery(actions=_links().for_alert(bare)))["attachments"][
+        0
+    ]["content"]
     assert not list(card_validator().iter_errors(card))
     assert len(card["actions"]) == 3
 
@@ -91,26 +112,42 @@ def test_teams_adaptive_card_carries_valid_open_url_actions() -> None:
 def test_messagecard_slack_and_email_carry_the_links() -> None:
     env = _envelope(status="inProgress", assigned_to="adele@contoso.com")
     links = _links().for_alert(env)
-    assert [label for label, _ in links] == ["Resolve: true positive",
-                                             "Resolve: false positive"]
+    assert [label for label, _ in links] == ["Resolve: true positive", "Resolve: false positive"]
     delivery = Delivery(actions=links)
     card = _sink("teams", format="messagecard").payload(env, delivery)
     names = [a["name"] for a in card["potentialAction"]]
-    assert names == ["Resolve: true positive", "Resolve: false positive",
-                     "Open in Microsoft Defender"]
+    assert names == [
+        "Resolve: true positive",
+        "Resolve: false positive",
+        "Open in Microsoft Defender",
+    ]
     _check(card["potentialAction"][0]["targets"][0]["uri"], env, "resolve_true_positive")
 
     slack = _sink("slack").payload(env, delivery)
     [buttons] = [b for b in slack["blocks"] if b["type"] == "actions"]
     assert [e["text"]["text"] for e in buttons["elements"]] == [
-        "Resolve: true positive", "Resolve: false positive", "Open in Microsoft Defender"]
+        "Resolve: true positive",
+        "Resolve: false positive",
+        "Open in Microsoft Defender",
+    ]
     ids = [e.get("action_id") for e in buttons["elements"][:2]]
     assert ids == ["triage_1", "triage_2"]
     _check(buttons["elements"][1]["url"], env, "resolve_false_positive")
 
-    email = build_sink(config({"type": "email", "name": "mail", "host": "127.0.0.1",
-                               "sender": "soc@contoso.com", "to": ["oncall@contoso.com"],
-                               "tls": "none"}), pool=ClientPool(), metrics=SinkMetrics())
+    email = build_sink(
+        config(
+            {
+                "type": "email",
+                "name": "mail",
+                "host": "127.0.0.1",
+                "sender": "soc@contoso.com",
+                "to": ["oncall@contoso.com"],
+                "tls": "none",
+            }
+        ),
+        pool=ClientPool(),
+        metrics=SinkMetrics(),
+    )
     message = email.message(env, delivery)
     html = message.get_body(("html",)).get_content()
     text = message.get_body(("plain",)).get_content()
@@ -149,8 +186,8 @@ def _texts(card: dict[str, Any]) -> str:
 
 
 async def test_take_from_a_card_updates_graph_and_the_channel_hears_of_it(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str,
-        tmp_path: Path) -> None:
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str, tmp_path: Path
+) -> None:
     sim = make_simulator()
     tid = sim.tenant.tenant_id
     channel = TeamsChannel()
@@ -162,10 +199,15 @@ async def test_take_from_a_card_updates_graph_and_the_channel_hears_of_it(
     redis = aioredis.Redis.from_url(redis_url)
     async with served(channel.app) as channel_url:
         settings = sim_settings(
-            make_settings, sim, redis_url, public_url=f"http://127.0.0.1:{port}",
-            tenants=[tenant], routes_file=str(routes),
+            make_settings,
+            sim,
+            redis_url,
+            public_url=f"http://127.0.0.1:{port}",
+            tenants=[tenant],
+            routes_file=str(routes),
             sinks=[{"type": "teams", "name": "soc", "url": f"{channel_url}/hook"}],
-            actions={"enabled": True, "signing_keys": [{"id": "k1", "key": KEY.decode()}]})
+            actions={"enabled": True, "signing_keys": [{"id": "k1", "key": KEY.decode()}]},
+        )
         graph = client_for(settings, redis)
         worker = build_worker(settings, redis, graph=graph)
         poller = Poller(redis, Keys(settings.redis.key_prefix), settings, graph)
@@ -188,13 +230,14 @@ async def test_take_from_a_card_updates_graph_and_the_channel_hears_of_it(
             update = channel.cards[1]
             assert "Updated: " in _texts(update) and "Adele Vance" in _texts(update)
             assert [a["title"] for a in update["actions"]][:2] == [
-                "Resolve: true positive", "Resolve: false positive"]
+                "Resolve: true positive",
+                "Resolve: false positive",
+            ]
             # the poller sees the same version later: no second update message
             assert await poller.poll_all() == 1
             await worker.run(burst=True)
             assert len(channel.cards) == 2
-            timeline = await records.timeline(redis, Keys(settings.redis.key_prefix), tid,
-                                              alert_id)
+            timeline = await records.timeline(redis, Keys(settings.redis.key_prefix), tid, alert_id)
             events = [e["event"] for e in timeline]
             assert events.index("action") < len(events) - 1
             assert events[-2:] == ["routed", "delivered"]

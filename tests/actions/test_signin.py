@@ -64,7 +64,8 @@ class Harness:
 
     def link(self, alert_id: str, action: str = "take") -> str:
         token = LinkSigner([("k1", KEY.encode())], 3600).sign(
-            alert_id, self.tenant_id, "alerts_v2", action)
+            alert_id, self.tenant_id, "alerts_v2", action
+        )
         return f"/actions/{token}"
 
     def new_alert(self) -> str:
@@ -86,11 +87,11 @@ class Harness:
     async def audit(self) -> list[AuditRecord]:
         return list(reversed(await recent(self.redis, KEYS)))
 
-    async def confirm(self, link: str, page: httpx.Response | None = None,
-                      **form: str) -> httpx.Response:
+    async def confirm(
+        self, link: str, page: httpx.Response | None = None, **form: str
+    ) -> httpx.Response:
         page = page or await self.client.get(link)
-        return await self.client.post(link, data={"csrf": csrf_of(page), "confirm": "1",
-                                                  **form})
+        return await self.client.post(link, data={"csrf": csrf_of(page), "confirm": "1", **form})
 
 
 def csrf_of(page: httpx.Response) -> str:
@@ -99,39 +100,74 @@ def csrf_of(page: httpx.Response) -> str:
     return found.group(1)
 
 
-def _settings(make_settings: MakeSettings, sim: SimulatorHandle, redis_url: str, port: int,
-              **sign_in: Any) -> Settings:
+def _settings(
+    make_settings: MakeSettings, sim: SimulatorHandle, redis_url: str, port: int, **sign_in: Any
+) -> Settings:
     app = sim.tenant.app
     return sim_settings(
-        make_settings, sim, redis_url, public_url=f"http://127.0.0.1:{port}",
-        tenants=[tenant_entry(sim.tenant, "contoso")], graph={"max_retries": 0},
-        actions={"enabled": True, "signing_keys": [{"id": "k1", "key": KEY}],
-                 "sign_in": {"enabled": True, "tenant": "contoso", "client_id": app.client_id,
-                             "client_secret": app.secret, "allowed_groups": [SOC],
-                             "session_ttl_s": SESSION_TTL, **sign_in}})
+        make_settings,
+        sim,
+        redis_url,
+        public_url=f"http://127.0.0.1:{port}",
+        tenants=[tenant_entry(sim.tenant, "contoso")],
+        graph={"max_retries": 0},
+        actions={
+            "enabled": True,
+            "signing_keys": [{"id": "k1", "key": KEY}],
+            "sign_in": {
+                "enabled": True,
+                "tenant": "contoso",
+                "client_id": app.client_id,
+                "client_secret": app.secret,
+                "allowed_groups": [SOC],
+                "session_ttl_s": SESSION_TTL,
+                **sign_in,
+            },
+        },
+    )
 
 
 @pytest.fixture
-async def harness(simulator: SimulatorHandle, redis_url: str, make_settings: MakeSettings
-                  ) -> AsyncIterator[Harness]:
+async def harness(
+    simulator: SimulatorHandle, redis_url: str, make_settings: MakeSettings
+) -> AsyncIterator[Harness]:
     port = free_port()
     settings = _settings(make_settings, simulator, redis_url, port)
     tid, cid = simulator.tenant.tenant_id, simulator.tenant.app.client_id
     base = f"http://127.0.0.1:{port}"
-    simulator.control.http.post(f"/tenants/{tid}/apps/{cid}/redirect-uris",
-                                json={"redirectUris": [f"{base}/actions/signin/callback"]})
-    simulator.control.http.post("/users", json={"tenantId": tid, "users": [
-        {"userPrincipalName": ADELE, "displayName": "Adele Vance", "groups": [SOC]},
-        {"userPrincipalName": EVE, "displayName": "Eve", "groups": [OTHER_GROUP]},
-        {"userPrincipalName": MEGAN, "displayName": "Megan",
-         "groups": [SOC, *(str(uuid.UUID(int=i)) for i in range(1, 201))]}]})
+    simulator.control.http.post(
+        f"/tenants/{tid}/apps/{cid}/redirect-uris",
+        json={"redirectUris": [f"{base}/actions/signin/callback"]},
+    )
+    simulator.control.http.post(
+        "/users",
+        json={
+            "tenantId": tid,
+            "users": [
+                {"userPrincipalName": ADELE, "displayName": "Adele Vance", "groups": [SOC]},
+                {"userPrincipalName": EVE, "displayName": "Eve", "groups": [OTHER_GROUP]},
+                {
+                    "userPrincipalName": MEGAN,
+                    "displayName": "Megan",
+                    "groups": [SOC, *(str(uuid.UUID(int=i)) for i in range(1, 201))],
+                },
+            ],
+        },
+    )
     registry = CollectorRegistry()
     app = mount(create_app(settings), settings, registry=registry)
     redis = Redis.from_url(redis_url)
     try:
-        async with served(app, port) as url, httpx.AsyncClient(
-                base_url=url, trust_env=False, timeout=30, follow_redirects=True,
-                verify=simulator.ssl_context()) as client:
+        async with (
+            served(app, port) as url,
+            httpx.AsyncClient(
+                base_url=url,
+                trust_env=False,
+                timeout=30,
+                follow_redirects=True,
+                verify=simulator.ssl_context(),
+            ) as client,
+        ):
             yield Harness(simulator, settings, client, redis, registry, url)
     finally:
         await redis.aclose()
@@ -148,8 +184,11 @@ async def test_allowed_person_acts_as_their_upn(harness: Harness) -> None:
     page = await harness.client.get(link)
     assert page.status_code == 200, page.text
     tid = harness.tenant_id
-    assert _hops(page) == [f"302 {link}", f"302 /{tid}/oauth2/v2.0/authorize",
-                           "303 /actions/signin/callback"]
+    assert _hops(page) == [
+        f"302 {link}",
+        f"302 /{tid}/oauth2/v2.0/authorize",
+        "303 /actions/signin/callback",
+    ]
     assert "Signed in as <strong>Adele Vance</strong> (adele@contoso.example)" in page.text
     assert 'name="name"' not in page.text  # no typed name any more
     # what the receiver sent to Entra: PKCE S256, nonce, state, query mode, our callback
@@ -157,13 +196,17 @@ async def test_allowed_person_acts_as_their_upn(harness: Harness) -> None:
     assert sent["code_challenge_method"] == "S256" and sent["code_challenge"]
     assert sent["nonce"] and sent["state"] and sent["response_mode"] == "query"
     assert sent["redirect_uri"] == harness.callback and sent["client_id"] == (
-        harness.sim.tenant.app.client_id)
+        harness.sim.tenant.app.client_id
+    )
     assert "openid" in sent["scope"].split()
     # cookies: the flow's is short-lived; the session's HttpOnly, Lax, scoped to the path
     flow_cookie = page.history[0].headers["set-cookie"]
     assert "Max-Age=600" in flow_cookie and "HttpOnly" in flow_cookie
-    session_cookie = next(c for c in page.history[2].headers.get_list("set-cookie")
-                          if c.startswith("receiver_session="))
+    session_cookie = next(
+        c
+        for c in page.history[2].headers.get_list("set-cookie")
+        if c.startswith("receiver_session=")
+    )
     for part in ("HttpOnly", "Path=/actions", "SameSite=lax", f"Max-Age={SESSION_TTL}"):
         assert part in session_cookie
     assert "Secure" not in session_cookie  # an http base URL (loopback test)
@@ -180,8 +223,9 @@ async def test_allowed_person_acts_as_their_upn(harness: Harness) -> None:
     second = harness.new_alert()
     page = await harness.client.get(harness.link(second, "resolve_false_positive"))
     assert page.history == [] and page.status_code == 200
-    assert (await harness.confirm(harness.link(second, "resolve_false_positive"),
-                                  page)).status_code == 200
+    assert (
+        await harness.confirm(harness.link(second, "resolve_false_positive"), page)
+    ).status_code == 200
     assert harness.alert(second)["classification"] == "falsePositive"
 
 
@@ -201,8 +245,10 @@ async def test_a_person_outside_the_allowed_groups_is_refused(harness: Harness) 
     outcomes = [(r.outcome, r.by, r.alert_id) for r in await harness.audit()]
     assert outcomes == [("not_allowed", EVE, alert_id), ("signin_required", "", alert_id)]
     metrics = generate_latest(harness.registry).decode()
-    assert ('receiver_actions_total{action="resolve_true_positive",outcome="not_allowed"} 1.0'
-            in metrics)
+    assert (
+        'receiver_actions_total{action="resolve_true_positive",outcome="not_allowed"} 1.0'
+        in metrics
+    )
     # the link still works for someone allowed
     harness.at_browser(ADELE)
     assert (await harness.confirm(link)).status_code == 200
@@ -270,12 +316,24 @@ async def test_replayed_code_is_refused(harness: Harness) -> None:
 async def test_people_of_another_tenant_are_refused(harness: Harness) -> None:
     [other] = harness.sim.control.add_tenants(1)
     cid = harness.sim.tenant.app.client_id
-    harness.sim_call("POST", f"/tenants/{other.tenant_id}/apps",
-                     json={"clientId": cid, "secret": "multi-tenant-app-secret"})
-    harness.sim_call("POST", f"/tenants/{other.tenant_id}/apps/{cid}/redirect-uris",
-                     json={"redirectUris": [harness.callback]})
-    harness.sim_call("POST", "/users", json={"tenantId": other.tenant_id, "users": [
-        {"userPrincipalName": "mallory@fabrikam.example", "groups": [SOC]}]})
+    harness.sim_call(
+        "POST",
+        f"/tenants/{other.tenant_id}/apps",
+        json={"clientId": cid, "secret": "multi-tenant-app-secret"},
+    )
+    harness.sim_call(
+        "POST",
+        f"/tenants/{other.tenant_id}/apps/{cid}/redirect-uris",
+        json={"redirectUris": [harness.callback]},
+    )
+    harness.sim_call(
+        "POST",
+        "/users",
+        json={
+            "tenantId": other.tenant_id,
+            "users": [{"userPrincipalName": "mallory@fabrikam.example", "groups": [SOC]}],
+        },
+    )
     harness.at_browser("mallory@fabrikam.example")
     alert_id = harness.new_alert()
     link = harness.link(alert_id)
@@ -310,7 +368,10 @@ async def test_post_without_a_session_or_csrf_token_does_nothing(harness: Harnes
     assert missing.status_code == 403
     assert harness.alert(alert_id)["status"] == "new"
     assert [r.outcome for r in await harness.audit()] == [
-        "signin_required", "forbidden_csrf", "forbidden_csrf"]
+        "signin_required",
+        "forbidden_csrf",
+        "forbidden_csrf",
+    ]
     assert (await harness.confirm(link, page)).status_code == 200  # not consumed
 
 
@@ -345,7 +406,8 @@ async def test_entra_errors_come_back_as_a_clear_page(harness: Harness) -> None:
 
 
 async def test_codes_tokens_cookies_and_secrets_stay_out_of_logs(
-        harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     harness.at_browser(ADELE)
     link = harness.link(harness.new_alert())
@@ -353,15 +415,15 @@ async def test_codes_tokens_cookies_and_secrets_stay_out_of_logs(
     code = parse_qs(urlsplit(callback).query)["code"][0]
     page = await harness.client.get(callback)
     assert page.status_code == 200
-    flow_cookies = [v for k, v in harness.client.cookies.items()
-                    if k.startswith("receiver_signin_")]
+    flow_cookies = [
+        v for k, v in harness.client.cookies.items() if k.startswith("receiver_signin_")
+    ]
     session = harness.client.cookies["receiver_session"]
     await harness.confirm(link, page)
     await harness.client.get(callback)  # a replay, refused
     secret = harness.sim.tenant.app.secret
     assert secret
-    secrets = [code, session, csrf_of(page), secret, link.removeprefix("/actions/"),
-               *flow_cookies]
+    secrets = [code, session, csrf_of(page), secret, link.removeprefix("/actions/"), *flow_cookies]
     # The test's own client (httpx, httpcore) logs the URLs and headers it sees, the code
     # among them. The receiver signs in with MSAL over requests (logger urllib3), and its
     # httpx client speaks only to Graph: every record but the test client's is checked.
@@ -388,47 +450,71 @@ ISSUER = f"https://login.microsoftonline.com/{TID}/v2.0"
 
 def _claims(**changes: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"aud": CID, "iss": ISSUER, "tid": TID, "iat": now, "nbf": now, "exp": now + 3600,
-              "oid": "9d3f0a8e-0000-4000-8000-000000000001", "name": "Adele Vance",
-              "preferred_username": ADELE, "groups": [SOC.upper()]}
+    claims = {
+        "aud": CID,
+        "iss": ISSUER,
+        "tid": TID,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+        "oid": "9d3f0a8e-0000-4000-8000-000000000001",
+        "name": "Adele Vance",
+        "preferred_username": ADELE,
+        "groups": [SOC.upper()],
+    }
     claims.update(changes)
     return {k: v for k, v in claims.items() if v is not None}
 
 
 def _check(claims: dict[str, Any], groups: tuple[str, ...] = (SOC,)) -> str:
     try:
-        who = check_claims(claims, client_id=CID, tenant_id=TID, issuer=ISSUER,
-                           allowed_groups=groups, now=time.time())
+        who = check_claims(
+            claims,
+            client_id=CID,
+            tenant_id=TID,
+            issuer=ISSUER,
+            allowed_groups=groups,
+            now=time.time(),
+        )
     except SignInError as exc:
         return exc.reason
     return who.upn
 
 
-@pytest.mark.parametrize(("changes", "groups", "expected"), [
-    ({}, (SOC,), ADELE),
-    ({"groups": None}, (), ADELE),  # no allow-list: anyone of the tenant
-    ({"tid": str(uuid.uuid4())}, (SOC,), "wrong_signin_tenant"),
-    ({"iss": f"https://login.microsoftonline.com/{uuid.uuid4()}/v2.0"}, (SOC,),
-     "signin_failed"),
-    ({"aud": str(uuid.uuid4())}, (SOC,), "signin_failed"),
-    ({"exp": int(time.time()) - 3600}, (SOC,), "signin_failed"),
-    ({"nbf": int(time.time()) + 3600}, (SOC,), "signin_failed"),
-    ({"oid": None}, (SOC,), "signin_failed"),
-    ({"groups": [OTHER_GROUP]}, (SOC,), "not_allowed"),
-    ({"groups": None}, (SOC,), "no_groups_claim"),
-    ({"groups": None, "_claim_names": {"groups": "src1"}}, (SOC,), "groups_overage"),
-])
-def test_id_token_checks(changes: dict[str, Any], groups: tuple[str, ...],
-                         expected: str) -> None:
+@pytest.mark.parametrize(
+    ("changes", "groups", "expected"),
+    [
+        ({}, (SOC,), ADELE),
+        ({"groups": None}, (), ADELE),  # no allow-list: anyone of the tenant
+        ({"tid": str(uuid.uuid4())}, (SOC,), "wrong_signin_tenant"),
+        (
+            {"iss": f"https://login.microsoftonline.com/{uuid.uuid4()}/v2.0"},
+            (SOC,),
+            "signin_failed",
+        ),
+        ({"aud": str(uuid.uuid4())}, (SOC,), "signin_failed"),
+        ({"exp": int(time.time()) - 3600}, (SOC,), "signin_failed"),
+        ({"nbf": int(time.time()) + 3600}, (SOC,), "signin_failed"),
+        ({"oid": None}, (SOC,), "signin_failed"),
+        ({"groups": [OTHER_GROUP]}, (SOC,), "not_allowed"),
+        ({"groups": None}, (SOC,), "no_groups_claim"),
+        ({"groups": None, "_claim_names": {"groups": "src1"}}, (SOC,), "groups_overage"),
+    ],
+)
+def test_id_token_checks(changes: dict[str, Any], groups: tuple[str, ...], expected: str) -> None:
     assert _check(_claims(**changes), groups) == expected
 
 
 # --- settings -------------------------------------------------------------------------------
 
+
 def _config(write_config: WriteConfig, **sign_in: Any) -> str:
     data = base_settings_data()
-    data["actions"] = {"enabled": True, "signing_keys": [{"id": "k1", "key": KEY}],
-                       "sign_in": {"enabled": True, **sign_in}}
+    data["actions"] = {
+        "enabled": True,
+        "signing_keys": [{"id": "k1", "key": KEY}],
+        "sign_in": {"enabled": True, **sign_in},
+    }
     return str(write_config(data))
 
 
@@ -441,8 +527,13 @@ def test_settings_need_client_id_and_secret(write_config: WriteConfig) -> None:
 
 
 def test_settings_secret_from_env_and_tenant_by_name(write_config: WriteConfig) -> None:
-    path = _config(write_config, tenant="contoso", client_id=CID,
-                   client_secret_env="SIGNIN_SECRET", allowed_groups=[SOC])
+    path = _config(
+        write_config,
+        tenant="contoso",
+        client_id=CID,
+        client_secret_env="SIGNIN_SECRET",
+        allowed_groups=[SOC],
+    )
     settings = load_settings(path, environ={"SIGNIN_SECRET": "from-the-environment"})
     sign_in = settings.actions.sign_in
     assert sign_in.client_secret is not None
@@ -465,18 +556,27 @@ def test_settings_refuse_an_unknown_tenant(write_config: WriteConfig) -> None:
     assert settings.actions.sign_in.tenant_id_in(settings.tenants) == TID
 
 
-async def test_cookies_are_secure_behind_an_https_url(make_settings: MakeSettings,
-                                                      redis_url: str) -> None:
+async def test_cookies_are_secure_behind_an_https_url(
+    make_settings: MakeSettings, redis_url: str
+) -> None:
     settings = make_settings(
-        redis_url=redis_url, web={"public_url": "https://receiver.example"},
-        actions={"enabled": True, "signing_keys": [{"id": "k1", "key": KEY}],
-                 "sign_in": {"enabled": True, "client_id": CID, "client_secret": "x" * 20}})
+        redis_url=redis_url,
+        web={"public_url": "https://receiver.example"},
+        actions={
+            "enabled": True,
+            "signing_keys": [{"id": "k1", "key": KEY}],
+            "sign_in": {"enabled": True, "client_id": CID, "client_secret": "x" * 20},
+        },
+    )
     redis = Redis.from_url(redis_url)
     try:
         signin = SignIn(settings, redis, KEYS)
         assert signin.redirect_uri == "https://receiver.example/actions/signin/callback"
-        done = Completed(Identity("Adele", ADELE, "oid", settings.tenants[0].tenant_id),
-                         "/actions/some-link", "s" * 43)
+        done = Completed(
+            Identity("Adele", ADELE, "oid", settings.tenants[0].tenant_id),
+            "/actions/some-link",
+            "s" * 43,
+        )
         response = signin.signed_in(done, "state-value")
     finally:
         await redis.aclose()

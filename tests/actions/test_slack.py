@@ -24,8 +24,9 @@ from tests.fixtures.settings import TENANT_ID, MakeSettings
 from tests.fixtures.web import served
 from tests.sinks.conftest import make_envelope
 
-VECTOR = json.loads((Path(__file__).resolve().parents[1] / "formats" /
-                     "slack-signature-vector.json").read_text())
+VECTOR = json.loads(
+    (Path(__file__).resolve().parents[1] / "formats" / "slack-signature-vector.json").read_text()
+)
 SECRET = "test-slack-signing-secret-0123456789"
 KEYS = Keys("{test}")
 
@@ -49,26 +50,42 @@ def test_slacks_documented_example() -> None:
             verify(secret, bad_ts, VECTOR["expected_signature"], body, now=float(ts))
 
 
-def click_body(action: str = "take", *, value: str | None = None, user: str = "U0ADELE01",
-               response_url: str = "https://hooks.slack.com/actions/T1/1/abc") -> bytes:
+def click_body(
+    action: str = "take",
+    *,
+    value: str | None = None,
+    user: str = "U0ADELE01",
+    response_url: str = "https://hooks.slack.com/actions/T1/1/abc",
+) -> bytes:
     """A block_actions payload the way Slack posts it (form field ``payload``)."""
     payload: dict[str, Any] = {
-        "type": "block_actions", "user": {"id": user, "name": "adele", "team_id": "T0CONTOSO"},
-        "team": {"id": "T0CONTOSO"}, "channel": {"id": "C0SECALRTS"},
-        "message": {"ts": "1800000001.000100"}, "response_url": response_url,
-        "trigger_id": "1.2.3", "actions": [{
-            "action_id": action, "block_id": "triage", "type": "button",
-            "value": value if value is not None else button_value(make_envelope()),
-            "action_ts": f"{time.time():.6f}"}]}
+        "type": "block_actions",
+        "user": {"id": user, "name": "adele", "team_id": "T0CONTOSO"},
+        "team": {"id": "T0CONTOSO"},
+        "channel": {"id": "C0SECALRTS"},
+        "message": {"ts": "1800000001.000100"},
+        "response_url": response_url,
+        "trigger_id": "1.2.3",
+        "actions": [
+            {
+                "action_id": action,
+                "block_id": "triage",
+                "type": "button",
+                "value": value if value is not None else button_value(make_envelope()),
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
-def signed_headers(body: bytes, *, secret: str = SECRET, at: float | None = None
-                   ) -> dict[str, str]:
+def signed_headers(body: bytes, *, secret: str = SECRET, at: float | None = None) -> dict[str, str]:
     ts = str(int(time.time() if at is None else at))
-    return {"x-slack-request-timestamp": ts,
-            "x-slack-signature": sign(secret.encode(), ts, body),
-            "content-type": "application/x-www-form-urlencoded"}
+    return {
+        "x-slack-request-timestamp": ts,
+        "x-slack-signature": sign(secret.encode(), ts, body),
+        "content-type": "application/x-www-form-urlencoded",
+    }
 
 
 @dataclass
@@ -86,13 +103,16 @@ class Endpoint:
 
 @pytest.fixture
 async def endpoint(redis_url: str, make_settings: MakeSettings) -> AsyncIterator[Endpoint]:
-    settings = make_settings(redis_url=redis_url, actions={"slack": {
-        "enabled": True, "signing_secret": SECRET}})
+    settings = make_settings(
+        redis_url=redis_url, actions={"slack": {"enabled": True, "signing_secret": SECRET}}
+    )
     redis = Redis.from_url(redis_url)
     app = mount(create_app(settings), settings, redis=redis)
     try:
-        async with served(app) as url, httpx.AsyncClient(base_url=url, trust_env=False,
-                                                         timeout=10) as client:
+        async with (
+            served(app) as url,
+            httpx.AsyncClient(base_url=url, trust_env=False, timeout=10) as client,
+        ):
             yield Endpoint(client, redis)
     finally:
         await redis.aclose()
@@ -141,8 +161,11 @@ async def test_a_stale_request_is_refused(endpoint: Endpoint) -> None:
 
 
 async def test_a_signed_request_that_is_not_our_button_is_refused(endpoint: Endpoint) -> None:
-    for body in (click_body("delete_everything"), click_body(value="not json"),
-                 b"payload=%7B%22type%22%3A%22view_submission%22%7D"):
+    for body in (
+        click_body("delete_everything"),
+        click_body(value="not json"),
+        b"payload=%7B%22type%22%3A%22view_submission%22%7D",
+    ):
         answer = await endpoint.post(body, signed_headers(body))
         assert answer.status_code == 400, body
     assert await endpoint.queued() == []

@@ -34,8 +34,10 @@ from tests.graph.helpers import sim_settings, tenant_entry
 
 RESOURCE = "security/alerts?$filter=vendorInformation/vendor eq 'Microsoft'"
 # An alert title is attacker-influenced: it tries to close the JSON block and run a script.
-EVIL_TITLE = ('Ransomware </script><script>document.title="pwned"</script>'
-              '<img src=x onerror="document.title=\'pwned\'"> <!-- ok')
+EVIL_TITLE = (
+    'Ransomware </script><script>document.title="pwned"</script>'
+    "<img src=x onerror=\"document.title='pwned'\"> <!-- ok"
+)
 CALM_TITLE = "Suspicious sign-in from a new country"
 ADMIN_TOKEN = "admin-token-0123456789-abcdef"
 ROUTES = """\
@@ -63,9 +65,12 @@ class Sinks:
         async def refuse(request: Request) -> Response:
             return Response("no", status_code=400)
 
-        return Starlette(routes=[Route("/teams/hook-token-aaaaaaaaaaaaaaaa", teams,
-                                       methods=["POST"]),
-                                 Route("/audit", refuse, methods=["POST"])])
+        return Starlette(
+            routes=[
+                Route("/teams/hook-token-aaaaaaaaaaaaaaaa", teams, methods=["POST"]),
+                Route("/audit", refuse, methods=["POST"]),
+            ]
+        )
 
 
 @dataclass
@@ -81,13 +86,15 @@ class Deployment:
 
     def admin(self, **admin: Any) -> AdminServer:
         """An admin server for this deployment (``admin`` settings; an ephemeral port)."""
-        return AdminServer(self.settings.model_copy(update={
-            "admin": AdminSettings.model_validate(admin)}))
+        return AdminServer(
+            self.settings.model_copy(update={"admin": AdminSettings.model_validate(admin)})
+        )
 
 
 @pytest.fixture
-async def deployment(make_simulator: Callable[..., Any], make_settings: MakeSettings,
-                     redis_url: str, tmp_path: Path) -> AsyncIterator[Deployment]:
+async def deployment(
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str, tmp_path: Path
+) -> AsyncIterator[Deployment]:
     sim = make_simulator()
     recorder = Sinks()
     async with served(recorder.app()) as sink_url:
@@ -97,11 +104,21 @@ async def deployment(make_simulator: Callable[..., Any], make_settings: MakeSett
         tenant = tenant_entry(sim.tenant, "contoso", subscriptions=[{"resource": RESOURCE}])
         tenant["poll"] = {"alerts_v2": True, "incidents": False}
         settings = sim_settings(
-            make_settings, sim, redis_url, public_url=f"http://127.0.0.1:{port}",
-            tenants=[tenant], routes_file=str(routes),
-            sinks=[{"type": "teams", "name": "teams",
-                    "url": sink_url + "/teams/hook-token-aaaaaaaaaaaaaaaa"},
-                   {"type": "webhook", "name": "audit", "url": sink_url + "/audit"}])
+            make_settings,
+            sim,
+            redis_url,
+            public_url=f"http://127.0.0.1:{port}",
+            tenants=[tenant],
+            routes_file=str(routes),
+            sinks=[
+                {
+                    "type": "teams",
+                    "name": "teams",
+                    "url": sink_url + "/teams/hook-token-aaaaaaaaaaaaaaaa",
+                },
+                {"type": "webhook", "name": "audit", "url": sink_url + "/audit"},
+            ],
+        )
         redis = aioredis.Redis.from_url(redis_url)
         graph = client_for(settings, redis)
         tid = sim.tenant.tenant_id
@@ -111,11 +128,19 @@ async def deployment(make_simulator: Callable[..., Any], make_settings: MakeSett
                 assert report.created == 1, report
             ids = {}
             for title, severity in ((EVIL_TITLE, "high"), (CALM_TITLE, "medium")):
-                made = await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2",
-                                               severity=severity, overrides={"title": title})
+                made = await asyncio.to_thread(
+                    sim.control.create_alerts,
+                    tid,
+                    1,
+                    kind="v2",
+                    severity=severity,
+                    overrides={"title": title},
+                )
                 ids[title] = made["ids"][0]
-            assert await Poller(redis, Keys(settings.redis.key_prefix), settings,
-                                graph).poll_all() == 2
+            assert (
+                await Poller(redis, Keys(settings.redis.key_prefix), settings, graph).poll_all()
+                == 2
+            )
             worker = build_worker(settings, redis, graph=graph)
             await worker.run(burst=True)
             await worker.sinks.aclose()
@@ -123,8 +148,16 @@ async def deployment(make_simulator: Callable[..., Any], make_settings: MakeSett
             _, subs = await registry.load_all(redis, Keys(settings.redis.key_prefix))
             (sub,) = subs.values()
             assert sub.client_state
-            yield Deployment(settings, redis_url, recorder, sink_url, tid, ids,
-                             sub.subscription_id, sub.client_state)
+            yield Deployment(
+                settings,
+                redis_url,
+                recorder,
+                sink_url,
+                tid,
+                ids,
+                sub.subscription_id,
+                sub.client_state,
+            )
         finally:
             await graph.aclose()
             await redis.aclose()

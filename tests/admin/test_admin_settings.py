@@ -47,8 +47,9 @@ def test_token_from_file_env_or_inline(write_config: WriteConfig, tmp_path: Path
     assert settings.admin.token is not None
     assert settings.admin.token.get_secret_value() == TOKEN
     # Overridable from the environment like every key.
-    settings = load_settings(write_config(base_settings_data()),
-                             environ={"RECEIVER_ADMIN__PORT": "9109"})
+    settings = load_settings(
+        write_config(base_settings_data()), environ={"RECEIVER_ADMIN__PORT": "9109"}
+    )
     assert settings.admin.port == 9109
 
 

@@ -32,16 +32,30 @@ WIDTH, HEIGHT = 1280, 2000
 def _chromium() -> str:
     found = shutil.which("chromium") or shutil.which("chromium-browser")
     if found is None:
-        pytest.fail("the status page tests need Chromium: sudo apt-get install -y chromium",
-                    pytrace=False)
+        pytest.fail(
+            "the status page tests need Chromium: sudo apt-get install -y chromium", pytrace=False
+        )
     return found
 
 
 def _run(url: str, profile: Path, *extra: str) -> str:
-    args = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--hide-scrollbars", f"--user-data-dir={profile}",
-            f"--window-size={WIDTH},{HEIGHT}", "--virtual-time-budget=5000", *extra, url]
+    args = [
+        _chromium(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={WIDTH},{HEIGHT}",
+        "--virtual-time-budget=5000",
+        *extra,
+        url,
+    ]
     done = subprocess.run(args, capture_output=True, text=True, timeout=90, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
@@ -58,8 +72,9 @@ async def status_url(deployment: Deployment) -> AsyncIterator[str]:
 
 def _cards(dom: str) -> list[str]:
     """The text of each card the renderer put into the DOM."""
-    blocks = re.findall(r'<div class="card rendered" id="card-\d+">(.*?)</div>\s*<script', dom,
-                        re.S)
+    blocks = re.findall(
+        r'<div class="card rendered" id="card-\d+">(.*?)</div>\s*<script', dom, re.S
+    )
     return [re.sub(r"<[^>]+>", " ", block) for block in blocks]
 
 
@@ -68,7 +83,7 @@ async def test_cards_rendered_in_the_dom(status_url: str, tmp_path: Path) -> Non
     assert dom.count('class="ac-container ac-adaptiveCard"') == 2
     cards = _cards(dom)
     assert len(cards) == 2
-    escaped = (EVIL_TITLE.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+    escaped = EVIL_TITLE.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     assert sum(escaped in card for card in cards) == 1
     assert sum(CALM_TITLE in card for card in cards) == 1
     assert all("Open in Microsoft Defender" in card and "Severity" in card for card in cards)

@@ -17,8 +17,9 @@ from tests.fixtures.web import free_port
 
 @pytest.mark.slow
 @pytest.mark.parametrize("role", ["worker", "web"])
-def test_role_serves_the_status_page(role: str, write_config: WriteConfig, redis_url: str,
-                                     tmp_path: Path) -> None:
+def test_role_serves_the_status_page(
+    role: str, write_config: WriteConfig, redis_url: str, tmp_path: Path
+) -> None:
     write_config("route:\n  receiver: console\n", "routes.yaml")
     data = base_settings_data()
     data["redis"]["url"] = redis_url
@@ -26,8 +27,12 @@ def test_role_serves_the_status_page(role: str, write_config: WriteConfig, redis
     data["web"]["port"] = free_port()
     data["admin"] = {"port": free_port(), "token": "role-admin-token-0123456789"}
     config = write_config(data)
-    proc = subprocess.Popen([sys.executable, "-m", "receiver.cli", role, "--config", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "receiver.cli", role, "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{data['admin']['port']}/status"
     auth = {"authorization": f"Bearer {data['admin']['token']}"}
 
@@ -69,8 +74,12 @@ def test_admin_port_in_use_stops_the_role(write_config: WriteConfig, redis_url: 
         data["routes_file"] = "routes.yaml"
         data["admin"] = {"port": taken.getsockname()[1]}
         config = write_config(data)
-        done = subprocess.run([sys.executable, "-m", "receiver.cli", "worker", "--config",
-                               str(config)], capture_output=True, text=True, timeout=30,
-                              check=False)
+        done = subprocess.run(
+            [sys.executable, "-m", "receiver.cli", "worker", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
     assert done.returncode == 1
     assert f"receiver worker: admin.port {data['admin']['port']} on 127.0.0.1:" in done.stderr

@@ -20,8 +20,11 @@ from receiver.config.settings import AdminSettings
 from tests.admin.conftest import ADMIN_TOKEN, CALM_TITLE, EVIL_TITLE, Deployment
 
 STATIC = Path(__file__).parents[2] / "receiver" / "admin" / "static"
-CARD_DATA = re.compile(r'<script type="application/json" class="card-data" '
-                       r'data-target="card-\d+">(.*?)</script>', re.S)
+CARD_DATA = re.compile(
+    r'<script type="application/json" class="card-data" '
+    r'data-target="card-\d+">(.*?)</script>',
+    re.S,
+)
 
 
 @pytest.fixture
@@ -49,9 +52,11 @@ async def test_status_page_shows_the_deployment(deployment: Deployment, page: st
     # Stream lag per stage, sink health and dead letters: audit refused the high alert.
     for stream in ("notifications", "alerts", "sink:teams", "sink:audit"):
         assert f"<code>{stream}</code>" in html
-    assert re.search(r"<td>audit</td><td>webhook</td><td class=\"num\">0</td>"
-                     r"<td class=\"num\">1</td>\s*<td class=\"state-bad\">1 dead-lettered</td>",
-                     html)
+    assert re.search(
+        r"<td>audit</td><td>webhook</td><td class=\"num\">0</td>"
+        r"<td class=\"num\">1</td>\s*<td class=\"state-bad\">1 dead-lettered</td>",
+        html,
+    )
     assert "FREE (no scheduler)" in html and "ATTENTION NEEDED" in html
     # The last alerts with their delivery timeline.
     assert CALM_TITLE in html
@@ -77,8 +82,11 @@ async def test_attacker_titles_cannot_break_out(deployment: Deployment, page: st
     # Exactly our script elements: two card data blocks and the two static scripts.
     assert html.count("<script") == 4 == html.count("</script>")
     assert "&lt;/script&gt;&lt;script&gt;" in html  # the title, as text
-    titles = [body[1]["text"] for card in map(json.loads, CARD_DATA.findall(html))
-              for body in [card["body"][0]["items"]]]
+    titles = [
+        body[1]["text"]
+        for card in map(json.loads, CARD_DATA.findall(html))
+        for body in [card["body"][0]["items"]]
+    ]
     assert EVIL_TITLE in titles  # the JSON block decodes to the real title
 
 
@@ -118,21 +126,34 @@ async def test_token_is_required_when_set(deployment: Deployment) -> None:
                 assert refused.status_code == 401
                 assert refused.headers.get_list("www-authenticate") == [
                     'Bearer realm="receiver admin"',
-                    'Basic realm="receiver admin", charset="UTF-8"']
-                for wrong in ("Bearer nope", f"Bearer {ADMIN_TOKEN}x", "Basic !!",
-                              f"Token {ADMIN_TOKEN}", ADMIN_TOKEN):
+                    'Basic realm="receiver admin", charset="UTF-8"',
+                ]
+                for wrong in (
+                    "Bearer nope",
+                    f"Bearer {ADMIN_TOKEN}x",
+                    "Basic !!",
+                    f"Token {ADMIN_TOKEN}",
+                    ADMIN_TOKEN,
+                ):
                     answer = await client.get(base + path, headers={"authorization": wrong})
                     assert answer.status_code == 401, wrong
                     assert ADMIN_TOKEN not in answer.text
-                assert (await client.get(base + path, headers={
-                    "authorization": f"Bearer {ADMIN_TOKEN}"})).status_code == 200
-                assert (await client.get(base + path, headers={
-                    "authorization": f"Basic {basic}"})).status_code == 200
+                assert (
+                    await client.get(
+                        base + path, headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+                    )
+                ).status_code == 200
+                assert (
+                    await client.get(base + path, headers={"authorization": f"Basic {basic}"})
+                ).status_code == 200
             # The static assets carry no data: a browser loads them without the token.
             assert (await client.get(base + "/static/status.js")).status_code == 200
             # Read-only: nothing but GET and HEAD.
-            assert (await client.post(base + "/status", headers={
-                "authorization": f"Bearer {ADMIN_TOKEN}"})).status_code == 405
+            assert (
+                await client.post(
+                    base + "/status", headers={"authorization": f"Bearer {ADMIN_TOKEN}"}
+                )
+            ).status_code == 405
     finally:
         server.stop()
 
@@ -143,15 +164,20 @@ async def test_security_headers_everywhere(page: str) -> None:
             response = await client.get(page + path)
             for name, value in SECURITY_HEADERS.items():
                 assert response.headers[name] == value, (path, name)
-        assert (await client.get(page + "/", follow_redirects=False)).headers["location"] \
-            == "/status"
+        assert (await client.get(page + "/", follow_redirects=False)).headers[
+            "location"
+        ] == "/status"
 
 
 async def test_redis_down_is_a_clear_503(deployment: Deployment) -> None:
-    settings = deployment.settings.model_copy(update={
-        "redis": deployment.settings.redis.model_copy(update={
-            "url": "redis://:hunter2-password@127.0.0.1:1/0", "connect_retries": 0}),
-        "admin": AdminSettings()})
+    settings = deployment.settings.model_copy(
+        update={
+            "redis": deployment.settings.redis.model_copy(
+                update={"url": "redis://:hunter2-password@127.0.0.1:1/0", "connect_retries": 0}
+            ),
+            "admin": AdminSettings(),
+        }
+    )
     server = AdminServer(settings).start()
     try:
         async with httpx.AsyncClient() as client:

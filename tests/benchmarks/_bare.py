@@ -17,5 +17,6 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
-app = Starlette(routes=[Route("/webhooks/graph", accept, methods=["POST"]),
-                        Route("/healthz", healthz)])
+app = Starlette(
+    routes=[Route("/webhooks/graph", accept, methods=["POST"]), Route("/healthz", healthz)]
+)

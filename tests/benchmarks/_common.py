@@ -37,11 +37,17 @@ def private_redis() -> Iterator[RedisServer]:
 
 
 @contextlib.contextmanager
-def process(args: Sequence[str], ready_url: str, *, env: dict[str, str] | None = None,
-            timeout_s: float = 30) -> Iterator[subprocess.Popen[bytes]]:
+def process(
+    args: Sequence[str], ready_url: str, *, env: dict[str, str] | None = None, timeout_s: float = 30
+) -> Iterator[subprocess.Popen[bytes]]:
     """Start a server process and wait until ``ready_url`` answers; stop it afterwards."""
-    proc = subprocess.Popen(list(args), cwd=ROOT, env={**os.environ, **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        list(args),
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -86,32 +92,59 @@ def _lua(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def wrk(url: str, *, body: bytes = b"", method: str = "POST",
-        content_type: str = "application/json", headers: dict[str, str] | None = None,
-        paths: Sequence[str] = (), connections: int = 64, duration_s: int = 10,
-        threads: int = 1) -> WrkResult:
+def wrk(
+    url: str,
+    *,
+    body: bytes = b"",
+    method: str = "POST",
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+    paths: Sequence[str] = (),
+    connections: int = 64,
+    duration_s: int = 10,
+    threads: int = 1,
+) -> WrkResult:
     """Load ``url`` with wrk; with ``paths``, requests cycle through them (same host)."""
     exe = shutil.which("wrk")
     if exe is None:
         sys.exit("wrk not found: install it with `sudo apt-get install -y wrk` (Debian/Ubuntu)")
     lines = [f"wrk.method = {_lua(method)}"]
     if body:
-        lines += [f"wrk.body = {_lua(body.decode())}",
-                  f"wrk.headers[\"Content-Type\"] = {_lua(content_type)}"]
+        lines += [
+            f"wrk.body = {_lua(body.decode())}",
+            f'wrk.headers["Content-Type"] = {_lua(content_type)}',
+        ]
     for name, value in (headers or {}).items():
         lines.append(f"wrk.headers[{_lua(name)}] = {_lua(value)}")
     if paths:
         lines.append("local paths = {" + ", ".join(_lua(p) for p in paths) + "}")
         lines.append("local i = 0")
-        lines.append("request = function()\n  i = i + 1\n"
-                     "  return wrk.format(nil, paths[(i % #paths) + 1])\nend")
+        lines.append(
+            "request = function()\n  i = i + 1\n"
+            "  return wrk.format(nil, paths[(i % #paths) + 1])\nend"
+        )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write("\n".join(lines) + "\n")
     try:
         out = subprocess.run(
-            [exe, "-t", str(threads), "-c", str(connections), "-d", f"{duration_s}s",
-             "--latency", "-s", script.name, url],
-            capture_output=True, text=True, check=True, timeout=duration_s + 60).stdout
+            [
+                exe,
+                "-t",
+                str(threads),
+                "-c",
+                str(connections),
+                "-d",
+                f"{duration_s}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=duration_s + 60,
+        ).stdout
     finally:
         os.unlink(script.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]

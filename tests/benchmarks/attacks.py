@@ -58,9 +58,21 @@ class Web:
         config.write_text(yaml.safe_dump(data), encoding="utf-8")
         env = {**os.environ, "PYTHONPATH": str(tree)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver.cli", "web", "--config", str(config),
-             "--port", str(self.port)], cwd=tree, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "receiver.cli",
+                "web",
+                "--config",
+                str(config),
+                "--port",
+                str(self.port),
+            ],
+            cwd=tree,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
@@ -114,8 +126,9 @@ def register(redis_url: str, prefix: str = "{test}") -> str:
     from receiver.store.keys import Keys
     from receiver.store.registry import SubscriptionRecord
 
-    record = SubscriptionRecord(str(uuid.uuid4()), TENANT_ID, "security/alerts_v2",
-                                CLIENT_STATE, 4_000_000_000.0)
+    record = SubscriptionRecord(
+        str(uuid.uuid4()), TENANT_ID, "security/alerts_v2", CLIENT_STATE, 4_000_000_000.0
+    )
 
     async def put() -> None:
         client = Redis.from_url(redis_url)
@@ -129,11 +142,23 @@ def register(redis_url: str, prefix: str = "{test}") -> str:
 
 
 def valid_body(subscription_id: str, alert_id: str = "alert-1") -> bytes:
-    return json.dumps({"value": [{
-        "subscriptionId": subscription_id, "changeType": "updated", "tenantId": TENANT_ID,
-        "clientState": CLIENT_STATE, "resource": f"security/alerts_v2/{alert_id}",
-        "subscriptionExpirationDateTime": "2026-12-29T10:00:00Z",
-        "resourceData": {"@odata.type": "#microsoft.graph.security.alert", "id": alert_id}}]},
+    return json.dumps(
+        {
+            "value": [
+                {
+                    "subscriptionId": subscription_id,
+                    "changeType": "updated",
+                    "tenantId": TENANT_ID,
+                    "clientState": CLIENT_STATE,
+                    "resource": f"security/alerts_v2/{alert_id}",
+                    "subscriptionExpirationDateTime": "2026-12-29T10:00:00Z",
+                    "resourceData": {
+                        "@odata.type": "#microsoft.graph.security.alert",
+                        "id": alert_id,
+                    },
+                }
+            ]
+        },
     ).encode()
 
 
@@ -142,16 +167,22 @@ def forged_body(size: int = 1024 * 1024 - 1024) -> bytes:
     items = []
     total = 20
     while total < size:
-        item = json.dumps({"subscriptionId": str(uuid.uuid4()), "tenantId": TENANT_ID,
-                           "clientState": "x", "changeType": "updated", "resource": "a/b"},
-                          separators=(",", ":"))
+        item = json.dumps(
+            {
+                "subscriptionId": str(uuid.uuid4()),
+                "tenantId": TENANT_ID,
+                "clientState": "x",
+                "changeType": "updated",
+                "resource": "a/b",
+            },
+            separators=(",", ":"),
+        )
         items.append(item)
         total += len(item) + 1
     return ('{"value":[' + ",".join(items) + "]}").encode()
 
 
-def request(port: int, head: bytes, content: bytes = b"", timeout_s: float = 30
-            ) -> int | None:
+def request(port: int, head: bytes, content: bytes = b"", timeout_s: float = 30) -> int | None:
     """One request on its own connection; the status, or None when closed without one."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
@@ -173,8 +204,10 @@ def read_status(s: socket.socket) -> int | None:
 
 
 def post_head(length: int, path: str = PATH) -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: receiver\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {length}\r\nConnection: close\r\n\r\n").encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: receiver\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {length}\r\nConnection: close\r\n\r\n"
+    ).encode()
 
 
 def post(port: int, content: bytes) -> int | None:
@@ -186,8 +219,9 @@ def redis_reads(client: redis.Redis) -> int:
     return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in READ_COMMANDS)
 
 
-def reads_per_forged_request(server: Web, client: redis.Redis, requests: int = 3
-                             ) -> tuple[float, int | None]:
+def reads_per_forged_request(
+    server: Web, client: redis.Redis, requests: int = 3
+) -> tuple[float, int | None]:
     """Redis reads caused by one forged 1 MiB request, each naming new random ids (mean of
     ``requests``; the registry's background version check adds about one a second), and the
     status of the last."""
@@ -199,8 +233,9 @@ def reads_per_forged_request(server: Web, client: redis.Redis, requests: int = 3
     return redis_reads(client) / requests, status
 
 
-def latency_under_flood(server: Web, subscription_id: str, forged: bytes, *,
-                        connections: int = 4, seconds: float = 3.0) -> tuple[float, float, int]:
+def latency_under_flood(
+    server: Web, subscription_id: str, forged: bytes, *, connections: int = 4, seconds: float = 3.0
+) -> tuple[float, float, int]:
     """p50 and p99 (ms) of valid posts, one at a time, while ``connections`` threads send
     forged bodies back to back; and how many forged requests were sent."""
     stop = threading.Event()
@@ -234,19 +269,24 @@ def latency_under_flood(server: Web, subscription_id: str, forged: bytes, *,
 
 
 def big_header(port: int, size: int = 8 * 1024 * 1024) -> int | None:
-    head = b"GET /healthz HTTP/1.1\r\nHost: receiver\r\nX-Big: " + b"a" * size + \
-        b"\r\nConnection: close\r\n\r\n"
+    head = (
+        b"GET /healthz HTTP/1.1\r\nHost: receiver\r\nX-Big: "
+        + b"a" * size
+        + b"\r\nConnection: close\r\n\r\n"
+    )
     return request(port, head)
 
 
 def many_headers(port: int, count: int = 20_000) -> int | None:
     lines = b"".join(b"X-H%d: v\r\n" % i for i in range(count))
-    return request(port, b"GET /healthz HTTP/1.1\r\nHost: receiver\r\n" + lines +
-                   b"Connection: close\r\n\r\n")
+    return request(
+        port, b"GET /healthz HTTP/1.1\r\nHost: receiver\r\n" + lines + b"Connection: close\r\n\r\n"
+    )
 
 
-def trickled_head_held_s(port: int, cap_s: float = 30.0, every_s: float = 0.5
-                         ) -> tuple[float, int | None]:
+def trickled_head_held_s(
+    port: int, cap_s: float = 30.0, every_s: float = 0.5
+) -> tuple[float, int | None]:
     """Send a head one byte every ``every_s``: seconds until the server closed (cap_s when it
     never did) and the status it answered with, if any."""
     started = time.monotonic()
@@ -268,8 +308,9 @@ def trickled_head_held_s(port: int, cap_s: float = 30.0, every_s: float = 0.5
     return cap_s, None
 
 
-def unfinished_heads_rss_kib(server: Web, connections: int = 3,
-                             size: int = 40 * 1024 * 1024) -> int:
+def unfinished_heads_rss_kib(
+    server: Web, connections: int = 3, size: int = 40 * 1024 * 1024
+) -> int:
     """RSS growth of the web process while ``connections`` send ``size`` bytes of one header
     that never ends (what the server accepted of it; it may close early)."""
     before = server.rss_kib()
@@ -310,20 +351,21 @@ def main() -> None:
             print(f"surrogate_status={post(server.port, surrogate)}")
             forged = forged_body()
             reads, status = reads_per_forged_request(server, client)
-            print(f"forged_1MiB_items={forged.count(b'subscriptionId')} status={status} "
-                  f"redis_reads_per_request={reads:.0f}")
+            print(
+                f"forged_1MiB_items={forged.count(b'subscriptionId')} status={status} "
+                f"redis_reads_per_request={reads:.0f}"
+            )
             p50, p99, sent = latency_under_flood(server, sid, forged, seconds=args.flood_s)
-            print(f"valid_post_under_flood p50_ms={p50:.1f} p99_ms={p99:.1f} "
-                  f"forged_requests={sent}")
-            calm50, calm99, _ = latency_under_flood(server, sid, forged, connections=0,
-                                                    seconds=1)
+            print(
+                f"valid_post_under_flood p50_ms={p50:.1f} p99_ms={p99:.1f} forged_requests={sent}"
+            )
+            calm50, calm99, _ = latency_under_flood(server, sid, forged, connections=0, seconds=1)
             print(f"valid_post_calm p50_ms={calm50:.1f} p99_ms={calm99:.1f}")
             print(f"header_8MiB_status={big_header(server.port)}")
             print(f"headers_20000_status={many_headers(server.port)}")
             held, status = trickled_head_held_s(server.port)
             print(f"trickled_head_held_s={held:.1f} status={status}")
-            print(f"rss_growth_3x40MiB_unfinished_heads_kib="
-                  f"{unfinished_heads_rss_kib(server)}")
+            print(f"rss_growth_3x40MiB_unfinished_heads_kib={unfinished_heads_rss_kib(server)}")
 
 
 if __name__ == "__main__":

@@ -47,26 +47,56 @@ def main(argv: list[str] | None = None) -> int:
 
         results = {}
         port = free_port()
-        bare = [sys.executable, "-m", "uvicorn", "tests.benchmarks._bare:app", "--port",
-                str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                "--log-level", "warning", "--backlog", "4096"]
+        bare = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "tests.benchmarks._bare:app",
+            "--port",
+            str(port),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "4096",
+        ]
         with process(bare, f"http://127.0.0.1:{port}/healthz"):
-            results["bare"] = wrk(f"http://127.0.0.1:{port}/webhooks/graph",
-                                  body=payload.encode(), connections=args.connections,
-                                  duration_s=args.duration)
+            results["bare"] = wrk(
+                f"http://127.0.0.1:{port}/webhooks/graph",
+                body=payload.encode(),
+                connections=args.connections,
+                duration_s=args.duration,
+            )
         port = free_port()
-        web = [sys.executable, "-m", "receiver.cli", "web", "--config", str(config),
-               "--port", str(port)]
+        web = [
+            sys.executable,
+            "-m",
+            "receiver.cli",
+            "web",
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+        ]
         with process(web, f"http://127.0.0.1:{port}/readyz"):
-            results["receiver"] = wrk(f"http://127.0.0.1:{port}/webhooks/graph",
-                                      body=payload.encode(), connections=args.connections,
-                                      duration_s=args.duration)
+            results["receiver"] = wrk(
+                f"http://127.0.0.1:{port}/webhooks/graph",
+                body=payload.encode(),
+                connections=args.connections,
+                duration_s=args.duration,
+            )
         with redis_sync.Redis.from_url(server.url) as client:
             stored = client.xlen(Keys(settings.redis.key_prefix).notifications)
 
     for name, r in results.items():
-        print(f"{name}: {r.rps:.0f} requests/s, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, "
-              f"errors {r.errors}")
+        print(
+            f"{name}: {r.rps:.0f} requests/s, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, "
+            f"errors {r.errors}"
+        )
     receiver = results["receiver"]
     completed = receiver.rps * args.duration
     print(f"receiver stored {stored} notifications for ~{completed:.0f} answered requests")

@@ -72,10 +72,15 @@ class Recorder:
         self.bare = 0
         self.delay_s = 0.0
         self.port = free_port()
-        app = Starlette(routes=[Route("/hook", self.hook, methods=["POST"]),
-                                Route("/bare", self.bare_hook, methods=["POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_config=None,
-                                                    access_log=False, lifespan="off"))
+        app = Starlette(
+            routes=[
+                Route("/hook", self.hook, methods=["POST"]),
+                Route("/bare", self.bare_hook, methods=["POST"]),
+            ]
+        )
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, port=self.port, log_config=None, access_log=False, lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     async def hook(self, request: Request) -> Response:
@@ -124,6 +129,7 @@ def cpu_seconds(pid: int) -> float:
 
 # --- the baseline: the bare necessities, in a process of their own ------------------------
 
+
 async def _bare(spec: dict[str, Any]) -> float:
     """CPU seconds per alert for GET alert (HTTPS) + POST to the sink + 3 Redis round trips."""
     from redis.asyncio import Redis
@@ -132,27 +138,38 @@ async def _bare(spec: dict[str, Any]) -> float:
     verify = ssl.create_default_context(cafile=spec["ca"])
     redis = Redis.from_url(spec["redis"])
     sem = asyncio.Semaphore(spec["concurrency"])
-    async with httpx.AsyncClient(verify=verify, http2=True, trust_env=False) as graph, \
-            httpx.AsyncClient(trust_env=False) as sink:
-        token = (await graph.post(f"{sim}/{TENANT}/oauth2/v2.0/token", data={
-            "grant_type": "client_credentials", "client_id": CLIENT_ID,
-            "client_secret": CLIENT_SECRET,
-            "scope": "https://graph.microsoft.com/.default"})).json()["access_token"]
+    async with (
+        httpx.AsyncClient(verify=verify, http2=True, trust_env=False) as graph,
+        httpx.AsyncClient(trust_env=False) as sink,
+    ):
+        token = (
+            await graph.post(
+                f"{sim}/{TENANT}/oauth2/v2.0/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
+                    "scope": "https://graph.microsoft.com/.default",
+                },
+            )
+        ).json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
 
         async def one(alert_id: str) -> None:
             async with sem:
-                response = await graph.get(f"{sim}/v1.0/security/alerts/{alert_id}",
-                                           headers=auth)
+                response = await graph.get(f"{sim}/v1.0/security/alerts/{alert_id}", headers=auth)
                 response.raise_for_status()
                 alert = response.json()
                 body = json.dumps(alert, separators=(",", ":")).encode()
-                await redis.set(f"bare:seen:{alert_id}", alert["lastModifiedDateTime"],
-                                nx=True, ex=600)
+                await redis.set(
+                    f"bare:seen:{alert_id}", alert["lastModifiedDateTime"], nx=True, ex=600
+                )
                 entry = await redis.xadd("bare:out", {"e": body})
-                (await sink.post(spec["sink"], content=body,
-                                 headers={"content-type": "application/json"})
-                 ).raise_for_status()
+                (
+                    await sink.post(
+                        spec["sink"], content=body, headers={"content-type": "application/json"}
+                    )
+                ).raise_for_status()
                 await redis.xdel("bare:out", entry)
 
         warm = min(20, len(ids) // 5)
@@ -169,17 +186,31 @@ def baseline(env: Env, count: int) -> float:
     sim, control = env.sim, env.control
     ids: list[str] = []
     while len(ids) < count:
-        ids += control.post(f"{sim}/_sim/alerts", json={
-            "tenantId": TENANT, "count": min(200, count - len(ids))}).json()["ids"]
-    spec = {"sim": sim, "ca": env.ca, "redis": env.redis_url, "ids": ids,
-            "sink": f"http://127.0.0.1:{env.recorder.port}/bare", "concurrency": BARE_CONCURRENCY}
-    out = subprocess.run([sys.executable, "-m", "tests.benchmarks.pipeline", "--bare-child"],
-                         input=json.dumps(spec), capture_output=True, text=True, check=True,
-                         cwd=ROOT, timeout=300)
+        ids += control.post(
+            f"{sim}/_sim/alerts", json={"tenantId": TENANT, "count": min(200, count - len(ids))}
+        ).json()["ids"]
+    spec = {
+        "sim": sim,
+        "ca": env.ca,
+        "redis": env.redis_url,
+        "ids": ids,
+        "sink": f"http://127.0.0.1:{env.recorder.port}/bare",
+        "concurrency": BARE_CONCURRENCY,
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.benchmarks.pipeline", "--bare-child"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     return float(out.stdout.strip().splitlines()[-1]) * 1000
 
 
 # --- the receiver under an offered rate ---------------------------------------------------
+
 
 @dataclass
 class Phase:
@@ -233,8 +264,9 @@ class Bench:
             ticks += 1
             n = min(total, round(rate * tick * ticks)) - len(ids)
             if n > 0:
-                ids += self.control.post(f"{self.sim}/_sim/alerts",
-                                        json={"tenantId": TENANT, "count": n}).json()["ids"]
+                ids += self.control.post(
+                    f"{self.sim}/_sim/alerts", json={"tenantId": TENANT, "count": n}
+                ).json()["ids"]
             time.sleep(max(0.0, started + tick * ticks - time.monotonic()))
         deadline = time.monotonic() + grace_s
         arrived = self.recorder.arrived
@@ -247,8 +279,8 @@ class Bench:
 
     def _latencies(self, ids: list[str]) -> dict[str, float]:
         rows: list[dict[str, Any]] = self.control.get(
-            f"{self.sim}/_sim/deliveries",
-            params={"kind": "notification", "after": self.sequence}).json()["deliveries"]
+            f"{self.sim}/_sim/deliveries", params={"kind": "notification", "after": self.sequence}
+        ).json()["deliveries"]
         posted = self.posted
         for d in rows:
             self.sequence = max(self.sequence, int(d["sequence"]))
@@ -258,8 +290,7 @@ class Bench:
             for item in d["body"]["value"]:
                 posted.setdefault(item["resource"].rsplit("/", 1)[-1], began)
         arrived = self.recorder.arrived
-        return {i: (arrived[i] - posted[i]) * 1000 for i in ids
-                if i in arrived and i in posted}
+        return {i: (arrived[i] - posted[i]) * 1000 for i in ids if i in arrived and i in posted}
 
     def settle(self, phase: Phase, timeout_s: float = 60.0) -> Phase:
         """Wait for the late alerts of ``phase`` (a backlog clearing), then take every
@@ -278,19 +309,25 @@ class Bench:
                 return
 
 
-def sustainable(bench: Bench, start: float, step_s: float, grace_s: float,
-                limit: float) -> float:
+def sustainable(bench: Bench, start: float, step_s: float, grace_s: float, limit: float) -> float:
     """The highest offered rate the receiver keeps up with (see the module docstring)."""
 
     def holds(rate: float) -> bool:
         phase = bench.offer(rate, step_s, grace_s)
-        ok = (phase.delivered_in_time and phase.missing == 0 and phase.drift_ms() < 100
-              and phase.cpu_share < 0.9)
-        print(f"  step {rate:6.0f}/s: receiver at {phase.cpu_share:4.0%} of a core, "
-              f"{phase.cpu_per_alert_ms:.2f} ms CPU per alert, p99 "
-              f"{percentile(phase.values() or [0.0], 99):.0f} ms, drift "
-              f"{phase.drift_ms() if phase.latencies else 0:+.0f} ms, "
-              f"{phase.missing} late -> {'holds' if ok else 'backs up'}", flush=True)
+        ok = (
+            phase.delivered_in_time
+            and phase.missing == 0
+            and phase.drift_ms() < 100
+            and phase.cpu_share < 0.9
+        )
+        print(
+            f"  step {rate:6.0f}/s: receiver at {phase.cpu_share:4.0%} of a core, "
+            f"{phase.cpu_per_alert_ms:.2f} ms CPU per alert, p99 "
+            f"{percentile(phase.values() or [0.0], 99):.0f} ms, drift "
+            f"{phase.drift_ms() if phase.latencies else 0:+.0f} ms, "
+            f"{phase.missing} late -> {'holds' if ok else 'backs up'}",
+            flush=True,
+        )
         bench.drain()
         return ok
 
@@ -320,8 +357,9 @@ class Env:
         serve = [sys.executable, "-m", "receiver.cli", "serve", "--config", str(self.config)]
         with process(serve, f"http://127.0.0.1:{self.web_port}/readyz") as receiver:
             deadline = time.monotonic() + 30
-            while not self.control.get(f"{self.sim}/_sim/subscriptions").json().get(
-                    "subscriptions"):
+            while (
+                not self.control.get(f"{self.sim}/_sim/subscriptions").json().get("subscriptions")
+            ):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the receiver created no subscription")
                 time.sleep(0.1)
@@ -334,34 +372,80 @@ class Env:
 def environment() -> Iterator[Env]:
     """A private Redis, the simulator (throttling off), the recording sink; the receiver's
     configuration written (one tenant, one push subscription, one webhook sink)."""
-    with private_redis() as redis_server, tempfile.TemporaryDirectory() as tmp, \
-            Recorder() as recorder:
+    with (
+        private_redis() as redis_server,
+        tempfile.TemporaryDirectory() as tmp,
+        Recorder() as recorder,
+    ):
         sim_port, web_port = free_port(), free_port()
         sim = f"https://127.0.0.1:{sim_port}"
         ca = str(Path(tmp) / "ca.pem")
         (Path(tmp) / "routes.yaml").write_text("route:\n  receiver: hook\n")
         config = Path(tmp) / "receiver.yaml"
-        config.write_text(yaml.safe_dump({
-            "redis": {"url": redis_server.url},
-            "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}",
-                    "allow_http": True},
-            # The simulator's throttling is off, so is ours (Graph's real limit is 150/min).
-            "graph": {"authority_host": sim, "graph_url": f"{sim}/v1.0", "ca_bundle": ca,
-                      "rate_limit_per_minute": 100_000},
-            "tenants": [{"name": "contoso", "tenant_id": TENANT, "client_id": CLIENT_ID,
-                         "client_secret": CLIENT_SECRET, "poll": {"alerts_v2": False},
-                         "subscriptions": [{"resource": "security/alerts?$filter="
-                                            "vendorInformation/vendor eq 'Microsoft'"}]}],
-            "sinks": [{"type": "webhook", "name": "hook",
-                       "url": f"http://127.0.0.1:{recorder.port}/hook"}],
-            "routes_file": "routes.yaml",
-            "logging": {"level": "WARNING", "format": "text"},
-        }))
-        simulator = [sys.executable, "-m", "receiver.simulator", "--port", str(sim_port),
-                     "--tls-dir", tmp, "--ca-out", ca, "--no-throttle", "--allow-http",
-                     "--log-level", "warning", "--legacy-alerts", "live"]
-        with process(simulator, f"{sim}/_sim/health"), \
-                httpx.Client(verify=ca, trust_env=False, timeout=30) as control:
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "redis": {"url": redis_server.url},
+                    "web": {
+                        "port": web_port,
+                        "public_url": f"http://127.0.0.1:{web_port}",
+                        "allow_http": True,
+                    },
+                    # The simulator's throttling is off, so is ours (Graph's real limit is 150/min).
+                    "graph": {
+                        "authority_host": sim,
+                        "graph_url": f"{sim}/v1.0",
+                        "ca_bundle": ca,
+                        "rate_limit_per_minute": 100_000,
+                    },
+                    "tenants": [
+                        {
+                            "name": "contoso",
+                            "tenant_id": TENANT,
+                            "client_id": CLIENT_ID,
+                            "client_secret": CLIENT_SECRET,
+                            "poll": {"alerts_v2": False},
+                            "subscriptions": [
+                                {
+                                    "resource": "security/alerts?$filter="
+                                    "vendorInformation/vendor eq 'Microsoft'"
+                                }
+                            ],
+                        }
+                    ],
+                    "sinks": [
+                        {
+                            "type": "webhook",
+                            "name": "hook",
+                            "url": f"http://127.0.0.1:{recorder.port}/hook",
+                        }
+                    ],
+                    "routes_file": "routes.yaml",
+                    "logging": {"level": "WARNING", "format": "text"},
+                }
+            )
+        )
+        simulator = [
+            sys.executable,
+            "-m",
+            "receiver.simulator",
+            "--port",
+            str(sim_port),
+            "--tls-dir",
+            tmp,
+            "--ca-out",
+            ca,
+            "--no-throttle",
+            "--allow-http",
+            "--log-level",
+            "warning",
+            "--legacy-alerts",
+            "live",
+        ]
+        with (
+            process(simulator, f"{sim}/_sim/health"),
+            httpx.Client(verify=ca, trust_env=False, timeout=30) as control,
+        ):
             yield Env(sim, ca, redis_server.url, control, recorder, config, web_port)
 
 
@@ -369,8 +453,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--brief", action="store_true", help="a short run (the suite's smoke test)")
     parser.add_argument("--step-s", type=float, default=6.0, help="seconds per rate step")
-    parser.add_argument("--measure-s", type=float, default=20.0,
-                        help="seconds at 50 %% of the sustainable rate (each of two runs)")
+    parser.add_argument(
+        "--measure-s",
+        type=float,
+        default=20.0,
+        help="seconds at 50 %% of the sustainable rate (each of two runs)",
+    )
     parser.add_argument("--start-rate", type=float, default=40.0)
     parser.add_argument("--max-rate", type=float, default=3000.0)
     parser.add_argument("--baseline-alerts", type=int, default=2000)
@@ -386,38 +474,52 @@ def main(argv: list[str] | None = None) -> int:
     with environment() as env:
         # The baseline first, while no subscription exists (no notifications).
         bare_ms = baseline(env, args.baseline_alerts)
-        print(f"baseline (GET alert over HTTPS, POST to the sink, 3 Redis round trips, one "
-              f"bare process, httpx and redis-py): {bare_ms:.3f} ms CPU per alert", flush=True)
+        print(
+            f"baseline (GET alert over HTTPS, POST to the sink, 3 Redis round trips, one "
+            f"bare process, httpx and redis-py): {bare_ms:.3f} ms CPU per alert",
+            flush=True,
+        )
         with env.receiver() as bench:
-            print("sustainable rate of one `receiver serve` (stepped up until the backlog "
-                  "grows or the core saturates):", flush=True)
-            top = sustainable(bench, args.start_rate, args.step_s, grace_s=1.0,
-                              limit=args.max_rate)
+            print(
+                "sustainable rate of one `receiver serve` (stepped up until the backlog "
+                "grows or the core saturates):",
+                flush=True,
+            )
+            top = sustainable(bench, args.start_rate, args.step_s, grace_s=1.0, limit=args.max_rate)
             if not top:
                 print("error: the receiver held not even the first rate", file=sys.stderr)
                 return 1
             rate = top / 2
             half = bench.settle(bench.offer(rate, args.measure_s, grace_s=10.0))
-            env.control.post(f"{env.sim}/_sim/faults",
-                             json={"kind": "graph_latency", "ms": GRAPH_LATENCY_MS})
+            env.control.post(
+                f"{env.sim}/_sim/faults", json={"kind": "graph_latency", "ms": GRAPH_LATENCY_MS}
+            )
             env.recorder.delay_s = SINK_LATENCY_MS / 1000
             slow = bench.settle(bench.offer(rate, args.measure_s, grace_s=10.0))
         duplicates = env.recorder.duplicates
-    print(f"sustainable: {top:.0f} alerts/s; measured at 50 %: {rate:.0f} alerts/s, "
-          f"{len(half.ids)} alerts, {half.missing} missing, {duplicates} duplicated")
+    print(
+        f"sustainable: {top:.0f} alerts/s; measured at 50 %: {rate:.0f} alerts/s, "
+        f"{len(half.ids)} alerts, {half.missing} missing, {duplicates} duplicated"
+    )
     values = half.values() or [0.0]
-    print(f"receiver CPU: {half.cpu_per_alert_ms:.3f} ms per alert "
-          f"({half.cpu_share:.0%} of a core); baseline {bare_ms:.3f} ms")
-    print(f"end to end (notification -> sink answered) at 50 %: p50 "
-          f"{percentile(values, 50):.1f} ms, p99 {percentile(values, 99):.1f} ms, "
-          f"max {max(values):.1f} ms")
+    print(
+        f"receiver CPU: {half.cpu_per_alert_ms:.3f} ms per alert "
+        f"({half.cpu_share:.0%} of a core); baseline {bare_ms:.3f} ms"
+    )
+    print(
+        f"end to end (notification -> sink answered) at 50 %: p50 "
+        f"{percentile(values, 50):.1f} ms, p99 {percentile(values, 99):.1f} ms, "
+        f"max {max(values):.1f} ms"
+    )
     slow_values = slow.values() or [0.0]
     bound = LATENCY_SLACK_MS + GRAPH_LATENCY_MS + SINK_LATENCY_MS
     held = slow.delivered_in_time and percentile(slow_values, 99) <= bound
-    print(f"real-world latencies (Graph {GRAPH_LATENCY_MS} ms, sink {SINK_LATENCY_MS} ms) at "
-          f"{rate:.0f} alerts/s: {len(slow.ids)} alerts, {slow.missing} missing, p50 "
-          f"{percentile(slow_values, 50):.1f} ms, p99 {percentile(slow_values, 99):.1f} ms "
-          f"(bound {bound:.0f} ms: {'held' if held else 'NOT held'})")
+    print(
+        f"real-world latencies (Graph {GRAPH_LATENCY_MS} ms, sink {SINK_LATENCY_MS} ms) at "
+        f"{rate:.0f} alerts/s: {len(slow.ids)} alerts, {slow.missing} missing, p50 "
+        f"{percentile(slow_values, 50):.1f} ms, p99 {percentile(slow_values, 99):.1f} ms "
+        f"(bound {bound:.0f} ms: {'held' if held else 'NOT held'})"
+    )
     if half.missing or slow.missing or duplicates or not half.latencies:
         print("error: alerts lost or duplicated", file=sys.stderr)
         return 1

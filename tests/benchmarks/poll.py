@@ -58,15 +58,19 @@ class Recorder:
         self._lock = threading.Lock()
         self.port = free_port()
         app = Starlette(routes=[Route("/hook", self.hook, methods=["POST"])])
-        self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_config=None,
-                                                    access_log=False, lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, port=self.port, log_config=None, access_log=False, lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     async def hook(self, request: Request) -> Response:
         now = time.time()
         body = json.loads(await request.body())
-        key = (str(body["kind"]), str(body["id"]),
-               str(body.get("updated_at") or body.get("created_at")))
+        key = (
+            str(body["kind"]),
+            str(body["id"]),
+            str(body.get("updated_at") or body.get("created_at")),
+        )
         with self._lock:
             if key in self.arrived:
                 self.duplicates += 1
@@ -100,17 +104,21 @@ class Changes:
         roll = rng.random()
         if known and roll < 0.4:
             alert_id = rng.choice(known)
-            change = rng.choice([{"status": "inProgress"}, {"status": "resolved"},
-                                 {"severity": rng.choice(["low", "medium", "high"])}])
-            _ok(sim.patch(f"/alerts/{alert_id}", json={"tenantId": tenant_id,
-                                                      "changes": change}))
+            change = rng.choice(
+                [
+                    {"status": "inProgress"},
+                    {"status": "resolved"},
+                    {"severity": rng.choice(["low", "medium", "high"])},
+                ]
+            )
+            _ok(sim.patch(f"/alerts/{alert_id}", json={"tenantId": tenant_id, "changes": change}))
         elif roll < 0.75:
-            body = _ok(sim.post("/alerts", json={"tenantId": tenant_id, "count": 1,
-                                                 "kind": "v2"}))
+            body = _ok(sim.post("/alerts", json={"tenantId": tenant_id, "count": 1, "kind": "v2"}))
             known += body["v2"]
         else:
-            body = _ok(sim.post("/incidents", json={"tenantId": tenant_id, "count": 1,
-                                                    "alerts": 1}))
+            body = _ok(
+                sim.post("/incidents", json={"tenantId": tenant_id, "count": 1, "alerts": 1})
+            )
             for ids in body["alerts"].values():
                 known += ids
         self.made += 1
@@ -118,9 +126,11 @@ class Changes:
 
 def _ok(response: httpx.Response) -> Any:
     if response.status_code >= 400:
-        raise RuntimeError(f"simulator control {response.request.method} "
-                           f"{response.request.url.path}: {response.status_code} "
-                           f"{response.text[:300]}")
+        raise RuntimeError(
+            f"simulator control {response.request.method} "
+            f"{response.request.url.path}: {response.status_code} "
+            f"{response.text[:300]}"
+        )
     return response.json() if response.content else None
 
 
@@ -140,65 +150,110 @@ def _load() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=200)
-    parser.add_argument("--duration", type=float, default=120.0,
-                        help="seconds of changes (default 120)")
-    parser.add_argument("--interval", type=float, default=10.0,
-                        help="poll interval in seconds (default 10; the product's minimum is 5)")
-    parser.add_argument("--rate", type=float, default=5.0,
-                        help="changes a second, over all tenants (default 5)")
-    parser.add_argument("--latency-ms", type=int, default=150,
-                        help="the simulator's latency for every Graph call (default 150)")
+    parser.add_argument(
+        "--duration", type=float, default=120.0, help="seconds of changes (default 120)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=10.0,
+        help="poll interval in seconds (default 10; the product's minimum is 5)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=5.0, help="changes a second, over all tenants (default 5)"
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        default=150,
+        help="the simulator's latency for every Graph call (default 150)",
+    )
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
     print(f"machine load at start: {_load()}")
 
-    with private_redis() as redis_server, tempfile.TemporaryDirectory() as tmp, \
-            Recorder() as recorder:
+    with (
+        private_redis() as redis_server,
+        tempfile.TemporaryDirectory() as tmp,
+        Recorder() as recorder,
+    ):
         sim_port, web_port = free_port(), free_port()
         sim_url = f"https://127.0.0.1:{sim_port}"
         ca = str(Path(tmp) / "ca.pem")
-        simulator = [sys.executable, "-m", "receiver.simulator", "--port", str(sim_port),
-                     "--tls-dir", tmp, "--ca-out", ca, "--allow-http",
-                     "--log-level", "warning"]
-        with process(simulator, f"{sim_url}/_sim/health"), \
-                httpx.Client(base_url=f"{sim_url}/_sim", verify=ca, trust_env=False,
-                             timeout=30) as sim:
-            made = _ok(sim.post("/tenants", json={"count": args.tenants,
-                                                  "credential": "secret"}))["tenants"]
-            tenants = [{"name": f"t{i:03d}", "tenant_id": t["tenantId"],
-                        "client_id": t["apps"][0]["clientId"],
-                        "client_secret": t["apps"][0]["secrets"][0],
-                        "poll": {"alerts_v2": True, "incidents": True,
-                                 "interval_s": args.interval}}
-                       for i, t in enumerate(made)]
+        simulator = [
+            sys.executable,
+            "-m",
+            "receiver.simulator",
+            "--port",
+            str(sim_port),
+            "--tls-dir",
+            tmp,
+            "--ca-out",
+            ca,
+            "--allow-http",
+            "--log-level",
+            "warning",
+        ]
+        with (
+            process(simulator, f"{sim_url}/_sim/health"),
+            httpx.Client(base_url=f"{sim_url}/_sim", verify=ca, trust_env=False, timeout=30) as sim,
+        ):
+            made = _ok(sim.post("/tenants", json={"count": args.tenants, "credential": "secret"}))[
+                "tenants"
+            ]
+            tenants = [
+                {
+                    "name": f"t{i:03d}",
+                    "tenant_id": t["tenantId"],
+                    "client_id": t["apps"][0]["clientId"],
+                    "client_secret": t["apps"][0]["secrets"][0],
+                    "poll": {"alerts_v2": True, "incidents": True, "interval_s": args.interval},
+                }
+                for i, t in enumerate(made)
+            ]
             (Path(tmp) / "routes.yaml").write_text("route:\n  receiver: hook\n")
             config = Path(tmp) / "receiver.yaml"
-            config.write_text(yaml.safe_dump({
-                "redis": {"url": redis_server.url},
-                "web": {"port": web_port, "public_url": f"http://127.0.0.1:{web_port}",
-                        "allow_http": True},
-                # Graph's limits stay on, on both sides (150 /security requests a minute).
-                "graph": {"authority_host": sim_url, "graph_url": f"{sim_url}/v1.0",
-                          "ca_bundle": ca},
-                "tenants": tenants,
-                "sinks": [{"type": "webhook", "name": "hook",
-                           "url": f"http://127.0.0.1:{recorder.port}/hook"}],
-                "routes_file": "routes.yaml",
-                # ERROR: a full stderr pipe would stall the receiver; failures are read from
-                # its /metrics instead.
-                "logging": {"level": "ERROR", "format": "text"},
-            }))
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "redis": {"url": redis_server.url},
+                        "web": {
+                            "port": web_port,
+                            "public_url": f"http://127.0.0.1:{web_port}",
+                            "allow_http": True,
+                        },
+                        # Graph's limits stay on, on both sides (150 /security requests a minute).
+                        "graph": {
+                            "authority_host": sim_url,
+                            "graph_url": f"{sim_url}/v1.0",
+                            "ca_bundle": ca,
+                        },
+                        "tenants": tenants,
+                        "sinks": [
+                            {
+                                "type": "webhook",
+                                "name": "hook",
+                                "url": f"http://127.0.0.1:{recorder.port}/hook",
+                            }
+                        ],
+                        "routes_file": "routes.yaml",
+                        # ERROR: a full stderr pipe would stall the receiver; failures are read from
+                        # its /metrics instead.
+                        "logging": {"level": "ERROR", "format": "text"},
+                    }
+                )
+            )
             _ok(sim.post("/faults", json={"kind": "graph_latency", "ms": args.latency_ms}))
             serve = [sys.executable, "-m", "receiver.cli", "serve", "--config", str(config)]
-            with process(serve, f"http://127.0.0.1:{web_port}/readyz",
-                         timeout_s=60) as receiver:
+            with process(serve, f"http://127.0.0.1:{web_port}/readyz", timeout_s=60) as receiver:
                 # The first round (tokens for every tenant, first watermarks) is warm-up.
                 deadline = time.monotonic() + 120
                 while _ok(sim.get("/counters")).get("graph.security", 0) < 2 * args.tenants:
                     if time.monotonic() > deadline:
-                        print("error: the receiver never finished a first poll round",
-                              file=sys.stderr)
+                        print(
+                            "error: the receiver never finished a first poll round", file=sys.stderr
+                        )
                         return 1
                     time.sleep(0.2)
                 skew = float(_ok(sim.get("/clock"))["offsetSeconds"])
@@ -219,43 +274,65 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_s = cpu_seconds(receiver.pid) - cpu_before
                 load_during = _load()
                 # Every alert's last version must arrive (its incident's too, by its own).
-                latest = {(t, a["id"]): a["lastUpdateDateTime"]
-                          for t in changes.alerts
-                          for a in _ok(sim.get("/alerts", params={"tenantId": t,
-                                                                  "kind": "v2"}))["alerts"]}
+                latest = {
+                    (t, a["id"]): a["lastUpdateDateTime"]
+                    for t in changes.alerts
+                    for a in _ok(sim.get("/alerts", params={"tenantId": t, "kind": "v2"}))["alerts"]
+                }
                 deadline = time.monotonic() + 2 * args.interval + 30
                 missing = list(latest)
                 while missing and time.monotonic() < deadline:
-                    missing = [k for k in missing if not any(
-                        parse_time(v) >= parse_time(latest[k])
-                        for v in recorder.versions("alert", k[1]))]
+                    missing = [
+                        k
+                        for k in missing
+                        if not any(
+                            parse_time(v) >= parse_time(latest[k])
+                            for v in recorder.versions("alert", k[1])
+                        )
+                    ]
                     time.sleep(0.2)
                 metrics = httpx.get(f"http://127.0.0.1:{web_port}/metrics", timeout=10).text
 
-    lags = [arrived - (parse_time(version) - skew)
-            for (_, _, version), arrived in list(recorder.arrived.items())
-            if parse_time(version) - skew >= start_wall]
+    lags = [
+        arrived - (parse_time(version) - skew)
+        for (_, _, version), arrived in list(recorder.arrived.items())
+        if parse_time(version) - skew >= start_wall
+    ]
     requests = counters.get("graph.security", 0)
     per_tenant_min = requests / args.tenants / period_min
-    print(f"tenants: {args.tenants}, poll interval {args.interval:g} s, Graph latency "
-          f"{args.latency_ms} ms, {changes.made} changes in {args.duration:g} s")
-    print(f"versions delivered: {len(lags)} (alerts and incidents), "
-          f"{len(missing)} alerts' last version missing, {recorder.duplicates} duplicated")
-    print(f"Graph: {requests} /security requests, {per_tenant_min:.2f} per tenant per minute; "
-          f"{counters.get('graph.429', 0)} throttled (429)")
-    print(f"poller: {_metric(metrics, 'receiver_poll_jobs_skipped_total'):.0f} times a source "
-          f"was due while its last poll ran, "
-          f"{_metric(metrics, 'receiver_poller_failures_total'):.0f} failed polls")
-    print(f"receiver CPU: {cpu_s / (period_min * 60) * 100:.0f}% of one core; "
-          f"machine load during the run: {load_during}")
+    print(
+        f"tenants: {args.tenants}, poll interval {args.interval:g} s, Graph latency "
+        f"{args.latency_ms} ms, {changes.made} changes in {args.duration:g} s"
+    )
+    print(
+        f"versions delivered: {len(lags)} (alerts and incidents), "
+        f"{len(missing)} alerts' last version missing, {recorder.duplicates} duplicated"
+    )
+    print(
+        f"Graph: {requests} /security requests, {per_tenant_min:.2f} per tenant per minute; "
+        f"{counters.get('graph.429', 0)} throttled (429)"
+    )
+    print(
+        f"poller: {_metric(metrics, 'receiver_poll_jobs_skipped_total'):.0f} times a source "
+        f"was due while its last poll ran, "
+        f"{_metric(metrics, 'receiver_poller_failures_total'):.0f} failed polls"
+    )
+    print(
+        f"receiver CPU: {cpu_s / (period_min * 60) * 100:.0f}% of one core; "
+        f"machine load during the run: {load_during}"
+    )
     if not lags:
         print("error: nothing delivered", file=sys.stderr)
         return 1
     # The floor: a change made at a random moment waits for its tenant's next poll.
-    print(f"baseline (waiting for the next poll alone): p50 {args.interval * 0.5:.2f} s, "
-          f"p99 {args.interval * 0.99:.2f} s")
-    print(f"lag (lastUpdateDateTime -> sink): p50 {percentile(lags, 50):.2f} s, "
-          f"p99 {percentile(lags, 99):.2f} s, max {max(lags):.2f} s")
+    print(
+        f"baseline (waiting for the next poll alone): p50 {args.interval * 0.5:.2f} s, "
+        f"p99 {args.interval * 0.99:.2f} s"
+    )
+    print(
+        f"lag (lastUpdateDateTime -> sink): p50 {percentile(lags, 50):.2f} s, "
+        f"p99 {percentile(lags, 99):.2f} s, max {max(lags):.2f} s"
+    )
     if missing:
         print(f"error: {len(missing)} alerts' last version never arrived", file=sys.stderr)
         return 1

@@ -49,16 +49,20 @@ from tests.benchmarks.poll import Changes, Recorder, _load, _metric, _ok
 class Role:
     """A receiver process with its own config (its own metrics port)."""
 
-    def __init__(self, name: str, args: list[str], base: dict[str, Any], tmp: Path,
-                 logs: Path) -> None:
+    def __init__(
+        self, name: str, args: list[str], base: dict[str, Any], tmp: Path, logs: Path
+    ) -> None:
         self.name = name
         self.port = free_port()
         config = tmp / f"{name}.yaml"
         config.write_text(yaml.safe_dump({**base, "metrics": {"port": self.port}}))
         self.log = (logs / f"{name}.log").open("wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "receiver.cli", *args, "--config",
-                                      str(config)], cwd=ROOT, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "receiver.cli", *args, "--config", str(config)],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def metrics(self) -> str:
         with contextlib.suppress(httpx.HTTPError):
@@ -89,9 +93,17 @@ def _polls_done(roles: list[Role]) -> float:
     return sum(_metric(r.metrics(), "receiver_poll_jobs_total") for r in roles)
 
 
-def _phase(args: argparse.Namespace, n: int, workers: list[Role], scheduler: Role,
-           others: dict[str, int], sim: httpx.Client, recorder: Recorder,
-           tenants: list[str], rng: random.Random) -> dict[str, Any]:
+def _phase(
+    args: argparse.Namespace,
+    n: int,
+    workers: list[Role],
+    scheduler: Role,
+    others: dict[str, int],
+    sim: httpx.Client,
+    recorder: Recorder,
+    tenants: list[str],
+    rng: random.Random,
+) -> dict[str, Any]:
     """One measured period with ``n`` workers running; returns its figures."""
     # Warm-up: every (tenant, source) polled at least once by these workers since they
     # started (tokens fetched, watermarks set), then a few seconds more.
@@ -113,8 +125,10 @@ def _phase(args: argparse.Namespace, n: int, workers: list[Role], scheduler: Rol
         if now_skipped == skipped:
             break
         skipped = now_skipped
-    print(f"({n} worker{'s' if n > 1 else ''}: steady after {time.monotonic() - waited:.0f} s "
-          "of warm-up beyond the first round)")
+    print(
+        f"({n} worker{'s' if n > 1 else ''}: steady after {time.monotonic() - waited:.0f} s "
+        "of warm-up beyond the first round)"
+    )
     skew = float(_ok(sim.get("/clock"))["offsetSeconds"])
     _ok(sim.delete("/counters"))
     cpu0 = {r.name: r.cpu() for r in [*workers, scheduler]}
@@ -137,32 +151,58 @@ def _phase(args: argparse.Namespace, n: int, workers: list[Role], scheduler: Rol
     skipped = _metric(scheduler.metrics(), "receiver_poll_jobs_skipped_total") - skipped0
     load = _load()
     # Every changed alert's last version must arrive.
-    latest = {(t, a["id"]): a["lastUpdateDateTime"] for t in changes.alerts
-              for a in _ok(sim.get("/alerts", params={"tenantId": t, "kind": "v2"}))["alerts"]}
+    latest = {
+        (t, a["id"]): a["lastUpdateDateTime"]
+        for t in changes.alerts
+        for a in _ok(sim.get("/alerts", params={"tenantId": t, "kind": "v2"}))["alerts"]
+    }
     deadline = time.monotonic() + 2 * args.interval + 30
     missing = list(latest)
     while missing and time.monotonic() < deadline:
-        missing = [k for k in missing if not any(parse_time(v) >= parse_time(latest[k])
-                                                 for v in recorder.versions("alert", k[1]))]
+        missing = [
+            k
+            for k in missing
+            if not any(
+                parse_time(v) >= parse_time(latest[k]) for v in recorder.versions("alert", k[1])
+            )
+        ]
         time.sleep(0.2)
-    lags = [arrived - (parse_time(version) - skew)
-            for (_, _, version), arrived in list(recorder.arrived.items())
-            if start_wall <= parse_time(version) - skew <= end_wall]
+    lags = [
+        arrived - (parse_time(version) - skew)
+        for (_, _, version), arrived in list(recorder.arrived.items())
+        if start_wall <= parse_time(version) - skew <= end_wall
+    ]
     gets = counters.get("graph.security", 0) / elapsed
     worker_cpu = sum(cpu[r.name] for r in workers) / elapsed
     busiest = max(cpu[r.name] for r in workers) / elapsed
     ms_per_get = worker_cpu * 1000 / gets if gets else float("nan")
-    return {"workers": n, "changes": changes.made, "versions": len(lags),
-            "missing": len(missing), "gets": gets, "lags": lags,
-            "cpu": {k: v / elapsed for k, v in cpu.items()}, "worker_cpu": worker_cpu,
-            "busiest": busiest, "ms_per_get": ms_per_get,
-            # The deployment saturates when its busiest worker has a core's worth of work.
-            "capacity": gets / busiest if busiest else 0.0,
-            "skipped": skipped, "load": load, "throttled": counters.get("graph.429", 0)}
+    return {
+        "workers": n,
+        "changes": changes.made,
+        "versions": len(lags),
+        "missing": len(missing),
+        "gets": gets,
+        "lags": lags,
+        "cpu": {k: v / elapsed for k, v in cpu.items()},
+        "worker_cpu": worker_cpu,
+        "busiest": busiest,
+        "ms_per_get": ms_per_get,
+        # The deployment saturates when its busiest worker has a core's worth of work.
+        "capacity": gets / busiest if busiest else 0.0,
+        "skipped": skipped,
+        "load": load,
+        "throttled": counters.get("graph.429", 0),
+    }
 
 
-def _drain(args: argparse.Namespace, workers: list[Role], others: dict[str, int],
-           sim: httpx.Client, redis_url: str, tenants: list[str]) -> dict[str, float]:
+def _drain(
+    args: argparse.Namespace,
+    workers: list[Role],
+    others: dict[str, int],
+    sim: httpx.Client,
+    redis_url: str,
+    tenants: list[str],
+) -> dict[str, float]:
     """The capacity, measured: a backlog of ``--backlog`` poll jobs put straight on the poll
     stream (watermarks in the future, so each is one GET that finds nothing), Graph answering
     at once, drained by the workers as fast as their CPU (and the machine) lets them."""
@@ -182,10 +222,16 @@ def _drain(args: argparse.Namespace, workers: list[Role], others: dict[str, int]
         started = time.monotonic()
         pipe = client.pipeline(transaction=False)
         for _ in range(args.backlog):
-            pipe.xadd(keys.poll_jobs, {"v": "1", "tenant_id": rng.choice(tenants),
-                                       "source": rng.choice(["alerts_v2", "incidents"]),
-                                       "watermark": "2099-01-01T00:00:00.000000Z",
-                                       "due_ms": "0"})
+            pipe.xadd(
+                keys.poll_jobs,
+                {
+                    "v": "1",
+                    "tenant_id": rng.choice(tenants),
+                    "source": rng.choice(["alerts_v2", "incidents"]),
+                    "watermark": "2099-01-01T00:00:00.000000Z",
+                    "due_ms": "0",
+                },
+            )
         last = pipe.execute()[-1]
         # Done when no entry up to the backlog's last is left (acknowledged jobs are deleted);
         # the schedule's own jobs go on beside it.
@@ -198,64 +244,102 @@ def _drain(args: argparse.Namespace, workers: list[Role], others: dict[str, int]
         done = _polls_done(workers) - done0
         gets = _ok(sim.get("/counters")).get("graph.security", 0) - gets0
         cpu = {r.name: (r.cpu() - cpu0[r.name]) / elapsed for r in workers}
-        cpu.update({name: (cpu_seconds(pid) - cpu0[name]) / elapsed
-                    for name, pid in others.items()})
+        cpu.update(
+            {name: (cpu_seconds(pid) - cpu0[name]) / elapsed for name, pid in others.items()}
+        )
     finally:
         _ok(sim.post("/faults", json={"kind": "graph_latency", "ms": args.latency_ms}))
         client.close()
-    return {"jobs_per_s": done / elapsed, "gets_per_s": gets / elapsed, "seconds": elapsed,
-            **{f"cpu_{k}": v for k, v in cpu.items()}}
+    return {
+        "jobs_per_s": done / elapsed,
+        "gets_per_s": gets / elapsed,
+        "seconds": elapsed,
+        **{f"cpu_{k}": v for k, v in cpu.items()},
+    }
 
 
 def _report(p: dict[str, Any], tenants: int, interval: float) -> None:
     n = p["workers"]
     lags = p["lags"]
     print(f"--- {n} worker{'s' if n > 1 else ''} ---")
-    print(f"changes: {p['changes']}; versions delivered: {p['versions']}, "
-          f"{p['missing']} alerts' last version missing")
+    print(
+        f"changes: {p['changes']}; versions delivered: {p['versions']}, "
+        f"{p['missing']} alerts' last version missing"
+    )
     if lags:
-        print(f"lag (lastUpdateDateTime -> sink): p50 {percentile(lags, 50):.2f} s, "
-              f"p99 {percentile(lags, 99):.2f} s, max {max(lags):.2f} s "
-              f"(the wait for the next poll alone: p50 {interval / 2:.2f}, "
-              f"p99 {interval * 0.99:.2f})")
+        print(
+            f"lag (lastUpdateDateTime -> sink): p50 {percentile(lags, 50):.2f} s, "
+            f"p99 {percentile(lags, 99):.2f} s, max {max(lags):.2f} s "
+            f"(the wait for the next poll alone: p50 {interval / 2:.2f}, "
+            f"p99 {interval * 0.99:.2f})"
+        )
     need = 2 * tenants / interval
-    print(f"Graph: {p['gets']:.1f} GETs/s (the schedule asks {need:.0f}/s); "
-          f"{p['skipped']:.0f} times a source was due while its last poll ran; "
-          f"{p['throttled']} throttled")
+    print(
+        f"Graph: {p['gets']:.1f} GETs/s (the schedule asks {need:.0f}/s); "
+        f"{p['skipped']:.0f} times a source was due while its last poll ran; "
+        f"{p['throttled']} throttled"
+    )
     cpu = ", ".join(f"{k} {v * 100:.0f}%" for k, v in p["cpu"].items())
     print(f"CPU (% of one core): {cpu}")
-    print(f"workers: {p['worker_cpu'] * 100:.0f}% of a core in all (busiest "
-          f"{p['busiest'] * 100:.0f}%), {p['ms_per_get']:.2f} ms of CPU per Graph GET; capacity "
-          f"(GETs/s when the busiest worker has a whole core): {p['capacity']:.0f} GETs/s = "
-          f"{p['capacity'] * interval / 2:.0f} tenants at {interval:g} s")
+    print(
+        f"workers: {p['worker_cpu'] * 100:.0f}% of a core in all (busiest "
+        f"{p['busiest'] * 100:.0f}%), {p['ms_per_get']:.2f} ms of CPU per Graph GET; capacity "
+        f"(GETs/s when the busiest worker has a whole core): {p['capacity']:.0f} GETs/s = "
+        f"{p['capacity'] * interval / 2:.0f} tenants at {interval:g} s"
+    )
     print(f"machine load during the phase: {p['load']}")
     d = p["drain"]
     cpu = ", ".join(f"{k[4:]} {v * 100:.0f}%" for k, v in d.items() if k.startswith("cpu_"))
-    print(f"capacity (a backlog of poll jobs drained, Graph answering at once): "
-          f"{d['jobs_per_s']:.0f} polls/s, {d['gets_per_s']:.0f} GETs/s in "
-          f"{d['seconds']:.1f} s; CPU: {cpu}")
+    print(
+        f"capacity (a backlog of poll jobs drained, Graph answering at once): "
+        f"{d['jobs_per_s']:.0f} polls/s, {d['gets_per_s']:.0f} GETs/s in "
+        f"{d['seconds']:.1f} s; CPU: {cpu}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=1000)
-    parser.add_argument("--duration", type=float, default=180.0,
-                        help="seconds of changes per phase (default 180)")
-    parser.add_argument("--interval", type=float, default=10.0,
-                        help="poll interval in seconds (default 10; the product's minimum is 5)")
-    parser.add_argument("--rate", type=float, default=10.0,
-                        help="changes a second, over all tenants (default 10)")
-    parser.add_argument("--latency-ms", type=int, default=150,
-                        help="the simulator's latency for every Graph call (default 150)")
-    parser.add_argument("--workers", default="1,2",
-                        help="worker counts, one phase each, in order (default 1,2)")
-    parser.add_argument("--backlog", type=int, default=6000,
-                        help="poll jobs queued at once to measure the capacity (default 6000)")
-    parser.add_argument("--steady-s", type=float, default=10.0,
-                        help="warm-up: measure once no poll waited on its last for this long "
-                             "(default 10; 0: right after the first round)")
-    parser.add_argument("--logs", type=Path, default=None,
-                        help="keep the receiver's logs (WARNING and up) in this directory")
+    parser.add_argument(
+        "--duration", type=float, default=180.0, help="seconds of changes per phase (default 180)"
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=10.0,
+        help="poll interval in seconds (default 10; the product's minimum is 5)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=10.0, help="changes a second, over all tenants (default 10)"
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        default=150,
+        help="the simulator's latency for every Graph call (default 150)",
+    )
+    parser.add_argument(
+        "--workers", default="1,2", help="worker counts, one phase each, in order (default 1,2)"
+    )
+    parser.add_argument(
+        "--backlog",
+        type=int,
+        default=6000,
+        help="poll jobs queued at once to measure the capacity (default 6000)",
+    )
+    parser.add_argument(
+        "--steady-s",
+        type=float,
+        default=10.0,
+        help="warm-up: measure once no poll waited on its last for this long "
+        "(default 10; 0: right after the first round)",
+    )
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=None,
+        help="keep the receiver's logs (WARNING and up) in this directory",
+    )
     parser.add_argument("--seed", type=int, default=18)
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, as it comes
@@ -265,8 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     print(f"machine load at start: {_load()}")
     phases: list[dict[str, Any]] = []
-    with private_redis() as redis_server, tempfile.TemporaryDirectory() as tmp_dir, \
-            Recorder() as recorder:
+    with (
+        private_redis() as redis_server,
+        tempfile.TemporaryDirectory() as tmp_dir,
+        Recorder() as recorder,
+    ):
         tmp = Path(tmp_dir)
         logs = args.logs or tmp
         logs.mkdir(parents=True, exist_ok=True)
@@ -274,42 +361,76 @@ def main(argv: list[str] | None = None) -> int:
         sim_url = f"https://127.0.0.1:{sim_port}"
         ca = str(tmp / "ca.pem")
         simulator = subprocess.Popen(
-            [sys.executable, "-m", "receiver.simulator", "--port", str(sim_port), "--tls-dir",
-             tmp_dir, "--ca-out", ca, "--no-throttle", "--log-level", "warning"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "receiver.simulator",
+                "--port",
+                str(sim_port),
+                "--tls-dir",
+                tmp_dir,
+                "--ca-out",
+                ca,
+                "--no-throttle",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         roles: list[Role] = []
         try:
             deadline = time.monotonic() + 30
             while True:
                 with contextlib.suppress(httpx.HTTPError, OSError):
-                    if httpx.get(f"{sim_url}/_sim/health", verify=False, timeout=1  # noqa: S501
-                                 ).status_code == 200:
+                    if (
+                        httpx.get(
+                            f"{sim_url}/_sim/health",
+                            verify=False,  # noqa: S501 - the simulator's test CA
+                            timeout=1,
+                        ).status_code
+                        == 200
+                    ):
                         break
                 if time.monotonic() > deadline:
                     raise RuntimeError("the simulator did not start")
                 time.sleep(0.1)
-            with httpx.Client(base_url=f"{sim_url}/_sim", verify=ca, trust_env=False,
-                              timeout=60) as sim:
-                made = _ok(sim.post("/tenants", json={"count": args.tenants,
-                                                      "credential": "secret"}))["tenants"]
-                tenants = [{"name": f"t{i:04d}", "tenant_id": t["tenantId"],
-                            "client_id": t["apps"][0]["clientId"],
-                            "client_secret": t["apps"][0]["secrets"][0],
-                            "poll": {"alerts_v2": True, "incidents": True,
-                                     "interval_s": args.interval}}
-                           for i, t in enumerate(made)]
+            with httpx.Client(
+                base_url=f"{sim_url}/_sim", verify=ca, trust_env=False, timeout=60
+            ) as sim:
+                made = _ok(
+                    sim.post("/tenants", json={"count": args.tenants, "credential": "secret"})
+                )["tenants"]
+                tenants = [
+                    {
+                        "name": f"t{i:04d}",
+                        "tenant_id": t["tenantId"],
+                        "client_id": t["apps"][0]["clientId"],
+                        "client_secret": t["apps"][0]["secrets"][0],
+                        "poll": {"alerts_v2": True, "incidents": True, "interval_s": args.interval},
+                    }
+                    for i, t in enumerate(made)
+                ]
                 (tmp / "routes.yaml").write_text("route:\n  receiver: hook\n")
                 base = {
                     "redis": {"url": redis_server.url},
                     "web": {"public_url": "http://127.0.0.1:9", "allow_http": True},
-                    "graph": {"authority_host": sim_url, "graph_url": f"{sim_url}/v1.0",
-                              "ca_bundle": ca},
+                    "graph": {
+                        "authority_host": sim_url,
+                        "graph_url": f"{sim_url}/v1.0",
+                        "ca_bundle": ca,
+                    },
                     "tenants": tenants,
-                    "sinks": [{"type": "webhook", "name": "hook",
-                               "url": f"http://127.0.0.1:{recorder.port}/hook"}],
+                    "sinks": [
+                        {
+                            "type": "webhook",
+                            "name": "hook",
+                            "url": f"http://127.0.0.1:{recorder.port}/hook",
+                        }
+                    ],
                     "routes_file": str(tmp / "routes.yaml"),
-                    "logging": {"level": "WARNING" if args.logs else "ERROR",
-                                "format": "text"},
+                    "logging": {"level": "WARNING" if args.logs else "ERROR", "format": "text"},
                 }
                 _ok(sim.post("/faults", json={"kind": "graph_latency", "ms": args.latency_ms}))
                 assert redis_server.proc is not None
@@ -321,13 +442,11 @@ def main(argv: list[str] | None = None) -> int:
                 workers: list[Role] = []
                 for n in counts:
                     while len(workers) < n:
-                        worker = Role(f"worker-{len(workers) + 1}", ["worker"], base, tmp,
-                                      logs)
+                        worker = Role(f"worker-{len(workers) + 1}", ["worker"], base, tmp, logs)
                         roles.append(worker)
                         worker.wait_ready()
                         workers.append(worker)
-                    phase = _phase(args, n, workers, scheduler, others, sim, recorder, ids,
-                                   rng)
+                    phase = _phase(args, n, workers, scheduler, others, sim, recorder, ids, rng)
                     phase["drain"] = _drain(args, workers, others, sim, redis_server.url, ids)
                     phases.append(phase)
                     _report(phase, args.tenants, args.interval)
@@ -341,11 +460,13 @@ def main(argv: list[str] | None = None) -> int:
         first = phases[0]
         one, two = first["drain"]["jobs_per_s"], last["drain"]["jobs_per_s"]
         busy = sum(v for k, v in last["drain"].items() if k.startswith("cpu_"))
-        print(f"capacity {last['workers']} workers / {first['workers']}: {two / one:.2f}x "
-              f"measured ({one:.0f} -> {two:.0f} polls/s; the machine has {_cores()} cores and "
-              f"the drain kept {busy * 100:.0f}% of a core busy in workers, simulator and "
-              f"Redis); {last['capacity'] / first['capacity']:.2f}x from CPU per GET at the "
-              f"schedule's load")
+        print(
+            f"capacity {last['workers']} workers / {first['workers']}: {two / one:.2f}x "
+            f"measured ({one:.0f} -> {two:.0f} polls/s; the machine has {_cores()} cores and "
+            f"the drain kept {busy * 100:.0f}% of a core busy in workers, simulator and "
+            f"Redis); {last['capacity'] / first['capacity']:.2f}x from CPU per GET at the "
+            f"schedule's load"
+        )
     if any(p["missing"] for p in phases) or not last["lags"]:
         print("error: versions missing or nothing delivered", file=sys.stderr)
         return 1

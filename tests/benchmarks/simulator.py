@@ -38,33 +38,66 @@ def main(argv: list[str] | None = None) -> int:
     base = f"https://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
         ca = str(Path(tmp) / "ca.pem")
-        command = [sys.executable, "-m", "receiver.simulator", "--port", str(port),
-                   "--tls-dir", tmp, "--ca-out", ca, "--no-throttle", "--log-level", "warning",
-                   "--legacy-alerts", "live"]
-        with process(command, f"{base}/_sim/health"), \
-                httpx.Client(verify=ca, trust_env=False, timeout=30) as client:
-            token = client.post(f"{base}/{TENANT}/oauth2/v2.0/token", data={
-                "grant_type": "client_credentials", "client_id": CLIENT_ID,
-                "client_secret": CLIENT_SECRET, "scope": "https://graph.microsoft.com/.default",
-            }).json()["access_token"]
-            ids = client.post(f"{base}/_sim/alerts",
-                              json={"tenantId": TENANT, "count": args.alerts}).json()["ids"]
+        command = [
+            sys.executable,
+            "-m",
+            "receiver.simulator",
+            "--port",
+            str(port),
+            "--tls-dir",
+            tmp,
+            "--ca-out",
+            ca,
+            "--no-throttle",
+            "--log-level",
+            "warning",
+            "--legacy-alerts",
+            "live",
+        ]
+        with (
+            process(command, f"{base}/_sim/health"),
+            httpx.Client(verify=ca, trust_env=False, timeout=30) as client,
+        ):
+            token = client.post(
+                f"{base}/{TENANT}/oauth2/v2.0/token",
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
+                    "scope": "https://graph.microsoft.com/.default",
+                },
+            ).json()["access_token"]
+            ids = client.post(
+                f"{base}/_sim/alerts", json={"tenantId": TENANT, "count": args.alerts}
+            ).json()["ids"]
             # the GETs must succeed, not just answer
-            probe = client.get(f"{base}/v1.0/security/alerts/{ids[0]}",
-                               headers={"Authorization": f"Bearer {token}"})
+            probe = client.get(
+                f"{base}/v1.0/security/alerts/{ids[0]}",
+                headers={"Authorization": f"Bearer {token}"},
+            )
             if probe.status_code != 200:
                 print(f"error: alert GET answered {probe.status_code}", file=sys.stderr)
                 return 1
             auth = {"Authorization": f"Bearer {token}"}
-            baseline = wrk(f"{base}/{TENANT}/v2.0/.well-known/openid-configuration",
-                           method="GET", connections=args.connections,
-                           duration_s=args.duration)
-            alerts = wrk(f"{base}/v1.0/security/alerts/{ids[0]}", method="GET", headers=auth,
-                         paths=[f"/v1.0/security/alerts/{i}" for i in ids],
-                         connections=args.connections, duration_s=args.duration)
+            baseline = wrk(
+                f"{base}/{TENANT}/v2.0/.well-known/openid-configuration",
+                method="GET",
+                connections=args.connections,
+                duration_s=args.duration,
+            )
+            alerts = wrk(
+                f"{base}/v1.0/security/alerts/{ids[0]}",
+                method="GET",
+                headers=auth,
+                paths=[f"/v1.0/security/alerts/{i}" for i in ids],
+                connections=args.connections,
+                duration_s=args.duration,
+            )
     for name, r in (("openid-configuration (baseline)", baseline), ("alert GET", alerts)):
-        print(f"{name}: {r.rps:.0f} requests/s, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, "
-              f"errors {r.errors}")
+        print(
+            f"{name}: {r.rps:.0f} requests/s, p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, "
+            f"errors {r.errors}"
+        )
     if alerts.errors or baseline.errors:
         print("error: some requests failed", file=sys.stderr)
         return 1

@@ -38,21 +38,46 @@ from receiver.store.lease import Lease
 from tests.benchmarks._common import free_port, private_redis, process
 
 
-def _config(redis_url: str, web_port: int, sim: str, ca: str, tenants: list[dict[str, Any]],
-            per_tenant: int, concurrency: int) -> dict[str, Any]:
-    subscriptions = [{"resource": f"security/alerts?$filter=vendorInformation/provider eq "
-                                  f"'Provider{i}'", "change_types": ["created", "updated"]}
-                     for i in range(per_tenant)]
+def _config(
+    redis_url: str,
+    web_port: int,
+    sim: str,
+    ca: str,
+    tenants: list[dict[str, Any]],
+    per_tenant: int,
+    concurrency: int,
+) -> dict[str, Any]:
+    subscriptions = [
+        {
+            "resource": f"security/alerts?$filter=vendorInformation/provider eq 'Provider{i}'",
+            "change_types": ["created", "updated"],
+        }
+        for i in range(per_tenant)
+    ]
     return {
         "redis": {"url": redis_url, "key_prefix": "{bench}"},
-        "web": {"host": "127.0.0.1", "port": web_port, "allow_http": True,
-                "public_url": f"http://127.0.0.1:{web_port}"},
-        "graph": {"authority_host": sim, "graph_url": f"{sim}/v1.0", "ca_bundle": ca,
-                  "tenant_concurrency": concurrency},
-        "tenants": [{"name": f"tenant-{n:03d}", "tenant_id": t["tenantId"],
-                     "client_id": t["apps"][0]["clientId"],
-                     "client_secret": t["apps"][0]["secrets"][0],
-                     "subscriptions": subscriptions} for n, t in enumerate(tenants)],
+        "web": {
+            "host": "127.0.0.1",
+            "port": web_port,
+            "allow_http": True,
+            "public_url": f"http://127.0.0.1:{web_port}",
+        },
+        "graph": {
+            "authority_host": sim,
+            "graph_url": f"{sim}/v1.0",
+            "ca_bundle": ca,
+            "tenant_concurrency": concurrency,
+        },
+        "tenants": [
+            {
+                "name": f"tenant-{n:03d}",
+                "tenant_id": t["tenantId"],
+                "client_id": t["apps"][0]["clientId"],
+                "client_secret": t["apps"][0]["secrets"][0],
+                "subscriptions": subscriptions,
+            }
+            for n, t in enumerate(tenants)
+        ],
         "logging": {"level": "WARNING", "format": "text"},
     }
 
@@ -76,8 +101,11 @@ async def _measure(config: Path, expected: int) -> tuple[float, int, float, int,
         warm_s, warm_calls = time.perf_counter() - started, graph.calls - calls
         if warm.errors or warm.unchanged != expected:
             raise RuntimeError(f"warm reconcile: {warm.summary()}")
-        records = [r for t in settings.tenants for r in
-                   (await supervisor._tenant_records(t.tenant_id)).values()]
+        records = [
+            r
+            for t in settings.tenants
+            for r in (await supervisor._tenant_records(t.tenant_id)).values()
+        ]
         gate = asyncio.Semaphore(settings.graph.tenant_concurrency)
 
         async def get(tenant_id: str, sid: str) -> None:
@@ -106,27 +134,52 @@ def main(argv: list[str] | None = None) -> int:
     sim = f"https://127.0.0.1:{sim_port}"
     with tempfile.TemporaryDirectory(prefix="subs-bench-") as tmp, private_redis() as redis:
         ca = str(Path(tmp) / "ca.pem")
-        command = [sys.executable, "-m", "receiver.simulator", "--port", str(sim_port),
-                   "--tls-dir", tmp, "--ca-out", ca, "--no-throttle", "--allow-http",
-                   "--log-level", "warning", "--legacy-alerts", "live"]
+        command = [
+            sys.executable,
+            "-m",
+            "receiver.simulator",
+            "--port",
+            str(sim_port),
+            "--tls-dir",
+            tmp,
+            "--ca-out",
+            ca,
+            "--no-throttle",
+            "--allow-http",
+            "--log-level",
+            "warning",
+            "--legacy-alerts",
+            "live",
+        ]
         with process(command, f"{sim}/_sim/health"):
             with httpx.Client(verify=ca, trust_env=False, timeout=60) as control:
-                answer = control.post(f"{sim}/_sim/tenants",
-                                      json={"count": args.tenants, "credential": "secret"})
+                answer = control.post(
+                    f"{sim}/_sim/tenants", json={"count": args.tenants, "credential": "secret"}
+                )
                 answer.raise_for_status()
                 tenants = answer.json()["tenants"]
             config = Path(tmp) / "receiver.yaml"
-            config.write_text(yaml.safe_dump(_config(redis.url, web_port, sim, ca, tenants,
-                                                     args.per_tenant, args.concurrency)))
+            config.write_text(
+                yaml.safe_dump(
+                    _config(
+                        redis.url, web_port, sim, ca, tenants, args.per_tenant, args.concurrency
+                    )
+                )
+            )
             web = [sys.executable, "-m", "receiver.cli", "web", "--config", str(config)]
             with process(web, f"http://127.0.0.1:{web_port}/healthz"):
                 cold_s, cold_calls, warm_s, warm_calls, base_s, base_calls = asyncio.run(
-                    _measure(config, total))
+                    _measure(config, total)
+                )
     print(f"{total} subscriptions over {args.tenants} tenants, {args.concurrency} tenants at once")
-    print(f"cold reconcile (create all): {cold_s:.2f} s, {cold_calls / total:.3f} Graph calls "
-          f"per subscription ({cold_calls} calls, tokens not counted)")
-    print(f"warm reconcile (nothing to do): {warm_s:.2f} s, {warm_calls / total:.3f} Graph "
-          f"calls per subscription ({warm_calls} calls)")
+    print(
+        f"cold reconcile (create all): {cold_s:.2f} s, {cold_calls / total:.3f} Graph calls "
+        f"per subscription ({cold_calls} calls, tokens not counted)"
+    )
+    print(
+        f"warm reconcile (nothing to do): {warm_s:.2f} s, {warm_calls / total:.3f} Graph "
+        f"calls per subscription ({warm_calls} calls)"
+    )
     print(f"baseline: {base_calls} plain GET /subscriptions/{{id}}: {base_s:.2f} s")
     print(f"reconcile_s={cold_s:.2f}")
     return 0

@@ -30,7 +30,10 @@ def test_defaults_are_production_safe() -> None:
     # Today's Graph: alerts_v2 and incidents are polled, every 10 s; nothing is subscribed.
     tenant = settings_from_mapping(base_settings_data()).tenants[0]
     assert (tenant.poll.alerts_v2, tenant.poll.incidents, tenant.poll.interval_s) == (
-        True, True, 10.0)
+        True,
+        True,
+        10.0,
+    )
     assert tenant.subscriptions == []
     assert settings.graph.authority_host == "https://login.microsoftonline.com"
     assert settings.web.public_url.startswith("https://")
@@ -57,8 +60,10 @@ def test_every_problem_reported_with_file_line_and_key(write_config: WriteConfig
     assert f"{path}:3: redis.colour: unknown key" in lines
     assert f"{path}:5: web.public_url: must be a URL with scheme https or http" in lines
     assert f"{path}:7: tenants[0].tenant_id: required key is missing" in lines
-    assert any(line.startswith(f"{path}:10: tenants[0].client_secret_file: secret given twice")
-               for line in lines)
+    assert any(
+        line.startswith(f"{path}:10: tenants[0].client_secret_file: secret given twice")
+        for line in lines
+    )
     assert len(lines) == 4
     assert "topsecret-value" not in exc.value.render()
 
@@ -66,38 +71,113 @@ def test_every_problem_reported_with_file_line_and_key(write_config: WriteConfig
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ({"web": {"public_url": "http://x.example"}, "tenants": []},
-         "public_url must be https"),
+        ({"web": {"public_url": "http://x.example"}, "tenants": []}, "public_url must be https"),
         ({"redis": {"key_prefix": "receiver"}}, "hash tag"),
         ({"redis": {"url": "http://localhost"}}, "scheme redis or rediss"),
         ({"web": {"port": 70000}}, "web.port"),
-        ({"tenants": [{"name": "a", "tenant_id": "not-a-guid", "client_id": TENANT_ID,
-                       "client_secret": "x"}]}, "must be a GUID"),
-        ({"tenants": [{"name": "a", "tenant_id": TENANT_ID, "client_id": TENANT_ID}]},
-         "needs a credential"),
-        ({"tenants": [{"name": "a", "tenant_id": TENANT_ID, "client_id": TENANT_ID,
-                       "client_secret": "x",
-                       "certificate": {"private_key_file": "k.pem", "thumbprint": "A" * 40}}]},
-         "not both"),
-        ({"tenants": [{"name": "a", "tenant_id": TENANT_ID, "client_id": TENANT_ID,
-                       "certificate": {"private_key_file": "k.pem", "thumbprint": "xyz"}}]},
-         "thumbprint"),
-        ({"tenants": [{"name": "a", "tenant_id": TENANT_ID, "client_id": TENANT_ID,
-                       "client_secret": "x", "subscriptions": [{"resource": "security/alerts"}]}]},
-         "unfiltered 'security/alerts'"),
-        ({"tenants": [{"name": "a", "tenant_id": TENANT_ID, "client_id": TENANT_ID,
-                       "client_secret": "x",
-                       "subscriptions": [{"resource": "security/alerts/x",
-                                          "lifetime_minutes": 43_201}]}]},
-         "lifetime_minutes"),
-        ({"tenants": [{"name": "a", "tenant_id": TENANT_ID, "client_id": TENANT_ID,
-                       "client_secret": "x", "subscriptions": [{}]}]},
-         "tenants[0].subscriptions[0].resource: required key is missing"),
+        (
+            {
+                "tenants": [
+                    {
+                        "name": "a",
+                        "tenant_id": "not-a-guid",
+                        "client_id": TENANT_ID,
+                        "client_secret": "x",
+                    }
+                ]
+            },
+            "must be a GUID",
+        ),
+        (
+            {"tenants": [{"name": "a", "tenant_id": TENANT_ID, "client_id": TENANT_ID}]},
+            "needs a credential",
+        ),
+        (
+            {
+                "tenants": [
+                    {
+                        "name": "a",
+                        "tenant_id": TENANT_ID,
+                        "client_id": TENANT_ID,
+                        "client_secret": "x",
+                        "certificate": {"private_key_file": "k.pem", "thumbprint": "A" * 40},
+                    }
+                ]
+            },
+            "not both",
+        ),
+        (
+            {
+                "tenants": [
+                    {
+                        "name": "a",
+                        "tenant_id": TENANT_ID,
+                        "client_id": TENANT_ID,
+                        "certificate": {"private_key_file": "k.pem", "thumbprint": "xyz"},
+                    }
+                ]
+            },
+            "thumbprint",
+        ),
+        (
+            {
+                "tenants": [
+                    {
+                        "name": "a",
+                        "tenant_id": TENANT_ID,
+                        "client_id": TENANT_ID,
+                        "client_secret": "x",
+                        "subscriptions": [{"resource": "security/alerts"}],
+                    }
+                ]
+            },
+            "unfiltered 'security/alerts'",
+        ),
+        (
+            {
+                "tenants": [
+                    {
+                        "name": "a",
+                        "tenant_id": TENANT_ID,
+                        "client_id": TENANT_ID,
+                        "client_secret": "x",
+                        "subscriptions": [
+                            {"resource": "security/alerts/x", "lifetime_minutes": 43_201}
+                        ],
+                    }
+                ]
+            },
+            "lifetime_minutes",
+        ),
+        (
+            {
+                "tenants": [
+                    {
+                        "name": "a",
+                        "tenant_id": TENANT_ID,
+                        "client_id": TENANT_ID,
+                        "client_secret": "x",
+                        "subscriptions": [{}],
+                    }
+                ]
+            },
+            "tenants[0].subscriptions[0].resource: required key is missing",
+        ),
         # Graph gives up on an answer after 3 s and counts one over 2.9 s as slow.
-        ({"web": {"public_url": "http://x.example", "allow_http": True,
-                  "enqueue_budget_ms": 2600}}, "web.enqueue_budget_ms"),
-        ({"sinks": [{"type": "console", "name": "x"}, {"type": "console", "name": "x"}]},
-         "duplicate sink name: x"),
+        (
+            {
+                "web": {
+                    "public_url": "http://x.example",
+                    "allow_http": True,
+                    "enqueue_budget_ms": 2600,
+                }
+            },
+            "web.enqueue_budget_ms",
+        ),
+        (
+            {"sinks": [{"type": "console", "name": "x"}, {"type": "console", "name": "x"}]},
+            "duplicate sink name: x",
+        ),
         ({"sinks": [{"type": "carrier-pigeon", "name": "x"}]}, "sinks[0]"),
         ({"sinks": [{"type": "teams", "name": "t"}]}, "sinks[0].url"),
         ({"logging": {"level": "LOUD"}}, "logging.level"),
@@ -239,7 +319,8 @@ def test_missing_file() -> None:
 
 def test_derived_urls(make_settings: object) -> None:
     settings = settings_from_mapping(
-        {**base_settings_data(), "web": {"public_url": "https://r.example.com/base/"}})
+        {**base_settings_data(), "web": {"public_url": "https://r.example.com/base/"}}
+    )
     assert settings.web.notification_url == "https://r.example.com/base/webhooks/graph"
     assert settings.web.lifecycle_url == "https://r.example.com/base/webhooks/graph/lifecycle"
     assert settings.allowed_tenant_ids == frozenset({TENANT_ID})
@@ -249,7 +330,8 @@ def test_legacy_subscription_warned_after_the_retirement_date() -> None:
     data = base_settings_data()
     data["tenants"][0]["subscriptions"] = [
         {"resource": "security/alerts?$filter=status eq 'newAlert'"},
-        {"resource": "security/alerts_v2/abc"}]
+        {"resource": "security/alerts_v2/abc"},
+    ]
     settings = settings_from_mapping(data)
     before = settings.warnings(LEGACY_ALERTS_RETIRED - dt.timedelta(seconds=1))
     after = settings.warnings(LEGACY_ALERTS_RETIRED)
@@ -265,5 +347,7 @@ def test_tenant_with_nothing_to_read_is_warned() -> None:
     data = base_settings_data()
     data["tenants"][0]["poll"] = {"alerts_v2": False, "incidents": False}
     warnings = settings_from_mapping(data).warnings(LEGACY_ALERTS_RETIRED)
-    assert warnings == ["tenants[0] (contoso): nothing is polled and no subscription is kept: "
-                        "this tenant's alerts reach no sink"]
+    assert warnings == [
+        "tenants[0] (contoso): nothing is polled and no subscription is kept: "
+        "this tenant's alerts reach no sink"
+    ]

@@ -21,8 +21,9 @@ from receiver.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = yaml.safe_load((ROOT / "config" / "receiver.example.yaml").read_text())
-FUZZ = settings(max_examples=200, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 def _load(path: Path, text: str | bytes) -> Settings | None:
@@ -53,12 +54,31 @@ def test_arbitrary_bytes(tmp_path: Path, raw: bytes) -> None:
     _load(tmp_path / "receiver.yaml", raw)
 
 
-yaml_fragments = st.sampled_from([
-    ":", "- -", "{", "[", "key: [unclosed", "a: b: c", "\t- tab", "&anchor x", "*nope",
-    "!!python/object:os.system echo", "? complex", "%YAML 9.9", "---\n---", "'", '"',
-    "redis: {url: 5}", "web:\n  port: -1", "tenants: [{}]", "sinks: 7", "x" * 300,
-    "redis:\n  cluster: true\n  url: unix:///tmp/r.sock",
-])
+yaml_fragments = st.sampled_from(
+    [
+        ":",
+        "- -",
+        "{",
+        "[",
+        "key: [unclosed",
+        "a: b: c",
+        "\t- tab",
+        "&anchor x",
+        "*nope",
+        "!!python/object:os.system echo",
+        "? complex",
+        "%YAML 9.9",
+        "---\n---",
+        "'",
+        '"',
+        "redis: {url: 5}",
+        "web:\n  port: -1",
+        "tenants: [{}]",
+        "sinks: 7",
+        "x" * 300,
+        "redis:\n  cluster: true\n  url: unix:///tmp/r.sock",
+    ]
+)
 
 
 @FUZZ
@@ -68,10 +88,12 @@ def test_broken_yaml_fragments(tmp_path: Path, lines: list[str]) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
-    | st.text(max_size=30),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=10), children, max_size=3), max_leaves=8)
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3)
+    ),
+    max_leaves=8,
+)
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -89,9 +111,13 @@ PATHS = _paths(EXAMPLE)
 
 
 @FUZZ
-@given(mutations=st.lists(st.tuples(st.sampled_from(PATHS),
-                                    st.one_of(st.just("delete"), json_values)),
-                          min_size=1, max_size=4))
+@given(
+    mutations=st.lists(
+        st.tuples(st.sampled_from(PATHS), st.one_of(st.just("delete"), json_values)),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_mutated_example(tmp_path: Path, mutations: list[tuple[tuple[Any, ...], Any]]) -> None:
     data = copy.deepcopy(EXAMPLE)
     for path, value in mutations:

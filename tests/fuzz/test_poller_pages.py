@@ -37,8 +37,18 @@ from tests.fixtures.web import free_port
 from tests.graph.helpers import sim_settings, tenant_entry
 
 BASE = datetime(2026, 11, 1, tzinfo=UTC)
-JUNK = ["not_json", "json_list", "value_number", "value_text", "items_not_objects",
-        "item_without_id", "item_bad_time", "status_500", "status_404", "empty_200"]
+JUNK = [
+    "not_json",
+    "json_list",
+    "value_number",
+    "value_text",
+    "items_not_objects",
+    "item_without_id",
+    "item_bad_time",
+    "status_500",
+    "status_404",
+    "empty_200",
+]
 
 
 def _iso(seconds: int) -> str:
@@ -55,8 +65,9 @@ class LoopbackGraph:
         self.healthy = False
         self.port = free_port()
         app = Starlette(routes=[Route("/v1.0/security/alerts_v2", self.serve)])
-        self.server = uvicorn.Server(uvicorn.Config(app, port=self.port, log_config=None,
-                                                    access_log=False, lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, port=self.port, log_config=None, access_log=False, lifespan="off")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property
@@ -68,30 +79,42 @@ class LoopbackGraph:
             match = re.search(r"gt (\S+)", request.query_params.get("$filter", ""))
             since = match.group(1).replace("Z", "+00:00") if match else ""
             after = datetime.fromisoformat(since[:26] + since[-6:]) if since else BASE
-            value = [i for i in self.items if datetime.fromisoformat(
-                i["lastUpdateDateTime"][:26] + "+00:00") > after]
+            value = [
+                i
+                for i in self.items
+                if datetime.fromisoformat(i["lastUpdateDateTime"][:26] + "+00:00") > after
+            ]
             return Response(json.dumps({"value": value}), media_type="application/json")
         index = int(request.query_params.get("page", "0"))
         kind, items = self.pages[index]
-        following = {"@odata.nextLink": f"{self.url}/security/alerts_v2?page={index + 1}"} \
-            if index + 1 < len(self.pages) else {}
+        following = (
+            {"@odata.nextLink": f"{self.url}/security/alerts_v2?page={index + 1}"}
+            if index + 1 < len(self.pages)
+            else {}
+        )
         bodies: dict[str, Any] = {
-            "good": {"value": items, **following}, "json_list": [1, 2],
+            "good": {"value": items, **following},
+            "json_list": [1, 2],
             "value_number": {"value": 5, **following},
             "value_text": {"value": "abc", **following},
             "items_not_objects": {"value": [1, "x", None], **following},
             "item_without_id": {"value": [{"title": "no id"}], **following},
-            "item_bad_time": {"value": [{"id": "bad-time", "lastUpdateDateTime": "never"}],
-                              **following}}
+            "item_bad_time": {
+                "value": [{"id": "bad-time", "lastUpdateDateTime": "never"}],
+                **following,
+            },
+        }
         if kind in bodies:
             return Response(json.dumps(bodies[kind]), media_type="application/json")
         if kind == "not_json":
             return Response(b"<html>gateway</html>", media_type="text/html")
         if kind == "empty_200":
             return Response(b"", status_code=200)
-        return Response(b'{"error": {"code": "x", "message": "y"}}',
-                        status_code=int(kind.removeprefix("status_")),
-                        media_type="application/json")
+        return Response(
+            b'{"error": {"code": "x", "message": "y"}}',
+            status_code=int(kind.removeprefix("status_")),
+            media_type="application/json",
+        )
 
 
 @pytest.fixture
@@ -106,26 +129,49 @@ def graph() -> Iterator[LoopbackGraph]:
 
 
 @pytest.fixture
-def make_poller_settings(make_simulator: Callable[..., Any], make_settings: MakeSettings,
-                         redis_url: str, graph: LoopbackGraph) -> Settings:
+def make_poller_settings(
+    make_simulator: Callable[..., Any],
+    make_settings: MakeSettings,
+    redis_url: str,
+    graph: LoopbackGraph,
+) -> Settings:
     sim = make_simulator()
     tenant = tenant_entry(sim.tenant, "contoso")
-    tenant["poll"] = {"alerts_v2": True, "incidents": False, "overlap_s": 0,
-                      "initial_lookback_s": 30 * 86_400}
-    return sim_settings(make_settings, sim, redis_url, tenants=[tenant],
-                        graph={"graph_url": graph.url, "max_retries": 0})
+    tenant["poll"] = {
+        "alerts_v2": True,
+        "incidents": False,
+        "overlap_s": 0,
+        "initial_lookback_s": 30 * 86_400,
+    }
+    return sim_settings(
+        make_settings,
+        sim,
+        redis_url,
+        tenants=[tenant],
+        graph={"graph_url": graph.url, "max_retries": 0},
+    )
 
 
-pages = st.lists(st.one_of(
-    st.tuples(st.just("good"), st.lists(st.integers(1, 10_000), min_size=0, max_size=4)),
-    st.tuples(st.sampled_from(JUNK), st.just([]))), min_size=1, max_size=4)
+pages = st.lists(
+    st.one_of(
+        st.tuples(st.just("good"), st.lists(st.integers(1, 10_000), min_size=0, max_size=4)),
+        st.tuples(st.sampled_from(JUNK), st.just([])),
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(script=pages)
-def test_junk_pages_lose_nothing(script: list[tuple[str, list[int]]], graph: LoopbackGraph,
-                                 make_poller_settings: Settings, redis_url: str) -> None:
+def test_junk_pages_lose_nothing(
+    script: list[tuple[str, list[int]]],
+    graph: LoopbackGraph,
+    make_poller_settings: Settings,
+    redis_url: str,
+) -> None:
     settings_ = make_poller_settings
     with redis.Redis.from_url(redis_url) as sync:
         sync.flushall()
@@ -134,8 +180,7 @@ def test_junk_pages_lose_nothing(script: list[tuple[str, list[int]]], graph: Loo
     for kind, times in script:
         unique = [t for t in times if t not in seen]
         seen.update(unique)
-        graph.pages.append((kind, [{"id": f"a{t}", "lastUpdateDateTime": _iso(t)}
-                                   for t in unique]))
+        graph.pages.append((kind, [{"id": f"a{t}", "lastUpdateDateTime": _iso(t)} for t in unique]))
     graph.items = [i for _, items in graph.pages for i in items]
     graph.healthy = False
 
@@ -145,8 +190,13 @@ def test_junk_pages_lose_nothing(script: list[tuple[str, list[int]]], graph: Loo
         try:
             # The poller's own clock, a day after the items: the 30-day first look-back covers
             # them whatever today's date is.
-            poller = Poller(client, Keys(settings_.redis.key_prefix), settings_, graph_client,
-                            clock=lambda: BASE + timedelta(days=1))
+            poller = Poller(
+                client,
+                Keys(settings_.redis.key_prefix),
+                settings_,
+                graph_client,
+                clock=lambda: BASE + timedelta(days=1),
+            )
             await poller.poll_all()  # never raises, whatever the pages
             first = await _queued(client, settings_)
             graph.healthy = True

@@ -21,11 +21,39 @@ from receiver.graph.resources import (
 )
 
 GRAPH = "https://graph.example/v1.0"
-_PIECES = st.sampled_from(["..", ".", "/", "%2F", "%2f", "%2e", "%252F", "\\", "?", "#", ";",
-                           "%", "@", ":", "~", "_", "-", "+", "=", " ", "\t", "\x00",
-                           "\ud800", "\u00e9", "sn877227773909790491_266377769",
-                           "da637578995287051192_756343937",
-                           "5f0b4f6a-8d0c-4c5e-9a41-1d2a6b0c9e11", "tenants", "_sim"])
+_PIECES = st.sampled_from(
+    [
+        "..",
+        ".",
+        "/",
+        "%2F",
+        "%2f",
+        "%2e",
+        "%252F",
+        "\\",
+        "?",
+        "#",
+        ";",
+        "%",
+        "@",
+        ":",
+        "~",
+        "_",
+        "-",
+        "+",
+        "=",
+        " ",
+        "\t",
+        "\x00",
+        "\ud800",
+        "\u00e9",
+        "sn877227773909790491_266377769",
+        "da637578995287051192_756343937",
+        "5f0b4f6a-8d0c-4c5e-9a41-1d2a6b0c9e11",
+        "tenants",
+        "_sim",
+    ]
+)
 IDS = st.one_of(st.text(max_size=80), st.lists(_PIECES, max_size=8).map("".join))
 
 
@@ -35,16 +63,19 @@ def _sent_path(path: str) -> str:
 
 
 @settings(max_examples=400, deadline=None)
-@given(collection=st.sampled_from(COLLECTIONS), alert_id=IDS,
-       case=st.sampled_from([str.lower, str.upper, str.title]),
-       slashes=st.sampled_from(["", "/"]))
-@example(collection="security/alerts", alert_id="../../../_sim/tenants", case=str.lower,
-         slashes="")
+@given(
+    collection=st.sampled_from(COLLECTIONS),
+    alert_id=IDS,
+    case=st.sampled_from([str.lower, str.upper, str.title]),
+    slashes=st.sampled_from(["", "/"]),
+)
+@example(collection="security/alerts", alert_id="../../../_sim/tenants", case=str.lower, slashes="")
 @example(collection="security/alerts_v2", alert_id="a%2F..%2Fb", case=str.lower, slashes="")
 @example(collection="security/alerts_v2", alert_id="..", case=str.lower, slashes="/")
 @example(collection="security/alerts", alert_id="0/", case=str.lower, slashes="")
 def test_a_resource_is_one_segment_under_its_collection_or_refused(
-        collection: str, alert_id: str, case: object, slashes: str) -> None:
+    collection: str, alert_id: str, case: object, slashes: str
+) -> None:
     resource = f"{slashes}{case(collection)}/{alert_id}"  # type: ignore[operator]
     try:
         parsed = parse_resource(resource)
@@ -74,18 +105,36 @@ def test_an_id_is_checked_the_same_everywhere(alert_id: str) -> None:
     assert 0 < len(alert_id) <= 256 and alert_id.isascii()
 
 
-@pytest.mark.parametrize("good", ["sn877227773909790491_266377769", "1", "ABC-def.123~x",
-                                  "5f0b4f6a-8d0c-4c5e-9a41-1d2a6b0c9e11",
-                                  "da637578995287051192_756343937"])
+@pytest.mark.parametrize(
+    "good",
+    [
+        "sn877227773909790491_266377769",
+        "1",
+        "ABC-def.123~x",
+        "5f0b4f6a-8d0c-4c5e-9a41-1d2a6b0c9e11",
+        "da637578995287051192_756343937",
+    ],
+)
 def test_graph_ids_pass(good: str) -> None:
     assert parse_resource(f"Security/Alerts_v2/{good}").path == f"security/alerts_v2/{good}"
 
 
-@pytest.mark.parametrize("bad", ["security/alerts", "security/alerts/", "security/alerts/a/b",
-                                 "security//alerts/a", "users/x", "security/alerts_v3/x",
-                                 "security/alerts/../../../_sim/tenants",
-                                 "security/alerts_v2/a%2F..%2Fb", "//security/alerts/x",
-                                 "security/alerts/x?$select=id", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "security/alerts",
+        "security/alerts/",
+        "security/alerts/a/b",
+        "security//alerts/a",
+        "users/x",
+        "security/alerts_v3/x",
+        "security/alerts/../../../_sim/tenants",
+        "security/alerts_v2/a%2F..%2Fb",
+        "//security/alerts/x",
+        "security/alerts/x?$select=id",
+        "",
+    ],
+)
 def test_other_resources_are_refused(bad: str) -> None:
     with pytest.raises(BadResource):
         parse_resource(bad)

@@ -42,9 +42,15 @@ class Served:
 
     def __init__(self, settings_: Settings) -> None:
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(settings_), **{
-            **server_options(settings_, host="127.0.0.1", port=self.port),
-            "timeout_keep_alive": 5}))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings_),
+                **{
+                    **server_options(settings_, host="127.0.0.1", port=self.port),
+                    "timeout_keep_alive": 5,
+                },
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10
@@ -93,8 +99,9 @@ def _head(headers: list[tuple[str, str]], length: int | None) -> bytes:
 
 
 @pytest.fixture
-def web(make_settings: MakeSettings, redis_url: str
-        ) -> Iterator[tuple[Served, SubscriptionRecord, Settings]]:
+def web(
+    make_settings: MakeSettings, redis_url: str
+) -> Iterator[tuple[Served, SubscriptionRecord, Settings]]:
     settings_ = make_settings(redis_url=redis_url, web={"max_body_bytes": LIMIT})
     record = asyncio.run(register(redis_url, settings_))
     served = Served(settings_)
@@ -102,32 +109,58 @@ def web(make_settings: MakeSettings, redis_url: str
     served.stop()
 
 
-def _still_stores(served: Served, record: SubscriptionRecord, settings_: Settings,
-                  redis_url: str, alert_id: str) -> None:
+def _still_stores(
+    served: Served, record: SubscriptionRecord, settings_: Settings, redis_url: str, alert_id: str
+) -> None:
     content = body(notification(record, alert_id))
-    assert served.request(_head([("Content-Type", "application/json")], len(content)),
-                          content) == 202
+    assert (
+        served.request(_head([("Content-Type", "application/json")], len(content)), content) == 202
+    )
     assert alert_id in [e["resource_id"] for e in stream(redis_url, settings_)]
 
 
 TOKEN = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
 header_names = st.text(TOKEN, min_size=1, max_size=30) | st.sampled_from(
-    ["Content-Type", "Content-Encoding", "Transfer-Encoding", "Expect", "Authorization",
-     "X-Forwarded-For", "Content-Type", "Client-Request-Id"])
-header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=200) \
-    | st.sampled_from(["application/json", "gzip", "chunked", "100-continue", "identity",
-                       "application/json; charset=utf-16", "x" * 8000])
+    [
+        "Content-Type",
+        "Content-Encoding",
+        "Transfer-Encoding",
+        "Expect",
+        "Authorization",
+        "X-Forwarded-For",
+        "Content-Type",
+        "Client-Request-Id",
+    ]
+)
+header_values = st.text(
+    st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=200
+) | st.sampled_from(
+    [
+        "application/json",
+        "gzip",
+        "chunked",
+        "100-continue",
+        "identity",
+        "application/json; charset=utf-16",
+        "x" * 8000,
+    ]
+)
 
 
-@settings(max_examples=120, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(headers=st.lists(st.tuples(header_names, header_values), max_size=12),
-       content=st.sampled_from([b"", b"{}", b'{"value": []}', b"\x00\xff" * 10, b"[" * 500]))
-def test_arbitrary_headers(web: tuple[Served, SubscriptionRecord, Settings],
-                           headers: list[tuple[str, str]], content: bytes) -> None:
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    headers=st.lists(st.tuples(header_names, header_values), max_size=12),
+    content=st.sampled_from([b"", b"{}", b'{"value": []}', b"\x00\xff" * 10, b"[" * 500]),
+)
+def test_arbitrary_headers(
+    web: tuple[Served, SubscriptionRecord, Settings], headers: list[tuple[str, str]], content: bytes
+) -> None:
     served, _, _ = web
-    headers = [(k, v) for k, v in headers if k.lower() not in ("content-length", "host",
-                                                               "connection")]
+    headers = [
+        (k, v) for k, v in headers if k.lower() not in ("content-length", "host", "connection")
+    ]
     status = served.request(_head(headers, len(content)), content)
     if status is None:  # the HTTP parser refused the message (e.g. a bad Transfer-Encoding)
         return
@@ -135,16 +168,22 @@ def test_arbitrary_headers(web: tuple[Served, SubscriptionRecord, Settings],
 
 
 def test_headers_then_a_valid_notification_is_stored(
-        web: tuple[Served, SubscriptionRecord, Settings], redis_url: str) -> None:
+    web: tuple[Served, SubscriptionRecord, Settings], redis_url: str
+) -> None:
     served, record, settings_ = web
-    weird = [("Content-Type", "application/json"), ("X-" + "a" * 60, "b" * 4000),
-             ("Content-Encoding", "gzip"), ("Expect", "100-continue")]
+    weird = [
+        ("Content-Type", "application/json"),
+        ("X-" + "a" * 60, "b" * 4000),
+        ("Content-Encoding", "gzip"),
+        ("Expect", "100-continue"),
+    ]
     assert served.request(_head(weird, 2), b"{}") in ALLOWED
     _still_stores(served, record, settings_, redis_url, "after-headers")
 
 
 def test_huge_declared_body_refused_before_reading(
-        web: tuple[Served, SubscriptionRecord, Settings], redis_url: str) -> None:
+    web: tuple[Served, SubscriptionRecord, Settings], redis_url: str
+) -> None:
     served, record, settings_ = web
     started = time.monotonic()
     with served.connect() as s:  # 100 MB announced, not one byte of it sent
@@ -155,13 +194,15 @@ def test_huge_declared_body_refused_before_reading(
 
 
 def test_huge_streamed_body_refused_while_reading(
-        web: tuple[Served, SubscriptionRecord, Settings], redis_url: str) -> None:
+    web: tuple[Served, SubscriptionRecord, Settings], redis_url: str
+) -> None:
     served, record, settings_ = web
     sent = 0
     with served.connect() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
-        s.sendall(_head([("Content-Type", "application/json"),
-                         ("Transfer-Encoding", "chunked")], None))
+        s.sendall(
+            _head([("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")], None)
+        )
         chunk = b"[" * 16384
         status = None
         try:
@@ -187,8 +228,9 @@ def test_huge_streamed_body_refused_while_reading(
     _still_stores(served, record, settings_, redis_url, "after-stream")
 
 
-def test_slow_loris_blocks_no_one(web: tuple[Served, SubscriptionRecord, Settings],
-                                  redis_url: str) -> None:
+def test_slow_loris_blocks_no_one(
+    web: tuple[Served, SubscriptionRecord, Settings], redis_url: str
+) -> None:
     served, record, settings_ = web
     slow: list[socket.socket] = []
     try:
@@ -208,8 +250,7 @@ def test_slow_loris_blocks_no_one(web: tuple[Served, SubscriptionRecord, Setting
     _still_stores(served, record, settings_, redis_url, "after-slow")
 
 
-def test_a_body_that_never_finishes_is_cut_off(make_settings: MakeSettings,
-                                               redis_url: str) -> None:
+def test_a_body_that_never_finishes_is_cut_off(make_settings: MakeSettings, redis_url: str) -> None:
     """Past web.body_timeout_s a trickling body gets 408 and its connection is closed, so a
     slow client cannot hold a coroutine and a socket for as long as it likes."""
     settings_ = make_settings(redis_url=redis_url, web={"body_timeout_s": 0.5})
@@ -236,40 +277,61 @@ nasty_text = st.one_of(
     st.uuids().map(str),
     st.uuids().map(lambda u: str(u).upper()),
     st.uuids().map(lambda u: "{" + str(u) + "}"),
-    st.uuids().map(lambda u: str(u)[:-1] + "g"))
-nasty_item = st.fixed_dictionaries({
-    "subscriptionId": nasty_text, "tenantId": nasty_text, "clientState": nasty_text,
-}, optional={"changeType": st.sampled_from(["updated", "created", "\ud800"]),
-             "resource": nasty_text, "lifecycleEvent": st.sampled_from(["missed", "\udfff"]),
-             "resourceData": st.fixed_dictionaries({"id": nasty_text, "@odata.type": nasty_text}),
-             "encryptedContent": st.fixed_dictionaries({
-                 "data": nasty_text, "dataKey": nasty_text, "dataSignature": nasty_text,
-                 "encryptionCertificateId": nasty_text})})
+    st.uuids().map(lambda u: str(u)[:-1] + "g"),
+)
+nasty_item = st.fixed_dictionaries(
+    {
+        "subscriptionId": nasty_text,
+        "tenantId": nasty_text,
+        "clientState": nasty_text,
+    },
+    optional={
+        "changeType": st.sampled_from(["updated", "created", "\ud800"]),
+        "resource": nasty_text,
+        "lifecycleEvent": st.sampled_from(["missed", "\udfff"]),
+        "resourceData": st.fixed_dictionaries({"id": nasty_text, "@odata.type": nasty_text}),
+        "encryptedContent": st.fixed_dictionaries(
+            {
+                "data": nasty_text,
+                "dataKey": nasty_text,
+                "dataSignature": nasty_text,
+                "encryptionCertificateId": nasty_text,
+            }
+        ),
+    },
+)
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(items=st.lists(nasty_item, min_size=1, max_size=5),
-       tokens=st.lists(nasty_text, max_size=3),
-       encoding=st.sampled_from(["utf-8", "utf-16", "utf-32", "utf-16-le", "utf-8-sig"]))
-def test_surrogates_utf16_and_non_guid_ids(web: tuple[Served, SubscriptionRecord, Settings],
-                                           items: list[dict[str, object]], tokens: list[str],
-                                           encoding: str) -> None:
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    items=st.lists(nasty_item, min_size=1, max_size=5),
+    tokens=st.lists(nasty_text, max_size=3),
+    encoding=st.sampled_from(["utf-8", "utf-16", "utf-32", "utf-16-le", "utf-8-sig"]),
+)
+def test_surrogates_utf16_and_non_guid_ids(
+    web: tuple[Served, SubscriptionRecord, Settings],
+    items: list[dict[str, object]],
+    tokens: list[str],
+    encoding: str,
+) -> None:
     """Issue 15, 5 and 6: none of it may give a 5xx (a lone surrogate once made a 500 with a
     2.3 KB traceback), and nothing made up is stored."""
     served, _, _ = web
     text = json.dumps({"value": items, "validationTokens": tokens})  # ASCII, \\u escapes
     content = text.encode(encoding, errors="surrogatepass")
-    status = served.request(_head([("Content-Type", "application/json")], len(content)),
-                            content)
+    status = served.request(_head([("Content-Type", "application/json")], len(content)), content)
     assert status in ALLOWED - {200, 202}, (status, encoding, items)
 
 
 def test_forged_and_surrogate_items_then_a_valid_one_is_stored(
-        web: tuple[Served, SubscriptionRecord, Settings], redis_url: str) -> None:
+    web: tuple[Served, SubscriptionRecord, Settings], redis_url: str
+) -> None:
     served, record, settings_ = web
     forged = {"value": [{"subscriptionId": "\ud800", "tenantId": "x", "clientState": "y"}]}
     content = json.dumps(forged).encode()
-    assert served.request(_head([("Content-Type", "application/json")], len(content)),
-                          content) == 400
+    assert (
+        served.request(_head([("Content-Type", "application/json")], len(content)), content) == 400
+    )
     _still_stores(served, record, settings_, redis_url, "after-surrogates")

@@ -17,13 +17,21 @@ from tests.fixtures.simulator import SimTenant, SimulatorHandle
 RESOURCE = "security/alerts?$filter=status eq 'newAlert'"
 
 
-def tenant_entry(tenant: SimTenant, name: str, *, credential: str = "secret",
-                 key_dir: Path | None = None, subscriptions: list[dict[str, Any]] | None = None
-                 ) -> dict[str, Any]:
+def tenant_entry(
+    tenant: SimTenant,
+    name: str,
+    *,
+    credential: str = "secret",
+    key_dir: Path | None = None,
+    subscriptions: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     app = tenant.app
-    entry: dict[str, Any] = {"name": name, "tenant_id": tenant.tenant_id,
-                             "client_id": app.client_id,
-                             "subscriptions": subscriptions if subscriptions is not None else []}
+    entry: dict[str, Any] = {
+        "name": name,
+        "tenant_id": tenant.tenant_id,
+        "client_id": app.client_id,
+        "subscriptions": subscriptions if subscriptions is not None else [],
+    }
     if credential == "secret":
         entry["client_secret"] = app.secret
     else:
@@ -34,15 +42,30 @@ def tenant_entry(tenant: SimTenant, name: str, *, credential: str = "secret",
     return entry
 
 
-def sim_settings(make_settings: MakeSettings, sim: SimulatorHandle, redis_url: str, *,
-                 tenants: list[dict[str, Any]] | None = None, public_url: str =
-                 "http://127.0.0.1:9", **overrides: Any) -> Settings:
+def sim_settings(
+    make_settings: MakeSettings,
+    sim: SimulatorHandle,
+    redis_url: str,
+    *,
+    tenants: list[dict[str, Any]] | None = None,
+    public_url: str = "http://127.0.0.1:9",
+    **overrides: Any,
+) -> Settings:
     if tenants is None:
         tenants = [tenant_entry(t, f"t{i}") for i, t in enumerate(sim.tenants)]
-    graph = {"authority_host": sim.base_url, "graph_url": sim.graph_url,
-             "ca_bundle": str(sim.ca_path), **overrides.pop("graph", {})}
-    return make_settings(redis_url=redis_url, graph=graph, tenants=tenants,
-                         web={"public_url": public_url, "allow_http": True}, **overrides)
+    graph = {
+        "authority_host": sim.base_url,
+        "graph_url": sim.graph_url,
+        "ca_bundle": str(sim.ca_path),
+        **overrides.pop("graph", {}),
+    }
+    return make_settings(
+        redis_url=redis_url,
+        graph=graph,
+        tenants=tenants,
+        web={"public_url": public_url, "allow_http": True},
+        **overrides,
+    )
 
 
 @dataclass
@@ -61,8 +84,9 @@ class Recording:
     spans: list[Span] = field(default_factory=list)
     started: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def pages(self, tenant_id: str, path: str, params: dict[str, str] | None = None
-                    ) -> AsyncIterator[dict[str, Any]]:
+    async def pages(
+        self, tenant_id: str, path: str, params: dict[str, str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         span = Span(tenant_id, path, time.monotonic())
         self.spans.append(span)
         async with self.started:

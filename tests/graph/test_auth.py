@@ -11,12 +11,18 @@ from tests.graph.helpers import sim_settings, tenant_entry
 
 
 async def test_tokens_per_tenant_secret_and_certificate_cached(
-        make_simulator: object, make_settings: MakeSettings, tmp_path: Path) -> None:
+    make_simulator: object, make_settings: MakeSettings, tmp_path: Path
+) -> None:
     sim: SimulatorHandle = make_simulator(tenants=2)  # type: ignore[operator]
-    settings = sim_settings(make_settings, sim, "redis://127.0.0.1:1/0", tenants=[
-        tenant_entry(sim.tenants[0], "by-secret"),
-        tenant_entry(sim.tenants[1], "by-cert", credential="certificate", key_dir=tmp_path),
-    ])
+    settings = sim_settings(
+        make_settings,
+        sim,
+        "redis://127.0.0.1:1/0",
+        tenants=[
+            tenant_entry(sim.tenants[0], "by-secret"),
+            tenant_entry(sim.tenants[1], "by-cert", credential="certificate", key_dir=tmp_path),
+        ],
+    )
     tokens = TokenProvider(settings.graph, settings.tenants)
     first = await tokens.token(sim.tenants[0].tenant_id)
     second = await tokens.token(sim.tenants[1].tenant_id)
@@ -29,13 +35,15 @@ async def test_tokens_per_tenant_secret_and_certificate_cached(
     assert sim.control.counters()["entra.token.issued"] == issued
     # Each token works on Graph for its own tenant.
     with sim.http_client() as http:
-        answer = http.get(f"{sim.graph_url}/subscriptions",
-                          headers={"Authorization": f"Bearer {second}"})
+        answer = http.get(
+            f"{sim.graph_url}/subscriptions", headers={"Authorization": f"Bearer {second}"}
+        )
         assert answer.status_code == 200
 
 
 async def test_wrong_secret_names_tenant_and_aadsts_never_the_secret(
-        simulator: SimulatorHandle, make_settings: MakeSettings) -> None:
+    simulator: SimulatorHandle, make_settings: MakeSettings
+) -> None:
     wrong = "totally-wrong-secret-value-123"
     entry = tenant_entry(simulator.tenant, "contoso-prod")
     entry["client_secret"] = wrong
@@ -50,8 +58,9 @@ async def test_wrong_secret_names_tenant_and_aadsts_never_the_secret(
     assert caught.value.codes == (7000215,)
 
 
-async def test_unknown_tenant_is_a_clear_error(simulator: SimulatorHandle,
-                                               make_settings: MakeSettings) -> None:
+async def test_unknown_tenant_is_a_clear_error(
+    simulator: SimulatorHandle, make_settings: MakeSettings
+) -> None:
     entry = tenant_entry(simulator.tenant, "ghost")
     entry["tenant_id"] = "99999999-9999-4999-8999-999999999999"
     settings = sim_settings(make_settings, simulator, "redis://127.0.0.1:1/0", tenants=[entry])

@@ -44,16 +44,29 @@ class Sleeps:
         await asyncio.sleep(seconds * self.scale)
 
 
-def make_client(settings: Settings, redis: Redis | None, sim: SimulatorHandle,
-                sleeps: Sleeps) -> tuple[GraphClient, RecordingTransport]:
+def make_client(
+    settings: Settings, redis: Redis | None, sim: SimulatorHandle, sleeps: Sleeps
+) -> tuple[GraphClient, RecordingTransport]:
     transport = RecordingTransport(verify=sim.ssl_context())
     limiter = None
     if redis is not None:
-        limiter = RateLimiter(redis, Keys(settings.redis.key_prefix), {
-            "security": (settings.graph.rate_limit_per_minute,
-                         settings.graph.rate_limit_window_s)})
-    client = GraphClient(settings.graph, TokenProvider(settings.graph, settings.tenants),
-                         limiter, sleep=sleeps, transport=transport)
+        limiter = RateLimiter(
+            redis,
+            Keys(settings.redis.key_prefix),
+            {
+                "security": (
+                    settings.graph.rate_limit_per_minute,
+                    settings.graph.rate_limit_window_s,
+                )
+            },
+        )
+    client = GraphClient(
+        settings.graph,
+        TokenProvider(settings.graph, settings.tenants),
+        limiter,
+        sleep=sleeps,
+        transport=transport,
+    )
     return client, transport
 
 
@@ -80,20 +93,25 @@ def max_in_window(times: list[float], window: float) -> int:
 
 
 async def test_429_storm_waits_as_told_and_stays_under_the_limiter(
-        make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings,
-        redis_url: str) -> None:
+    make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings, redis_url: str
+) -> None:
     sim = make_simulator(throttle=True, legacy_alerts="live")
     sim.control.create_alerts(sim.tenant.tenant_id, 3)
-    settings = sim_settings(make_settings, sim, redis_url,
-                            graph={"rate_limit_per_minute": 12, "rate_limit_window_s": 1.0})
+    settings = sim_settings(
+        make_settings,
+        sim,
+        redis_url,
+        graph={"rate_limit_per_minute": 12, "rate_limit_window_s": 1.0},
+    )
     redis = Redis.from_url(redis_url)
     sleeps = Sleeps()
     client, transport = make_client(settings, redis, sim, sleeps)
     sim.control.inject_fault("graph_429", count=6, retryAfter=0.25)
     started = time.monotonic()
     try:
-        results = await asyncio.gather(*(client.get(sim.tenant.tenant_id, "security/alerts")
-                                         for _ in range(24)))
+        results = await asyncio.gather(
+            *(client.get(sim.tenant.tenant_id, "security/alerts") for _ in range(24))
+        )
     finally:
         await client.aclose()
         await redis.aclose()
@@ -111,9 +129,11 @@ async def test_429_storm_waits_as_told_and_stays_under_the_limiter(
 
 
 async def test_5xx_is_retried_with_backoff_then_gives_up_with_graph_details(
-        simulator: SimulatorHandle, make_settings: MakeSettings) -> None:
-    settings = sim_settings(make_settings, simulator, "redis://127.0.0.1:1/0",
-                            graph={"max_retries": 2})
+    simulator: SimulatorHandle, make_settings: MakeSettings
+) -> None:
+    settings = sim_settings(
+        make_settings, simulator, "redis://127.0.0.1:1/0", graph={"max_retries": 2}
+    )
     sleeps = Sleeps(scale=0.0)
     client, _ = make_client(settings, None, simulator, sleeps)
     tid = simulator.tenant.tenant_id
@@ -138,10 +158,15 @@ async def test_5xx_is_retried_with_backoff_then_gives_up_with_graph_details(
         await client.aclose()
 
 
-async def test_total_wait_is_capped(simulator: SimulatorHandle,
-                                    make_settings: MakeSettings) -> None:
-    settings = sim_settings(make_settings, simulator, "redis://127.0.0.1:1/0",
-                            graph={"max_retries": 10, "max_retry_wait_s": 1.0})
+async def test_total_wait_is_capped(
+    simulator: SimulatorHandle, make_settings: MakeSettings
+) -> None:
+    settings = sim_settings(
+        make_settings,
+        simulator,
+        "redis://127.0.0.1:1/0",
+        graph={"max_retries": 10, "max_retry_wait_s": 1.0},
+    )
     sleeps = Sleeps(scale=0.0)
     client, _ = make_client(settings, None, simulator, sleeps)
     simulator.control.inject_fault("graph_429", count=10, retryAfter=0.4)
@@ -154,8 +179,9 @@ async def test_total_wait_is_capped(simulator: SimulatorHandle,
     assert sleeps.waits == [0.4, 0.4]  # a third wait would pass the 1 s budget
 
 
-async def test_pages_follow_next_link(make_simulator: Callable[..., SimulatorHandle],
-                                      make_settings: MakeSettings) -> None:
+async def test_pages_follow_next_link(
+    make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings
+) -> None:
     sim = make_simulator(alert_page_size=10, legacy_alerts="live")
     created = sim.control.create_alerts(sim.tenant.tenant_id, 25)["ids"]
     settings = sim_settings(make_settings, sim, "redis://127.0.0.1:1/0")
@@ -220,15 +246,17 @@ async def test_requests_asking_together_share_one_round_trip(redis_url: str) -> 
 
 
 async def test_a_token_graph_refuses_is_replaced_once_per_call(
-        simulator: SimulatorHandle, make_settings: MakeSettings) -> None:
+    simulator: SimulatorHandle, make_settings: MakeSettings
+) -> None:
     """The httpx Auth layer: a cached token Graph answers 401 to (revoked, rotated: here one
     the simulator minted already expired) is forgotten, a fresh one comes from Entra through
     MSAL, and the request is sent again, through the rate-limiting transport, once."""
     settings = sim_settings(make_settings, simulator, "redis://127.0.0.1:1/0")
     client, transport = make_client(settings, None, simulator, Sleeps(scale=0.0))
     tid = simulator.tenant.tenant_id
-    stale = await asyncio.to_thread(simulator.control.mint_token, tid,
-                                    simulator.tenant.app.client_id, expires_in=0)
+    stale = await asyncio.to_thread(
+        simulator.control.mint_token, tid, simulator.tenant.app.client_id, expires_in=0
+    )
     try:
         good = await client.tokens.token(tid)
         client.tokens._hot[tid] = (stale, float("inf"))  # the token the cache still serves

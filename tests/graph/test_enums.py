@@ -18,11 +18,13 @@ from tests.graph.helpers import sim_settings
 
 
 async def test_security_reads_get_evolvable_enum_members(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str) -> None:
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str
+) -> None:
     sim = make_simulator()
     tid = sim.tenant.tenant_id
-    alert_id = await asyncio.to_thread(sim.control.create_alert, tid, kind="v2",
-                                       serviceSource="microsoftSentinel")
+    alert_id = await asyncio.to_thread(
+        sim.control.create_alert, tid, kind="v2", serviceSource="microsoftSentinel"
+    )
     # A client that does not ask (any other tool) sees the placeholder.
     with sim.graph(sim.tenant) as http:
         plain = http.get(f"/security/alerts_v2/{alert_id}").json()
@@ -36,4 +38,3 @@ async def test_security_reads_get_evolvable_enum_members(
         await graph.aclose()
         await redis.aclose()
     assert from_v2(alert).provider == "microsoftSentinel"
-

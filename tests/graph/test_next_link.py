@@ -26,13 +26,22 @@ from tests.fixtures.settings import MakeSettings
 from tests.fixtures.web import served
 from tests.graph.helpers import sim_settings, tenant_entry
 
-ITEMS = [{"id": f"da63700000000000000{i}_1", "title": f"page one {i}",
-          "lastUpdateDateTime": f"2026-11-30T10:0{i}:00.0000000Z"} for i in range(2)]
+ITEMS = [
+    {
+        "id": f"da63700000000000000{i}_1",
+        "title": f"page one {i}",
+        "lastUpdateDateTime": f"2026-11-30T10:0{i}:00.0000000Z",
+    }
+    for i in range(2)
+]
 
 
 async def test_next_link_to_another_origin_gets_no_token(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str,
-        caplog: pytest.LogCaptureFixture) -> None:
+    make_simulator: Callable[..., Any],
+    make_settings: MakeSettings,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.INFO)
     stolen: list[tuple[str, str]] = []
     tokens: list[str] = []
@@ -42,19 +51,26 @@ async def test_next_link_to_another_origin_gets_no_token(
         return Response(json.dumps({"value": []}), media_type="application/json")
 
     async with served(Starlette(routes=[Route("/{path:path}", steal)])) as thief:
+
         async def page(request: Request) -> Response:
             tokens.append(request.headers.get("authorization", ""))
-            return Response(json.dumps({"value": ITEMS,
-                                        "@odata.nextLink": f"{thief}/steal?$skiptoken=x"}),
-                            media_type="application/json")
+            return Response(
+                json.dumps({"value": ITEMS, "@odata.nextLink": f"{thief}/steal?$skiptoken=x"}),
+                media_type="application/json",
+            )
 
         graph_app = Starlette(routes=[Route("/v1.0/security/alerts_v2", page)])
         async with served(graph_app) as graph_url:
             sim = make_simulator()
             tenant = tenant_entry(sim.tenant, "contoso")
             tenant["poll"] = {"alerts_v2": True, "incidents": False}
-            settings = sim_settings(make_settings, sim, redis_url, tenants=[tenant],
-                                    graph={"graph_url": f"{graph_url}/v1.0", "max_retries": 0})
+            settings = sim_settings(
+                make_settings,
+                sim,
+                redis_url,
+                tenants=[tenant],
+                graph={"graph_url": f"{graph_url}/v1.0", "max_retries": 0},
+            )
             redis = aioredis.Redis.from_url(redis_url)
             graph = client_for(settings, redis)
             keys = Keys(settings.redis.key_prefix)
@@ -62,15 +78,19 @@ async def test_next_link_to_another_origin_gets_no_token(
                 poller = Poller(redis, keys, settings, graph)
                 assert await poller.poll_all() == 0  # the source failed: the link was refused
                 queued: Any = await redis.xrange(keys.notifications)
-                assert sorted(json.loads(f[b"e"])["resource_id"] for _, f in queued) == \
-                    [i["id"] for i in ITEMS]
-                assert await redis.get(keys.watermark(sim.tenant.tenant_id,
-                                                      "alerts_v2")) is None
+                assert sorted(json.loads(f[b"e"])["resource_id"] for _, f in queued) == [
+                    i["id"] for i in ITEMS
+                ]
+                assert await redis.get(keys.watermark(sim.tenant.tenant_id, "alerts_v2")) is None
                 # `receiver backfill` reads the same way (the attack of issue 15: 6 requests).
                 with pytest.raises(ForeignLink):
-                    await poller.backfill(BackfillRequest(
-                        tenant_id=sim.tenant.tenant_id, reason="missed",
-                        since="2026-11-30T00:00:00Z"))
+                    await poller.backfill(
+                        BackfillRequest(
+                            tenant_id=sim.tenant.tenant_id,
+                            reason="missed",
+                            since="2026-11-30T00:00:00Z",
+                        )
+                    )
                 refused = graph.registry.get_sample_value("receiver_graph_refused_links_total")
             finally:
                 await graph.aclose()
@@ -85,23 +105,27 @@ async def test_next_link_to_another_origin_gets_no_token(
     assert not any(token in line for line in lines)
 
 
-@pytest.mark.parametrize(("graph_url", "link", "allowed"), [
-    ("https://graph.example:8443/v1.0", "https://graph.example:8443/v1.0/x?$skip=1", True),
-    ("https://graph.example/v1.0", "https://graph.example:443/v1.0/x", True),
-    ("https://graph.example/v1.0", "https://GRAPH.example/v1.0/x", True),
-    ("https://graph.example/v1.0", "http://graph.example/v1.0/x", False),  # never plain http
-    ("https://graph.example/v1.0", "https://graph.example:444/v1.0/x", False),
-    ("https://graph.example/v1.0", "https://evil.example/v1.0/x", False),
-    ("https://graph.example/v1.0", "https://graph.example.evil.example/x", False),
-    ("https://graph.example/v1.0", "https://graph.example@evil.example/x", False),
-    ("https://graph.example/v1.0", "https://user:pw@graph.example/v1.0/x", False),
-    ("https://graph.example/v1.0", "//evil.example/x", False),
-    ("https://graph.example/v1.0", "ftp://graph.example/x", False),
-    ("http://127.0.0.1:9/v1.0", "http://127.0.0.1:9/v1.0/x", True),  # a loopback test Graph
-    ("http://127.0.0.1:9/v1.0", "http://127.0.0.1:10/v1.0/x", False),
-])
-def test_only_the_graph_origin_is_followed(make_settings: MakeSettings, graph_url: str,
-                                           link: str, allowed: bool) -> None:
+@pytest.mark.parametrize(
+    ("graph_url", "link", "allowed"),
+    [
+        ("https://graph.example:8443/v1.0", "https://graph.example:8443/v1.0/x?$skip=1", True),
+        ("https://graph.example/v1.0", "https://graph.example:443/v1.0/x", True),
+        ("https://graph.example/v1.0", "https://GRAPH.example/v1.0/x", True),
+        ("https://graph.example/v1.0", "http://graph.example/v1.0/x", False),  # never plain http
+        ("https://graph.example/v1.0", "https://graph.example:444/v1.0/x", False),
+        ("https://graph.example/v1.0", "https://evil.example/v1.0/x", False),
+        ("https://graph.example/v1.0", "https://graph.example.evil.example/x", False),
+        ("https://graph.example/v1.0", "https://graph.example@evil.example/x", False),
+        ("https://graph.example/v1.0", "https://user:pw@graph.example/v1.0/x", False),
+        ("https://graph.example/v1.0", "//evil.example/x", False),
+        ("https://graph.example/v1.0", "ftp://graph.example/x", False),
+        ("http://127.0.0.1:9/v1.0", "http://127.0.0.1:9/v1.0/x", True),  # a loopback test Graph
+        ("http://127.0.0.1:9/v1.0", "http://127.0.0.1:10/v1.0/x", False),
+    ],
+)
+def test_only_the_graph_origin_is_followed(
+    make_settings: MakeSettings, graph_url: str, link: str, allowed: bool
+) -> None:
     settings = make_settings(graph={"graph_url": graph_url})
     client = GraphClient(settings.graph, TokenProvider(settings.graph, settings.tenants))
     if allowed:

@@ -25,8 +25,7 @@ from tests.graph.helpers import Recording, sim_settings, tenant_entry
 BOTH = {"alerts_v2": True, "incidents": True, "overlap_s": 0}
 
 
-def _settings(make_settings: MakeSettings, sim: Any, redis_url: str, **overrides: Any
-              ) -> Settings:
+def _settings(make_settings: MakeSettings, sim: Any, redis_url: str, **overrides: Any) -> Settings:
     tenants = [tenant_entry(t, f"t{i}") | {"poll": BOTH} for i, t in enumerate(sim.tenants)]
     return sim_settings(make_settings, sim, redis_url, tenants=tenants, **overrides)
 
@@ -37,7 +36,8 @@ async def _queued_tenants(redis: aioredis.Redis, keys: Keys) -> list[str]:
 
 
 async def test_a_round_reads_sources_at_once_within_the_bound(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str) -> None:
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str
+) -> None:
     sim = make_simulator(tenants=6)
     for tenant in sim.tenants:
         await asyncio.to_thread(sim.control.create_alerts, tenant.tenant_id, 1, kind="v2")
@@ -65,7 +65,8 @@ async def test_a_round_reads_sources_at_once_within_the_bound(
 
 
 async def test_a_failing_or_slow_tenant_holds_up_no_other(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str) -> None:
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str
+) -> None:
     sim = make_simulator(tenants=4)
     slow, broken, *fine = sim.tenants
     for tenant in sim.tenants:
@@ -74,9 +75,14 @@ async def test_a_failing_or_slow_tenant_holds_up_no_other(
     tenants = [tenant_entry(t, f"t{i}") | {"poll": BOTH} for i, t in enumerate(sim.tenants)]
     tenants[1]["client_secret"] = "not-the-secret"  # every token request of it fails
     # Two requests per 3 s per tenant: the slow tenant's window is full before the round.
-    settings = sim_settings(make_settings, sim, redis_url, tenants=tenants,
-                            graph={"rate_limit_per_minute": 2, "rate_limit_window_s": 3.0},
-                            scheduler={"poll_concurrency": 8})
+    settings = sim_settings(
+        make_settings,
+        sim,
+        redis_url,
+        tenants=tenants,
+        graph={"rate_limit_per_minute": 2, "rate_limit_window_s": 3.0},
+        scheduler={"poll_concurrency": 8},
+    )
     redis = aioredis.Redis.from_url(redis_url)
     keys = Keys(settings.redis.key_prefix)
     window = keys.rate_limit(slow.tenant_id, SECURITY_BUCKET)
@@ -93,7 +99,8 @@ async def test_a_failing_or_slow_tenant_holds_up_no_other(
     try:
         assert total == 6  # slow and fine: 3 tenants x (1 alert + its incident)
         assert sorted(await _queued_tenants(redis, keys)) == sorted(
-            [t.tenant_id for t in (slow, *fine) for _ in range(2)])
+            [t.tenant_id for t in (slow, *fine) for _ in range(2)]
+        )
         # The slow tenant waited for its window (3 s); the others were done long before it.
         ends = {s.tenant_id: s.end for s in recording.spans}
         assert all(ends[t.tenant_id] < ends[slow.tenant_id] for t in fine)
@@ -109,12 +116,17 @@ async def test_a_failing_or_slow_tenant_holds_up_no_other(
 
 
 async def test_the_per_tenant_rate_limit_holds_under_concurrency(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str) -> None:
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str
+) -> None:
     sim = make_simulator(tenants=3)
     # One request per second per tenant: each tenant's second source must wait for the first.
-    settings = _settings(make_settings, sim, redis_url,
-                         graph={"rate_limit_per_minute": 1, "rate_limit_window_s": 1.0},
-                         scheduler={"poll_concurrency": 16})
+    settings = _settings(
+        make_settings,
+        sim,
+        redis_url,
+        graph={"rate_limit_per_minute": 1, "rate_limit_window_s": 1.0},
+        scheduler={"poll_concurrency": 16},
+    )
     redis = aioredis.Redis.from_url(redis_url)
     graph = client_for(settings, redis)
     recording = Recording(graph)
@@ -134,7 +146,8 @@ async def test_the_per_tenant_rate_limit_holds_under_concurrency(
 
 
 async def test_a_source_still_being_read_is_not_started_again(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str) -> None:
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str
+) -> None:
     sim = make_simulator(tenants=1)
     await asyncio.to_thread(sim.control.create_alerts, sim.tenant.tenant_id, 1, kind="v2")
     await asyncio.to_thread(sim.control.inject_fault, "graph_latency", ms=300)

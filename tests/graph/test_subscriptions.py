@@ -52,8 +52,10 @@ class World:
         return await asyncio.to_thread(self.sim.control.subscriptions)
 
     async def backfills(self) -> list[BackfillRequest]:
-        rows = cast("list[tuple[bytes, dict[bytes, bytes]]]",
-                    await self.redis.xrange(self.keys.backfill_requests))
+        rows = cast(
+            "list[tuple[bytes, dict[bytes, bytes]]]",
+            await self.redis.xrange(self.keys.backfill_requests),
+        )
         return [BackfillRequest.from_fields(fields) for _, fields in rows]
 
     async def call(self, tenant: int, method: str, path: str, **kwargs: Any) -> Any:
@@ -93,26 +95,46 @@ def subscriptions_for(i: int) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-async def world(make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings,
-                redis_url: str) -> AsyncIterator[World]:
+async def world(
+    make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings, redis_url: str
+) -> AsyncIterator[World]:
     sim = make_simulator(tenants=3)
     port = free_port()
     settings = sim_settings(
-        make_settings, sim, redis_url, public_url=f"http://127.0.0.1:{port}",
-        tenants=[tenant_entry(t, f"t{i}", subscriptions=subscriptions_for(i))
-                 for i, t in enumerate(sim.tenants)],
+        make_settings,
+        sim,
+        redis_url,
+        public_url=f"http://127.0.0.1:{port}",
+        tenants=[
+            tenant_entry(t, f"t{i}", subscriptions=subscriptions_for(i))
+            for i, t in enumerate(sim.tenants)
+        ],
         scheduler={"lifecycle_retry_s": 0, "lifecycle_max_attempts": 2},
-        graph={"max_retries": 1, "max_retry_wait_s": 1.0})
+        graph={"max_retries": 1, "max_retry_wait_s": 1.0},
+    )
     redis = Redis.from_url(redis_url)
     keys = Keys(settings.redis.key_prefix)
     lease = Lease(redis, keys, 3600)
     assert await lease.acquire()
     graph = client_for(settings, redis)
     offset = [0.0]
-    world = World(sim, settings, redis, keys, graph, Supervisor(
-        settings, graph, redis, guard=lease, metrics=SupervisorMetrics(),
-        clock=lambda: clock.now() + dt.timedelta(seconds=offset[0])),
-        lease, offset)
+    world = World(
+        sim,
+        settings,
+        redis,
+        keys,
+        graph,
+        Supervisor(
+            settings,
+            graph,
+            redis,
+            guard=lease,
+            metrics=SupervisorMetrics(),
+            clock=lambda: clock.now() + dt.timedelta(seconds=offset[0]),
+        ),
+        lease,
+        offset,
+    )
     async with served(create_app(settings), port):
         try:
             yield world
@@ -130,8 +152,11 @@ async def assert_all_alive(w: World, horizon: dt.timedelta) -> dict[tuple[str, s
     found: dict[tuple[str, str], str] = {}
     for tenant in w.settings.tenants:
         for spec in tenant.subscriptions:
-            matches = [s for s in subs if s["tenantId"] == tenant.tenant_id
-                       and s["resource"] == spec.resource]
+            matches = [
+                s
+                for s in subs
+                if s["tenantId"] == tenant.tenant_id and s["resource"] == spec.resource
+            ]
             assert len(matches) == 1, (tenant.name, spec.resource, matches)
             sub = matches[0]
             assert parsed(sub["expirationDateTime"]) > now + horizon, sub
@@ -144,8 +169,7 @@ async def assert_all_alive(w: World, horizon: dt.timedelta) -> dict[tuple[str, s
 
 
 @pytest.mark.slow
-async def test_ninety_days_three_tenants_no_lapse_and_every_lifecycle_event(
-        world: World) -> None:
+async def test_ninety_days_three_tenants_no_lapse_and_every_lifecycle_event(world: World) -> None:
     w = world
     sup = w.supervisor
     first = await sup.reconcile()
@@ -166,14 +190,18 @@ async def test_ninety_days_three_tenants_no_lapse_and_every_lifecycle_event(
         if n == 100:  # day 25: Graph missed notifications for tenant 1
             await w.lifecycle(ids[(t1, RESOURCE)], "missed")
             assert await consume_lifecycle(sup, "test") == 1
-            assert [(b.tenant_id, b.reason) for b in await w.backfills()][-1] == \
-                (w.settings.tenants[1].tenant_id, "missed")
+            assert [(b.tenant_id, b.reason) for b in await w.backfills()][-1] == (
+                w.settings.tenants[1].tenant_id,
+                "missed",
+            )
         if n == 150:  # day 37.5: Graph removed tenant 2's subscription
             await w.lifecycle(ids[(t2, RESOURCE)], "subscriptionRemoved")
             assert await consume_lifecycle(sup, "test") == 1
             last = (await w.backfills())[-1]
-            assert (last.tenant_id, last.reason) == (w.settings.tenants[2].tenant_id,
-                                                     "subscriptionRemoved")
+            assert (last.tenant_id, last.reason) == (
+                w.settings.tenants[2].tenant_id,
+                "subscriptionRemoved",
+            )
             assert parsed(last.since) <= w.now()
         if n == 200:  # day 50: somebody deletes tenant 1's subscription behind our back
             await w.call(1, "DELETE", f"/subscriptions/{ids[(t1, RESOURCE)]}")
@@ -193,31 +221,55 @@ async def test_ninety_days_three_tenants_no_lapse_and_every_lifecycle_event(
     assert set(registered) == set(ids.values())
     for tenant in w.settings.tenants:
         for spec in tenant.subscriptions:
-            left = sup.metrics.value("receiver_subscription_seconds_to_expiry",
-                                     tenant=tenant.name, resource=spec.resource)
+            left = sup.metrics.value(
+                "receiver_subscription_seconds_to_expiry",
+                tenant=tenant.name,
+                resource=spec.resource,
+            )
             assert left > step.total_seconds()
-    assert sup.metrics.value("receiver_lifecycle_events_total",
-                             event="reauthorizationRequired", outcome="skipped") == 1
+    assert (
+        sup.metrics.value(
+            "receiver_lifecycle_events_total", event="reauthorizationRequired", outcome="skipped"
+        )
+        == 1
+    )
     assert await w.redis.xpending(w.keys.lifecycle, "supervisor") == {
-        "pending": 0, "min": None, "max": None, "consumers": []}
+        "pending": 0,
+        "min": None,
+        "max": None,
+        "consumers": [],
+    }
 
 
-async def test_lost_registry_orphans_are_replaced_and_foreign_ones_left_alone(
-        world: World) -> None:
+async def test_lost_registry_orphans_are_replaced_and_foreign_ones_left_alone(world: World) -> None:
     w = world
     sup = w.supervisor
     await sup.reconcile()
     old = await assert_all_alive(w, dt.timedelta(hours=1))
-    foreign = await w.call(0, "POST", "/subscriptions", json={
-        "changeType": "updated", "resource": "security/alerts?$filter=severity eq 'low'",
-        "notificationUrl": w.settings.web.lifecycle_url,  # not our notification URL
-        "expirationDateTime": (w.now() + dt.timedelta(days=1)).isoformat(),
-        "clientState": "someone-else"})
-    stray = await w.call(0, "POST", "/subscriptions", json={
-        "changeType": "updated", "resource": "security/alerts?$filter=severity eq 'medium'",
-        "notificationUrl": w.settings.web.notification_url,
-        "expirationDateTime": (w.now() + dt.timedelta(days=1)).isoformat(),
-        "clientState": "lost"})
+    foreign = await w.call(
+        0,
+        "POST",
+        "/subscriptions",
+        json={
+            "changeType": "updated",
+            "resource": "security/alerts?$filter=severity eq 'low'",
+            "notificationUrl": w.settings.web.lifecycle_url,  # not our notification URL
+            "expirationDateTime": (w.now() + dt.timedelta(days=1)).isoformat(),
+            "clientState": "someone-else",
+        },
+    )
+    stray = await w.call(
+        0,
+        "POST",
+        "/subscriptions",
+        json={
+            "changeType": "updated",
+            "resource": "security/alerts?$filter=severity eq 'medium'",
+            "notificationUrl": w.settings.web.notification_url,
+            "expirationDateTime": (w.now() + dt.timedelta(days=1)).isoformat(),
+            "clientState": "lost",
+        },
+    )
     # The registry is lost (a Redis without persistence restarted).
     for sid in old.values():
         await registry.delete(w.redis, w.keys, sid)
@@ -236,7 +288,8 @@ async def test_lost_registry_orphans_are_replaced_and_foreign_ones_left_alone(
 
 
 async def test_unwanted_subscriptions_are_deleted_with_their_registry_entry(
-        world: World, make_settings: MakeSettings) -> None:
+    world: World, make_settings: MakeSettings
+) -> None:
     w = world
     await w.supervisor.reconcile()
     ids = await assert_all_alive(w, dt.timedelta(hours=1))
@@ -254,7 +307,8 @@ async def test_unwanted_subscriptions_are_deleted_with_their_registry_entry(
 
 
 async def test_changed_lifecycle_url_recreates_the_subscription(
-        world: World, make_settings: MakeSettings) -> None:
+    world: World, make_settings: MakeSettings
+) -> None:
     """Graph sets lifecycleNotificationUrl only at creation: a renewal (PATCH) would keep the
     old URL, so a changed one means a new subscription (and a backfill of the gap)."""
     w = world
@@ -269,8 +323,11 @@ async def test_changed_lifecycle_url_recreates_the_subscription(
     sup = Supervisor(moved, w.graph, w.redis, guard=w.lease, clock=w.now)
     report = await sup.reconcile()
     assert (report.recreated, report.deleted, report.created, report.errors) == (1, 1, 0, 0)
-    subs = [s for s in await w.sim_subscriptions()
-            if s["tenantId"] == w.settings.tenants[1].tenant_id and s["resource"] == RESOURCE]
+    subs = [
+        s
+        for s in await w.sim_subscriptions()
+        if s["tenantId"] == w.settings.tenants[1].tenant_id and s["resource"] == RESOURCE
+    ]
     assert [s["lifecycleNotificationUrl"] for s in subs] == [moved_url]
     assert subs[0]["id"] != old
     assert [b.tenant_id for b in await w.backfills()] == [w.settings.tenants[1].tenant_id]
@@ -298,8 +355,11 @@ async def test_failing_lifecycle_entry_is_given_up_after_max_attempts(world: Wor
     ids = await assert_all_alive(w, dt.timedelta(hours=1))
     sid = ids[("t0", RESOURCE)]
     await w.advance(hours=1)  # past the quiet time after the creation
-    entry = NotificationEntry(tenant_id=w.settings.tenants[0].tenant_id, subscription_id=sid,
-                              lifecycle_event="reauthorizationRequired")
+    entry = NotificationEntry(
+        tenant_id=w.settings.tenants[0].tenant_id,
+        subscription_id=sid,
+        lifecycle_event="reauthorizationRequired",
+    )
     await w.redis.xadd(w.keys.lifecycle, entry.to_fields())  # type: ignore[arg-type]
     await w.redis.xadd(w.keys.lifecycle, {"e": "not json"})
     w.sim.control.inject_fault("graph_5xx", count=1000, status=500)
@@ -313,8 +373,12 @@ async def test_failing_lifecycle_entry_is_given_up_after_max_attempts(world: Wor
     assert (await w.redis.xpending(w.keys.lifecycle, "supervisor"))["pending"] == 0
     assert await consume_lifecycle(w.supervisor, "c1") == 0
     m = w.supervisor.metrics
-    assert m.value("receiver_lifecycle_events_total", event="reauthorizationRequired",
-                   outcome="gave_up") == 1
+    assert (
+        m.value(
+            "receiver_lifecycle_events_total", event="reauthorizationRequired", outcome="gave_up"
+        )
+        == 1
+    )
     assert m.value("receiver_lifecycle_events_total", event="invalid", outcome="dropped") == 1
     assert await w.redis.hlen(w.keys.attempts("lifecycle")) == 0
 
@@ -365,10 +429,16 @@ async def test_a_lost_lease_leaves_lifecycle_entries_to_the_next_leader(world: W
     ids = await assert_all_alive(w, dt.timedelta(hours=1))
     await w.advance(hours=1)  # past the quiet time after the creation
     t0, t1 = w.settings.tenants[0], w.settings.tenants[1]
-    for entry in (NotificationEntry(tenant_id=t0.tenant_id, subscription_id=ids[("t0", RESOURCE)],
-                                    lifecycle_event="reauthorizationRequired"),
-                  NotificationEntry(tenant_id=t1.tenant_id, subscription_id=ids[("t1", RESOURCE)],
-                                    lifecycle_event="missed")):
+    for entry in (
+        NotificationEntry(
+            tenant_id=t0.tenant_id,
+            subscription_id=ids[("t0", RESOURCE)],
+            lifecycle_event="reauthorizationRequired",
+        ),
+        NotificationEntry(
+            tenant_id=t1.tenant_id, subscription_id=ids[("t1", RESOURCE)], lifecycle_event="missed"
+        ),
+    ):
         await w.redis.xadd(w.keys.lifecycle, entry.to_fields())  # type: ignore[arg-type]
     await w.redis.delete(w.keys.leader)
     other = Lease(w.redis, w.keys, 60)
@@ -378,13 +448,15 @@ async def test_a_lost_lease_leaves_lifecycle_entries_to_the_next_leader(world: W
     assert (await w.redis.xpending(w.keys.lifecycle, "supervisor"))["pending"] == 2
     assert w.sim.control.counters().get("subscriptions.reauthorized", 0) == 0
     assert await w.backfills() == []
-    successor = Supervisor(w.settings, w.graph, w.redis, guard=other, clock=w.now,
-                           metrics=SupervisorMetrics())
+    successor = Supervisor(
+        w.settings, w.graph, w.redis, guard=other, clock=w.now, metrics=SupervisorMetrics()
+    )
     assert await consume_lifecycle(successor, "new") == 2
     assert w.sim.control.counters()["subscriptions.reauthorized"] == 1
     assert [(b.tenant_id, b.reason) for b in await w.backfills()] == [(t1.tenant_id, "missed")]
     assert (await w.redis.xpending(w.keys.lifecycle, "supervisor"))["pending"] == 0
-    outcomes = {(e, o): successor.metrics.value("receiver_lifecycle_events_total", event=e,
-                                                outcome=o)
-                for e, o in (("reauthorizationRequired", "reauthorized"), ("missed", "backfill"))}
+    outcomes = {
+        (e, o): successor.metrics.value("receiver_lifecycle_events_total", event=e, outcome=o)
+        for e, o in (("reauthorizationRequired", "reauthorized"), ("missed", "backfill"))
+    }
     assert outcomes == {("reauthorizationRequired", "reauthorized"): 1, ("missed", "backfill"): 1}

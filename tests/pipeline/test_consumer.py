@@ -27,9 +27,16 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 def config(**overrides: object) -> ConsumerConfig:
-    base = {"stream": STREAM, "group": "fetch", "consumer": "c1", "block_ms": 50,
-            "visibility_timeout_s": 0.2, "max_attempts": 3, "concurrency": 4,
-            "sweep_interval_s": 0.02}
+    base = {
+        "stream": STREAM,
+        "group": "fetch",
+        "consumer": "c1",
+        "block_ms": 50,
+        "visibility_timeout_s": 0.2,
+        "max_attempts": 3,
+        "concurrency": 4,
+        "sweep_interval_s": 0.02,
+    }
     base.update(overrides)
     return ConsumerConfig(**base)  # type: ignore[arg-type]
 
@@ -112,8 +119,9 @@ async def test_retry_defers_and_counts_attempts(redis: aioredis.Redis) -> None:
     consumer = Consumer(redis, KEYS, config(), later)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
-    await wait_until_async(lambda: _value(len(attempts)), lambda n: n >= 3, timeout_s=10,
-                           what="three attempts")
+    await wait_until_async(
+        lambda: _value(len(attempts)), lambda n: n >= 3, timeout_s=10, what="three attempts"
+    )
     stop.set()
     await asyncio.wait_for(task, 5)
     assert attempts == [1, 2, 3]
@@ -167,8 +175,9 @@ async def test_concurrency_is_bounded_and_stop_drains(redis: aioredis.Redis) -> 
     consumer = Consumer(redis, KEYS, config(concurrency=3, visibility_timeout_s=60), slow)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
-    await wait_until_async(lambda: _value(finished), lambda n: n >= 3, timeout_s=10,
-                           what="three handled")
+    await wait_until_async(
+        lambda: _value(finished), lambda n: n >= 3, timeout_s=10, what="three handled"
+    )
     stop.set()  # graceful: in-flight handlers finish and are acknowledged
     await asyncio.wait_for(task, 5)
     assert peak == 3
@@ -193,8 +202,9 @@ async def test_health_key_and_lag(redis: aioredis.Redis) -> None:
 
 
 @contextlib.asynccontextmanager
-async def recording(client: aioredis.Redis
-                    ) -> AsyncIterator[tuple[Consumer, asyncio.Task[None], list[bytes]]]:
+async def recording(
+    client: aioredis.Redis,
+) -> AsyncIterator[tuple[Consumer, asyncio.Task[None], list[bytes]]]:
     """A consumer running in the background, recording the payloads it handles."""
     seen: list[bytes] = []
 
@@ -218,9 +228,13 @@ async def _value(value: int) -> int:
 async def handled(seen: list[bytes], value: bytes, timeout_s: float = 10) -> None:
     """Wait until the consumer handled ``value``; fail the test (with what it did handle)
     when it does not within ``timeout_s``."""
-    await wait_until_async(lambda: _value(len(seen)), lambda _: value in seen,
-                           timeout_s=timeout_s, what=f"{value!r} handled (seen: {seen!r})",
-                           interval_s=0.05)
+    await wait_until_async(
+        lambda: _value(len(seen)),
+        lambda _: value in seen,
+        timeout_s=timeout_s,
+        what=f"{value!r} handled (seen: {seen!r})",
+        interval_s=0.05,
+    )
 
 
 async def _groups(client: aioredis.Redis) -> list[str]:
@@ -230,8 +244,7 @@ async def _groups(client: aioredis.Redis) -> list[str]:
         return []
 
 
-async def test_the_loop_rides_out_a_redis_restart(
-        make_redis_server: type[RedisServer]) -> None:
+async def test_the_loop_rides_out_a_redis_restart(make_redis_server: type[RedisServer]) -> None:
     """Redis goes away and comes back (AOF on): the consumer keeps running, and handles
     what arrives afterwards. (Before, the error ended the loop and the worker process.)"""
     server = make_redis_server(appendonly=True)
@@ -244,8 +257,12 @@ async def test_the_loop_rides_out_a_redis_restart(
             server.stop()
             # Two loop passes found Redis gone (the second after a backoff): the loop rode
             # out the first error instead of ending.
-            await wait_until_async(lambda: _value(consumer.redis_errors), lambda n: n >= 2,
-                                   timeout_s=10, what="two passes without Redis")
+            await wait_until_async(
+                lambda: _value(consumer.redis_errors),
+                lambda n: n >= 2,
+                timeout_s=10,
+                what="two passes without Redis",
+            )
             assert not task.done()  # still running, waiting for Redis
             server.start()
             for _ in range(200):
@@ -260,7 +277,8 @@ async def test_the_loop_rides_out_a_redis_restart(
 
 
 async def test_the_loop_makes_its_group_again_after_redis_lost_everything(
-        redis: aioredis.Redis) -> None:
+    redis: aioredis.Redis,
+) -> None:
     """Redis restarted empty (no persistence): the stream and its group are gone. The loop
     makes them again and goes on, instead of failing on NOGROUP forever."""
     async with recording(redis) as (_, task, seen):
@@ -268,8 +286,12 @@ async def test_the_loop_makes_its_group_again_after_redis_lost_everything(
         await handled(seen, b"before")
         await redis.flushall()
         # The loop notices and makes its group again by itself, before anything new comes.
-        await wait_until_async(lambda: _groups(redis), lambda names: "fetch" in names,
-                               timeout_s=10, what="the group made again")
+        await wait_until_async(
+            lambda: _groups(redis),
+            lambda names: "fetch" in names,
+            timeout_s=10,
+            what="the group made again",
+        )
         await redis.xadd(STREAM, {"e": b"after"})
         await handled(seen, b"after")
         assert seen == [b"before", b"after"]

@@ -24,8 +24,9 @@ from receiver.store.keys import Keys
 from tests.fixtures.settings import TENANT_ID, MakeSettings
 from tests.fixtures.web import served
 
-FAST = DeliverPolicy(schedule_s=(0.05, 0.05, 0.05), max_attempts=4, jitter=0.0,
-                     breaker_threshold=100)
+FAST = DeliverPolicy(
+    schedule_s=(0.05, 0.05, 0.05), max_attempts=4, jitter=0.0, breaker_threshold=100
+)
 
 
 class Endpoint:
@@ -55,9 +56,16 @@ async def endpoints() -> AsyncIterator[tuple[Endpoint, Endpoint, str, str]]:
 
 
 def envelope(n: int) -> Envelope:
-    return Envelope(id=f"alert-{n}", tenant_id=TENANT_ID, source_api="alerts_v2",
-                    title=f"Alert {n}", severity="high", status="new", tenant="contoso",
-                    updated_at=f"2026-11-30T10:00:{n:02d}.0000000Z")
+    return Envelope(
+        id=f"alert-{n}",
+        tenant_id=TENANT_ID,
+        source_api="alerts_v2",
+        title=f"Alert {n}",
+        severity="high",
+        status="new",
+        tenant="contoso",
+        updated_at=f"2026-11-30T10:00:{n:02d}.0000000Z",
+    )
 
 
 async def queue(redis: aioredis.Redis, keys: Keys, sink: str, *envs: Envelope) -> None:
@@ -81,12 +89,15 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(make_settings: MakeSettings, redis_url: str, endpoints: Any
-              ) -> AsyncIterator[Rig]:
+async def rig(make_settings: MakeSettings, redis_url: str, endpoints: Any) -> AsyncIterator[Rig]:
     a, b, url_a, url_b = endpoints
-    settings = make_settings(redis_url=redis_url, sinks=[
-        {"type": "webhook", "name": "a", "url": url_a},
-        {"type": "webhook", "name": "b", "url": url_b}])
+    settings = make_settings(
+        redis_url=redis_url,
+        sinks=[
+            {"type": "webhook", "name": "a", "url": url_a},
+            {"type": "webhook", "name": "b", "url": url_b},
+        ],
+    )
     redis = aioredis.Redis.from_url(redis_url)
     sinks = build_sinks(settings.sinks)
     yield Rig(a, b, url_a, Keys(settings.redis.key_prefix), redis, sinks)
@@ -94,11 +105,15 @@ async def rig(make_settings: MakeSettings, redis_url: str, endpoints: Any
     await redis.aclose()
 
 
-async def run_stage(redis: aioredis.Redis, keys: Keys, stage: DeliverStage, seconds: float
-                    ) -> None:
-    consumer = Consumer(redis, keys, ConsumerConfig(stage.stream, "deliver", block_ms=20,
-                                                    visibility_timeout_s=5,
-                                                    sweep_interval_s=0.02), stage.handle)
+async def run_stage(redis: aioredis.Redis, keys: Keys, stage: DeliverStage, seconds: float) -> None:
+    consumer = Consumer(
+        redis,
+        keys,
+        ConsumerConfig(
+            stage.stream, "deliver", block_ms=20, visibility_timeout_s=5, sweep_interval_s=0.02
+        ),
+        stage.handle,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     await asyncio.sleep(seconds)
@@ -113,12 +128,16 @@ async def test_sink_down_then_back_others_unaffected(rig: Rig) -> None:
     await queue(redis, keys, "b", *envs)
     a.status = 503  # sink a is down
     # Enough attempts that the outage cannot exhaust them however fast retries come round.
-    stage_a = DeliverStage(redis, keys, rig.sinks["a"],
-                           DeliverPolicy(schedule_s=(0.05,) * 1000, max_attempts=10_000, jitter=0.0,
-                                         breaker_threshold=100))
+    stage_a = DeliverStage(
+        redis,
+        keys,
+        rig.sinks["a"],
+        DeliverPolicy(
+            schedule_s=(0.05,) * 1000, max_attempts=10_000, jitter=0.0, breaker_threshold=100
+        ),
+    )
     stage_b = rig.stage("b")
-    await asyncio.gather(run_stage(redis, keys, stage_a, 0.3),
-                         run_stage(redis, keys, stage_b, 0.3))
+    await asyncio.gather(run_stage(redis, keys, stage_a, 0.3), run_stage(redis, keys, stage_b, 0.3))
     assert len(b.got) == 5  # b got everything while a was failing
     assert a.got == [] and a.calls >= 5
     a.status = 204  # a is back: everything waiting is delivered, once
@@ -188,6 +207,5 @@ def test_circuit_breaker_opens_and_schedule_grows() -> None:
     breaker.success()
     assert breaker.open_for() == 0
     policy = DeliverPolicy(jitter=0.0)
-    assert [policy.delay(n, None) for n in range(1, 9)] == \
-        [5, 30, 120, 600, 1800, 3600, 3600, 3600]
+    assert [policy.delay(n, None) for n in range(1, 9)] == [5, 30, 120, 600, 1800, 3600, 3600, 3600]
     assert policy.delay(1, 12.5) == 12.5

@@ -56,27 +56,49 @@ async def recorder() -> AsyncIterator[tuple[Recorder, str]]:
         yield rec, url
 
 
-def pipeline_settings(make_settings: MakeSettings, sim: Any, redis_url: str, tmp_path: Path,
-                      hook_url: str, web_url: str, subscriptions: list[dict[str, Any]]
-                      ) -> Settings:
+def pipeline_settings(
+    make_settings: MakeSettings,
+    sim: Any,
+    redis_url: str,
+    tmp_path: Path,
+    hook_url: str,
+    web_url: str,
+    subscriptions: list[dict[str, Any]],
+) -> Settings:
     routes = tmp_path / "routes.yaml"
     routes.write_text("route:\n  receiver: hook\n")
     tenant = tenant_entry(sim.tenant, "contoso", subscriptions=subscriptions)
     tenant["poll"] = {"alerts_v2": True, "incidents": False, "overlap_s": 300}
-    return sim_settings(make_settings, sim, redis_url, public_url=web_url, tenants=[tenant],
-                        sinks=[{"type": "webhook", "name": "hook", "url": hook_url + "/hook"}],
-                        routes_file=str(routes))
+    return sim_settings(
+        make_settings,
+        sim,
+        redis_url,
+        public_url=web_url,
+        tenants=[tenant],
+        sinks=[{"type": "webhook", "name": "hook", "url": hook_url + "/hook"}],
+        routes_file=str(routes),
+    )
 
 
-async def test_push_end_to_end_once_per_change(make_simulator: Callable[..., Any],
-                                                make_settings: MakeSettings, redis_url: str,
-                                                tmp_path: Path,
-                                                recorder: tuple[Recorder, str]) -> None:
+async def test_push_end_to_end_once_per_change(
+    make_simulator: Callable[..., Any],
+    make_settings: MakeSettings,
+    redis_url: str,
+    tmp_path: Path,
+    recorder: tuple[Recorder, str],
+) -> None:
     rec, hook_url = recorder
     sim = make_simulator(legacy_alerts="live")  # the push path exists only on the legacy API
     port = free_port()
-    settings = pipeline_settings(make_settings, sim, redis_url, tmp_path, hook_url,
-                                 f"http://127.0.0.1:{port}", [{"resource": RESOURCE}])
+    settings = pipeline_settings(
+        make_settings,
+        sim,
+        redis_url,
+        tmp_path,
+        hook_url,
+        f"http://127.0.0.1:{port}",
+        [{"resource": RESOURCE}],
+    )
     redis = aioredis.Redis.from_url(redis_url)
     graph = client_for(settings, redis)
     tid = sim.tenant.tenant_id
@@ -88,23 +110,23 @@ async def test_push_end_to_end_once_per_change(make_simulator: Callable[..., Any
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop))
             # Graph sends some notifications twice; the update must still come once.
-            await asyncio.to_thread(sim.control.inject_fault, "duplicate_notifications",
-                                    count=5)
+            await asyncio.to_thread(sim.control.inject_fault, "duplicate_notifications", count=5)
             made = await asyncio.to_thread(sim.control.create_alerts, tid, 20)
             ids = made["ids"]
             await rec.wait_for(20)
-            await asyncio.to_thread(sim.control.inject_fault, "duplicate_notifications",
-                                    count=2)
-            await asyncio.to_thread(sim.control.update_alert, tid, ids[0],
-                                    {"status": "inProgress"})
+            await asyncio.to_thread(sim.control.inject_fault, "duplicate_notifications", count=2)
+            await asyncio.to_thread(sim.control.update_alert, tid, ids[0], {"status": "inProgress"})
             await rec.wait_for(21)
             # Nothing can deliver any more: Graph (the simulator) has posted everything it
             # queued, and every stage has read, handled and acknowledged every entry. A
             # duplicate that the dedup step let through would be in `rec.received` now.
             counters = await asyncio.to_thread(notifier_settled, sim.control)
             keys = Keys(settings.redis.key_prefix)
-            await drained(redis, settings.redis.key_prefix,
-                          streams=(keys.notifications, keys.alerts, keys.sink("hook")))
+            await drained(
+                redis,
+                settings.redis.key_prefix,
+                streams=(keys.notifications, keys.alerts, keys.sink("hook")),
+            )
             stop.set()
             await asyncio.wait_for(task, 30)
             await worker.sinks.aclose()
@@ -114,8 +136,9 @@ async def test_push_end_to_end_once_per_change(make_simulator: Callable[..., Any
     firsts = [r["id"] for r in rec.received if r["first_seen"]]
     assert sorted(firsts) == sorted(ids)
     updates = [r for r in rec.received if not r["first_seen"]]
-    assert [(u["id"], u["status"], u["changes"]) for u in updates] == \
-        [(ids[0], "inProgress", ["status"])]
+    assert [(u["id"], u["status"], u["changes"]) for u in updates] == [
+        (ids[0], "inProgress", ["status"])
+    ]
     # There were duplicates to drop, and the web took every copy: 5 of the 20 creations
     # and the one update were sent twice (the second fault's other copy is left unused).
     assert counters["notifications.duplicated"] == 6
@@ -125,14 +148,18 @@ async def test_push_end_to_end_once_per_change(make_simulator: Callable[..., Any
     await redis.aclose()
 
 
-async def test_poll_end_to_end_once_per_change(make_simulator: Callable[..., Any],
-                                                make_settings: MakeSettings, redis_url: str,
-                                                tmp_path: Path,
-                                                recorder: tuple[Recorder, str]) -> None:
+async def test_poll_end_to_end_once_per_change(
+    make_simulator: Callable[..., Any],
+    make_settings: MakeSettings,
+    redis_url: str,
+    tmp_path: Path,
+    recorder: tuple[Recorder, str],
+) -> None:
     rec, hook_url = recorder
     sim = make_simulator()
-    settings = pipeline_settings(make_settings, sim, redis_url, tmp_path, hook_url,
-                                 "http://127.0.0.1:9", [])
+    settings = pipeline_settings(
+        make_settings, sim, redis_url, tmp_path, hook_url, "http://127.0.0.1:9", []
+    )
     redis = aioredis.Redis.from_url(redis_url)
     graph = client_for(settings, redis)
     tid = sim.tenant.tenant_id

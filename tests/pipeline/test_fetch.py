@@ -22,9 +22,9 @@ from tests.graph.helpers import sim_settings
 
 
 @pytest.fixture
-async def setup(make_simulator: Callable[..., Any], make_settings: MakeSettings,
-                redis_url: str) -> AsyncIterator[tuple[Any, Settings, aioredis.Redis,
-                                                       FetchStage]]:
+async def setup(
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str
+) -> AsyncIterator[tuple[Any, Settings, aioredis.Redis, FetchStage]]:
     sim = make_simulator(legacy_alerts="live")
     settings = sim_settings(make_settings, sim, redis_url)
     redis = aioredis.Redis.from_url(redis_url)
@@ -36,9 +36,14 @@ async def setup(make_simulator: Callable[..., Any], make_settings: MakeSettings,
 
 
 def push(tenant_id: str, alert_id: str, resource: str | None = None) -> Entry:
-    note = NotificationEntry(tenant_id=tenant_id, subscription_id="s1", change_type="updated",
-                             resource=resource or f"security/alerts/{alert_id}",
-                             resource_id=alert_id, source="push")
+    note = NotificationEntry(
+        tenant_id=tenant_id,
+        subscription_id="s1",
+        change_type="updated",
+        resource=resource or f"security/alerts/{alert_id}",
+        resource_id=alert_id,
+        source="push",
+    )
     return Entry("1-0", {k.encode(): v.encode() for k, v in note.to_fields().items()}, 1)
 
 
@@ -50,16 +55,21 @@ async def alerts(redis: aioredis.Redis, settings: Settings) -> list[Entry]:
 async def test_fetch_normalise_dedup_and_changes(setup: Any) -> None:
     sim, settings, redis, stage = setup
     tid = sim.tenant.tenant_id
-    alert_id = await asyncio.to_thread(sim.control.create_alert, tid, provider="IPC",
-                                       severity="high")
+    alert_id = await asyncio.to_thread(
+        sim.control.create_alert, tid, provider="IPC", severity="high"
+    )
     await stage.handle(push(tid, alert_id))
     await stage.handle(push(tid, alert_id))  # Graph's duplicate notification
     [first] = await alerts(redis, settings)
     env = envelope_of(first)
     assert (env.id, env.tenant_id, env.tenant, env.provider) == (alert_id, tid, "t0", "IPC")
     assert env.severity == "high" and not env.is_update
-    await asyncio.to_thread(sim.control.update_alert, tid, alert_id,
-                            {"status": "inProgress", "assignedTo": "soc@contoso.com"})
+    await asyncio.to_thread(
+        sim.control.update_alert,
+        tid,
+        alert_id,
+        {"status": "inProgress", "assignedTo": "soc@contoso.com"},
+    )
     await stage.handle(push(tid, alert_id))
     got = await alerts(redis, settings)
     assert len(got) == 2
@@ -75,9 +85,14 @@ async def test_push_and_poll_overlap_pass_once(setup: Any) -> None:
     await stage.handle(push(tid, alert_id))
     # The poller read the same version of the alert: it carries the body, no GET needed.
     body = (await asyncio.to_thread(sim.control.alerts, tid))[0]
-    note = NotificationEntry(tenant_id=tid, change_type="updated",
-                             resource=f"security/alerts/{alert_id}", resource_id=alert_id,
-                             source="poll", resource_data=json.dumps(body))
+    note = NotificationEntry(
+        tenant_id=tid,
+        change_type="updated",
+        resource=f"security/alerts/{alert_id}",
+        resource_id=alert_id,
+        source="poll",
+        resource_data=json.dumps(body),
+    )
     calls = stage.graph.calls  # type: ignore[attr-defined]
     await stage.handle(Entry("2-0", {b"e": note.to_fields()["e"].encode()}, 1))
     assert stage.graph.calls == calls  # type: ignore[attr-defined]
@@ -91,9 +106,13 @@ async def test_an_older_version_after_a_newer_one_is_dropped(setup: Any) -> None
     old = (await asyncio.to_thread(sim.control.alerts, tid))[0]
     await asyncio.to_thread(sim.control.update_alert, tid, alert_id, {"status": "resolved"})
     await stage.handle(push(tid, alert_id))  # the new version first
-    note = NotificationEntry(tenant_id=tid, change_type="updated", source="poll",
-                             resource=f"security/alerts/{alert_id}",
-                             resource_data=json.dumps(old))
+    note = NotificationEntry(
+        tenant_id=tid,
+        change_type="updated",
+        source="poll",
+        resource=f"security/alerts/{alert_id}",
+        resource_data=json.dumps(old),
+    )
     await stage.handle(Entry("3-0", {b"e": note.to_fields()["e"].encode()}, 1))
     [only] = await alerts(redis, settings)
     assert envelope_of(only).status == "resolved"
@@ -110,25 +129,29 @@ async def test_bad_entries_go_to_poison(setup: Any) -> None:
     sim, settings, redis, stage = setup
     keys = Keys(settings.redis.key_prefix)
     await redis.xadd(keys.notifications, {"e": "not json"})
-    await redis.xadd(keys.notifications, push("99999999-9999-4999-8999-999999999999",
-                                              "x").fields)  # tenant not configured
-    await redis.xadd(keys.notifications, push(sim.tenant.tenant_id, "x",
-                                              resource="users/x").fields)
-    consumer = Consumer(redis, keys, ConsumerConfig(keys.notifications, "fetch",
-                                                    block_ms=50), stage.handle)
+    await redis.xadd(
+        keys.notifications, push("99999999-9999-4999-8999-999999999999", "x").fields
+    )  # tenant not configured
+    await redis.xadd(keys.notifications, push(sim.tenant.tenant_id, "x", resource="users/x").fields)
+    consumer = Consumer(
+        redis, keys, ConsumerConfig(keys.notifications, "fetch", block_ms=50), stage.handle
+    )
     await asyncio.wait_for(consumer.run(burst=True), 20)
     poison = await redis.xrange(keys.poison)
     assert len(poison) == 3
     assert [p[1][b"attempts"] for p in poison] == [b"1", b"1", b"1"]
 
 
-@pytest.mark.parametrize(("raw", "canonical"), [
-    ("2026-11-30T04:10:33.7221020Z", "2026-11-30T04:10:33.7221020Z"),
-    ("2026-11-30T04:10:33.72210Z", "2026-11-30T04:10:33.7221000Z"),
-    ("2026-11-30T04:10:33Z", "2026-11-30T04:10:33.0000000Z"),
-    ("2026-11-30T05:10:33.5+01:00", "2026-11-30T04:10:33.5000000Z"),
-    ("not a time", "not a time"),
-])
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("2026-11-30T04:10:33.7221020Z", "2026-11-30T04:10:33.7221020Z"),
+        ("2026-11-30T04:10:33.72210Z", "2026-11-30T04:10:33.7221000Z"),
+        ("2026-11-30T04:10:33Z", "2026-11-30T04:10:33.0000000Z"),
+        ("2026-11-30T05:10:33.5+01:00", "2026-11-30T04:10:33.5000000Z"),
+        ("not a time", "not a time"),
+    ],
+)
 def test_canonical_versions_sort(raw: str, canonical: str) -> None:
     assert clock.canonical(raw) == canonical
 
@@ -144,8 +167,9 @@ async def test_the_notification_is_acknowledged_with_the_hand_on(setup: Any) -> 
     for _ in range(2):  # the second is Graph's duplicate
         note = push(tid, alert_id)
         await redis.xadd(keys.notifications, dict(note.fields))
-        [[_, [(entry_id, fields)]]] = await redis.xreadgroup("fetch", "c1",
-                                                              {keys.notifications: ">"})
+        [[_, [(entry_id, fields)]]] = await redis.xreadgroup(
+            "fetch", "c1", {keys.notifications: ">"}
+        )
         entry = Entry(entry_id.decode(), fields, 1, (keys.notifications, "fetch"))
         await stage.handle(entry)
         assert entry.acked
@@ -165,17 +189,28 @@ async def test_rich_content_is_bound_to_its_notification_and_re_read(setup: Any)
     the content's."""
     sim, settings, redis, stage = setup
     tid = sim.tenant.tenant_id
-    [alert_id] = (await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2",
-                                          severity="low"))["ids"]
-    forged = {"id": alert_id, "tenantId": tid, "title": "Forged: wire money now",
-              "severity": "high", "status": "new",
-              "lastUpdateDateTime": "2099-01-01T00:00:00.0000000Z"}
+    [alert_id] = (
+        await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2", severity="low")
+    )["ids"]
+    forged = {
+        "id": alert_id,
+        "tenantId": tid,
+        "title": "Forged: wire money now",
+        "severity": "high",
+        "status": "new",
+        "lastUpdateDateTime": "2099-01-01T00:00:00.0000000Z",
+    }
 
     def rich(content: Any) -> NotificationEntry:
-        return NotificationEntry(tenant_id=tid, subscription_id="s1", change_type="updated",
-                                 resource=f"security/alerts_v2/{alert_id}",
-                                 resource_id=alert_id, source="push",
-                                 resource_data=json.dumps(content))
+        return NotificationEntry(
+            tenant_id=tid,
+            subscription_id="s1",
+            change_type="updated",
+            resource=f"security/alerts_v2/{alert_id}",
+            resource_id=alert_id,
+            source="push",
+            resource_data=json.dumps(content),
+        )
 
     calls = stage.graph.calls
     for other in ({**forged, "id": "another-alert"}, {**forged, "id": ""}, ["not", "a", "dict"]):
@@ -199,14 +234,23 @@ async def test_poll_content_is_bound_to_its_resource(setup: Any) -> None:
     [alert_id] = (await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2"))["ids"]
     body = (await asyncio.to_thread(sim.control.alerts, tid, "v2"))[0]
     calls = stage.graph.calls
-    mismatched = NotificationEntry(tenant_id=tid, change_type="updated", source="poll",
-                                   resource="security/alerts_v2/some-other-id",
-                                   resource_data=json.dumps(body))
+    mismatched = NotificationEntry(
+        tenant_id=tid,
+        change_type="updated",
+        source="poll",
+        resource="security/alerts_v2/some-other-id",
+        resource_data=json.dumps(body),
+    )
     with pytest.raises(Poison):
         await stage.handle(_entry(mismatched))
-    note = NotificationEntry(tenant_id=tid, change_type="updated", source="poll",
-                             resource=f"security/alerts_v2/{alert_id}", resource_id=alert_id,
-                             resource_data=json.dumps(body))
+    note = NotificationEntry(
+        tenant_id=tid,
+        change_type="updated",
+        source="poll",
+        resource=f"security/alerts_v2/{alert_id}",
+        resource_id=alert_id,
+        resource_data=json.dumps(body),
+    )
     await stage.handle(_entry(note, "6-0"))
     assert stage.graph.calls == calls
     assert [envelope_of(e).id for e in await alerts(redis, settings)] == [alert_id]

@@ -19,14 +19,25 @@ from receiver.pipeline.route import RouteStage
 from receiver.routing.config import RoutesConfig
 from receiver.store.keys import Keys
 
-ROUTES = TypeAdapter(RoutesConfig).validate_python({"route": {
-    "receiver": "teams",
-    "routes": [
-        {"matchers": ['severity="informational"'], "receiver": "archive"},  # not grouped
-        {"receiver": "teams", "group_by": ["incident_id"], "group_wait": "30s",
-         "group_interval": "5m", "repeat_interval": "1h", "continue": True},
-        {"receiver": "archive"},
-    ]}})
+ROUTES = TypeAdapter(RoutesConfig).validate_python(
+    {
+        "route": {
+            "receiver": "teams",
+            "routes": [
+                {"matchers": ['severity="informational"'], "receiver": "archive"},  # not grouped
+                {
+                    "receiver": "teams",
+                    "group_by": ["incident_id"],
+                    "group_wait": "30s",
+                    "group_interval": "5m",
+                    "repeat_interval": "1h",
+                    "continue": True,
+                },
+                {"receiver": "archive"},
+            ],
+        }
+    }
+)
 
 
 class Clock:
@@ -38,10 +49,17 @@ class Clock:
 
 
 def alert(n: int, incident: str = "42", **fields: Any) -> Envelope:
-    base: dict[str, Any] = {"id": f"a{n}", "tenant_id": "t1", "source_api": "alerts_v2",
-                            "title": f"Alert {n}", "severity": "high", "status": "new",
-                            "incident_id": incident, "updated_at": f"2026-11-30T10:00:{n:02d}Z",
-                            "raw": {"evidence": ["x" * 100]}}
+    base: dict[str, Any] = {
+        "id": f"a{n}",
+        "tenant_id": "t1",
+        "source_api": "alerts_v2",
+        "title": f"Alert {n}",
+        "severity": "high",
+        "status": "new",
+        "incident_id": incident,
+        "updated_at": f"2026-11-30T10:00:{n:02d}Z",
+        "raw": {"evidence": ["x" * 100]},
+    }
     base.update(fields)
     return Envelope(**base)
 
@@ -99,8 +117,9 @@ async def test_later_changes_wait_for_group_interval_then_go_as_an_update(rig: A
     clock.now += 30
     assert await stage.groups.flush_due() == 1
     clock.now += 10
-    await stage.handle(entry(alert(1, status="inProgress", updated_at="2026-11-30T11:00:00Z"),
-                             first=False))
+    await stage.handle(
+        entry(alert(1, status="inProgress", updated_at="2026-11-30T11:00:00Z"), first=False)
+    )
     await stage.handle(entry(alert(2)))
     clock.now += 200
     assert await stage.groups.flush_due() == 0  # 5 minutes after the last message
@@ -124,8 +143,9 @@ async def test_reminders_while_open_and_close_when_all_resolved(rig: Any) -> Non
     assert await stage.groups.flush_due() == 1  # reminder: a1 still new
     reminder = (await messages(redis, keys, "teams"))[-1]
     assert reminder[b"changes"] == b"reminder"
-    await stage.handle(entry(alert(1, status="resolved", updated_at="2026-11-30T12:00:00Z"),
-                             first=False))
+    await stage.handle(
+        entry(alert(1, status="resolved", updated_at="2026-11-30T12:00:00Z"), first=False)
+    )
     clock.now += 300
     assert await stage.groups.flush_due() == 1  # the resolution, and the group closes
     gid = json.loads(reminder[b"e"])["raw"]["group"]["id"]
@@ -145,8 +165,9 @@ async def test_racing_flushers_send_once(redis_url: str) -> None:
     try:
         keys = Keys()
         clock = Clock()
-        stage = RouteStage(redis, keys, ROUTES, {"teams", "archive"},
-                           groups=Groups(redis, keys, clock=clock))
+        stage = RouteStage(
+            redis, keys, ROUTES, {"teams", "archive"}, groups=Groups(redis, keys, clock=clock)
+        )
         for n in range(1, 6):
             await stage.handle(entry(alert(n, incident=str(n % 2))))
         clock.now += 31
@@ -180,9 +201,9 @@ async def test_an_add_during_a_flush_is_not_lost(rig: Any) -> None:
     assert len(json.loads(sent[b"e"])["raw"]["group"]["alerts"]) == 2
 
 
-async def test_a_group_for_a_removed_sink_is_dropped_loudly(rig: Any,
-                                                            caplog: pytest.LogCaptureFixture
-                                                            ) -> None:
+async def test_a_group_for_a_removed_sink_is_dropped_loudly(
+    rig: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     redis, keys, clock, stage = rig
     await stage.handle(entry(alert(1)))
     clock.now += 30

@@ -46,21 +46,42 @@ class Clock:
         return self.t
 
 
-def _settings(make_settings: MakeSettings, sim: Any, redis_url: str, poll: dict[str, Any]
-              ) -> Settings:
+def _settings(
+    make_settings: MakeSettings, sim: Any, redis_url: str, poll: dict[str, Any]
+) -> Settings:
     tenants = [tenant_entry(t, f"t{i}") | {"poll": poll} for i, t in enumerate(sim.tenants)]
     return sim_settings(make_settings, sim, redis_url, tenants=tenants)
 
 
-def _worker(redis: aioredis.Redis, settings: Settings, graph: Any, name: str, *,
-            visibility_s: float = 1.0, keepalive_s: float | None = None,
-            concurrency: int = 2) -> tuple[Consumer, PollJobs]:
+def _worker(
+    redis: aioredis.Redis,
+    settings: Settings,
+    graph: Any,
+    name: str,
+    *,
+    visibility_s: float = 1.0,
+    keepalive_s: float | None = None,
+    concurrency: int = 2,
+) -> tuple[Consumer, PollJobs]:
     keys = Keys(settings.redis.key_prefix)
-    jobs = PollJobs(redis, keys, settings, Poller(redis, keys, settings, graph),
-                    consumer=name, keepalive_s=keepalive_s or visibility_s / 3)
-    config = ConsumerConfig(keys.poll_jobs, POLL_GROUP, consumer=name, concurrency=concurrency,
-                            block_ms=50, visibility_timeout_s=visibility_s,
-                            sweep_interval_s=0.1, drain_timeout_s=0.05)
+    jobs = PollJobs(
+        redis,
+        keys,
+        settings,
+        Poller(redis, keys, settings, graph),
+        consumer=name,
+        keepalive_s=keepalive_s or visibility_s / 3,
+    )
+    config = ConsumerConfig(
+        keys.poll_jobs,
+        POLL_GROUP,
+        consumer=name,
+        concurrency=concurrency,
+        block_ms=50,
+        visibility_timeout_s=visibility_s,
+        sweep_interval_s=0.1,
+        drain_timeout_s=0.05,
+    )
     return Consumer(redis, keys, config, jobs.handle), jobs
 
 
@@ -100,7 +121,8 @@ async def _running(*consumers: Consumer) -> AsyncIterator[asyncio.Event]:
 
 
 async def test_two_workers_share_the_jobs_and_never_read_one_source_twice_at_once(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str) -> None:
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str
+) -> None:
     sim = make_simulator(tenants=6)
     for tenant in sim.tenants:
         await asyncio.to_thread(sim.control.create_alerts, tenant.tenant_id, 1, kind="v2")
@@ -120,16 +142,16 @@ async def test_two_workers_share_the_jobs_and_never_read_one_source_twice_at_onc
         assert await planner.tick() == 12  # 6 tenants x 2 sources, each at its slot
         clock.t += INTERVAL
         assert await planner.tick() == 0  # all due again, but their jobs are still queued
-        assert sum(planner.skipped.labels(s)._value.get() for s in ("alerts_v2",
-                                                                      "incidents")) == 12
+        assert sum(planner.skipped.labels(s)._value.get() for s in ("alerts_v2", "incidents")) == 12
         async with _running(a, b):
             await _wait(lambda: _done(jobs_a, jobs_b) == 12)
             # Both workers took jobs: each holds at most 2 of the 12 (200 ms reads).
             assert jobs_a.outcomes.labels("done")._value.get() >= 2
             assert jobs_b.outcomes.labels("done")._value.get() >= 2
             first = await _queued(redis, keys)
-            assert len(first) == 12 and {e.tenant_id for e in first} == \
-                {t.tenant_id for t in sim.tenants}
+            assert len(first) == 12 and {e.tenant_id for e in first} == {
+                t.tenant_id for t in sim.tenants
+            }
             # The leader now wants every source every tick; only finished ones are queued.
             async with asyncio.timeout(60):
                 while min(Counter((s.tenant_id, s.path) for s in recording.spans).values()) < 3:
@@ -143,18 +165,19 @@ async def test_two_workers_share_the_jobs_and_never_read_one_source_twice_at_onc
         per_unit = Counter((s.tenant_id, s.path) for s in recording.spans)
         assert len(per_unit) == 12 and min(per_unit.values()) >= 3
         for unit in per_unit:  # one after another, never side by side, across both workers
-            spans = sorted((s for s in recording.spans if (s.tenant_id, s.path) == unit),
-                           key=lambda s: s.start)
+            spans = sorted(
+                (s for s in recording.spans if (s.tenant_id, s.path) == unit), key=lambda s: s.start
+            )
             assert all(later.start >= earlier.end for earlier, later in pairwise(spans))
         assert recording.peak() <= 4  # two workers, two jobs each
-        assert sum(planner.skipped.labels(s)._value.get()
-                   for s in ("alerts_v2", "incidents")) > 12
+        assert sum(planner.skipped.labels(s)._value.get() for s in ("alerts_v2", "incidents")) > 12
         assert _done(jobs_a, jobs_b) == len(recording.spans)
         for tenant in sim.tenants:
             for source in ("alerts_v2", "incidents"):
                 assert await redis.get(keys.watermark(tenant.tenant_id, source))
-        assert (await asyncio.to_thread(sim.control.counters))["graph.security"] == \
-            len(recording.spans)
+        assert (await asyncio.to_thread(sim.control.counters))["graph.security"] == len(
+            recording.spans
+        )
     finally:
         await redis.aclose()
 
@@ -169,8 +192,9 @@ class Stuck:
         self.go = asyncio.Event()
         self.reached = asyncio.Event()
 
-    async def pages(self, tenant_id: str, path: str, params: dict[str, str] | None = None
-                    ) -> AsyncIterator[dict[str, Any]]:
+    async def pages(
+        self, tenant_id: str, path: str, params: dict[str, str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         n = 0
         async for item in self.graph.pages(tenant_id, path, params):
             if n == self.after:
@@ -190,8 +214,9 @@ async def _one_job(redis: aioredis.Redis, settings: Settings) -> Planner:
 
 
 @pytest.fixture
-async def one_tenant(make_simulator: Callable[..., Any], make_settings: MakeSettings,
-                     redis_url: str) -> AsyncIterator[tuple[Any, Settings, aioredis.Redis, Any]]:
+async def one_tenant(
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str
+) -> AsyncIterator[tuple[Any, Settings, aioredis.Redis, Any]]:
     sim = make_simulator()
     # 130 alerts: the first page (100) is queued before the second is read.
     await asyncio.to_thread(sim.control.create_alerts, sim.tenant.tenant_id, 130, kind="v2")
@@ -204,7 +229,8 @@ async def one_tenant(make_simulator: Callable[..., Any], make_settings: MakeSett
 
 
 async def test_a_worker_that_dies_mid_poll_has_its_job_taken_over_and_nothing_lost(
-        one_tenant: tuple[Any, Settings, aioredis.Redis, Any]) -> None:
+    one_tenant: tuple[Any, Settings, aioredis.Redis, Any],
+) -> None:
     sim, settings, redis, graph = one_tenant
     keys = Keys(settings.redis.key_prefix)
     tid = sim.tenant.tenant_id
@@ -243,7 +269,8 @@ async def test_a_worker_that_dies_mid_poll_has_its_job_taken_over_and_nothing_lo
 
 
 async def test_a_stalled_worker_writes_nothing_after_its_job_was_taken_over(
-        one_tenant: tuple[Any, Settings, aioredis.Redis, Any]) -> None:
+    one_tenant: tuple[Any, Settings, aioredis.Redis, Any],
+) -> None:
     sim, settings, redis, graph = one_tenant
     keys = Keys(settings.redis.key_prefix)
     tid = sim.tenant.tenant_id
@@ -269,7 +296,8 @@ async def test_a_stalled_worker_writes_nothing_after_its_job_was_taken_over(
 
 
 async def test_a_job_lost_from_the_stream_does_not_block_its_tenant(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str) -> None:
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str
+) -> None:
     """The marker names a job that is gone (poisoned, or a Redis that lost the stream): the
     leader queues a new one at the next slot instead of waiting for it forever."""
     sim = make_simulator()
@@ -294,15 +322,23 @@ async def test_a_job_lost_from_the_stream_does_not_block_its_tenant(
 
 
 async def test_a_malformed_job_goes_to_the_poison_stream(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str) -> None:
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str
+) -> None:
     sim = make_simulator()
     settings = _settings(make_settings, sim, redis_url, V2_ONLY)
     keys = Keys(settings.redis.key_prefix)
     redis = aioredis.Redis.from_url(redis_url)
     graph = client_for(settings, redis)
     try:
-        await redis.xadd(keys.poll_jobs, {"v": "1", "tenant_id": sim.tenant.tenant_id,
-                                          "source": "security/../x", "watermark": ""})
+        await redis.xadd(
+            keys.poll_jobs,
+            {
+                "v": "1",
+                "tenant_id": sim.tenant.tenant_id,
+                "source": "security/../x",
+                "watermark": "",
+            },
+        )
         consumer, _ = _worker(redis, settings, graph, "worker-a")
         await consumer.run(burst=True)
         poisoned = await redis.xrange(keys.poison)
@@ -323,8 +359,10 @@ def test_phases_spread_a_thousand_tenants_over_the_interval() -> None:
 
 
 async def test_a_tick_that_meets_redis_down_keeps_its_units_due(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings,
-        make_redis_server: type[RedisServer]) -> None:
+    make_simulator: Callable[..., Any],
+    make_settings: MakeSettings,
+    make_redis_server: type[RedisServer],
+) -> None:
     sim = make_simulator(tenants=3)
     server = make_redis_server(appendonly=True)
     server.start()

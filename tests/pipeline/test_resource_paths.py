@@ -44,24 +44,40 @@ ATTACKS = [
 
 
 async def test_path_climbing_resources_are_refused_and_never_fetched(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str,
-        tmp_path: Path) -> None:
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str, tmp_path: Path
+) -> None:
     sim = make_simulator()
     tid = sim.tenant.tenant_id
     port = free_port()
     (tmp_path / "routes.yaml").write_text("route:\n  receiver: console\n")
     settings = sim_settings(
-        make_settings, sim, redis_url, public_url=f"http://127.0.0.1:{port}",
+        make_settings,
+        sim,
+        redis_url,
+        public_url=f"http://127.0.0.1:{port}",
         tenants=[tenant_entry(sim.tenant, "contoso", subscriptions=[{"resource": SUBSCRIBED}])],
-        routes_file=str(tmp_path / "routes.yaml"))
+        routes_file=str(tmp_path / "routes.yaml"),
+    )
     redis = aioredis.Redis.from_url(redis_url)
     keys = Keys(settings.redis.key_prefix)
     setup_graph = client_for(settings, redis)
     transport = RecordingTransport(verify=sim.ssl_context())
-    limiter = RateLimiter(redis, keys, {SECURITY_BUCKET: (settings.graph.rate_limit_per_minute,
-                                                          settings.graph.rate_limit_window_s)})
-    graph = GraphClient(settings.graph, TokenProvider(settings.graph, settings.tenants),
-                        limiter, transport=transport)
+    limiter = RateLimiter(
+        redis,
+        keys,
+        {
+            SECURITY_BUCKET: (
+                settings.graph.rate_limit_per_minute,
+                settings.graph.rate_limit_window_s,
+            )
+        },
+    )
+    graph = GraphClient(
+        settings.graph,
+        TokenProvider(settings.graph, settings.tenants),
+        limiter,
+        transport=transport,
+    )
     [real] = (await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2"))["ids"]
     try:
         async with served(create_app(settings), port) as web:
@@ -72,27 +88,36 @@ async def test_path_climbing_resources_are_refused_and_never_fetched(
 
             def item(resource: str, rid: str | None) -> dict[str, Any]:
                 out: dict[str, Any] = {
-                    "subscriptionId": sub.subscription_id, "clientState": sub.client_state,
-                    "tenantId": tid, "changeType": "updated", "resource": resource,
-                    "subscriptionExpirationDateTime": "2026-12-30T00:00:00Z"}
+                    "subscriptionId": sub.subscription_id,
+                    "clientState": sub.client_state,
+                    "tenantId": tid,
+                    "changeType": "updated",
+                    "resource": resource,
+                    "subscriptionExpirationDateTime": "2026-12-30T00:00:00Z",
+                }
                 if rid is not None:
-                    out["resourceData"] = {"@odata.type": "#microsoft.graph.security.alert",
-                                           "id": rid}
+                    out["resourceData"] = {
+                        "@odata.type": "#microsoft.graph.security.alert",
+                        "id": rid,
+                    }
                 return out
 
             batch = [item(r, rid) for r, rid in ATTACKS]
             batch.append(item(f"security/alerts_v2/{real}", real))
             async with httpx.AsyncClient() as client:
-                answer = await client.post(web + settings.web.notification_path,
-                                           content=json.dumps({"value": batch}),
-                                           headers={"content-type": "application/json"})
+                answer = await client.post(
+                    web + settings.web.notification_path,
+                    content=json.dumps({"value": batch}),
+                    headers={"content-type": "application/json"},
+                )
             assert answer.status_code == 202, answer.text
             assert await redis.xlen(keys.notifications) == len(batch)
             worker = build_worker(settings, redis, graph=graph)
             await worker.run(burst=True)
             await worker.sinks.aclose()
-        refused = worker.registry.get_sample_value("receiver_fetch_outcomes_total",
-                                                   {"outcome": "refused_resource"})
+        refused = worker.registry.get_sample_value(
+            "receiver_fetch_outcomes_total", {"outcome": "refused_resource"}
+        )
         poison: Any = await redis.xrange(keys.poison)
     finally:
         await graph.aclose()

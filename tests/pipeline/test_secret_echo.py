@@ -42,8 +42,11 @@ PADDING = "=" * 166  # + "POST /hooks/" puts the 200-character cut after 22 of 2
 
 def fragments(secret: str, shortest: int = 4) -> list[str]:
     """Every substring of ``secret`` at least ``shortest`` long, longest first."""
-    return sorted({secret[i:j] for i in range(len(secret))
-                   for j in range(i + shortest, len(secret) + 1)}, key=len, reverse=True)
+    return sorted(
+        {secret[i:j] for i in range(len(secret)) for j in range(i + shortest, len(secret) + 1)},
+        key=len,
+        reverse=True,
+    )
 
 
 def longest_leak(haystack: str) -> str:
@@ -76,8 +79,12 @@ async def redis_text(redis: aioredis.Redis) -> str:
 
 
 async def test_echoed_token_cut_at_the_edge_leaks_nothing(
-        make_simulator: Callable[..., Any], redis_url: str, tmp_path: Path,
-        write_config: WriteConfig, capsys: pytest.CaptureFixture[str]) -> None:
+    make_simulator: Callable[..., Any],
+    redis_url: str,
+    tmp_path: Path,
+    write_config: WriteConfig,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     seen: list[str] = []
 
     async def echo(request: Request) -> Response:
@@ -99,15 +106,25 @@ async def test_echoed_token_cut_at_the_edge_leaks_nothing(
     root.setLevel(logging.DEBUG)
     redis = aioredis.Redis.from_url(redis_url)
     try:
-        async with served(Starlette(routes=[Route("/hooks/{token}", echo,
-                                                  methods=["POST"])])) as hook_url:
-            data = deep_merge(base_settings_data(), {
-                "redis": {"url": redis_url},
-                "graph": {"authority_host": sim.base_url, "graph_url": sim.graph_url,
-                          "ca_bundle": str(sim.ca_path)},
-                "tenants": [tenant], "routes_file": str(tmp_path / "routes.yaml"),
-                "sinks": [{"type": "webhook", "name": "hook",
-                           "url": f"{hook_url}/hooks/{TOKEN}"}]})
+        async with served(
+            Starlette(routes=[Route("/hooks/{token}", echo, methods=["POST"])])
+        ) as hook_url:
+            data = deep_merge(
+                base_settings_data(),
+                {
+                    "redis": {"url": redis_url},
+                    "graph": {
+                        "authority_host": sim.base_url,
+                        "graph_url": sim.graph_url,
+                        "ca_bundle": str(sim.ca_path),
+                    },
+                    "tenants": [tenant],
+                    "routes_file": str(tmp_path / "routes.yaml"),
+                    "sinks": [
+                        {"type": "webhook", "name": "hook", "url": f"{hook_url}/hooks/{TOKEN}"}
+                    ],
+                },
+            )
             settings = settings_from_mapping(data, source="<test>")
             config = write_config(data)
             made = await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2")
@@ -132,12 +149,13 @@ async def test_echoed_token_cut_at_the_edge_leaks_nothing(
     assert b"answered HTTP 400" in fields[b"error"]
 
     capsys.readouterr()
-    assert await asyncio.to_thread(main, ["dlq", "show", dlq_id.decode(),
-                                          "--config", str(config)]) == 0
+    assert (
+        await asyncio.to_thread(main, ["dlq", "show", dlq_id.decode(), "--config", str(config)])
+        == 0
+    )
     dlq_shown = capsys.readouterr().out
     assert "answered HTTP 400" in json.loads(dlq_shown)["error"]
-    assert await asyncio.to_thread(main, ["alerts", "show", alert_id,
-                                          "--config", str(config)]) == 0
+    assert await asyncio.to_thread(main, ["alerts", "show", alert_id, "--config", str(config)]) == 0
     timeline = capsys.readouterr().out
     assert "dead_lettered" in timeline
     server = AdminServer(settings).start()
@@ -154,8 +172,15 @@ async def test_echoed_token_cut_at_the_edge_leaks_nothing(
     log_text = log_buffer.getvalue()
     assert "dead-lettered" in log_text
 
-    leaks = {where: longest_leak(text) for where, text in (
-        ("receiver dlq show", dlq_shown), ("receiver alerts show", timeline),
-        ("/status", status_html), ("/status.json", status_json),
-        ("worker log", log_text), ("redis", stored))}
+    leaks = {
+        where: longest_leak(text)
+        for where, text in (
+            ("receiver dlq show", dlq_shown),
+            ("receiver alerts show", timeline),
+            ("/status", status_html),
+            ("/status.json", status_json),
+            ("worker log", log_text),
+            ("redis", stored),
+        )
+    }
     assert leaks == dict.fromkeys(leaks, ""), leaks

@@ -32,9 +32,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-async def test_kill_9_mid_batch_loses_nothing(make_simulator: Callable[..., Any],
-                                              make_settings: MakeSettings, redis_url: str,
-                                              tmp_path: Path) -> None:
+async def test_kill_9_mid_batch_loses_nothing(
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str, tmp_path: Path
+) -> None:
     got: list[str] = []
 
     async def hook(request: Request) -> Response:
@@ -45,14 +45,18 @@ async def test_kill_9_mid_batch_loses_nothing(make_simulator: Callable[..., Any]
     sim = make_simulator()
     (tmp_path / "routes.yaml").write_text("route:\n  receiver: hook\n")
     async with served(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as url:
-        tenant = tenant_entry(sim.tenant, "contoso") | {"poll": {"alerts_v2": True,
-                                                                 "incidents": False}}
-        settings = sim_settings(make_settings, sim, redis_url, tenants=[tenant],
-                                sinks=[{"type": "webhook", "name": "hook",
-                                        "url": url + "/hook"}],
-                                routes_file=str(tmp_path / "routes.yaml"),
-                                worker={"visibility_timeout_s": 1.0,
-                                        "deliver_concurrency": 4})
+        tenant = tenant_entry(sim.tenant, "contoso") | {
+            "poll": {"alerts_v2": True, "incidents": False}
+        }
+        settings = sim_settings(
+            make_settings,
+            sim,
+            redis_url,
+            tenants=[tenant],
+            sinks=[{"type": "webhook", "name": "hook", "url": url + "/hook"}],
+            routes_file=str(tmp_path / "routes.yaml"),
+            worker={"visibility_timeout_s": 1.0, "deliver_concurrency": 4},
+        )
         config = tmp_path / "receiver.yaml"
         data = settings.model_dump(mode="json", exclude_none=True)
         data["tenants"][0]["client_secret"] = sim.tenant.app.secret
@@ -60,16 +64,21 @@ async def test_kill_9_mid_batch_loses_nothing(make_simulator: Callable[..., Any]
         config.write_text(yaml.safe_dump(data))
         redis = aioredis.Redis.from_url(redis_url)
         graph = client_for(settings, redis)
-        made = await asyncio.to_thread(sim.control.create_alerts, sim.tenant.tenant_id, 40,
-                                       kind="v2")
-        assert await Poller(redis, Keys(settings.redis.key_prefix), settings,
-                            graph).poll_all() == 40
+        made = await asyncio.to_thread(
+            sim.control.create_alerts, sim.tenant.tenant_id, 40, kind="v2"
+        )
+        assert (
+            await Poller(redis, Keys(settings.redis.key_prefix), settings, graph).poll_all() == 40
+        )
         await graph.aclose()
 
         def start() -> subprocess.Popen[bytes]:
-            return subprocess.Popen([sys.executable, "-m", "receiver.cli", "worker",
-                                     "--config", str(config)], cwd=REPO,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            return subprocess.Popen(
+                [sys.executable, "-m", "receiver.cli", "worker", "--config", str(config)],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
 
         first = start()
         for _ in range(300):

@@ -58,14 +58,15 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(make_settings: MakeSettings, redis_url: str, tmp_path: Path
-              ) -> AsyncIterator[Rig]:
+async def rig(make_settings: MakeSettings, redis_url: str, tmp_path: Path) -> AsyncIterator[Rig]:
     hook = Hook()
     (tmp_path / "routes.yaml").write_text("route:\n  receiver: hook\n")
     async with served(Starlette(routes=[Route("/hook", hook.handle, methods=["POST"])])) as url:
-        settings = make_settings(redis_url=redis_url, routes_file=str(tmp_path / "routes.yaml"),
-                                 sinks=[{"type": "webhook", "name": "hook",
-                                         "url": url + "/hook"}])
+        settings = make_settings(
+            redis_url=redis_url,
+            routes_file=str(tmp_path / "routes.yaml"),
+            sinks=[{"type": "webhook", "name": "hook", "url": url + "/hook"}],
+        )
         redis = aioredis.Redis.from_url(redis_url)
         worker = build_worker(settings, redis)
         try:
@@ -88,8 +89,9 @@ async def test_every_failed_stage_is_reported_and_the_others_are_awaited(rig: Ri
     assert len(errors) == 2
     assert all(isinstance(e, ResponseError) and "WRONGTYPE" in str(e) for e in errors)
     notes = sorted(note for e in errors for note in getattr(e, "__notes__", []))
-    assert notes == sorted(f"in the worker's {k} task" for k in (rig.keys.notifications,
-                                                                  rig.keys.alerts))
+    assert notes == sorted(
+        f"in the worker's {k} task" for k in (rig.keys.notifications, rig.keys.alerts)
+    )
     assert stop.is_set()  # the others were told to stop ...
     assert rig.stage_tasks() == []  # ... and had all ended when run() raised
 
@@ -98,8 +100,7 @@ async def test_one_failed_stage_is_raised_as_itself(rig: Rig) -> None:
     await rig.redis.set(rig.keys.alerts, "not a stream")
     with pytest.raises(ResponseError, match="WRONGTYPE") as caught:
         await asyncio.wait_for(rig.worker.run(asyncio.Event()), 30)
-    assert getattr(caught.value, "__notes__", []) == [
-        f"in the worker's {rig.keys.alerts} task"]
+    assert getattr(caught.value, "__notes__", []) == [f"in the worker's {rig.keys.alerts} task"]
     assert rig.stage_tasks() == []
 
 

@@ -20,14 +20,16 @@ from tests.reliability._run import run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.reliability",
-                                     description=(__doc__ or "").splitlines()[2])
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.reliability", description=(__doc__ or "").splitlines()[2]
+    )
     parser.add_argument("--profile", choices=sorted(PROFILES), default="short")
     parser.add_argument("--out", type=Path, help="also write the report as JSON here")
     parser.add_argument("--logs", type=Path, help="keep every process's log in this folder")
     args = parser.parse_args(argv)
-    report = run(PROFILES[args.profile], log_dir=args.logs,
-                 progress=lambda text: print(text, flush=True))
+    report = run(
+        PROFILES[args.profile], log_dir=args.logs, progress=lambda text: print(text, flush=True)
+    )
     if args.out:
         args.out.write_text(json.dumps(report.to_json(), indent=2) + "\n")
     print(report.render(), flush=True)

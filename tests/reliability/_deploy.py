@@ -62,8 +62,9 @@ class Proc:
         self.killed = False
         self.starts += 1
         out = self.log.open("ab")
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=out, stderr=out,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            self.args, cwd=ROOT, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
         out.close()
         self.wait_ready(timeout_s)
 
@@ -73,8 +74,9 @@ class Proc:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}) at start: "
-                                   f"{self.tail()}")
+                raise RuntimeError(
+                    f"{self.name} exited ({self.proc.returncode}) at start: {self.tail()}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(self.ready_url, timeout=1, verify=False).status_code < 500:  # noqa: S501
                     return
@@ -122,9 +124,19 @@ class Topology:
     serve: bool = False
 
 
-def write_config(path: Path, *, redis_url: str, cluster: bool, sim_url: str, ca: Path,
-                 public_url: str, sinks_url: str, hooks: list[str], web_port: int,
-                 poll_interval_s: float = 5.0) -> None:
+def write_config(
+    path: Path,
+    *,
+    redis_url: str,
+    cluster: bool,
+    sim_url: str,
+    ca: Path,
+    public_url: str,
+    sinks_url: str,
+    hooks: list[str],
+    web_port: int,
+    poll_interval_s: float = 5.0,
+) -> None:
     routes = path.parent / "routes.yaml"
     # Every alert goes to every sink: each sink is checked against every alert.
     children: list[dict[str, Any]] = [{"receiver": name, "continue": True} for name in hooks]
@@ -132,44 +144,84 @@ def write_config(path: Path, *, redis_url: str, cluster: bool, sim_url: str, ca:
     routes.write_text(yaml.safe_dump({"route": {"receiver": hooks[0], "routes": children}}))
     sinks: list[dict[str, Any]] = [
         {"type": "webhook", "name": name, "url": f"{sinks_url}/hook/{name}", "timeout_s": 10}
-        for name in hooks]
-    sinks.append({"type": "jira", "name": "tickets", "url": f"{sinks_url}/jira",
-                  "email": "harness@example.com", "api_token": "harness-jira-token",
-                  "project": PROJECT, "resolve_transition": None})
-    path.write_text(yaml.safe_dump({
-        "redis": {"url": redis_url, "cluster": cluster, "connect_retries": 30},
-        "web": {"port": web_port, "public_url": public_url, "allow_http": True,
-                "enqueue_budget_ms": 1000},
-        # The simulator's throttling is off; the Graph 429 storm is injected as a fault.
-        "graph": {"authority_host": sim_url, "graph_url": f"{sim_url}/v1.0",
-                  "ca_bundle": str(ca), "rate_limit_per_minute": 100_000,
-                  "max_retry_wait_s": 60},
-        # Short timeouts so a killed process's work is taken over within the run.
-        "worker": {"visibility_timeout_s": 5, "poll_visibility_timeout_s": 5},
-        "scheduler": {"lease_s": 6, "heartbeat_s": 2, "reconcile_interval_s": 10},
-        "tenants": [{"name": "contoso", "tenant_id": TENANT, "client_id": CLIENT_ID,
-                     "client_secret": CLIENT_SECRET,
-                     "poll": {"alerts_v2": True, "interval_s": poll_interval_s,
-                              "overlap_s": 60, "initial_lookback_s": 60},
-                     "subscriptions": [{"resource": RESOURCE}]}],
-        "sinks": sinks,
-        "routes_file": "routes.yaml",
-        "logging": {"level": "WARNING", "format": "text"},
-    }))
+        for name in hooks
+    ]
+    sinks.append(
+        {
+            "type": "jira",
+            "name": "tickets",
+            "url": f"{sinks_url}/jira",
+            "email": "harness@example.com",
+            "api_token": "harness-jira-token",
+            "project": PROJECT,
+            "resolve_transition": None,
+        }
+    )
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "redis": {"url": redis_url, "cluster": cluster, "connect_retries": 30},
+                "web": {
+                    "port": web_port,
+                    "public_url": public_url,
+                    "allow_http": True,
+                    "enqueue_budget_ms": 1000,
+                },
+                # The simulator's throttling is off; the Graph 429 storm is injected as a fault.
+                "graph": {
+                    "authority_host": sim_url,
+                    "graph_url": f"{sim_url}/v1.0",
+                    "ca_bundle": str(ca),
+                    "rate_limit_per_minute": 100_000,
+                    "max_retry_wait_s": 60,
+                },
+                # Short timeouts so a killed process's work is taken over within the run.
+                "worker": {"visibility_timeout_s": 5, "poll_visibility_timeout_s": 5},
+                "scheduler": {"lease_s": 6, "heartbeat_s": 2, "reconcile_interval_s": 10},
+                "tenants": [
+                    {
+                        "name": "contoso",
+                        "tenant_id": TENANT,
+                        "client_id": CLIENT_ID,
+                        "client_secret": CLIENT_SECRET,
+                        "poll": {
+                            "alerts_v2": True,
+                            "interval_s": poll_interval_s,
+                            "overlap_s": 60,
+                            "initial_lookback_s": 60,
+                        },
+                        "subscriptions": [{"resource": RESOURCE}],
+                    }
+                ],
+                "sinks": sinks,
+                "routes_file": "routes.yaml",
+                "logging": {"level": "WARNING", "format": "text"},
+            }
+        )
+    )
 
 
 class Deployment:
     """The simulator plus the receiver's roles, sharing one Redis URL."""
 
-    def __init__(self, workdir: Path, *, redis_url: str, cluster: bool = False,
-                 topology: Topology | None = None, sinks_url: str, hooks: list[str]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        redis_url: str,
+        cluster: bool = False,
+        topology: Topology | None = None,
+        sinks_url: str,
+        hooks: list[str],
+    ) -> None:
         self.dir = workdir
         self.topology = topology or Topology()
         self.sim_port = free_port()
         self.sim_url = f"https://127.0.0.1:{self.sim_port}"
         self.ca = workdir / "ca.pem"
-        self.web_ports = [free_port() for _ in range(1 if self.topology.serve
-                                                     else self.topology.webs)]
+        self.web_ports = [
+            free_port() for _ in range(1 if self.topology.serve else self.topology.webs)
+        ]
         self.redis_url = redis_url
         self.cluster = cluster
         self.sinks_url = sinks_url
@@ -183,37 +235,75 @@ class Deployment:
         return self.dir / "receiver.yaml"
 
     def start_simulator(self) -> None:
-        sim = Proc("simulator", [
-            sys.executable, "-m", "receiver.simulator", "--port", str(self.sim_port),
-            "--tls-dir", str(self.dir / "tls"), "--ca-out", str(self.ca), "--no-throttle",
-            "--allow-http", "--notifier-backoff", "0.5", "--log-level", "warning",
-            "--legacy-alerts", "live"],  # the harness pushes legacy alerts: serve them
-            self.dir / "simulator.log", ready_url=f"{self.sim_url}/_sim/health")
+        sim = Proc(
+            "simulator",
+            [
+                sys.executable,
+                "-m",
+                "receiver.simulator",
+                "--port",
+                str(self.sim_port),
+                "--tls-dir",
+                str(self.dir / "tls"),
+                "--ca-out",
+                str(self.ca),
+                "--no-throttle",
+                "--allow-http",
+                "--notifier-backoff",
+                "0.5",
+                "--log-level",
+                "warning",
+                "--legacy-alerts",
+                "live",
+            ],  # the harness pushes legacy alerts: serve them
+            self.dir / "simulator.log",
+            ready_url=f"{self.sim_url}/_sim/health",
+        )
         sim.start()
         self.procs["simulator"] = sim
         self.control = ControlClient(self.sim_url, ssl.create_default_context(cafile=self.ca))
 
     def start_receiver(self, public_url: str) -> None:
-        write_config(self.config_path(), redis_url=self.redis_url, cluster=self.cluster,
-                     sim_url=self.sim_url, ca=self.ca, public_url=public_url,
-                     sinks_url=self.sinks_url, hooks=self.hooks,
-                     web_port=self.web_ports[0])
+        write_config(
+            self.config_path(),
+            redis_url=self.redis_url,
+            cluster=self.cluster,
+            sim_url=self.sim_url,
+            ca=self.ca,
+            public_url=public_url,
+            sinks_url=self.sinks_url,
+            hooks=self.hooks,
+            web_port=self.web_ports[0],
+        )
         cli = [sys.executable, "-m", "receiver.cli"]
         config = ["--config", str(self.config_path())]
         t = self.topology
         roles: list[tuple[str, list[str], str | None]] = []
         if t.serve:
             port = self.web_ports[0]
-            roles.append(("serve", [*cli, "serve", *config, "--port", str(port)],
-                          f"http://127.0.0.1:{port}/readyz"))
+            roles.append(
+                (
+                    "serve",
+                    [*cli, "serve", *config, "--port", str(port)],
+                    f"http://127.0.0.1:{port}/readyz",
+                )
+            )
         else:
             for i, port in enumerate(self.web_ports):
-                roles.append((f"web-{i + 1}", [*cli, "web", *config, "--port", str(port)],
-                              f"http://127.0.0.1:{port}/readyz"))
-            roles += [(f"worker-{i + 1}", [*cli, "worker", *config], None)
-                      for i in range(t.workers)]
-            roles += [(f"scheduler-{i + 1}", [*cli, "scheduler", *config], None)
-                      for i in range(t.schedulers)]
+                roles.append(
+                    (
+                        f"web-{i + 1}",
+                        [*cli, "web", *config, "--port", str(port)],
+                        f"http://127.0.0.1:{port}/readyz",
+                    )
+                )
+            roles += [
+                (f"worker-{i + 1}", [*cli, "worker", *config], None) for i in range(t.workers)
+            ]
+            roles += [
+                (f"scheduler-{i + 1}", [*cli, "scheduler", *config], None)
+                for i in range(t.schedulers)
+            ]
         for name, args, ready in roles:
             proc = Proc(name, args, self.dir / f"{name}.log", ready_url=ready)
             proc.start()
@@ -238,7 +328,8 @@ class Deployment:
                 if proc.killed or proc.proc is None or proc.proc.poll() is None:
                     continue
                 proc.unexpected_exits.append(
-                    f"{proc.name} exited with {proc.proc.returncode}: {proc.tail(800)}")
+                    f"{proc.name} exited with {proc.proc.returncode}: {proc.tail(800)}"
+                )
                 with contextlib.suppress(Exception):
                     proc.start()
 

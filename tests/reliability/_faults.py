@@ -43,8 +43,10 @@ def run_fault(ctx: FaultContext, kind: str, args: dict[str, Any]) -> str:
             state.slow_s = float(args["delay_s"])
         time.sleep(float(args["seconds"]))
         state.down, state.slow_s = False, 0.0
-        return f"sink {args['sink']} {'down (503)' if kind == 'sink_down' else 'slow'} " \
-               f"for {args['seconds']} s"
+        return (
+            f"sink {args['sink']} {'down (503)' if kind == 'sink_down' else 'slow'} "
+            f"for {args['seconds']} s"
+        )
     if kind == "kill":
         proc = ctx.deployment.procs[args["role"]]
         old = proc.pid
@@ -70,14 +72,16 @@ def run_fault(ctx: FaultContext, kind: str, args: dict[str, Any]) -> str:
         ctx.redis.start()
         return "kill -9 redis and restart it empty (as without persistence)"
     if kind in ("graph_429", "duplicate", "reorder"):
-        name = {"duplicate": "duplicate_notifications",
-                "reorder": "reorder_notifications"}.get(kind, kind)
+        name = {"duplicate": "duplicate_notifications", "reorder": "reorder_notifications"}.get(
+            kind, kind
+        )
         control.inject_fault(name, **args)
         return f"{name} x{args.get('count')}"
     if kind == "deleted_alert":
         alert_id = control.create_alert(TENANT)
-        response = control.http.request("DELETE", f"/alerts/{alert_id}",
-                                        json={"tenantId": TENANT, "notify": "updated"})
+        response = control.http.request(
+            "DELETE", f"/alerts/{alert_id}", json={"tenantId": TENANT, "notify": "updated"}
+        )
         response.raise_for_status()
         ctx.deleted.append(alert_id)
         return f"alert {alert_id} deleted, a notification for it sent after"
@@ -105,8 +109,9 @@ def _kill_mid_poll(ctx: FaultContext, args: dict[str, Any]) -> str:
         try:
             deadline = time.monotonic() + 30
             while job is None and time.monotonic() < deadline:
-                rows = client.xpending_range(keys.poll_jobs, POLL_GROUP, min="-", max="+",
-                                             count=1, consumername=consumer)
+                rows = client.xpending_range(
+                    keys.poll_jobs, POLL_GROUP, min="-", max="+", count=1, consumername=consumer
+                )
                 job = str(rows[0]["message_id"], "ascii") if rows else None  # type: ignore[arg-type]
                 if job is None:
                     time.sleep(0.005)
@@ -122,11 +127,12 @@ def _kill_mid_poll(ctx: FaultContext, args: dict[str, Any]) -> str:
         while client.xrange(keys.poll_jobs, job, job) and time.monotonic() < deadline:
             time.sleep(0.1)
         if client.xrange(keys.poll_jobs, job, job):
-            raise RuntimeError(f"the poll job {job} of the killed {proc.name} was "
-                               "never taken over")
+            raise RuntimeError(f"the poll job {job} of the killed {proc.name} was never taken over")
         took = time.monotonic() - killed_at
     finally:
         client.close()
-    return (f"kill -9 {proc.name} (pid {old}) mid-poll (job {job} pending to it), "
-            f"restarted after {RESTART_AFTER_S:g} s; its job taken over and done "
-            f"{took:.1f} s after the kill")
+    return (
+        f"kill -9 {proc.name} (pid {old}) mid-poll (job {job} pending to it), "
+        f"restarted after {RESTART_AFTER_S:g} s; its job taken over and done "
+        f"{took:.1f} s after the kill"
+    )

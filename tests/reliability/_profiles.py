@@ -22,21 +22,26 @@ class Fault:
 @dataclass(frozen=True)
 class Profile:
     name: str
-    duration_s: float          # load is applied this long
-    rate: float                # legacy (pushed) alerts created per second
-    v2_every_s: float          # one alerts_v2 alert (polled) this often
-    update_every: int          # every n-th pushed alert is updated a few seconds later
-    drain_timeout_s: float     # after the load, how long deliveries may take to complete
+    duration_s: float  # load is applied this long
+    rate: float  # legacy (pushed) alerts created per second
+    v2_every_s: float  # one alerts_v2 alert (polled) this often
+    update_every: int  # every n-th pushed alert is updated a few seconds later
+    drain_timeout_s: float  # after the load, how long deliveries may take to complete
     faults: tuple[Fault, ...]
     baseline: tuple[float, float]  # window (s) with no fault: the web's ack baseline
-    failing: tuple[float, float]   # window (s) while a sink fails: the ack must not move
+    failing: tuple[float, float]  # window (s) while a sink fails: the ack must not move
     rss_from_s: float | None = None  # soak: RSS baseline taken at this time (after the faults)
 
 
 SINK_DOWN_AT, SINK_DOWN_S = 10.0, 18.0
 
 SHORT = Profile(
-    name="short", duration_s=70, rate=8, v2_every_s=3, update_every=10, drain_timeout_s=75,
+    name="short",
+    duration_s=70,
+    rate=8,
+    v2_every_s=3,
+    update_every=10,
+    drain_timeout_s=75,
     faults=(
         # Alone in its window, so the web's ack with a failing sink is compared fairly.
         Fault(SINK_DOWN_AT, "sink_down", {"sink": "flaky", "seconds": SINK_DOWN_S}),
@@ -51,7 +56,8 @@ SHORT = Profile(
         Fault(56, "redis_restart"),
         Fault(64, "redis_wipe"),
     ),
-    baseline=(2.0, SINK_DOWN_AT), failing=(SINK_DOWN_AT + 2, SINK_DOWN_AT + SINK_DOWN_S),
+    baseline=(2.0, SINK_DOWN_AT),
+    failing=(SINK_DOWN_AT + 2, SINK_DOWN_AT + SINK_DOWN_S),
 )
 
 
@@ -75,9 +81,17 @@ def _long() -> Profile:
         Fault(560, "redis_wipe"),
     ]
     return Profile(
-        name="long", duration_s=30 * 60, rate=10, v2_every_s=2, update_every=10,
-        drain_timeout_s=240, faults=tuple(cycle), baseline=(10.0, 60.0),
-        failing=(70.0, 240.0), rss_from_s=600.0)
+        name="long",
+        duration_s=30 * 60,
+        rate=10,
+        v2_every_s=2,
+        update_every=10,
+        drain_timeout_s=240,
+        faults=tuple(cycle),
+        baseline=(10.0, 60.0),
+        failing=(70.0, 240.0),
+        rss_from_s=600.0,
+    )
 
 
 LONG = _long()

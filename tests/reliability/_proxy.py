@@ -55,8 +55,9 @@ class Proxy:
         self._thread.join(5)
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port,
-                                                  backlog=1024)
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, backlog=1024
+        )
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         for _ in range(len(self.backends)):
@@ -87,10 +88,10 @@ class Proxy:
                     dst.close()
 
         try:
-            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer),
-                                 return_exceptions=True)
+            await asyncio.gather(
+                pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True
+            )
         except asyncio.CancelledError:
             # The proxy is shutting down. Ending quietly: asyncio (3.11) asks a cancelled
             # connection task for its exception and prints a traceback otherwise.
             return
-

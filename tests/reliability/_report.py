@@ -76,17 +76,36 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "profile": self.profile, "wall_s": round(self.wall_s, 1),
-            "created": {"push": self.created_push, "poll": self.created_poll,
-                        "updated": self.updated, "deleted": self.deleted},
-            "sinks": [{"name": s.name, "expected": s.expected, "received": s.received,
-                       "lost": len(s.lost), "lost_ids": s.lost[:20],
-                       "duplicated": s.duplicated, "idempotent": s.idempotent}
-                      for s in self.sinks],
-            "lost": self.lost, "duplicated": self.duplicated,
-            "latency_ms": self.latency_ms, "ack_ms": self.ack_ms, "faults": self.faults,
-            "web_answers": self.web_answers, "unexpected_exits": self.unexpected_exits,
-            "rss_kb": self.rss_kb, "leftovers": self.leftovers, "failures": self.failures,
+            "profile": self.profile,
+            "wall_s": round(self.wall_s, 1),
+            "created": {
+                "push": self.created_push,
+                "poll": self.created_poll,
+                "updated": self.updated,
+                "deleted": self.deleted,
+            },
+            "sinks": [
+                {
+                    "name": s.name,
+                    "expected": s.expected,
+                    "received": s.received,
+                    "lost": len(s.lost),
+                    "lost_ids": s.lost[:20],
+                    "duplicated": s.duplicated,
+                    "idempotent": s.idempotent,
+                }
+                for s in self.sinks
+            ],
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "latency_ms": self.latency_ms,
+            "ack_ms": self.ack_ms,
+            "faults": self.faults,
+            "web_answers": self.web_answers,
+            "unexpected_exits": self.unexpected_exits,
+            "rss_kb": self.rss_kb,
+            "leftovers": self.leftovers,
+            "failures": self.failures,
         }
 
     def judge(self) -> None:
@@ -96,17 +115,23 @@ class Report:
             if s.idempotent and s.duplicated:
                 self.failures.append(f"idempotent sink {s.name}: {s.duplicated} duplicates")
         base, failing = self.ack_ms.get("baseline_p99"), self.ack_ms.get("failing_p99")
-        if base is not None and failing is not None and failing > base * ACK_RATIO_LIMIT \
-                and failing - base > ACK_SLACK_MS:
-            self.failures.append(f"web ack p99 moved with a failing sink: {base:.1f} ms -> "
-                                 f"{failing:.1f} ms")
+        if (
+            base is not None
+            and failing is not None
+            and failing > base * ACK_RATIO_LIMIT
+            and failing - base > ACK_SLACK_MS
+        ):
+            self.failures.append(
+                f"web ack p99 moved with a failing sink: {base:.1f} ms -> {failing:.1f} ms"
+            )
         for name, kb in self.rss_kb.get("end", {}).items():
             if name in RSS_NOT_JUDGED:
                 continue
             start = self.rss_kb.get("start", {}).get(name)
             if start and kb > start * (1 + RSS_GROWTH_LIMIT):
-                self.failures.append(f"{name}: RSS grew {start} kB -> {kb} kB "
-                                     f"(> {RSS_GROWTH_LIMIT:.0%})")
+                self.failures.append(
+                    f"{name}: RSS grew {start} kB -> {kb} kB (> {RSS_GROWTH_LIMIT:.0%})"
+                )
         for what, n in self.leftovers.items():
             if n:
                 self.failures.append(f"{n} entries left in {what}")
@@ -114,28 +139,39 @@ class Report:
             self.failures.append(f"unexpected exit: {exit_.splitlines()[0]}")
 
     def render(self) -> str:
-        lines = [f"profile {self.profile}: {self.wall_s:.0f} s wall",
-                 f"alerts created: {self.created_push} pushed, {self.created_poll} polled, "
-                 f"{self.updated} updated, {self.deleted} deleted before their fetch"]
-        lines.append(f"{'sink':<10}{'expected':>10}{'received':>10}{'lost':>7}"
-                     f"{'duplicated':>12}  kind")
+        lines = [
+            f"profile {self.profile}: {self.wall_s:.0f} s wall",
+            f"alerts created: {self.created_push} pushed, {self.created_poll} polled, "
+            f"{self.updated} updated, {self.deleted} deleted before their fetch",
+        ]
+        lines.append(
+            f"{'sink':<10}{'expected':>10}{'received':>10}{'lost':>7}{'duplicated':>12}  kind"
+        )
         for s in self.sinks:
-            lines.append(f"{s.name:<10}{s.expected:>10}{s.received:>10}{len(s.lost):>7}"
-                         f"{s.duplicated:>12}  "
-                         f"{'idempotent (tickets)' if s.idempotent else 'at-least-once'}")
+            lines.append(
+                f"{s.name:<10}{s.expected:>10}{s.received:>10}{len(s.lost):>7}"
+                f"{s.duplicated:>12}  "
+                f"{'idempotent (tickets)' if s.idempotent else 'at-least-once'}"
+            )
         lat = self.latency_ms
         if lat:
-            lines.append(f"end to end (created -> sink): p50 {lat['p50']:.0f} ms, "
-                         f"p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms, "
-                         f"max {lat['max']:.0f} ms")
+            lines.append(
+                f"end to end (created -> sink): p50 {lat['p50']:.0f} ms, "
+                f"p95 {lat['p95']:.0f} ms, p99 {lat['p99']:.0f} ms, "
+                f"max {lat['max']:.0f} ms"
+            )
         ack = self.ack_ms
         if ack:
-            lines.append(f"web ack p99: {ack.get('baseline_p99', float('nan')):.1f} ms no "
-                         f"fault, {ack.get('failing_p99', float('nan')):.1f} ms with a failing "
-                         f"sink (limit: x{ACK_RATIO_LIMIT:g} and +{ACK_SLACK_MS:g} ms)")
+            lines.append(
+                f"web ack p99: {ack.get('baseline_p99', float('nan')):.1f} ms no "
+                f"fault, {ack.get('failing_p99', float('nan')):.1f} ms with a failing "
+                f"sink (limit: x{ACK_RATIO_LIMIT:g} and +{ACK_SLACK_MS:g} ms)"
+            )
         if self.web_answers:
-            lines.append("web answers to Graph: " + ", ".join(
-                f"{k}: {v}" for k, v in sorted(self.web_answers.items())))
+            lines.append(
+                "web answers to Graph: "
+                + ", ".join(f"{k}: {v}" for k, v in sorted(self.web_answers.items()))
+            )
         lines.append("faults:")
         lines += [f"  {f}" for f in self.faults]
         if self.rss_kb.get("end"):
@@ -151,19 +187,32 @@ class Report:
         return "\n".join(lines)
 
 
-def hook_result(name: str, expected_first: set[str], expected_update: set[str],
-                arrivals: list[Any]) -> SinkResult:
+def hook_result(
+    name: str, expected_first: set[str], expected_update: set[str], arrivals: list[Any]
+) -> SinkResult:
     firsts = {a.alert_id for a in arrivals if a.first_seen}
     latest = {a.alert_id for a in arrivals if a.status == "inProgress"}
-    lost = sorted(expected_first - firsts) + sorted(f"{i} (update)"
-                                                    for i in expected_update - latest)
+    lost = sorted(expected_first - firsts) + sorted(
+        f"{i} (update)" for i in expected_update - latest
+    )
     copies = Counter((a.alert_id, a.webhook_id) for a in arrivals)
-    return SinkResult(name, len(expected_first) + len(expected_update),
-                      len(firsts & expected_first) + len(latest & expected_update), lost,
-                      sum(n - 1 for n in copies.values()), idempotent=False)
+    return SinkResult(
+        name,
+        len(expected_first) + len(expected_update),
+        len(firsts & expected_first) + len(latest & expected_update),
+        lost,
+        sum(n - 1 for n in copies.values()),
+        idempotent=False,
+    )
 
 
 def ticket_result(expected: set[str], tickets: dict[str, int]) -> SinkResult:
     lost = sorted(expected - set(tickets))
-    return SinkResult("tickets", len(expected), len(expected & set(tickets)), lost,
-                      sum(n - 1 for n in tickets.values()), idempotent=True)
+    return SinkResult(
+        "tickets",
+        len(expected),
+        len(expected & set(tickets)),
+        lost,
+        sum(n - 1 for n in tickets.values()),
+        idempotent=True,
+    )

@@ -58,8 +58,9 @@ class _Load:
         want_v2 = int((now - started) / self.profile.v2_every_s)
         if want_v2 > len(self.poll):
             at = time.time()
-            for alert_id in self.control.create_alerts(TENANT, want_v2 - len(self.poll),
-                                                       kind="v2")["ids"]:
+            for alert_id in self.control.create_alerts(TENANT, want_v2 - len(self.poll), kind="v2")[
+                "ids"
+            ]:
                 self.poll[alert_id] = at
         while self._due_updates and self._due_updates[0][0] <= now:
             _, alert_id = self._due_updates.pop(0)
@@ -78,21 +79,29 @@ class _Acks:
 
     def collect(self) -> None:
         with contextlib.suppress(Exception):
-            rows = self.http.get("/deliveries", params={"kind": "notification",
-                                                        "after": self.after}).json()
+            rows = self.http.get(
+                "/deliveries", params={"kind": "notification", "after": self.after}
+            ).json()
             for d in rows["deliveries"]:
                 self.after = max(self.after, int(d["sequence"]))
                 self.rows.append((_epoch(d["time"]), d["statusCode"], float(d["durationMs"])))
 
     def p99(self, start: float, end: float) -> float:
-        return percentile([ms for t, status, ms in self.rows
-                           if start <= t <= end and status is not None and status < 300], 99)
+        return percentile(
+            [
+                ms
+                for t, status, ms in self.rows
+                if start <= t <= end and status is not None and status < 300
+            ],
+            99,
+        )
 
 
 def _leftovers(redis_url: str, cluster: bool) -> dict[str, int]:
     keys = Keys()
-    client: Any = (redis.RedisCluster.from_url(redis_url) if cluster
-                   else redis.Redis.from_url(redis_url))
+    client: Any = (
+        redis.RedisCluster.from_url(redis_url) if cluster else redis.Redis.from_url(redis_url)
+    )
     try:
         out = {"poison stream": int(client.xlen(keys.poison))}
         for name in [*HOOKS, "tickets"]:
@@ -116,8 +125,7 @@ def _drained(load: _Load, sinks: SinkServer, deleted: set[str]) -> bool:
     return True
 
 
-def run(profile: Profile, *, log_dir: Path | None = None,
-        progress: Any = print) -> Report:
+def run(profile: Profile, *, log_dir: Path | None = None, progress: Any = print) -> Report:
     binary = find_redis_server()
     if binary is None:
         raise SystemExit(MISSING)
@@ -128,21 +136,25 @@ def run(profile: Profile, *, log_dir: Path | None = None,
         if log_dir is not None:
             work = log_dir
             work.mkdir(parents=True, exist_ok=True)
-        redis_server = RedisServer(binary, work / "redis", appendonly=True,
-                                   extra_args=("--appendfsync", "always"))
+        redis_server = RedisServer(
+            binary, work / "redis", appendonly=True, extra_args=("--appendfsync", "always")
+        )
         redis_server.start()
         stack.callback(redis_server.stop)
         sinks = stack.enter_context(SinkServer(HOOKS))
-        deployment = Deployment(work, redis_url=redis_server.url, topology=Topology(),
-                                sinks_url=sinks.url, hooks=HOOKS)
+        deployment = Deployment(
+            work, redis_url=redis_server.url, topology=Topology(), sinks_url=sinks.url, hooks=HOOKS
+        )
         stack.callback(deployment.stop)
         deployment.start_simulator()
         proxy = stack.enter_context(Proxy(deployment.web_ports))
         deployment.start_receiver(public_url=proxy.url)
         subscription_id = deployment.wait_subscription()
-        progress(f"deployment up in {time.monotonic() - began:.0f} s: "
-                 f"{', '.join(deployment.procs)}; load {profile.rate:g}/s for "
-                 f"{profile.duration_s:g} s")
+        progress(
+            f"deployment up in {time.monotonic() - began:.0f} s: "
+            f"{', '.join(deployment.procs)}; load {profile.rate:g}/s for "
+            f"{profile.duration_s:g} s"
+        )
 
         load, acks = _Load(deployment, profile), _Acks(deployment)
         ctx = FaultContext(deployment, redis_server, sinks, subscription_id)
@@ -163,8 +175,9 @@ def run(profile: Profile, *, log_dir: Path | None = None,
         started = time.monotonic()
         wall_start = time.time()
         # One thread per fault: a sink down for minutes does not hold back the next fault.
-        injectors = [threading.Thread(target=inject, args=(started, f), daemon=True)
-                     for f in faults]
+        injectors = [
+            threading.Thread(target=inject, args=(started, f), daemon=True) for f in faults
+        ]
         for thread in injectors:
             thread.start()
         rss_start: dict[str, int] = {}
@@ -176,8 +189,11 @@ def run(profile: Profile, *, log_dir: Path | None = None,
             except Exception as exc:  # the simulator itself must stay up
                 report.failures.append(f"load: {type(exc).__name__}: {exc}")
                 break
-            if profile.rss_from_s is not None and not rss_start \
-                    and now - started >= profile.rss_from_s:
+            if (
+                profile.rss_from_s is not None
+                and not rss_start
+                and now - started >= profile.rss_from_s
+            ):
                 rss_start = deployment.rss()
                 pids = {n: p.pid for n, p in deployment.procs.items()}
                 progress(f"RSS baseline taken at t={now - started:.0f}s")
@@ -185,11 +201,16 @@ def run(profile: Profile, *, log_dir: Path | None = None,
                 acks.collect()
                 last_collect = now
             time.sleep(max(0.0, TICK_S - (time.monotonic() - now)))
-        progress(f"load done: {len(load.push)} pushed, {len(load.poll)} polled, "
-                 f"{len(load.updates)} updated; draining")
+        progress(
+            f"load done: {len(load.push)} pushed, {len(load.poll)} polled, "
+            f"{len(load.updates)} updated; draining"
+        )
         for thread in injectors:
-            thread.join(timeout=max(0.0, started + profile.duration_s
-                                    + profile.drain_timeout_s - time.monotonic()))
+            thread.join(
+                timeout=max(
+                    0.0, started + profile.duration_s + profile.drain_timeout_s - time.monotonic()
+                )
+            )
         deadline = time.monotonic() + profile.drain_timeout_s
         deleted = set(ctx.deleted)
         while time.monotonic() < deadline and not _drained(load, sinks, deleted):
@@ -198,14 +219,18 @@ def run(profile: Profile, *, log_dir: Path | None = None,
         acks.collect()
         if profile.rss_from_s is not None:
             end = deployment.rss()
-            same = {n: kb for n, kb in end.items()
-                    if n in rss_start and deployment.procs[n].pid == pids.get(n)}
+            same = {
+                n: kb
+                for n, kb in end.items()
+                if n in rss_start and deployment.procs[n].pid == pids.get(n)
+            }
             report.rss_kb = {"start": {n: rss_start[n] for n in same}, "end": same}
 
         expected = (set(load.push) | set(load.poll)) - deleted
         for name in HOOKS:
-            report.sinks.append(hook_result(name, expected, set(load.updates),
-                                            list(sinks.hooks[name].arrivals)))
+            report.sinks.append(
+                hook_result(name, expected, set(load.updates), list(sinks.hooks[name].arrivals))
+            )
         report.sinks.append(ticket_result(expected, sinks.tickets_per_alert()))
         arrived: dict[str, float] = {}
         for a in sinks.hooks["hook"].arrivals:
@@ -213,16 +238,21 @@ def run(profile: Profile, *, log_dir: Path | None = None,
                 arrived.setdefault(a.alert_id, a.at)
         latencies = [(arrived[i] - t) * 1000 for i, t in load.push.items() if i in arrived]
         if latencies:
-            report.latency_ms = {"p50": percentile(latencies, 50),
-                                 "p95": percentile(latencies, 95),
-                                 "p99": percentile(latencies, 99), "max": max(latencies)}
+            report.latency_ms = {
+                "p50": percentile(latencies, 50),
+                "p95": percentile(latencies, 95),
+                "p99": percentile(latencies, 99),
+                "max": max(latencies),
+            }
         polled = [(arrived[i] - t) * 1000 for i, t in load.poll.items() if i in arrived]
         if polled:
             report.latency_ms["poll_p99"] = percentile(polled, 99)
         b0, b1 = profile.baseline
         f0, f1 = profile.failing
-        report.ack_ms = {"baseline_p99": acks.p99(wall_start + b0, wall_start + b1),
-                         "failing_p99": acks.p99(wall_start + f0, wall_start + f1)}
+        report.ack_ms = {
+            "baseline_p99": acks.p99(wall_start + b0, wall_start + b1),
+            "failing_p99": acks.p99(wall_start + f0, wall_start + f1),
+        }
         answers: dict[str, int] = {}
         for _, status, _ in acks.rows:
             key = str(status) if status is not None else "no answer"
@@ -231,8 +261,7 @@ def run(profile: Profile, *, log_dir: Path | None = None,
         report.created_push, report.created_poll = len(load.push), len(load.poll)
         report.updated, report.deleted = len(load.updates), len(deleted)
         report.faults = sorted(fault_log)
-        report.unexpected_exits = [e for p in deployment.procs.values()
-                                   for e in p.unexpected_exits]
+        report.unexpected_exits = [e for p in deployment.procs.values() for e in p.unexpected_exits]
         with contextlib.suppress(Exception):
             report.leftovers = _leftovers(redis_server.url, cluster=False)
     report.wall_s = time.monotonic() - began

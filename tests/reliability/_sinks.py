@@ -57,18 +57,32 @@ class SinkServer:
         self.comments: dict[str, list[Any]] = defaultdict(list)
         self._lock = threading.Lock()
         self.port = free_port()
-        app = Starlette(routes=[
-            Route("/hook/{name}", self._hook, methods=["POST"]),
-            Route("/jira/rest/api/3/issue", self._jira_create, methods=["POST"]),
-            Route("/jira/rest/api/3/search/jql", self._jira_search, methods=["GET"]),
-            Route("/jira/rest/api/3/issue/{key}/comment", self._jira_comment, methods=["POST"]),
-            Route("/jira/rest/api/3/issue/{key}/transitions", self._jira_transitions,
-                  methods=["GET", "POST"]),
-            Route("/jira/rest/api/3/issue/{key}", self._jira_issue, methods=["GET"]),
-        ])
-        self._server = uvicorn.Server(uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
-            lifespan="off", limit_concurrency=2000, backlog=2048))
+        app = Starlette(
+            routes=[
+                Route("/hook/{name}", self._hook, methods=["POST"]),
+                Route("/jira/rest/api/3/issue", self._jira_create, methods=["POST"]),
+                Route("/jira/rest/api/3/search/jql", self._jira_search, methods=["GET"]),
+                Route("/jira/rest/api/3/issue/{key}/comment", self._jira_comment, methods=["POST"]),
+                Route(
+                    "/jira/rest/api/3/issue/{key}/transitions",
+                    self._jira_transitions,
+                    methods=["GET", "POST"],
+                ),
+                Route("/jira/rest/api/3/issue/{key}", self._jira_issue, methods=["GET"]),
+            ]
+        )
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                limit_concurrency=2000,
+                backlog=2048,
+            )
+        )
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
     @property
@@ -99,9 +113,15 @@ class SinkServer:
             return Response(status_code=503)
         doc = json.loads(body)
         with self._lock:
-            state.arrivals.append(Arrival(str(doc["id"]), bool(doc["first_seen"]),
-                                          str(doc.get("status", "")),
-                                          request.headers.get("webhook-id", ""), time.time()))
+            state.arrivals.append(
+                Arrival(
+                    str(doc["id"]),
+                    bool(doc["first_seen"]),
+                    str(doc.get("status", "")),
+                    request.headers.get("webhook-id", ""),
+                    time.time(),
+                )
+            )
         return Response(status_code=204)
 
     # --- Jira ---------------------------------------------------------------------------
@@ -118,17 +138,25 @@ class SinkServer:
         fields = (await request.json())["fields"]
         with self._lock:
             key = f"{fields['project']['key']}-{len(self.issues) + 1}"
-            self.issues[key] = {"labels": list(fields.get("labels", [])), "status": "To Do",
-                                "at": time.time()}
-        return JSONResponse({"id": str(10000 + len(self.issues)), "key": key,
-                             "self": f"{self.url}/jira/rest/api/3/issue/{key}"}, 201)
+            self.issues[key] = {
+                "labels": list(fields.get("labels", [])),
+                "status": "To Do",
+                "at": time.time(),
+            }
+        return JSONResponse(
+            {
+                "id": str(10000 + len(self.issues)),
+                "key": key,
+                "self": f"{self.url}/jira/rest/api/3/issue/{key}",
+            },
+            201,
+        )
 
     async def _jira_search(self, request: Request) -> Response:
         match = re.search(r'labels = "([^"]+)"', request.query_params.get("jql", ""))
         label = match.group(1) if match else None
         with self._lock:
-            found = [{"id": "1", "key": k} for k, v in self.issues.items()
-                     if label in v["labels"]]
+            found = [{"id": "1", "key": k} for k, v in self.issues.items() if label in v["labels"]]
         return JSONResponse({"issues": found[:1], "isLast": True})
 
     async def _jira_comment(self, request: Request) -> Response:
@@ -154,8 +182,14 @@ class SinkServer:
         if issue is None:
             return JSONResponse({"errorMessages": ["Issue does not exist"]}, 404)
         category = "done" if issue["status"] == "Done" else "new"
-        return JSONResponse({"key": request.path_params["key"], "fields": {"status": {
-            "name": issue["status"], "statusCategory": {"key": category}}}})
+        return JSONResponse(
+            {
+                "key": request.path_params["key"],
+                "fields": {
+                    "status": {"name": issue["status"], "statusCategory": {"key": category}}
+                },
+            }
+        )
 
     # --- what arrived -------------------------------------------------------------------
     def tickets_per_alert(self) -> dict[str, int]:
@@ -170,6 +204,9 @@ class SinkServer:
 
     def ticket_times(self) -> dict[str, float]:
         with self._lock:
-            return {label.removeprefix("graph-alert-"): issue["at"]
-                    for issue in self.issues.values() for label in issue["labels"]
-                    if label.startswith("graph-alert-")}
+            return {
+                label.removeprefix("graph-alert-"): issue["at"]
+                for issue in self.issues.values()
+                for label in issue["labels"]
+                if label.startswith("graph-alert-")
+            }

@@ -21,11 +21,17 @@ from tests.reliability._sinks import SinkServer
 
 @pytest.mark.slow
 def test_serve_on_a_redis_cluster_delivers_every_alert_once(
-        redis_cluster: RedisCluster, tmp_path: Path) -> None:
+    redis_cluster: RedisCluster, tmp_path: Path
+) -> None:
     with SinkServer(["hook"]) as sinks:
-        deployment = Deployment(tmp_path, redis_url=redis_cluster.url, cluster=True,
-                                topology=Topology(serve=True), sinks_url=sinks.url,
-                                hooks=["hook"])
+        deployment = Deployment(
+            tmp_path,
+            redis_url=redis_cluster.url,
+            cluster=True,
+            topology=Topology(serve=True),
+            sinks_url=sinks.url,
+            hooks=["hook"],
+        )
         try:
             deployment.start_simulator()
             deployment.start_receiver(f"http://127.0.0.1:{deployment.web_ports[0]}")
@@ -36,8 +42,9 @@ def test_serve_on_a_redis_cluster_delivers_every_alert_once(
             polled = control.create_alerts(TENANT, 5, kind="v2")["ids"]
             control.inject_fault("duplicate_notifications", count=10)
             # Each polled alerts_v2 alert comes with its incident, polled too (by default).
-            incidents = {str(a["incidentId"]) for a in control.alerts(TENANT, "v2")
-                         if a["id"] in polled}
+            incidents = {
+                str(a["incidentId"]) for a in control.alerts(TENANT, "v2") if a["id"] in polled
+            }
             assert len(incidents) == 5
             expected = set(pushed) | set(polled) | incidents
             arrivals = sinks.hooks["hook"].arrivals
@@ -47,8 +54,12 @@ def test_serve_on_a_redis_cluster_delivers_every_alert_once(
                 while not done() and time.monotonic() < deadline:
                     time.sleep(0.2)
 
-            until(lambda: expected <= {a.alert_id for a in arrivals if a.first_seen}
-                  and expected <= set(sinks.tickets_per_alert()))
+            until(
+                lambda: (
+                    expected <= {a.alert_id for a in arrivals if a.first_seen}
+                    and expected <= set(sinks.tickets_per_alert())
+                )
+            )
             control.update_alert(TENANT, pushed[0], {"status": "inProgress"})
             until(lambda: any(not a.first_seen for a in arrivals))
             time.sleep(1)  # a duplicate would arrive now
@@ -58,8 +69,9 @@ def test_serve_on_a_redis_cluster_delivers_every_alert_once(
             deployment.stop()
     firsts = [a.alert_id for a in arrivals if a.first_seen]
     assert sorted(firsts) == sorted(expected), serve.tail()
-    assert [(a.alert_id, a.status) for a in arrivals if not a.first_seen] == \
-        [(pushed[0], "inProgress")]
+    assert [(a.alert_id, a.status) for a in arrivals if not a.first_seen] == [
+        (pushed[0], "inProgress")
+    ]
     assert sinks.tickets_per_alert() == dict.fromkeys(expected, 1)
     asyncio.run(_pipeline_and_script_on_one_slot(redis_cluster.url))
     # The data really lives on the cluster, in the one slot of the prefix's hash tag.
@@ -111,4 +123,3 @@ async def test_cluster_client_on_a_plain_redis_fails_at_once(redis_url: str) -> 
     with pytest.raises(RedisClusterException, match="Cluster mode is not enabled"):
         await connect(RedisSettings(url=redis_url, cluster=True, connect_retries=5))
     assert time.monotonic() - started < 2  # a configuration error: not retried
-

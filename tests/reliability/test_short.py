@@ -18,9 +18,22 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_short_profile_loses_nothing(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.reliability", "--profile", "short", "--out", str(out),
-         "--logs", str(tmp_path / "logs")],
-        cwd=ROOT, capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "tests.reliability",
+            "--profile",
+            "short",
+            "--out",
+            str(out),
+            "--logs",
+            str(tmp_path / "logs"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     lines = proc.stdout.strip().splitlines()
     assert lines, proc.stderr[-3000:]
     last = lines[-1]
@@ -35,7 +48,6 @@ def test_short_profile_loses_nothing(tmp_path: Path) -> None:
     assert not [f for f in report["faults"] if "FAILED" in f], report["faults"]
     assert len(report["faults"]) == len(SHORT.faults)
     assert report["created"]["push"] > 300 and report["created"]["poll"] > 10
-    assert {s["name"]: s["lost"] for s in report["sinks"]} == \
-        {"hook": 0, "flaky": 0, "tickets": 0}
+    assert {s["name"]: s["lost"] for s in report["sinks"]} == {"hook": 0, "flaky": 0, "tickets": 0}
     assert report["sinks"][-1]["duplicated"] == 0  # the ticket sink is idempotent
     assert report["web_answers"].get("503", 0) > 0  # Redis was really down for a while

@@ -33,10 +33,15 @@ def test_errors_name_key_and_line(write_config: WriteConfig) -> None:
     with pytest.raises(ConfigError) as exc:
         load_routes(path, ["console"])
     lines = [i.render() for i in exc.value.issues]
-    assert any(line.startswith(f"{path}:4: route.routes[0].matchers:") and
-               "invalid regular expression" in line for line in lines)
-    assert f"{path}:6: route.routes[1].receiver: unknown sink 'pager' " \
-           "(configured sinks: console)" in lines
+    assert any(
+        line.startswith(f"{path}:4: route.routes[0].matchers:")
+        and "invalid regular expression" in line
+        for line in lines
+    )
+    assert (
+        f"{path}:6: route.routes[1].receiver: unknown sink 'pager' "
+        "(configured sinks: console)" in lines
+    )
     assert any(line.startswith(f"{path}:7: route.routes[1].group_wait:") for line in lines)
     assert f"{path}:8: route.routes[1].colour: unknown key" in lines
 
@@ -45,8 +50,7 @@ def test_root_route_rules(write_config: WriteConfig) -> None:
     with pytest.raises(ConfigError, match="needs a receiver"):
         load_routes(write_config("route:\n  routes: []\n", "r.yaml"), ["a"])
     with pytest.raises(ConfigError, match="cannot have matchers"):
-        load_routes(write_config("route:\n  receiver: a\n  matchers: ['a=b']\n", "r2.yaml"),
-                    ["a"])
+        load_routes(write_config("route:\n  receiver: a\n  matchers: ['a=b']\n", "r2.yaml"), ["a"])
 
 
 @pytest.mark.parametrize(

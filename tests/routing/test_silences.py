@@ -8,14 +8,21 @@ from receiver.envelope import Envelope
 from receiver.routing.silences import Silence, silenced_by
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-ENV = Envelope(id="a", tenant_id="t", source_api="alerts_v2", title="Test alert",
-               severity="low", tenant="contoso", provider="IPC")
+ENV = Envelope(
+    id="a",
+    tenant_id="t",
+    source_api="alerts_v2",
+    title="Test alert",
+    severity="low",
+    tenant="contoso",
+    provider="IPC",
+)
 
 
-def make(*matchers: str, start: timedelta = timedelta(hours=-1),
-         end: timedelta = timedelta(hours=1)) -> Silence:
-    return Silence.new(matchers, NOW + end, "maintenance window, ask bob",
-                       starts_at=NOW + start)
+def make(
+    *matchers: str, start: timedelta = timedelta(hours=-1), end: timedelta = timedelta(hours=1)
+) -> Silence:
+    return Silence.new(matchers, NOW + end, "maintenance window, ask bob", starts_at=NOW + start)
 
 
 @pytest.mark.parametrize(
@@ -25,8 +32,10 @@ def make(*matchers: str, start: timedelta = timedelta(hours=-1),
         (make('tenant="contoso"', 'severity="high"'), False),  # all matchers must match
         (make('title=~".*Test.*"'), True),
         (make('tenant="contoso"', start=timedelta(minutes=5)), False),  # not started
-        (make('tenant="contoso"', start=timedelta(hours=-2), end=timedelta(seconds=-1)),
-         False),  # expired
+        (
+            make('tenant="contoso"', start=timedelta(hours=-2), end=timedelta(seconds=-1)),
+            False,
+        ),  # expired
     ],
 )
 def test_silence_semantics(silence: Silence, silenced: bool) -> None:
@@ -47,7 +56,6 @@ def test_json_round_trip() -> None:
         (["garbage"], "why", timedelta(hours=1), "bad matcher"),
     ],
 )
-def test_invalid_silences(matchers: list[str], comment: str, end: timedelta,
-                          message: str) -> None:
+def test_invalid_silences(matchers: list[str], comment: str, end: timedelta, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Silence.new(matchers, NOW + end, comment, starts_at=NOW - timedelta(hours=1))

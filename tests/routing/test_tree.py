@@ -18,12 +18,16 @@ TREE = {
         "group_wait": "30s",
         "routes": [
             {"receiver": "archive", "continue": True},
-            {"matchers": ['severity="high"'], "receiver": "pager", "repeat_interval": "1h",
-             "routes": [
-                 {"matchers": ['tenant="fabrikam"'], "receiver": "fabrikam-pager"},
-                 {"matchers": ['provider=~"IPC|MCAS"'], "continue": True},
-                 {"matchers": ['status!="resolved"'], "receiver": "tickets"},
-             ]},
+            {
+                "matchers": ['severity="high"'],
+                "receiver": "pager",
+                "repeat_interval": "1h",
+                "routes": [
+                    {"matchers": ['tenant="fabrikam"'], "receiver": "fabrikam-pager"},
+                    {"matchers": ['provider=~"IPC|MCAS"'], "continue": True},
+                    {"matchers": ['status!="resolved"'], "receiver": "tickets"},
+                ],
+            },
             {"matchers": ['severity=~"medium|low"', 'provider="IPC"'], "receiver": "identity"},
             {"matchers": ['title=~".*[Tt]est.*"'], "receiver": "devnull"},
         ],
@@ -33,9 +37,16 @@ ROUTES = TypeAdapter(RoutesConfig).validate_python(TREE)
 
 
 def env(**fields: Any) -> Envelope:
-    base: dict[str, Any] = {"id": "a1", "tenant_id": "t", "source_api": "alerts_v2",
-                            "title": "Suspicious sign-in", "severity": "low", "status": "new",
-                            "tenant": "contoso", "provider": "microsoftDefenderForEndpoint"}
+    base: dict[str, Any] = {
+        "id": "a1",
+        "tenant_id": "t",
+        "source_api": "alerts_v2",
+        "title": "Suspicious sign-in",
+        "severity": "low",
+        "status": "new",
+        "tenant": "contoso",
+        "provider": "microsoftDefenderForEndpoint",
+    }
     base.update(fields)
     return Envelope(**base)
 
@@ -76,8 +87,14 @@ def test_inheritance_of_grouping() -> None:
 
 
 def test_a_sink_gets_an_alert_once() -> None:
-    tree = TypeAdapter(RoutesConfig).validate_python({"route": {"receiver": "a", "routes": [
-        {"receiver": "a", "continue": True}, {"receiver": "a"}]}})
+    tree = TypeAdapter(RoutesConfig).validate_python(
+        {
+            "route": {
+                "receiver": "a",
+                "routes": [{"receiver": "a", "continue": True}, {"receiver": "a"}],
+            }
+        }
+    )
     assert [d.sink for d in route(tree.route, env())] == ["a"]
 
 
@@ -85,13 +102,21 @@ def test_trace_explains() -> None:
     trace = Trace()
     route(ROUTES.route, env(severity="medium", provider="MCAS"), trace)
     text = "\n".join(trace.lines)
-    assert 'route.routes[2] [severity=~"medium|low", provider="IPC"] does not match: ' \
-           'provider="IPC"' in text
+    assert (
+        'route.routes[2] [severity=~"medium|low", provider="IPC"] does not match: '
+        'provider="IPC"' in text
+    )
     assert "route.routes[0] -> archive" in text
 
 
 def test_no_child_matches_the_root_receiver_takes_it() -> None:
-    tree = TypeAdapter(RoutesConfig).validate_python({"route": {"receiver": "default", "routes": [
-        {"matchers": ['severity="high"'], "receiver": "pager"}]}})
+    tree = TypeAdapter(RoutesConfig).validate_python(
+        {
+            "route": {
+                "receiver": "default",
+                "routes": [{"matchers": ['severity="high"'], "receiver": "pager"}],
+            }
+        }
+    )
     assert [d.sink for d in route(tree.route, env())] == ["default"]
     assert [d.route for d in route(tree.route, env())] == ["route"]

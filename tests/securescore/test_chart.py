@@ -70,8 +70,9 @@ def test_maximum_reference_line_and_labels(png: bytes) -> None:
     assert len(dashes) > (right - left) // 3  # dashed: well over a third of the width
     assert len(dashes) < (right - left)  # ... and not solid
     # Text (dark pixels) in the title row, left of the y axis and below the x axis.
-    dark = [(x, y) for x in range(image.width) for y in range(image.height)
-            if sum(pixels[x, y]) < 300]
+    dark = [
+        (x, y) for x in range(image.width) for y in range(image.height) if sum(pixels[x, y]) < 300
+    ]
     assert any(y < top for _, y in dark), "no title"
     assert any(x < left - 4 for x, _ in dark), "no y axis labels"
     assert any(y > bottom + 4 for _, y in dark), "no date labels"

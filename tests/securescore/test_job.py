@@ -29,20 +29,34 @@ from tests.graph.helpers import sim_settings, tenant_entry
 from tests.pipeline.test_e2e import Recorder
 
 
-def _settings(make_settings: MakeSettings, sim: SimulatorHandle, redis_url: str,
-              tmp_path: Path, hook_url: str = "http://127.0.0.1:9", **secure_score: Any
-              ) -> Settings:
+def _settings(
+    make_settings: MakeSettings,
+    sim: SimulatorHandle,
+    redis_url: str,
+    tmp_path: Path,
+    hook_url: str = "http://127.0.0.1:9",
+    **secure_score: Any,
+) -> Settings:
     routes = tmp_path / "routes.yaml"
-    routes.write_text("route:\n  receiver: console\n  routes:\n"
-                      "    - matchers: ['kind=\"secure_score\"']\n      receiver: hook\n")
+    routes.write_text(
+        "route:\n  receiver: console\n  routes:\n"
+        "    - matchers: ['kind=\"secure_score\"']\n      receiver: hook\n"
+    )
     tenant = tenant_entry(sim.tenant, "contoso")
     tenant["poll"] = {"alerts_v2": False}
     tenant["secure_score"] = {"enabled": True, "initial_lookback_days": 30, **secure_score}
-    return sim_settings(make_settings, sim, redis_url, tenants=[tenant],
-                        graph={"max_retries": 0},
-                        sinks=[{"type": "console", "name": "console"},
-                               {"type": "webhook", "name": "hook", "url": hook_url + "/hook"}],
-                        routes_file=str(routes))
+    return sim_settings(
+        make_settings,
+        sim,
+        redis_url,
+        tenants=[tenant],
+        graph={"max_retries": 0},
+        sinks=[
+            {"type": "console", "name": "console"},
+            {"type": "webhook", "name": "hook", "url": hook_url + "/hook"},
+        ],
+        routes_file=str(routes),
+    )
 
 
 def _today(sim: SimulatorHandle) -> dt.date:
@@ -69,14 +83,19 @@ async def recorder() -> AsyncIterator[tuple[Recorder, str]]:
 
 
 def _job(redis: aioredis.Redis, settings: Settings, graph: GraphClient) -> SecureScoreJob:
-    return SecureScoreJob(redis, Keys(settings.redis.key_prefix), settings, graph,
-                          registry=CollectorRegistry())
+    return SecureScoreJob(
+        redis, Keys(settings.redis.key_prefix), settings, graph, registry=CollectorRegistry()
+    )
 
 
 async def test_drop_on_day_20_makes_one_drop_and_one_digest_once(
-        make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings,
-        redis: aioredis.Redis, redis_url: str, tmp_path: Path,
-        recorder: tuple[Recorder, str]) -> None:
+    make_simulator: Callable[..., SimulatorHandle],
+    make_settings: MakeSettings,
+    redis: aioredis.Redis,
+    redis_url: str,
+    tmp_path: Path,
+    recorder: tuple[Recorder, str],
+) -> None:
     rec, hook_url = recorder
     sim = make_simulator()
     tid = sim.tenant.tenant_id
@@ -110,8 +129,10 @@ async def test_drop_on_day_20_makes_one_drop_and_one_digest_once(
         assert [a["id"] for a in digest.raw["actions"]][:1] == ["AdminMFAV2"]  # 10 points off
         assert digest.raw["actions"][0]["gain"] == 10
         state = await redis.hgetall(keys.secure_score(tid))
-        assert state == {b"evaluated": today.isoformat().encode(),
-                         b"digest_week": iso_week(today).encode()}
+        assert state == {
+            b"evaluated": today.isoformat().encode(),
+            b"digest_week": iso_week(today).encode(),
+        }
 
         # The same routing tree: kind = secure_score goes to the webhook, with its timeline.
         worker = build_worker(settings, redis, graph=graph)
@@ -128,8 +149,10 @@ async def test_drop_on_day_20_makes_one_drop_and_one_digest_once(
         await asyncio.to_thread(sim.control.seed_secure_scores, tid, 30, 0, 15.0)
         later = today + dt.timedelta(days=7)
         new = await first.run_tenant(settings.tenants[0])
-        assert [e.id for e in new] == [f"securescore:contoso:{later}:drop",
-                                       f"securescore:contoso:{iso_week(later)}:digest"]
+        assert [e.id for e in new] == [
+            f"securescore:contoso:{later}:drop",
+            f"securescore:contoso:{iso_week(later)}:digest",
+        ]
         assert [e.id for e in await _queued(redis, keys)][-2:] == [e.id for e in new]
         assert await second.run_all() == 0
     finally:
@@ -137,13 +160,18 @@ async def test_drop_on_day_20_makes_one_drop_and_one_digest_once(
 
 
 async def test_first_run_looks_back_only_as_configured(
-        make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings,
-        redis: aioredis.Redis, redis_url: str, tmp_path: Path) -> None:
+    make_simulator: Callable[..., SimulatorHandle],
+    make_settings: MakeSettings,
+    redis: aioredis.Redis,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
     sim = make_simulator()
     tid = sim.tenant.tenant_id
     await asyncio.to_thread(sim.control.seed_secure_scores, tid, 30, 10, 15.0)
-    settings = _settings(make_settings, sim, redis_url, tmp_path, initial_lookback_days=1,
-                         digest_weekday=None)
+    settings = _settings(
+        make_settings, sim, redis_url, tmp_path, initial_lookback_days=1, digest_weekday=None
+    )
     graph = client_for(settings, redis)
     try:
         # The drop was 10 days ago: a first start does not dig it up, nor send a digest.
@@ -156,9 +184,13 @@ async def test_first_run_looks_back_only_as_configured(
 
 
 async def test_graph_failure_loses_nothing(
-        make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings,
-        redis: aioredis.Redis, redis_url: str, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    make_simulator: Callable[..., SimulatorHandle],
+    make_settings: MakeSettings,
+    redis: aioredis.Redis,
+    redis_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     sim = make_simulator()
     tid = sim.tenant.tenant_id
     await asyncio.to_thread(sim.control.seed_secure_scores, tid, 30, 10, 15.0)
@@ -176,17 +208,26 @@ async def test_graph_failure_loses_nothing(
         assert job.registry.get_sample_value("receiver_securescore_failures_total") == 1
         # The next run does it all.
         assert await job.run_all() == 2
-        assert job.registry.get_sample_value(
-            "receiver_securescore_points", {"tenant": "contoso", "kind": "max"}) == 350
-        assert job.registry.get_sample_value(
-            "receiver_securescore_events_total", {"reason": "drop"}) == 1
+        assert (
+            job.registry.get_sample_value(
+                "receiver_securescore_points", {"tenant": "contoso", "kind": "max"}
+            )
+            == 350
+        )
+        assert (
+            job.registry.get_sample_value("receiver_securescore_events_total", {"reason": "drop"})
+            == 1
+        )
     finally:
         await graph.aclose()
 
 
 def test_the_scheduler_runs_it_only_when_enabled(
-        make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings,
-        redis_url: str, tmp_path: Path) -> None:
+    make_simulator: Callable[..., SimulatorHandle],
+    make_settings: MakeSettings,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
     from receiver.scheduler.jobs import build_runner
 
     sim = make_simulator()

@@ -15,21 +15,33 @@ def test_defaults_and_policy(write_config: WriteConfig) -> None:
     data = base_settings_data()
     data["tenants"][0]["secure_score"] = {"enabled": True, "digest_weekday": "friday"}
     config = load_settings(write_config(data)).tenants[0].secure_score
-    assert (config.enabled, config.interval_s, config.drop_threshold, config.top_actions,
-            config.history_days, config.initial_lookback_days) == (True, 86_400, 2.0, 5, 30, 1)
+    assert (
+        config.enabled,
+        config.interval_s,
+        config.drop_threshold,
+        config.top_actions,
+        config.history_days,
+        config.initial_lookback_days,
+    ) == (True, 86_400, 2.0, 5, 30, 1)
     policy = policy_of(config)
     assert policy.digest_weekday == 4 and policy.history_days == 30
     data["tenants"][0]["secure_score"] = {"digest_weekday": None}
-    assert policy_of(load_settings(write_config(data)).tenants[0].secure_score
-                     ).digest_weekday is None
-    assert load_settings(write_config(base_settings_data())).tenants[0].secure_score.enabled \
-        is False
+    assert (
+        policy_of(load_settings(write_config(data)).tenants[0].secure_score).digest_weekday is None
+    )
+    assert (
+        load_settings(write_config(base_settings_data())).tenants[0].secure_score.enabled is False
+    )
 
 
 def test_errors_name_file_line_and_key(write_config: WriteConfig) -> None:
     data = base_settings_data()
-    data["tenants"][0]["secure_score"] = {"enabled": True, "digest_weekday": "funday",
-                                          "history_days": 400, "drop_treshold": 3}
+    data["tenants"][0]["secure_score"] = {
+        "enabled": True,
+        "digest_weekday": "funday",
+        "history_days": 400,
+        "drop_treshold": 3,
+    }
     path = write_config(data)
     with pytest.raises(ConfigError) as info:
         load_settings(path)

@@ -50,14 +50,31 @@ def _events() -> tuple[Envelope, Envelope]:
     for i in range(30):
         day = TODAY - dt.timedelta(days=29 - i)
         mfa = 0.0 if i == 29 else 10.0
-        snaps.append(Snapshot(day, 200.0 + i - (12.0 if i == 29 else 0.0), 350.0, {
-            "AdminMFAV2": ControlScore("AdminMFAV2", "Identity", mfa),
-            "DLPEnabled": ControlScore("DLPEnabled", "Data", 1.0)},
-            (("AllTenants", 41.6),)))
-    profiles = [Profile("AdminMFAV2", "Require MFA for <admins> & co", 10.0, rank=1,
-                        service="AzureAD", user_impact="Low", implementation_cost="Low",
-                        action_url="https://security.microsoft.com/securescore?viewid=actions"),
-                Profile("DLPEnabled", "Turn on DLP", 4.0, rank=2, service="SCC")]
+        snaps.append(
+            Snapshot(
+                day,
+                200.0 + i - (12.0 if i == 29 else 0.0),
+                350.0,
+                {
+                    "AdminMFAV2": ControlScore("AdminMFAV2", "Identity", mfa),
+                    "DLPEnabled": ControlScore("DLPEnabled", "Data", 1.0),
+                },
+                (("AllTenants", 41.6),),
+            )
+        )
+    profiles = [
+        Profile(
+            "AdminMFAV2",
+            "Require MFA for <admins> & co",
+            10.0,
+            rank=1,
+            service="AzureAD",
+            user_impact="Low",
+            implementation_cost="Low",
+            action_url="https://security.microsoft.com/securescore?viewid=actions",
+        ),
+        Profile("DLPEnabled", "Turn on DLP", 4.0, rank=2, service="SCC"),
+    ]
     result = evaluate(snaps, profiles, Policy(initial_lookback_days=1))
     drop, digest = (envelope(f, "contoso", TENANT_ID) for f in result.findings)
     assert (drop.raw["reason"], digest.raw["reason"]) == ("drop", "digest")
@@ -89,8 +106,15 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
 
 
 def _email_sink(**extra: Any) -> EmailSink:
-    data = {"type": "email", "name": "mail", "tls": "none", "sender": "alerts@contoso.com",
-            "to": ["soc@contoso.com"], "timeout_s": 5, **extra}
+    data = {
+        "type": "email",
+        "name": "mail",
+        "tls": "none",
+        "sender": "alerts@contoso.com",
+        "to": ["soc@contoso.com"],
+        "timeout_s": 5,
+        **extra,
+    }
     return EmailSink(config(data), metrics=SinkMetrics())
 
 
@@ -99,12 +123,13 @@ def _png_has_the_line(png: bytes) -> None:
     assert image.size == (720, 320)
     colours = image.getcolors(maxcolors=100_000)
     assert colours is not None
-    assert any(count > 100 and all(abs(a - b) <= 10 for a, b in zip(c, LINE_COLOR, strict=True))
-               for count, c in colours)
+    assert any(
+        count > 100 and all(abs(a - b) <= 10 for a, b in zip(c, LINE_COLOR, strict=True))
+        for count, c in colours
+    )
 
 
-async def test_email_digest_with_inline_chart_and_text_fallback(
-        smtp: tuple[Mailbox, int]) -> None:
+async def test_email_digest_with_inline_chart_and_text_fallback(smtp: tuple[Mailbox, int]) -> None:
     box, port = smtp
     await _email_sink(host="127.0.0.1", port=port).send(DIGEST, Delivery(route="scores"))
     (msg,) = box.messages
@@ -125,8 +150,9 @@ async def test_email_digest_with_inline_chart_and_text_fallback(
     assert "Top improvement actions" in html and "+10" in html
     text = plain.get_content()
     assert "Score: 217 of 350 (62%) on 2026-03-02" in text
-    assert "1. Require MFA for <admins> & co: +10 points (AzureAD, user impact Low, cost Low)" \
-        in text
+    assert (
+        "1. Require MFA for <admins> & co: +10 points (AzureAD, user impact Low, cost Low)" in text
+    )
     assert "2. Turn on DLP: +3 points" in text
     assert "2026-02-01  200" in text and "2026-03-02  217" in text  # the trend, as a table
     assert DIGEST.web_url in text
@@ -146,11 +172,12 @@ async def test_email_drop_lists_the_controls_that_fell(smtp: tuple[Mailbox, int]
 
 
 async def test_graph_sendmail_carries_the_chart_as_an_inline_attachment(
-        make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings,
-        redis_url: str) -> None:
+    make_simulator: Callable[..., SimulatorHandle], make_settings: MakeSettings, redis_url: str
+) -> None:
     sim = make_simulator()
-    settings = sim_settings(make_settings, sim, redis_url,
-                            tenants=[tenant_entry(sim.tenant, "contoso")])
+    settings = sim_settings(
+        make_settings, sim, redis_url, tenants=[tenant_entry(sim.tenant, "contoso")]
+    )
     redis = aioredis.Redis.from_url(redis_url)
     graph = client_for(settings, redis)
     try:
@@ -171,8 +198,9 @@ async def test_graph_sendmail_carries_the_chart_as_an_inline_attachment(
 
 
 @pytest.mark.parametrize("event", [DROP, DIGEST], ids=["drop", "digest"])
-async def test_teams_compact_card_is_valid_1_5(event: Envelope, server: Server,
-                                               pool: ClientPool) -> None:
+async def test_teams_compact_card_is_valid_1_5(
+    event: Envelope, server: Server, pool: ClientPool
+) -> None:
     sink = build_sink(http_config("teams", server.url), pool=pool, metrics=SinkMetrics())
     await sink.send(event, Delivery())
     (attachment,) = server.requests[-1].json["attachments"]
@@ -184,16 +212,17 @@ async def test_teams_compact_card_is_valid_1_5(event: Envelope, server: Server,
     change, colour = ("-11", "Attention") if event is DROP else ("+17", "Good")
     assert [c["items"][1]["text"] for c in columns] == ["217 / 350", "62%", change]
     assert columns[2]["items"][1]["color"] == colour
-    facts = {f["title"]: f["value"] for b in card["body"] if b["type"] == "FactSet"
-             for f in b["facts"]}
+    facts = {
+        f["title"]: f["value"] for b in card["body"] if b["type"] == "FactSet" for f in b["facts"]
+    }
     if event is DROP:
         assert facts == {"Require MFA for <admins> & co": "10 → 0"}
         assert card["body"][0]["style"] == "warning"
     else:
-        assert facts == {"Require MFA for <admins> & co": "+10 points",
-                         "Turn on DLP": "+3 points"}
-    assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open Microsoft Secure Score",
-                                "url": event.web_url}]
+        assert facts == {"Require MFA for <admins> & co": "+10 points", "Turn on DLP": "+3 points"}
+    assert card["actions"] == [
+        {"type": "Action.OpenUrl", "title": "Open Microsoft Secure Score", "url": event.web_url}
+    ]
 
 
 async def test_webhook_gets_the_event_json(server: Server, pool: ClientPool) -> None:
@@ -203,8 +232,9 @@ async def test_webhook_gets_the_event_json(server: Server, pool: ClientPool) -> 
     assert body["kind"] == "secure_score" and body["id"] == DIGEST.id
     assert body["raw"]["actions"][0]["id"] == "AdminMFAV2"
     assert len(body["raw"]["trend"]) == 30
-    cloud = build_sink(http_config("webhook", server.url, cloudevents=True), pool=pool,
-                       metrics=SinkMetrics())
+    cloud = build_sink(
+        http_config("webhook", server.url, cloudevents=True), pool=pool, metrics=SinkMetrics()
+    )
     await cloud.send(DROP, Delivery())
     event = server.requests[-1].json
     assert event["type"] == "com.microsoft.graph.security.secureScore.created"
@@ -212,23 +242,28 @@ async def test_webhook_gets_the_event_json(server: Server, pool: ClientPool) -> 
 
 
 @pytest.mark.parametrize("kind", ["slack", "pagerduty"])
-async def test_other_sinks_render_the_generic_message(kind: str, server: Server,
-                                                      pool: ClientPool) -> None:
+async def test_other_sinks_render_the_generic_message(
+    kind: str, server: Server, pool: ClientPool
+) -> None:
     sink = build_sink(http_config(kind, server.url), pool=pool, metrics=SinkMetrics())
     await sink.send(DROP, Delivery())
     text = server.requests[-1].body.decode()
     assert "Secure Score dropped 11 points to 217 of 350 (contoso)" in text
 
 
-async def test_a_teams_sink_can_override_the_secure_score_card(server: Server, pool: ClientPool,
-                                                               tmp_path: Any) -> None:
+async def test_a_teams_sink_can_override_the_secure_score_card(
+    server: Server, pool: ClientPool, tmp_path: Any
+) -> None:
     custom = tmp_path / "score.json.j2"
-    custom.write_text('{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": '
-                      '"TextBlock", "text": {{ ("Score: " ~ alert.title) | tojson }}}]}')
-    sink = build_sink(http_config("teams", server.url,
-                                  templates={"secure_score.json": str(custom)}),
-                      pool=pool, metrics=SinkMetrics())
+    custom.write_text(
+        '{"type": "AdaptiveCard", "version": "1.5", "body": [{"type": '
+        '"TextBlock", "text": {{ ("Score: " ~ alert.title) | tojson }}}]}'
+    )
+    sink = build_sink(
+        http_config("teams", server.url, templates={"secure_score.json": str(custom)}),
+        pool=pool,
+        metrics=SinkMetrics(),
+    )
     await sink.send(DROP, Delivery())
     (attachment,) = server.requests[-1].json["attachments"]
-    assert attachment["content"]["body"] == [{"type": "TextBlock",
-                                              "text": f"Score: {DROP.title}"}]
+    assert attachment["content"]["body"] == [{"type": "TextBlock", "text": f"Score: {DROP.title}"}]

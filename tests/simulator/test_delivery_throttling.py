@@ -41,10 +41,15 @@ class Setup:
         self.tid = sim.tenant.tenant_id
         expires = parse_datetime(sim.control.clock()["now"]) + dt.timedelta(days=1)
         with sim.graph() as graph:
-            created = graph.post("/subscriptions", json={
-                "changeType": "created,updated", "notificationUrl": self.url,
-                "resource": "security/alerts?$filter=vendorInformation/vendor eq 'Microsoft'",
-                "expirationDateTime": expires.isoformat().replace("+00:00", "Z")})
+            created = graph.post(
+                "/subscriptions",
+                json={
+                    "changeType": "created,updated",
+                    "notificationUrl": self.url,
+                    "resource": "security/alerts?$filter=vendorInformation/vendor eq 'Microsoft'",
+                    "expirationDateTime": expires.isoformat().replace("+00:00", "Z"),
+                },
+            )
         assert created.status_code == 201, created.text
 
     def answer(self, *, fast: int = 0, slow: int = 0) -> None:
@@ -63,13 +68,22 @@ class Setup:
 
 
 @pytest.fixture
-def setup(make_simulator: Callable[..., SimulatorHandle],
-          loopback_receiver: Callable[..., LoopbackReceiver]) -> Callable[..., Setup]:
+def setup(
+    make_simulator: Callable[..., SimulatorHandle],
+    loopback_receiver: Callable[..., LoopbackReceiver],
+) -> Callable[..., Setup]:
     def make(**options: Any) -> Setup:
-        options = {"legacy_alerts": "live", "notifier_max_batch": 1, "notifier_slow_s": SLOW_S,
-                   "notifier_flag_min_count": 10, "notifier_slow_delay_s": DELAY_S,
-                   "notifier_count_window_s": 60.0, **options}
+        options = {
+            "legacy_alerts": "live",
+            "notifier_max_batch": 1,
+            "notifier_slow_s": SLOW_S,
+            "notifier_flag_min_count": 10,
+            "notifier_slow_delay_s": DELAY_S,
+            "notifier_count_window_s": 60.0,
+            **options,
+        }
         return Setup(make_simulator(**options), loopback_receiver())
+
     return make
 
 
@@ -77,8 +91,11 @@ def test_graph_figures_are_the_defaults() -> None:
     config = SimulatorConfig()
     assert config.notification_timeout_s == 3.0
     assert config.notifier_slow_s == 2.9
-    assert (config.notifier_flag_min_count, config.notifier_delay_ratio,
-            config.notifier_drop_ratio) == (100, 0.10, 0.15)
+    assert (
+        config.notifier_flag_min_count,
+        config.notifier_delay_ratio,
+        config.notifier_drop_ratio,
+    ) == (100, 0.10, 0.15)
     assert config.notifier_slow_delay_s == config.notifier_count_window_s == 600.0
     assert config.notifier_max_age_s == 4 * 3600.0
 
@@ -87,11 +104,14 @@ def test_an_answer_over_budget_failed_and_is_retried(setup: Callable[..., Setup]
     s = setup(notification_timeout_s=0.3)
     s.receiver.behaviour.delay_s = 0.6  # the receiver does not answer within the budget
     s.sim.control.create_alert(s.tid)
-    _wait(lambda: s.sim.control.counters().get("notifications.failed_attempts", 0) >= 1,
-          "a timed-out attempt")
+    _wait(
+        lambda: s.sim.control.counters().get("notifications.failed_attempts", 0) >= 1,
+        "a timed-out attempt",
+    )
     s.receiver.behaviour.delay_s = 0.0
     rows = s.sim.control.wait_for_deliveries(
-        lambda rows: any(r["statusCode"] == 202 for r in rows), kind="notification")
+        lambda rows: any(r["statusCode"] == 202 for r in rows), kind="notification"
+    )
     assert [(r["attempt"], r["error"]) for r in rows][:1] == [(1, "timeout")]
     assert rows[-1]["statusCode"] == 202 and rows[-1]["attempt"] >= 2
     assert s.endpoint()["slow"] >= 1  # a timeout counts as a slow answer
@@ -104,7 +124,8 @@ def test_under_the_minimum_count_nothing_is_flagged(setup: Callable[..., Setup])
 
 
 def test_ten_percent_slow_delays_every_notification_and_failures_retry_late(
-        setup: Callable[..., Setup]) -> None:
+    setup: Callable[..., Setup],
+) -> None:
     s = setup()
     s.answer(fast=13, slow=2)  # 2 of 15: 13%
     assert s.endpoint() == {"state": "delayed", "count": 15, "slow": 2}
@@ -124,13 +145,16 @@ def test_ten_percent_slow_delays_every_notification_and_failures_retry_late(
 
 
 def test_fifteen_percent_slow_drops_and_the_flush_lets_them_through_again(
-        setup: Callable[..., Setup]) -> None:
+    setup: Callable[..., Setup],
+) -> None:
     s = setup(notifier_count_window_s=3.0)
     s.answer(fast=8, slow=2)  # 2 of 10: 20%
     assert s.endpoint()["state"] == "dropped"
     s.sim.control.create_alerts(s.tid, 3)
-    _wait(lambda: s.sim.control.counters().get("notifications.throttle_dropped") == 3,
-          "three dropped notifications")
+    _wait(
+        lambda: s.sim.control.counters().get("notifications.throttle_dropped") == 3,
+        "three dropped notifications",
+    )
     assert len(s.receiver.notifications()) == 10  # nothing more reached the receiver
     _wait(lambda: s.endpoint()["state"] == "normal", "the counts to be flushed", timeout=10)
     assert s.endpoint()["count"] == 0

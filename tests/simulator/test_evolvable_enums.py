@@ -13,23 +13,32 @@ INCLUDE = {"Prefer": "include-unknown-enum-members"}
 
 
 def _sentinel_alert(sim: SimulatorHandle) -> str:
-    return sim.control.create_alert(sim.tenant.tenant_id, kind="v2",
-                                    serviceSource="microsoftSentinel")
+    return sim.control.create_alert(
+        sim.tenant.tenant_id, kind="v2", serviceSource="microsoftSentinel"
+    )
 
 
 def test_the_evolvable_members_are_the_docs_tables() -> None:
     assert V2_EVOLVABLE["serviceSource"] == {
-        "microsoftDefenderForCloud", "microsoftSentinel", "microsoftThreatIntelligence"}
-    assert {"microsoftSentinel", "microsoftDefenderForCloud", "nrtAlerts",
-            "builtInMl"} <= V2_EVOLVABLE["detectionSource"]
+        "microsoftDefenderForCloud",
+        "microsoftSentinel",
+        "microsoftThreatIntelligence",
+    }
+    assert {
+        "microsoftSentinel",
+        "microsoftDefenderForCloud",
+        "nrtAlerts",
+        "builtInMl",
+    } <= V2_EVOLVABLE["detectionSource"]
     assert "cloudAppSecurity" not in V2_EVOLVABLE["detectionSource"]
     assert {"status": frozenset({"awaitingAction"})} == INCIDENT_EVOLVABLE
 
 
 def test_alert_without_the_header_gets_unknown_future_value(simulator: SimulatorHandle) -> None:
     alert_id = _sentinel_alert(simulator)
-    mde = simulator.control.create_alert(simulator.tenant.tenant_id, kind="v2",
-                                         serviceSource="microsoftDefenderForEndpoint")
+    mde = simulator.control.create_alert(
+        simulator.tenant.tenant_id, kind="v2", serviceSource="microsoftDefenderForEndpoint"
+    )
     with simulator.graph() as graph:
         plain = graph.get(f"/security/alerts_v2/{alert_id}")
         listed = graph.get("/security/alerts_v2").json()["value"]
@@ -42,23 +51,30 @@ def test_alert_without_the_header_gets_unknown_future_value(simulator: Simulator
     assert by_id[alert_id]["serviceSource"] == "unknownFutureValue"
     assert by_id[mde]["serviceSource"] == "microsoftDefenderForEndpoint"  # a known member
     # Graph's store keeps the real member; only the answer hides it.
-    (stored,) = [a for a in simulator.control.alerts(simulator.tenant.tenant_id, "v2")
-                 if a["id"] == alert_id]
+    (stored,) = [
+        a for a in simulator.control.alerts(simulator.tenant.tenant_id, "v2") if a["id"] == alert_id
+    ]
     assert stored["serviceSource"] == "microsoftSentinel"
 
 
-@pytest.mark.parametrize("prefer", [
-    "include-unknown-enum-members",
-    "return=representation, include-unknown-enum-members",
-    "Include-Unknown-Enum-Members ,odata.maxpagesize=5",
-])
+@pytest.mark.parametrize(
+    "prefer",
+    [
+        "include-unknown-enum-members",
+        "return=representation, include-unknown-enum-members",
+        "Include-Unknown-Enum-Members ,odata.maxpagesize=5",
+    ],
+)
 def test_the_header_brings_the_real_members(simulator: SimulatorHandle, prefer: str) -> None:
     alert_id = _sentinel_alert(simulator)
     with simulator.graph() as graph:
         one = graph.get(f"/security/alerts_v2/{alert_id}", headers={"Prefer": prefer})
         listed = graph.get("/security/alerts_v2", headers={"Prefer": prefer})
-        patched = graph.patch(f"/security/alerts_v2/{alert_id}", json={"status": "inProgress"},
-                              headers={"Prefer": prefer})
+        patched = graph.patch(
+            f"/security/alerts_v2/{alert_id}",
+            json={"status": "inProgress"},
+            headers={"Prefer": prefer},
+        )
     for response in (one, listed, patched):
         assert response.status_code == 200, response.text
         assert response.headers["preference-applied"] == "include-unknown-enum-members"
@@ -72,13 +88,16 @@ def test_incident_status_awaiting_action(simulator: SimulatorHandle) -> None:
     made = simulator.control.create_incidents(tid, serviceSource="microsoftSentinel")
     (incident_id,) = made["ids"]
     with simulator.graph() as graph:
-        patched = graph.patch(f"/security/incidents/{incident_id}",
-                              json={"status": "awaitingAction"})
+        patched = graph.patch(
+            f"/security/incidents/{incident_id}", json={"status": "awaitingAction"}
+        )
         plain = graph.get(f"/security/incidents/{incident_id}", params={"$expand": "alerts"})
-        full = graph.get(f"/security/incidents/{incident_id}", params={"$expand": "alerts"},
-                         headers=INCLUDE)
-        filtered = graph.get("/security/incidents",
-                             params={"$filter": "status eq 'awaitingAction'"}, headers=INCLUDE)
+        full = graph.get(
+            f"/security/incidents/{incident_id}", params={"$expand": "alerts"}, headers=INCLUDE
+        )
+        filtered = graph.get(
+            "/security/incidents", params={"$filter": "status eq 'awaitingAction'"}, headers=INCLUDE
+        )
     assert patched.status_code == 200 and patched.json()["status"] == "unknownFutureValue"
     assert plain.json()["status"] == "unknownFutureValue"
     assert plain.json()["alerts"][0]["serviceSource"] == "unknownFutureValue"
@@ -88,19 +107,26 @@ def test_incident_status_awaiting_action(simulator: SimulatorHandle) -> None:
 
 
 def test_unclassified_is_unknown_and_determination_is_confirmed_activity(
-        simulator: SimulatorHandle) -> None:
+    simulator: SimulatorHandle,
+) -> None:
     tid = simulator.tenant.tenant_id
     alert_id = simulator.control.create_alert(tid, kind="v2")
     with simulator.graph() as graph:
         alert = graph.get(f"/security/alerts_v2/{alert_id}").json()
         incident = graph.get(f"/security/incidents/{alert['incidentId']}").json()
-        old_name = graph.patch(f"/security/alerts_v2/{alert_id}",
-                               json={"determination": "confirmedUserActivity"})
-        ok = graph.patch(f"/security/alerts_v2/{alert_id}",
-                         json={"classification": "informationalExpectedActivity",
-                               "determination": "confirmedActivity"})
-        filtered = graph.get("/security/alerts_v2",
-                             params={"$filter": "classification eq 'unknown'"})
+        old_name = graph.patch(
+            f"/security/alerts_v2/{alert_id}", json={"determination": "confirmedUserActivity"}
+        )
+        ok = graph.patch(
+            f"/security/alerts_v2/{alert_id}",
+            json={
+                "classification": "informationalExpectedActivity",
+                "determination": "confirmedActivity",
+            },
+        )
+        filtered = graph.get(
+            "/security/alerts_v2", params={"$filter": "classification eq 'unknown'"}
+        )
     assert (alert["classification"], alert["determination"]) == ("unknown", "unknown")
     assert (incident["classification"], incident["determination"]) == ("unknown", "unknown")
     assert old_name.status_code == 400
@@ -112,7 +138,9 @@ def test_prefer_header_parsing_is_per_preference(simulator: SimulatorHandle) -> 
     """A preference that merely contains the words is not the preference."""
     alert_id = _sentinel_alert(simulator)
     with simulator.graph() as graph:
-        response = graph.get(f"/security/alerts_v2/{alert_id}",
-                             headers={"Prefer": "x-include-unknown-enum-members-not"})
+        response = graph.get(
+            f"/security/alerts_v2/{alert_id}",
+            headers={"Prefer": "x-include-unknown-enum-members-not"},
+        )
     assert response.json()["serviceSource"] == "unknownFutureValue"
     assert "preference-applied" not in response.headers

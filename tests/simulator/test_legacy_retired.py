@@ -58,8 +58,10 @@ def test_retired_reads_are_empty_and_single_alerts_404(
         one = graph.get(f"/security/alerts/{alert_id}")
         patched = graph.patch(
             f"/security/alerts/{alert_id}",
-            json={"status": "resolved", "vendorInformation": {"provider": "IPC",
-                                                               "vendor": "Microsoft"}},
+            json={
+                "status": "resolved",
+                "vendorInformation": {"provider": "IPC", "vendor": "Microsoft"},
+            },
         )
         v2 = graph.get(f"/security/alerts_v2/{v2_id}")
     assert listed.status_code == 200 and listed.json()["value"] == []
@@ -105,15 +107,15 @@ def test_switching_to_live_serves_what_was_stored(
     with sim.graph() as graph:
         assert _subscribe(sim, graph, f"{receiver.url}/notify").status_code == 201
         assert sim.control.legacy_alerts("live") == {
-            "mode": "live", "live": True, "retiredAt": "2026-10-15T00:00:00.0000000Z",
+            "mode": "live",
+            "live": True,
+            "retiredAt": "2026-10-15T00:00:00.0000000Z",
         }
         assert [a["id"] for a in graph.get("/security/alerts").json()["value"]] == [alert_id]
         assert graph.get(f"/security/alerts/{alert_id}").status_code == 200
     sim.control.update_alert(tid, alert_id, {"status": "inProgress"})
     (notification,) = receiver.wait_for(1)
-    assert [i["resource"] for i in notification.json()["value"]] == [
-        f"security/alerts/{alert_id}"
-    ]
+    assert [i["resource"] for i in notification.json()["value"]] == [f"security/alerts/{alert_id}"]
     assert sim.control.legacy_alerts("auto")["mode"] == "auto"
     sim.control.reset()
     assert sim.control.legacy_alerts()["mode"] == "retired"  # reset: back to the config
@@ -138,7 +140,9 @@ def test_auto_retires_on_the_virtual_clock(
 
         sim.control.advance_clock(hours=2)
         assert sim.control.legacy_alerts() == {
-            "mode": "auto", "live": False, "retiredAt": sim.control.legacy_alerts()["retiredAt"],
+            "mode": "auto",
+            "live": False,
+            "retiredAt": sim.control.legacy_alerts()["retiredAt"],
         }
         assert graph.get("/security/alerts").json()["value"] == []
         _assert_item_not_found(graph.get(f"/security/alerts/{alert_id}"))

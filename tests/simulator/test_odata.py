@@ -100,13 +100,16 @@ def test_enum_members_are_checked() -> None:
         odata.resolve_enums(odata.parse_filter("not ('New' eq status)"), enums)
 
 
-@pytest.mark.parametrize("text", [
-    "status eq 'NewAlert'",  # the docs' own example (legacy alerts)
-    "status eq 'NEWALERT'",
-    "'newalert' eq status",
-    "status eq microsoft.graph.alertStatus'NewAlert'",
-    "not (status ne 'NewAlert') and title eq 'NewAlert'",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "status eq 'NewAlert'",  # the docs' own example (legacy alerts)
+        "status eq 'NEWALERT'",
+        "'newalert' eq status",
+        "status eq microsoft.graph.alertStatus'NewAlert'",
+        "not (status ne 'NewAlert') and title eq 'NewAlert'",
+    ],
+)
 def test_enum_literals_match_members_case_insensitively(text: str) -> None:
     enums = {"status": frozenset({"newAlert", "resolved"})}
     expr = odata.resolve_enums(odata.parse_filter(text), enums)
@@ -119,7 +122,8 @@ def test_only_enum_properties_are_case_folded() -> None:
     expr = odata.resolve_enums(odata.parse_filter("title eq 'NewAlert'"), enums)
     assert not odata.evaluate(expr, {"title": "newalert"})  # strings compare exactly
     inside = odata.resolve_enums(
-        odata.parse_filter("userStates/any(u: u/status eq 'x') or status eq 'NEWALERT'"), enums)
+        odata.parse_filter("userStates/any(u: u/status eq 'x') or status eq 'NEWALERT'"), enums
+    )
     assert odata.evaluate(inside, {"status": "newAlert", "userStates": []})
 
 

@@ -48,16 +48,16 @@ def test_a_deleted_alert_is_gone_and_its_late_notification_still_posted(
         alert_id = simulator.control.create_alert(tid, provider="IPC")
         receiver.wait_for(1)
         answer = simulator.control.http.request(
-            "DELETE", f"/alerts/{alert_id}", json={"tenantId": tid, "notify": "updated"})
-        assert answer.status_code == 200 and answer.json() == {"deleted": alert_id,
-                                                               "notified": 1}
+            "DELETE", f"/alerts/{alert_id}", json={"tenantId": tid, "notify": "updated"}
+        )
+        assert answer.status_code == 200 and answer.json() == {"deleted": alert_id, "notified": 1}
         receiver.wait_for(2)
         late = receiver.notifications()[1].json()["value"][0]
         assert (late["resourceData"]["id"], late["changeType"]) == (alert_id, "updated")
         assert graph.get(f"/security/alerts/{alert_id}").status_code == 404
-    again = simulator.control.http.request("DELETE", f"/alerts/{alert_id}",
-                                           json={"tenantId": tid})
+    again = simulator.control.http.request("DELETE", f"/alerts/{alert_id}", json={"tenantId": tid})
     assert again.status_code == 404
-    bad = simulator.control.http.request("DELETE", f"/alerts/{alert_id}",
-                                         json={"tenantId": tid, "notify": "exploded"})
+    bad = simulator.control.http.request(
+        "DELETE", f"/alerts/{alert_id}", json={"tenantId": tid, "notify": "exploded"}
+    )
     assert bad.status_code == 400

@@ -296,10 +296,15 @@ def test_filters_accept_the_docs_enum_casing(
         v2 = graph.get("/security/alerts_v2", params={"$filter": "status eq 'New'"})
         bad = graph.get("/security/alerts", params={"$filter": "status eq 'New'"})
         expires = parse_datetime(sim.control.clock()["now"]) + dt.timedelta(days=1)
-        created = graph.post("/subscriptions", json={
-            "changeType": "updated", "notificationUrl": f"{receiver.url}/n",
-            "resource": "security/alerts?$filter=status eq 'InProgress'",
-            "expirationDateTime": expires.isoformat().replace("+00:00", "Z")})
+        created = graph.post(
+            "/subscriptions",
+            json={
+                "changeType": "updated",
+                "notificationUrl": f"{receiver.url}/n",
+                "resource": "security/alerts?$filter=status eq 'InProgress'",
+                "expirationDateTime": expires.isoformat().replace("+00:00", "Z"),
+            },
+        )
     assert [a["id"] for a in by_docs.json()["value"]] == [legacy]
     assert [i["id"] for i in active.json()["value"]] == [incident]
     assert incident in [i["id"] for i in severe.json()["value"]]

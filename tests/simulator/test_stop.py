@@ -30,15 +30,33 @@ class Running:
         self.ca = tmp_path / "ca.pem"
         self.log = (tmp_path / "simulator.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver.simulator", "--port", str(self.port),
-             "--tls-dir", str(tmp_path / "tls"), "--ca-out", str(self.ca), "--no-throttle",
-             "--log-level", "info"],
-            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "receiver.simulator",
+                "--port",
+                str(self.port),
+                "--tls-dir",
+                str(tmp_path / "tls"),
+                "--ca-out",
+                str(self.ca),
+                "--no-throttle",
+                "--log-level",
+                "info",
+            ],
+            cwd=REPO,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
 
     def client(self) -> httpx.Client:
         """A client whose pool keeps its connection open (HTTP/1.1 keep-alive)."""
-        return httpx.Client(base_url=self.base, trust_env=False, timeout=10.0,
-                            verify=ssl.create_default_context(cafile=str(self.ca)))
+        return httpx.Client(
+            base_url=self.base,
+            trust_env=False,
+            timeout=10.0,
+            verify=ssl.create_default_context(cafile=str(self.ca)),
+        )
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + 30
@@ -87,15 +105,25 @@ def test_sigterm_with_an_idle_keep_alive_connection(running: Running, tmp_path: 
 def test_a_request_in_flight_finishes_before_the_exit(running: Running) -> None:
     running.wait_ready()
     with running.client() as control, running.client() as graph:
-        token = control.post(f"/{DEMO_TENANT_ID}/oauth2/v2.0/token", data={
-            "grant_type": "client_credentials", "client_id": DEMO_CLIENT_ID,
-            "client_secret": DEMO_CLIENT_SECRET,
-            "scope": "https://graph.microsoft.com/.default"}).json()["access_token"]
-        assert control.post("/_sim/faults", json={"kind": "graph_latency",
-                                                  "ms": 1000}).status_code == 201
+        token = control.post(
+            f"/{DEMO_TENANT_ID}/oauth2/v2.0/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": DEMO_CLIENT_ID,
+                "client_secret": DEMO_CLIENT_SECRET,
+                "scope": "https://graph.microsoft.com/.default",
+            },
+        ).json()["access_token"]
+        assert (
+            control.post("/_sim/faults", json={"kind": "graph_latency", "ms": 1000}).status_code
+            == 201
+        )
         answers: list[httpx.Response] = []
-        request = threading.Thread(target=lambda: answers.append(graph.get(
-            "/v1.0/security/alerts_v2", headers={"Authorization": f"Bearer {token}"})))
+        request = threading.Thread(
+            target=lambda: answers.append(
+                graph.get("/v1.0/security/alerts_v2", headers={"Authorization": f"Bearer {token}"})
+            )
+        )
         request.start()
         deadline = time.monotonic() + 10
         while control.get("/_sim/counters").json().get("graph.security") != 1:

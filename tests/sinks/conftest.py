@@ -68,15 +68,21 @@ class Server:
         self.default = Answer(200, "")
         self.handler: Handler | None = None
         self.url = ""
-        self.app = Starlette(routes=[Route("/{path:path}", self._endpoint,
-                                           methods=["GET", "POST", "PATCH", "PUT"])])
+        self.app = Starlette(
+            routes=[Route("/{path:path}", self._endpoint, methods=["GET", "POST", "PATCH", "PUT"])]
+        )
 
     def fail(self, *answers: Answer) -> None:
         self.script.extend(answers)
 
     async def _endpoint(self, request: Request) -> Response:
-        rec = Recorded(request.method, request.url.path, dict(request.query_params),
-                       {k.lower(): v for k, v in request.headers.items()}, await request.body())
+        rec = Recorded(
+            request.method,
+            request.url.path,
+            dict(request.query_params),
+            {k.lower(): v for k, v in request.headers.items()},
+            await request.body(),
+        )
         self.requests.append(rec)
         answer: Answer | None = self.script.pop(0) if self.script else None
         if answer is None and self.handler is not None:
@@ -105,10 +111,18 @@ async def served_tls(app: Any, tls: TlsFiles) -> AsyncIterator[str]:
     import uvicorn
 
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                            access_log=False, lifespan="off", loop="asyncio",
-                            timeout_graceful_shutdown=1,
-                            ssl_certfile=str(tls.cert_path), ssl_keyfile=str(tls.key_path))
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        loop="asyncio",
+        timeout_graceful_shutdown=1,
+        ssl_certfile=str(tls.cert_path),
+        ssl_keyfile=str(tls.key_path),
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(500):
@@ -143,16 +157,29 @@ def metrics() -> SinkMetrics:
 
 def make_envelope(alert_id: str = "da637551227677560813_-961444813", **changes: Any) -> Envelope:
     base = Envelope(
-        id=alert_id, tenant_id=TENANT_ID, source_api="alerts_v2", tenant="contoso",
-        title="Suspicious PowerShell <download> & run", severity="high", status="new",
+        id=alert_id,
+        tenant_id=TENANT_ID,
+        source_api="alerts_v2",
+        tenant="contoso",
+        title="Suspicious PowerShell <download> & run",
+        severity="high",
+        status="new",
         description="A process ran an encoded PowerShell command that downloaded a file.",
-        category="Execution", provider="microsoftDefenderForEndpoint",
-        product="Microsoft Defender for Endpoint", created_at="2026-03-01T10:00:00Z",
-        updated_at="2026-03-01T10:05:00Z", first_activity_at="2026-03-01T09:58:00Z",
+        category="Execution",
+        provider="microsoftDefenderForEndpoint",
+        product="Microsoft Defender for Endpoint",
+        created_at="2026-03-01T10:00:00Z",
+        updated_at="2026-03-01T10:05:00Z",
+        first_activity_at="2026-03-01T09:58:00Z",
         web_url=f"https://security.microsoft.com/alerts/{alert_id}?tid={TENANT_ID}",
-        entities=(Entity("user", "adele@contoso.com"), Entity("device", "pc-042.contoso.com"),
-                  Entity("ip", "203.0.113.7")),
-        tags=("Ransomware",), raw={"id": alert_id, "severity": "high"})
+        entities=(
+            Entity("user", "adele@contoso.com"),
+            Entity("device", "pc-042.contoso.com"),
+            Entity("ip", "203.0.113.7"),
+        ),
+        tags=("Ransomware",),
+        raw={"id": alert_id, "severity": "high"},
+    )
     if changes:
         from dataclasses import replace
 
@@ -163,8 +190,11 @@ def make_envelope(alert_id: str = "da637551227677560813_-961444813", **changes: 
 def update_of(envelope: Envelope, **fields: Any) -> Envelope:
     from dataclasses import replace
 
-    changed = tuple(k for k in ("status", "severity", "assigned_to", "classification",
-                                "determination") if k in fields)
+    changed = tuple(
+        k
+        for k in ("status", "severity", "assigned_to", "classification", "determination")
+        if k in fields
+    )
     updated = replace(envelope, updated_at="2026-03-01T11:00:00Z", **fields)
     return updated.as_update(changed)
 

@@ -17,8 +17,16 @@ SNOW_PASSWORD = "sn0w-p4ssw0rd-SECRET"
 PD_KEY = "R0UT1NGK3Ypagerdutysecret0"
 SMTP_PASSWORD = "smtp-p4ss-SECRET-value"
 
-SECRETS = (TEAMS_TOKEN, SLACK_TOKEN, WEBHOOK_TOKEN, SIGNING_SECRET.removeprefix("whsec_"),
-           JIRA_TOKEN, SNOW_PASSWORD, PD_KEY, SMTP_PASSWORD)
+SECRETS = (
+    TEAMS_TOKEN,
+    SLACK_TOKEN,
+    WEBHOOK_TOKEN,
+    SIGNING_SECRET.removeprefix("whsec_"),
+    JIRA_TOKEN,
+    SNOW_PASSWORD,
+    PD_KEY,
+    SMTP_PASSWORD,
+)
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(SinkSettings)
 
@@ -35,14 +43,22 @@ def http_config(kind: str, url: str, **extra: Any) -> Any:
     elif kind == "slack":
         data["url"] = f"{url}/services/{SLACK_TOKEN}"
     elif kind == "webhook":
-        data.update(url=f"{url}/hooks/{WEBHOOK_TOKEN}", signing_secret=SIGNING_SECRET,
-                    headers={"Authorization": "Bearer hdr-secret-bearer-token"})
+        data.update(
+            url=f"{url}/hooks/{WEBHOOK_TOKEN}",
+            signing_secret=SIGNING_SECRET,
+            headers={"Authorization": "Bearer hdr-secret-bearer-token"},
+        )
     elif kind == "pagerduty":
         data.update(url=f"{url}/v2/enqueue", routing_key=PD_KEY)
     elif kind == "jira":
         data.update(url=url, email="bot@contoso.com", api_token=JIRA_TOKEN, project="SEC")
     elif kind == "servicenow":
-        data.update(url=url, username="svc-graph", password=SNOW_PASSWORD,
-                    assignment_group="SOC", caller_id="graph-receiver")
+        data.update(
+            url=url,
+            username="svc-graph",
+            password=SNOW_PASSWORD,
+            assignment_group="SOC",
+            caller_id="graph-receiver",
+        )
     data.update(extra)
     return config(data)

@@ -14,15 +14,26 @@ from tests.sinks.vendors import FakeJira
 
 
 async def test_sinks_test_reports_success_and_failure(
-        server: Server, write_config: WriteConfig, redis_url: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    server: Server, write_config: WriteConfig, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = base_settings_data()
     data["redis"]["url"] = redis_url
     data["sinks"] = [
-        {"type": "webhook", "name": "siem", "url": f"{server.url}/hooks/{WEBHOOK_TOKEN}",
-         "timeout_s": 2},
-        {"type": "jira", "name": "jira", "url": server.url, "email": "bot@contoso.com",
-         "api_token": JIRA_TOKEN, "project": "SEC", "timeout_s": 2},
+        {
+            "type": "webhook",
+            "name": "siem",
+            "url": f"{server.url}/hooks/{WEBHOOK_TOKEN}",
+            "timeout_s": 2,
+        },
+        {
+            "type": "jira",
+            "name": "jira",
+            "url": server.url,
+            "email": "bot@contoso.com",
+            "api_token": JIRA_TOKEN,
+            "project": "SEC",
+            "timeout_s": 2,
+        },
     ]
     path = str(write_config(data))
     server.default = Answer(204)

@@ -40,8 +40,9 @@ class Mailbox:
     refuse: dict[str, str] = field(default_factory=dict)  # address -> SMTP reply
     data_reply: str = "250 OK"
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: Any) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any
+    ) -> str:
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
@@ -56,12 +57,16 @@ class Mailbox:
 
 
 def _auth(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-    ok = isinstance(data, LoginPassword) and data.login == b"alerts" \
+    ok = (
+        isinstance(data, LoginPassword)
+        and data.login == b"alerts"
         and data.password == SMTP_PASSWORD.encode()
+    )
     if ok:
         return AuthResult(success=True)
-    return AuthResult(success=False, handled=False,
-                      message="535 5.7.8 Authentication credentials invalid")
+    return AuthResult(
+        success=False, handled=False, message="535 5.7.8 Authentication credentials invalid"
+    )
 
 
 @pytest.fixture
@@ -73,8 +78,12 @@ def smtp(tls_files: TlsFiles, request: pytest.FixtureRequest) -> Iterator[tuple[
     port = free_port()
     kwargs: dict[str, Any] = {}
     if mode == "starttls":
-        kwargs = {"tls_context": ctx, "require_starttls": True, "authenticator": _auth,
-                  "auth_required": True}
+        kwargs = {
+            "tls_context": ctx,
+            "require_starttls": True,
+            "authenticator": _auth,
+            "auth_required": True,
+        }
     elif mode == "implicit":
         # aiosmtpd counts only STARTTLS as TLS (it would refuse AUTH here): AUTH is tested
         # on the STARTTLS server.
@@ -86,9 +95,16 @@ def smtp(tls_files: TlsFiles, request: pytest.FixtureRequest) -> Iterator[tuple[
 
 
 def _sink(port: int, tls_files: TlsFiles | None = None, **extra: Any) -> EmailSink:
-    data: dict[str, Any] = {"type": "email", "name": "mail", "host": "127.0.0.1", "port": port,
-                            "tls": "none", "sender": SENDER,
-                            "to": ["soc@contoso.com"], "timeout_s": 5}
+    data: dict[str, Any] = {
+        "type": "email",
+        "name": "mail",
+        "host": "127.0.0.1",
+        "port": port,
+        "tls": "none",
+        "sender": SENDER,
+        "to": ["soc@contoso.com"],
+        "timeout_s": 5,
+    }
     if tls_files is not None:
         data["ca_bundle"] = str(tls_files.ca_path)
     data.update(extra)
@@ -126,8 +142,10 @@ async def test_plain_multipart_and_a_three_message_thread(smtp: tuple[Mailbox, i
     sink = _sink(port, cc=["lead@contoso.com"])
     env = make_envelope()
     taken = update_of(env, status="inProgress", assigned_to="adele@contoso.com")
-    resolved = replace(update_of(taken, status="resolved", classification="truePositive"),
-                       updated_at="2026-03-01T12:30:00Z")
+    resolved = replace(
+        update_of(taken, status="resolved", classification="truePositive"),
+        updated_at="2026-03-01T12:30:00Z",
+    )
     for version in (env, taken, resolved):
         await sink.send(version, Delivery(route="soc"))
     (sender, rcpts, first), (_, _, second), (_, _, third) = box.messages
@@ -139,15 +157,19 @@ async def test_plain_multipart_and_a_three_message_thread(smtp: tuple[Mailbox, i
     text = first.get_body(("plain",))
     html = first.get_body(("html",))
     assert text is not None and html is not None
-    assert text.get_content().splitlines()[:3] == ["New: High severity alert, status new", "",
-                                                   env.title]
+    assert text.get_content().splitlines()[:3] == [
+        "New: High severity alert, status new",
+        "",
+        env.title,
+    ]
     assert env.title in text.get_content() and env.web_url in text.get_content()
     html_text = html.get_content()
     assert "&lt;download&gt; &amp; run" in html_text and "<download>" not in html_text
     assert f'href="{env.web_url}"' in html_text
     body2 = second.get_body(("plain",)).get_content()
-    assert body2.splitlines()[0] == ("Updated: High severity alert, status inProgress, "
-                                     "assigned to adele@contoso.com")
+    assert body2.splitlines()[0] == (
+        "Updated: High severity alert, status inProgress, assigned to adele@contoso.com"
+    )
     assert "Status is now inProgress" in body2
     body3 = third.get_body(("plain",)).get_content()
     assert body3.startswith("Resolved: ") and "Status is now resolved" in body3
@@ -156,8 +178,7 @@ async def test_plain_multipart_and_a_three_message_thread(smtp: tuple[Mailbox, i
     assert _thread_index(third)[22:26] > _thread_index(second)[22:26]
 
 
-async def test_thread_ids_survive_a_restart_and_a_second_worker(
-        smtp: tuple[Mailbox, int]) -> None:
+async def test_thread_ids_survive_a_restart_and_a_second_worker(smtp: tuple[Mailbox, int]) -> None:
     box, port = smtp
     env = make_envelope()
     update = update_of(env, status="resolved")
@@ -166,28 +187,31 @@ async def test_thread_ids_survive_a_restart_and_a_second_worker(
     await _sink(port).send(update, Delivery(attempt=2))  # a retry of the same version
     await _sink(port, name="mail-oncall").send(env, Delivery())  # another sink: its own
     await _sink(port).send(make_envelope("other-alert"), Delivery())
-    (_, _, first), (_, _, second), (_, _, retry), (_, _, other_sink), (_, _, other) = \
-        box.messages
+    (_, _, first), (_, _, second), (_, _, retry), (_, _, other_sink), (_, _, other) = box.messages
     _assert_one_thread("mail", env, [first, second])
     assert retry["Message-ID"] == second["Message-ID"]  # readers keep one copy
     assert retry["Thread-Index"] == second["Thread-Index"]
-    assert other_sink["Message-ID"] == thread_id("mail-oncall", env, SENDER) \
-        != first["Message-ID"]
+    assert other_sink["Message-ID"] == thread_id("mail-oncall", env, SENDER) != first["Message-ID"]
     assert other["Message-ID"] == thread_id("mail", make_envelope("other-alert"), SENDER)
     assert len({str(m["Message-ID"]) for m in (first, other_sink, other)}) == 3
 
 
-async def test_a_group_is_one_thread_though_its_title_changes(
-        smtp: tuple[Mailbox, int]) -> None:
+async def test_a_group_is_one_thread_though_its_title_changes(smtp: tuple[Mailbox, int]) -> None:
     box, port = smtp
     sink = _sink(port)
     a, b = make_envelope("a1"), make_envelope("b2", severity="medium")
     labels = {"tenant": "contoso", "incident_id": "7"}
     first = summarize("g1", 1_000, 2_000, labels, [a], [], first=True)
     later = summarize("g1", 1_000, 62_000, labels, [a, b], ["b2"], first=False)
-    done = summarize("g1", 1_000, 122_000, labels,
-                     [update_of(a, status="resolved"), update_of(b, status="resolved")],
-                     ["a1", "b2"], first=False)
+    done = summarize(
+        "g1",
+        1_000,
+        122_000,
+        labels,
+        [update_of(a, status="resolved"), update_of(b, status="resolved")],
+        ["a1", "b2"],
+        first=False,
+    )
     assert first.title != later.title  # "2 alerts: ..." after the second joins
     for message in (first, later, done):
         await sink.send(message, Delivery())
@@ -202,7 +226,7 @@ async def test_route_recipients(smtp: tuple[Mailbox, int]) -> None:
     sink = _sink(port)
     route = Delivery(params=(("to", "oncall@contoso.com; b@contoso.com"),))
     await sink.send(make_envelope(), route)
-    (_, rcpts, msg), = box.messages
+    ((_, rcpts, msg),) = box.messages
     assert rcpts == ["oncall@contoso.com", "b@contoso.com"]
     assert msg["To"] == "oncall@contoso.com, b@contoso.com"
 
@@ -270,9 +294,9 @@ async def test_no_recipients_is_permanent(smtp: tuple[Mailbox, int]) -> None:
         await _sink(port, to=[]).send(make_envelope(), Delivery())
 
 
-async def test_graph_sendmail_threads_as_mime(make_simulator: Callable[..., Any],
-                                              make_settings: MakeSettings,
-                                              redis_url: str) -> None:
+async def test_graph_sendmail_threads_as_mime(
+    make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str
+) -> None:
     """Graph's JSON message takes only x- custom headers, so threads go as MIME: the simulator
     records what Graph would store (internetMessageId, every header) and the MIME itself."""
     sim = make_simulator()
@@ -280,17 +304,36 @@ async def test_graph_sendmail_threads_as_mime(make_simulator: Callable[..., Any]
     settings = sim_settings(make_settings, sim, redis_url)
     redis = aioredis.Redis.from_url(redis_url)
     graph = client_for(settings, redis)
-    sink = EmailSink(config({"type": "email", "name": "mail", "transport": "graph",
-                             "tenant": "t0", "sender": SENDER, "to": ["soc@contoso.com"]}),
-                     metrics=SinkMetrics(), mailer=GraphMail(graph, {"t0": tid}))
+    sink = EmailSink(
+        config(
+            {
+                "type": "email",
+                "name": "mail",
+                "transport": "graph",
+                "tenant": "t0",
+                "sender": SENDER,
+                "to": ["soc@contoso.com"],
+            }
+        ),
+        metrics=SinkMetrics(),
+        mailer=GraphMail(graph, {"t0": tid}),
+    )
     env = make_envelope()
-    versions = [env, update_of(env, status="inProgress", assigned_to="adele@contoso.com"),
-                replace(update_of(env, status="resolved"), updated_at="2026-03-01T12:00:00Z")]
+    versions = [
+        env,
+        update_of(env, status="inProgress", assigned_to="adele@contoso.com"),
+        replace(update_of(env, status="resolved"), updated_at="2026-03-01T12:00:00Z"),
+    ]
     try:
         results = [await sink.send(v, Delivery()) for v in versions]
         with pytest.raises(GraphError) as bad:  # what Graph answers to a body that is not base64
-            await graph.request(tid, "POST", f"users/{SENDER}/sendMail", content=b"not*base64",
-                                content_type="text/plain")
+            await graph.request(
+                tid,
+                "POST",
+                f"users/{SENDER}/sendMail",
+                content=b"not*base64",
+                content_type="text/plain",
+            )
     finally:
         await graph.aclose()
         await redis.aclose()

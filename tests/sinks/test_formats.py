@@ -44,15 +44,22 @@ VARIANTS = {
     "update": update_of(make_envelope(), status="inProgress", severity="medium"),
     "resolved": update_of(make_envelope(), status="resolved"),
     "bare": Envelope(id="x1", tenant_id="t", source_api="alerts_v1", title="Only a title"),
-    "group": summarize("g1", 1, 2, {"incident_id": "7"},
-                       [make_envelope(), update_of(make_envelope(), status="resolved")],
-                       [], first=True),
+    "group": summarize(
+        "g1",
+        1,
+        2,
+        {"incident_id": "7"},
+        [make_envelope(), update_of(make_envelope(), status="resolved")],
+        [],
+        first=True,
+    ),
 }
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-async def test_teams_adaptive_card_is_valid_1_5(variant: str, server: Server,
-                                                pool: ClientPool) -> None:
+async def test_teams_adaptive_card_is_valid_1_5(
+    variant: str, server: Server, pool: ClientPool
+) -> None:
     env = VARIANTS[variant]
     await _sink("teams", server.url, pool).send(env, Delivery())
     message = server.requests[-1].json
@@ -68,16 +75,21 @@ async def test_teams_adaptive_card_is_valid_1_5(variant: str, server: Server,
     assert env.title in text
     if env.web_url:
         (action,) = card["actions"]
-        assert action == {"type": "Action.OpenUrl", "title": "Open in Microsoft Defender",
-                          "url": env.web_url}
+        assert action == {
+            "type": "Action.OpenUrl",
+            "title": "Open in Microsoft Defender",
+            "url": env.web_url,
+        }
     else:
         assert "actions" not in card
     header = card["body"][0]
     assert header["type"] == "Container"
-    assert header["style"] == {"high": "attention", "medium": "warning"}.get(env.severity,
-                                                                            "default")
-    facts = {f["title"]: f["value"] for b in card["body"] if b["type"] == "FactSet"
-             for f in b["facts"]}
+    assert header["style"] == {"high": "attention", "medium": "warning"}.get(
+        env.severity, "default"
+    )
+    facts = {
+        f["title"]: f["value"] for b in card["body"] if b["type"] == "FactSet" for f in b["facts"]
+    }
     if variant != "bare":
         assert facts["Tenant"] == "contoso" and facts["User"] == "adele@contoso.com"
         assert facts["Provider"].startswith("microsoftDefenderForEndpoint")
@@ -87,8 +99,11 @@ async def test_teams_adaptive_card_is_valid_1_5(variant: str, server: Server,
 
 
 def test_the_schema_rejects_a_broken_card() -> None:
-    bad = {"type": "AdaptiveCard", "version": "1.5",
-           "body": [{"type": "Container", "style": "purple", "items": []}]}
+    bad = {
+        "type": "AdaptiveCard",
+        "version": "1.5",
+        "body": [{"type": "Container", "style": "purple", "items": []}],
+    }
     assert list(card_validator().iter_errors(bad))
 
 
@@ -129,18 +144,24 @@ def test_standard_webhooks_vector() -> None:
     vectors = json.loads((FORMATS / "standard-webhooks-vectors.json").read_text())
     assert vectors
     for v in vectors:
-        assert sign(v["secret"], v["msg_id"], v["timestamp"], v["payload"]) \
-            == v["expected_signature"]
-        assert sign(v["secret"], v["msg_id"], v["timestamp"], v["payload"] + " ") \
+        assert (
+            sign(v["secret"], v["msg_id"], v["timestamp"], v["payload"]) == v["expected_signature"]
+        )
+        assert (
+            sign(v["secret"], v["msg_id"], v["timestamp"], v["payload"] + " ")
             != v["expected_signature"]
+        )
 
 
 def _verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
     key = base64.b64decode(secret.removeprefix("whsec_"))
     signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-    return any(hmac.compare_digest(part.split(",", 1)[1], expected)
-               for part in headers["webhook-signature"].split() if part.startswith("v1,"))
+    return any(
+        hmac.compare_digest(part.split(",", 1)[1], expected)
+        for part in headers["webhook-signature"].split()
+        if part.startswith("v1,")
+    )
 
 
 async def test_webhook_signed_and_stable_id(server: Server, pool: ClientPool) -> None:
@@ -166,8 +187,7 @@ async def test_webhook_signed_and_stable_id(server: Server, pool: ClientPool) ->
 
 
 async def test_webhook_cloudevents(server: Server, pool: ClientPool) -> None:
-    sink = _sink("webhook", server.url, pool, cloudevents=True,
-                 cloudevents_source="/receiver/prod")
+    sink = _sink("webhook", server.url, pool, cloudevents=True, cloudevents_source="/receiver/prod")
     for env, kind in ((VARIANTS["new"], "created"), (VARIANTS["update"], "updated")):
         await sink.send(env, Delivery())
         rec = server.requests[-1]
@@ -186,8 +206,10 @@ async def test_webhook_cloudevents(server: Server, pool: ClientPool) -> None:
 
 async def test_webhook_templated_body(server: Server, pool: ClientPool, tmp_path: Any) -> None:
     tpl = tmp_path / "body.json.j2"
-    tpl.write_text('{"text": {{ ("[" ~ severity_label ~ "] " ~ alert.title) | tojson }}, '
-                   '"id": {{ webhook_id | tojson }}}')
+    tpl.write_text(
+        '{"text": {{ ("[" ~ severity_label ~ "] " ~ alert.title) | tojson }}, '
+        '"id": {{ webhook_id | tojson }}}'
+    )
     sink = _sink("webhook", server.url, pool, templates={"body.json": str(tpl)})
     env = VARIANTS["new"]
     await sink.send(env, Delivery())
@@ -196,10 +218,13 @@ async def test_webhook_templated_body(server: Server, pool: ClientPool, tmp_path
     assert _verify(SIGNING_SECRET, rec.headers, rec.body)
 
 
-@pytest.mark.parametrize(("variant", "action"), [("new", "trigger"), ("update", "acknowledge"),
-                                                 ("resolved", "resolve"), ("bare", "trigger")])
-async def test_pagerduty_events_v2(variant: str, action: str, server: Server,
-                                   pool: ClientPool) -> None:
+@pytest.mark.parametrize(
+    ("variant", "action"),
+    [("new", "trigger"), ("update", "acknowledge"), ("resolved", "resolve"), ("bare", "trigger")],
+)
+async def test_pagerduty_events_v2(
+    variant: str, action: str, server: Server, pool: ClientPool
+) -> None:
     server.default = Answer(202, '{"status":"success","message":"Event processed"}')
     env = VARIANTS[variant]
     await _sink("pagerduty", server.url, pool).send(env, Delivery())

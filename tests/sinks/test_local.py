@@ -28,22 +28,26 @@ async def test_console_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert first.startswith("NEW [HIGH] contoso: Suspicious PowerShell")
     assert env.web_url in first
     assert second.startswith("UPDATED ") and "changed: status=resolved" in second
-    assert sinks.metrics.value("receiver_sink_deliveries_total", sink="c", type="console",
-                               outcome="ok") == 2
+    assert (
+        sinks.metrics.value(
+            "receiver_sink_deliveries_total", sink="c", type="console", outcome="ok"
+        )
+        == 2
+    )
 
 
 async def test_jsonl_appends_one_envelope_per_line(tmp_path: Path) -> None:
     path = tmp_path / "out" / "alerts.jsonl"
-    sinks = build_sinks([config({"type": "jsonl", "name": "j", "path": str(path),
-                                 "fsync": True})])
+    sinks = build_sinks([config({"type": "jsonl", "name": "j", "path": str(path), "fsync": True})])
     envs = [make_envelope(f"a{i}") for i in range(20)]
     import asyncio
 
     await asyncio.gather(*(sinks["j"].send(e, Delivery()) for e in envs))
     lines = path.read_text().splitlines()
     assert sorted(Envelope.from_json(line).id for line in lines) == sorted(e.id for e in envs)
-    assert Envelope.from_json(lines[0]) == next(e for e in envs
-                                                if e.id == json.loads(lines[0])["id"])
+    assert Envelope.from_json(lines[0]) == next(
+        e for e in envs if e.id == json.loads(lines[0])["id"]
+    )
 
 
 async def test_jsonl_path_is_a_directory_is_permanent(tmp_path: Path) -> None:
@@ -60,8 +64,9 @@ def test_every_type_is_registered_and_has_its_templates() -> None:
             assert (root / kind / f"{name}.j2").is_file(), (kind, name)
 
 
-async def test_template_override_and_sandbox(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+async def test_template_override_and_sandbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     tpl = tmp_path / "line.j2"
     tpl.write_text("ALERT {{ alert.id }} {{ severity_label }} via {{ route }}")
     data = base_settings_data()
@@ -72,8 +77,7 @@ async def test_template_override_and_sandbox(tmp_path: Path,
     assert capsys.readouterr().out == "ALERT abc High via soc\n"
     # the sandbox refuses to reach into Python internals
     tpl.write_text("{{ alert.__class__.__mro__[1].__subclasses__() }}")
-    sinks = build_sinks(settings_from_mapping(
-        data, source=str(tmp_path / "receiver.yaml")).sinks)
+    sinks = build_sinks(settings_from_mapping(data, source=str(tmp_path / "receiver.yaml")).sinks)
     with pytest.raises(PermanentError, match=r"template console/line\.txt"):
         await sinks["c"].send(make_envelope(), Delivery())
     # a template that does not compile fails when the sink is built
@@ -95,24 +99,51 @@ def test_html_is_autoescaped_and_json_templates_must_render_json(tmp_path: Path)
         tj.render_json("message.json", ctx)
 
 
-@pytest.mark.parametrize(("sink", "message"), [
-    ({"type": "teams", "name": "t", "url": "ftp://x"}, "sinks[0].url: must be a URL"),
-    ({"type": "teams", "name": "t", "url": "https://h/p", "format": "card"}, "sinks[0].format"),
-    ({"type": "webhook", "name": "w", "url": "https://h/p", "signing_secret": "whsec_!!"},
-     "sinks[0].signing_secret: must be a Standard Webhooks secret"),
-    ({"type": "webhook", "name": "w", "url": "https://h/p", "headers": {"webhook-id": "x"}},
-     "is set by the sink"),
-    ({"type": "email", "name": "e", "host": "h", "sender": "a@b.c", "username": "u"},
-     "give both username and password"),
-    ({"type": "jira", "name": "j", "url": "https://x.atlassian.net", "email": "a@b.c",
-      "api_token": "t", "project": "sec"}, "sinks[0].project"),
-    ({"type": "servicenow", "name": "s", "url": "https://x.service-now.com",
-      "username": "u"}, "sinks[0].password: required key is missing"),
-    ({"type": "pagerduty", "name": "p"}, "sinks[0].routing_key: required key is missing"),
-    ({"type": "console", "name": "c", "templates": {"card": "x.j2"}}, "unknown template"),
-    ({"type": "console", "name": "c", "templates": {"line.txt": "missing.j2"}},
-     "does not exist"),
-])
+@pytest.mark.parametrize(
+    ("sink", "message"),
+    [
+        ({"type": "teams", "name": "t", "url": "ftp://x"}, "sinks[0].url: must be a URL"),
+        ({"type": "teams", "name": "t", "url": "https://h/p", "format": "card"}, "sinks[0].format"),
+        (
+            {"type": "webhook", "name": "w", "url": "https://h/p", "signing_secret": "whsec_!!"},
+            "sinks[0].signing_secret: must be a Standard Webhooks secret",
+        ),
+        (
+            {"type": "webhook", "name": "w", "url": "https://h/p", "headers": {"webhook-id": "x"}},
+            "is set by the sink",
+        ),
+        (
+            {"type": "email", "name": "e", "host": "h", "sender": "a@b.c", "username": "u"},
+            "give both username and password",
+        ),
+        (
+            {
+                "type": "jira",
+                "name": "j",
+                "url": "https://x.atlassian.net",
+                "email": "a@b.c",
+                "api_token": "t",
+                "project": "sec",
+            },
+            "sinks[0].project",
+        ),
+        (
+            {
+                "type": "servicenow",
+                "name": "s",
+                "url": "https://x.service-now.com",
+                "username": "u",
+            },
+            "sinks[0].password: required key is missing",
+        ),
+        ({"type": "pagerduty", "name": "p"}, "sinks[0].routing_key: required key is missing"),
+        ({"type": "console", "name": "c", "templates": {"card": "x.j2"}}, "unknown template"),
+        (
+            {"type": "console", "name": "c", "templates": {"line.txt": "missing.j2"}},
+            "does not exist",
+        ),
+    ],
+)
 def test_config_errors(sink: dict[str, object], message: str) -> None:
     data = base_settings_data()
     data["sinks"] = [sink]
@@ -125,11 +156,12 @@ def test_config_errors(sink: dict[str, object], message: str) -> None:
 def test_secret_sources_and_no_echo(tmp_path: Path) -> None:
     url = "https://prod.logic.azure.com/workflows/1/invoke?sig=TOKEN-from-env-123456"
     data = base_settings_data()
-    data["sinks"] = [{"type": "teams", "name": "t", "url_env": "TEAMS"},
-                     {"type": "pagerduty", "name": "p", "routing_key_file": "key.txt"}]
+    data["sinks"] = [
+        {"type": "teams", "name": "t", "url_env": "TEAMS"},
+        {"type": "pagerduty", "name": "p", "routing_key_file": "key.txt"},
+    ]
     (tmp_path / "key.txt").write_text("file-routing-key-0123\n")
-    settings = settings_from_mapping(data, source=str(tmp_path / "r.yaml"),
-                                     environ={"TEAMS": url})
+    settings = settings_from_mapping(data, source=str(tmp_path / "r.yaml"), environ={"TEAMS": url})
     teams, pd = settings.sinks
     assert teams.type == "teams" and teams.url.get_secret_value() == url
     assert pd.type == "pagerduty" and pd.routing_key.get_secret_value() == "file-routing-key-0123"
@@ -141,7 +173,15 @@ def test_secret_sources_and_no_echo(tmp_path: Path) -> None:
 
 
 def test_ticket_sinks_need_a_store() -> None:
-    jira = config({"type": "jira", "name": "j", "url": "https://x.atlassian.net",
-                   "email": "a@b.c", "api_token": "t", "project": "SEC"})
+    jira = config(
+        {
+            "type": "jira",
+            "name": "j",
+            "url": "https://x.atlassian.net",
+            "email": "a@b.c",
+            "api_token": "t",
+            "project": "SEC",
+        }
+    )
     with pytest.raises(SinkBuildError, match="ticket store"):
         build_sinks([jira], metrics=SinkMetrics())

@@ -35,33 +35,71 @@ def _sinks(url: str, tmp_path: Path) -> list[dict[str, Any]]:
     (tmp_path / "jira-token").write_text(JIRA_TOKEN + "\n")
     return [
         {"type": "teams", "name": "teams", "url_env": "TEAMS_URL", "timeout_s": 0.3},
-        {"type": "slack", "name": "slack", "url": f"{url}/services/{SLACK_TOKEN}",
-         "timeout_s": 0.3},
-        {"type": "webhook", "name": "webhook", "url": f"{url}/hooks/{WEBHOOK_TOKEN}",
-         "signing_secret_env": "SIGNING", "timeout_s": 0.3,
-         "headers": {"Authorization": "Bearer hdr-secret-bearer-token"}},
-        {"type": "pagerduty", "name": "pagerduty", "url": f"{url}/v2/enqueue",
-         "routing_key": PD_KEY, "timeout_s": 0.3},
-        {"type": "jira", "name": "jira", "url": url, "email": "bot@contoso.com",
-         "api_token_file": str(tmp_path / "jira-token"), "project": "SEC", "timeout_s": 0.3},
-        {"type": "servicenow", "name": "servicenow", "url": url, "username": "svc-graph",
-         "password": SNOW_PASSWORD, "timeout_s": 0.3},
-        {"type": "email", "name": "email", "host": "127.0.0.1", "port": free_port(),
-         "tls": "none", "username": "alerts", "password": SMTP_PASSWORD,
-         "sender": "alerts@contoso.com", "to": ["soc@contoso.com"], "timeout_s": 0.3},
+        {
+            "type": "slack",
+            "name": "slack",
+            "url": f"{url}/services/{SLACK_TOKEN}",
+            "timeout_s": 0.3,
+        },
+        {
+            "type": "webhook",
+            "name": "webhook",
+            "url": f"{url}/hooks/{WEBHOOK_TOKEN}",
+            "signing_secret_env": "SIGNING",
+            "timeout_s": 0.3,
+            "headers": {"Authorization": "Bearer hdr-secret-bearer-token"},
+        },
+        {
+            "type": "pagerduty",
+            "name": "pagerduty",
+            "url": f"{url}/v2/enqueue",
+            "routing_key": PD_KEY,
+            "timeout_s": 0.3,
+        },
+        {
+            "type": "jira",
+            "name": "jira",
+            "url": url,
+            "email": "bot@contoso.com",
+            "api_token_file": str(tmp_path / "jira-token"),
+            "project": "SEC",
+            "timeout_s": 0.3,
+        },
+        {
+            "type": "servicenow",
+            "name": "servicenow",
+            "url": url,
+            "username": "svc-graph",
+            "password": SNOW_PASSWORD,
+            "timeout_s": 0.3,
+        },
+        {
+            "type": "email",
+            "name": "email",
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "tls": "none",
+            "username": "alerts",
+            "password": SMTP_PASSWORD,
+            "sender": "alerts@contoso.com",
+            "to": ["soc@contoso.com"],
+            "timeout_s": 0.3,
+        },
     ]
 
 
 async def test_no_secret_in_logs_errors_or_metrics(
-        server: Server, store: RedisTicketStore, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    server: Server, store: RedisTicketStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     # A role started earlier in this process quiets httpx (receiver.logs): hear it here.
     caplog.set_level(logging.DEBUG, logger="httpx")
     data = base_settings_data()
     data["sinks"] = _sinks(server.url, tmp_path)
-    environ = {"TEAMS_URL": f"{server.url}/workflows/x/invoke?{TEAMS_TOKEN}",
-               "SIGNING": SIGNING_SECRET}
+    environ = {
+        "TEAMS_URL": f"{server.url}/workflows/x/invoke?{TEAMS_TOKEN}",
+        "SIGNING": SIGNING_SECRET,
+    }
     settings = settings_from_mapping(data, environ=environ)
     sinks = build_sinks(settings.sinks, tickets=store)
     secrets = (*SECRETS, "hdr-secret-bearer-token")
@@ -81,16 +119,23 @@ async def test_no_secret_in_logs_errors_or_metrics(
             return Answer(202, "")
 
         server.handler = vendor
-        for phase, answer in (("ok", None),
-                              # 2. failures whose bodies echo what they were sent
-                              ("echo-400", "echo"),
-                              ("429", Answer(429, "", {"retry-after": "1"})),
-                              ("timeout", Answer(200, "", delay_s=0.6))):
+        for phase, answer in (
+            ("ok", None),
+            # 2. failures whose bodies echo what they were sent
+            ("echo-400", "echo"),
+            ("429", Answer(429, "", {"retry-after": "1"})),
+            ("timeout", Answer(200, "", delay_s=0.6)),
+        ):
             if answer == "echo":
+
                 async def echo(rec: Any) -> Answer:
-                    return Answer(400, f"bad request {rec.path}?{rec.query} "
-                                  f"{rec.headers.get('authorization', '')} "
-                                  f"{rec.body.decode(errors='replace')}")
+                    return Answer(
+                        400,
+                        f"bad request {rec.path}?{rec.query} "
+                        f"{rec.headers.get('authorization', '')} "
+                        f"{rec.body.decode(errors='replace')}",
+                    )
+
                 server.handler = echo
             elif isinstance(answer, Answer):
                 server.handler = None
@@ -124,9 +169,14 @@ async def test_no_secret_in_logs_errors_or_metrics(
     assert "receiver_sink_deliveries_total" in metrics
     import base64
 
-    secrets += tuple(base64.b64encode(f"{u}:{p}".encode()).decode()
-                     for u, p in (("bot@contoso.com", JIRA_TOKEN), ("svc-graph", SNOW_PASSWORD)))
+    secrets += tuple(
+        base64.b64encode(f"{u}:{p}".encode()).decode()
+        for u, p in (("bot@contoso.com", JIRA_TOKEN), ("svc-graph", SNOW_PASSWORD))
+    )
     for secret in secrets:
-        for where, haystack in (("log", "\n".join(lines)), ("error", "\n".join(texts)),
-                                ("metric", metrics)):
+        for where, haystack in (
+            ("log", "\n".join(lines)),
+            ("error", "\n".join(texts)),
+            ("metric", metrics),
+        ):
             assert secret not in haystack, f"{secret[:6]}… leaked into a {where}"

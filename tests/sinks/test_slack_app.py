@@ -48,45 +48,75 @@ async def messages(redis_url: str) -> AsyncIterator[RedisSlackMessageStore]:
     await client.aclose()
 
 
-def _sink(slack: SlackStandIn, pool: ClientPool, store: RedisSlackMessageStore | None,
-          **extra: Any) -> SlackAppSink:
-    data = {"type": "slack", "name": "slack-app", "bot_token": BOT_TOKEN, "channel": CHANNEL,
-            "api_url": slack.url + "/api/", "timeout_s": 2.0,  # type: ignore[attr-defined]
-            **extra}
-    sink = build_sink(config(data), pool=pool, metrics=SinkMetrics(), messages=store,
-                      buttons=buttons)
+def _sink(
+    slack: SlackStandIn, pool: ClientPool, store: RedisSlackMessageStore | None, **extra: Any
+) -> SlackAppSink:
+    data = {
+        "type": "slack",
+        "name": "slack-app",
+        "bot_token": BOT_TOKEN,
+        "channel": CHANNEL,
+        "api_url": slack.url + "/api/",
+        "timeout_s": 2.0,  # type: ignore[attr-defined]
+        **extra,
+    }
+    sink = build_sink(
+        config(data), pool=pool, metrics=SinkMetrics(), messages=store, buttons=buttons
+    )
     assert isinstance(sink, SlackAppSink)
     return sink
 
 
 def _buttons(message: dict[str, Any]) -> list[str]:
-    return [e.get("action_id", "") for b in message["blocks"] if b["type"] == "actions"
-            for e in b["elements"]]
+    return [
+        e.get("action_id", "")
+        for b in message["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
 
 
 async def test_one_parent_updated_in_place_with_thread_replies(
-        slack: SlackStandIn, pool: ClientPool, messages: RedisSlackMessageStore) -> None:
+    slack: SlackStandIn, pool: ClientPool, messages: RedisSlackMessageStore
+) -> None:
     sink = _sink(slack, pool, messages)
     first = make_envelope()
     result = await sink.send(first, Delivery())
     [parent] = slack.parents()
     assert result.ticket_id == parent["ts"] and parent["channel"] == CHANNEL
-    assert parent["metadata"]["event_payload"] == {"alert_id": first.id,
-                                                   "tenant_id": first.tenant_id}
+    assert parent["metadata"]["event_payload"] == {
+        "alert_id": first.id,
+        "tenant_id": first.tenant_id,
+    }
     assert parent["blocks"][0]["text"]["text"] == first.title  # no "Updated:" prefix
-    assert _buttons(parent) == ["take", "resolve_true_positive", "resolve_false_positive",
-                                "open_portal"]
+    assert _buttons(parent) == [
+        "take",
+        "resolve_true_positive",
+        "resolve_false_positive",
+        "open_portal",
+    ]
     value = json.loads(parent["blocks"][-1]["elements"][0]["value"])
-    assert value == {"t": first.tenant_id, "a": first.id, "s": "alerts_v2",
-                     "v": first.version}
+    assert value == {"t": first.tenant_id, "a": first.id, "s": "alerts_v2", "v": first.version}
     assert "&lt;download&gt; &amp; run" in parent["text"]  # mrkdwn escaped
 
-    taken = update_of(first, status="inProgress", assigned_to="adele@contoso.com",
-                      raw={"comments": [{"comment": "Taken via Slack by adele@contoso.com",
-                                         "createdByDisplayName": "Receiver"}]})
+    taken = update_of(
+        first,
+        status="inProgress",
+        assigned_to="adele@contoso.com",
+        raw={
+            "comments": [
+                {
+                    "comment": "Taken via Slack by adele@contoso.com",
+                    "createdByDisplayName": "Receiver",
+                }
+            ]
+        },
+    )
     await sink.send(taken, Delivery())
-    resolved = replace(update_of(taken, status="resolved", classification="truePositive"),
-                       updated_at="2026-03-01T12:00:00Z")
+    resolved = replace(
+        update_of(taken, status="resolved", classification="truePositive"),
+        updated_at="2026-03-01T12:00:00Z",
+    )
     await sink.send(resolved, Delivery())
     await sink.send(resolved, Delivery(attempt=2))  # a retry of the same version
 
@@ -106,7 +136,8 @@ async def test_one_parent_updated_in_place_with_thread_replies(
 
 
 async def test_ratelimited_is_retryable_with_slacks_wait(
-        slack: SlackStandIn, pool: ClientPool, messages: RedisSlackMessageStore) -> None:
+    slack: SlackStandIn, pool: ClientPool, messages: RedisSlackMessageStore
+) -> None:
     sink = _sink(slack, pool, messages)
     slack.ratelimit(1, retry_after=7)
     with pytest.raises(RetryableError) as exc:
@@ -118,7 +149,8 @@ async def test_ratelimited_is_retryable_with_slacks_wait(
 
 
 async def test_concurrent_first_deliveries_post_one_parent(
-        slack: SlackStandIn, pool: ClientPool, messages: RedisSlackMessageStore) -> None:
+    slack: SlackStandIn, pool: ClientPool, messages: RedisSlackMessageStore
+) -> None:
     two = [_sink(slack, pool, messages), _sink(slack, pool, messages)]  # two workers
     envelope = make_envelope()
     await asyncio.gather(*(s.send(envelope, Delivery()) for s in two))
@@ -127,7 +159,8 @@ async def test_concurrent_first_deliveries_post_one_parent(
 
 
 async def test_a_post_whose_record_was_lost_is_adopted_not_posted_again(
-        slack: SlackStandIn, pool: ClientPool, messages: RedisSlackMessageStore) -> None:
+    slack: SlackStandIn, pool: ClientPool, messages: RedisSlackMessageStore
+) -> None:
     sink = _sink(slack, pool, messages)
     envelope = make_envelope()
     await sink.send(envelope, Delivery())
@@ -142,7 +175,8 @@ async def test_a_post_whose_record_was_lost_is_adopted_not_posted_again(
 
 
 async def test_errors_are_classified_and_the_token_never_shows(
-        slack: SlackStandIn, pool: ClientPool, messages: RedisSlackMessageStore) -> None:
+    slack: SlackStandIn, pool: ClientPool, messages: RedisSlackMessageStore
+) -> None:
     slack.token = "xoxb-another-token-0000"
     sink = _sink(slack, pool, messages)
     with pytest.raises(PermanentError, match="invalid_auth") as exc:
@@ -159,12 +193,20 @@ async def test_errors_are_classified_and_the_token_never_shows(
 
 def test_config_modes() -> None:
     with pytest.raises(ValidationError, match="either url"):
-        config({"type": "slack", "name": "s", "url": "https://hooks.slack.com/services/x",
-                "bot_token": BOT_TOKEN, "channel": CHANNEL})
+        config(
+            {
+                "type": "slack",
+                "name": "s",
+                "url": "https://hooks.slack.com/services/x",
+                "bot_token": BOT_TOKEN,
+                "channel": CHANNEL,
+            }
+        )
     with pytest.raises(ValidationError, match="needs a channel"):
         config({"type": "slack", "name": "s", "bot_token": BOT_TOKEN})
     with pytest.raises(ValidationError, match="bot token"):
         config({"type": "slack", "name": "s", "bot_token": "xoxp-user-token", "channel": "c"})
-    app = config({"type": "slack", "name": "s", "bot_token": BOT_TOKEN,
-                  "channel": "#security-alerts"})
+    app = config(
+        {"type": "slack", "name": "s", "bot_token": BOT_TOKEN, "channel": "#security-alerts"}
+    )
     assert app.is_app and BOT_TOKEN not in repr(app)

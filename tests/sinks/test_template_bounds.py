@@ -27,14 +27,17 @@ def _templates(tmp_path: Path, text: str) -> Templates:
     return Templates("console", ("line.txt",), {"line.txt": override})
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("{{ 'a' * 10**8 }}", "repeated string"),
-    ("{{ ['a'] * 10**8 }}", "repeated string"),
-    ("{{ 7 ** 100000000 }}", "power"),
-    ("{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}", "longer than"),
-    ("{{ 1 / 0 }}", "ZeroDivisionError"),
-    ("{{ [].pop() }}", "IndexError"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("{{ 'a' * 10**8 }}", "repeated string"),
+        ("{{ ['a'] * 10**8 }}", "repeated string"),
+        ("{{ 7 ** 100000000 }}", "power"),
+        ("{% for i in range(100000) %}{{ 'x' * 100 }}{% endfor %}", "longer than"),
+        ("{{ 1 / 0 }}", "ZeroDivisionError"),
+        ("{{ [].pop() }}", "IndexError"),
+    ],
+)
 def test_a_template_fails_cleanly_and_small(tmp_path: Path, text: str, says: str) -> None:
     templates = _templates(tmp_path, text)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -53,12 +56,20 @@ def test_a_message_up_to_the_bound_renders(tmp_path: Path) -> None:
 
 
 def test_a_failing_card_template_shows_its_error_not_a_500(
-        make_settings: MakeSettings, tmp_path: Path) -> None:
+    make_settings: MakeSettings, tmp_path: Path
+) -> None:
     bad = tmp_path / "adaptive.json.j2"
     bad.write_text("{{ 1 / 0 }}", encoding="utf-8")
-    settings = make_settings(sinks=[{"type": "teams", "name": "teams",
-                                     "url": "https://example.invalid/hook",
-                                     "templates": {"adaptive.json": str(bad)}}])
+    settings = make_settings(
+        sinks=[
+            {
+                "type": "teams",
+                "name": "teams",
+                "url": "https://example.invalid/hook",
+                "templates": {"adaptive.json": str(bad)},
+            }
+        ]
+    )
     previews = CardPreviews(settings)
     name, card, note = previews.card(sample_envelope(), {"teams": "route"})
     assert (name, card) == ("teams", None)
@@ -66,15 +77,20 @@ def test_a_failing_card_template_shows_its_error_not_a_500(
 
 
 async def test_slack_text_and_context_are_escaped(make_settings: MakeSettings) -> None:
-    settings = make_settings(sinks=[{"type": "slack", "name": "slack",
-                                     "url": "https://hooks.slack.invalid/services/T/B/x"}])
+    settings = make_settings(
+        sinks=[
+            {"type": "slack", "name": "slack", "url": "https://hooks.slack.invalid/services/T/B/x"}
+        ]
+    )
     [config] = settings.sinks
     pool = ClientPool()
     try:
         sink = SlackSink(config, pool)  # type: ignore[arg-type]
-        envelope = dataclasses.replace(sample_envelope(),
-                                       title="<!channel> <https://evil.example|Click> & more",
-                                       provider="<!here> <@U123>")
+        envelope = dataclasses.replace(
+            sample_envelope(),
+            title="<!channel> <https://evil.example|Click> & more",
+            provider="<!here> <@U123>",
+        )
         message = sink.payload(envelope, DELIVERY)
     finally:
         await pool.aclose()
@@ -94,7 +110,10 @@ def _text_objects(value: object) -> list[dict[str, str]]:
     if isinstance(value, list):
         return [t for v in value for t in _text_objects(v)]
     if isinstance(value, dict):
-        found = [value] if value.get("type") in ("mrkdwn", "plain_text") and isinstance(
-            value.get("text"), str) else []
+        found = (
+            [value]
+            if value.get("type") in ("mrkdwn", "plain_text") and isinstance(value.get("text"), str)
+            else []
+        )
         return found + [t for v in value.values() for t in _text_objects(v)]
     return []

@@ -18,10 +18,21 @@ from tests.sinks.helpers import JIRA_TOKEN, SNOW_PASSWORD, http_config
 from tests.sinks.vendors import FakeJira, FakeServiceNow
 
 
-def _sink(kind: str, server: Server, pool: ClientPool, store: RedisTicketStore,
-          hook: Any = None, **extra: Any) -> Any:
-    return build_sink(http_config(kind, server.url, **extra), pool=pool, metrics=SinkMetrics(),
-                      tickets=store, writeback=hook)
+def _sink(
+    kind: str,
+    server: Server,
+    pool: ClientPool,
+    store: RedisTicketStore,
+    hook: Any = None,
+    **extra: Any,
+) -> Any:
+    return build_sink(
+        http_config(kind, server.url, **extra),
+        pool=pool,
+        metrics=SinkMetrics(),
+        tickets=store,
+        writeback=hook,
+    )
 
 
 def _fake(kind: str, server: Server, **kw: Any) -> FakeJira | FakeServiceNow:
@@ -65,8 +76,9 @@ async def test_jira_lifecycle(server: Server, pool: ClientPool, store: RedisTick
     assert await store.get("jira-sink", env.tenant_id, env.id) == "SEC-1"
 
 
-async def test_servicenow_lifecycle(server: Server, pool: ClientPool,
-                                    store: RedisTicketStore) -> None:
+async def test_servicenow_lifecycle(
+    server: Server, pool: ClientPool, store: RedisTicketStore
+) -> None:
     snow = FakeServiceNow(server, "svc-graph", SNOW_PASSWORD)
     sink = _sink("servicenow", server, pool, store)
     env = make_envelope()
@@ -79,7 +91,7 @@ async def test_servicenow_lifecycle(server: Server, pool: ClientPool,
     assert record["assignment_group"] == "SOC" and record["caller_id"] == "graph-receiver"
     assert env.web_url in record["description"]
     await sink.send(update_of(env, severity="medium"), Delivery())
-    (sys_id, patch), = snow.patches
+    ((sys_id, patch),) = snow.patches
     assert "Severity: medium" in patch["work_notes"]
     await sink.send(update_of(env, status="resolved"), Delivery())
     assert snow.records[sys_id]["state"] == "6"
@@ -89,8 +101,9 @@ async def test_servicenow_lifecycle(server: Server, pool: ClientPool,
 
 
 @pytest.mark.parametrize("kind", ["jira", "servicenow"])
-async def test_a_timed_out_create_is_not_repeated(kind: str, server: Server, pool: ClientPool,
-                                                  store: RedisTicketStore) -> None:
+async def test_a_timed_out_create_is_not_repeated(
+    kind: str, server: Server, pool: ClientPool, store: RedisTicketStore
+) -> None:
     """The server makes the ticket but the answer never arrives: the retry finds it."""
     fake = _fake(kind, server, create_delay_s=0.6)
     sink = _sink(kind, server, pool, store, timeout_s=0.3)
@@ -109,8 +122,8 @@ async def test_a_timed_out_create_is_not_repeated(kind: str, server: Server, poo
 
 @pytest.mark.parametrize("kind", ["jira", "servicenow"])
 async def test_fifty_concurrent_updates_make_one_ticket(
-        kind: str, server: Server, pool: ClientPool, store: RedisTicketStore,
-        redis_url: str) -> None:
+    kind: str, server: Server, pool: ClientPool, store: RedisTicketStore, redis_url: str
+) -> None:
     from redis.asyncio import Redis
 
     from receiver.store.keys import Keys
@@ -119,12 +132,12 @@ async def test_fifty_concurrent_updates_make_one_ticket(
     # Several "workers": each its own Redis connection and sink object, one shared lock.
     clients = [Redis.from_url(redis_url) for _ in range(5)]
     try:
-        sinks = [_sink(kind, server, pool, RedisTicketStore(c, Keys("{test}")))
-                 for c in clients]
+        sinks = [_sink(kind, server, pool, RedisTicketStore(c, Keys("{test}"))) for c in clients]
         env = make_envelope()
         updates = [update_of(env, status="inProgress") for _ in range(50)]
-        results = await asyncio.gather(*(sinks[i % 5].send(u, Delivery())
-                                         for i, u in enumerate(updates)))
+        results = await asyncio.gather(
+            *(sinks[i % 5].send(u, Delivery()) for i, u in enumerate(updates))
+        )
     finally:
         for c in clients:
             await c.aclose()
@@ -138,8 +151,7 @@ async def test_fifty_concurrent_updates_make_one_ticket(
         assert len(fake.patches) == 49
 
 
-async def test_a_busy_lock_is_retryable(server: Server, pool: ClientPool, redis_url: str
-                                        ) -> None:
+async def test_a_busy_lock_is_retryable(server: Server, pool: ClientPool, redis_url: str) -> None:
     from redis.asyncio import Redis
 
     from receiver.store.keys import Keys
@@ -188,8 +200,9 @@ class _WriteBack:
         self.calls: list[tuple[str, str, str]] = []
         self.fail = fail
 
-    async def ticket_created(self, envelope: Envelope, sink: str, ticket_id: str,
-                             ticket_url: str) -> None:
+    async def ticket_created(
+        self, envelope: Envelope, sink: str, ticket_id: str, ticket_url: str
+    ) -> None:
         self.calls.append((sink, ticket_id, ticket_url))
         if self.fail:
             raise RuntimeError("graph said no")
@@ -210,13 +223,16 @@ async def test_write_back_hook(server: Server, pool: ClientPool, store: RedisTic
     assert len(hook.calls) == 1  # config writeback: false
 
 
-async def test_ticket_errors_are_classified(server: Server, pool: ClientPool,
-                                            store: RedisTicketStore) -> None:
+async def test_ticket_errors_are_classified(
+    server: Server, pool: ClientPool, store: RedisTicketStore
+) -> None:
     jira = FakeJira(server, "bot@contoso.com", JIRA_TOKEN)
     sink = _sink("jira", server, pool, store)
     env = make_envelope()
-    server.fail(Answer(200, '{"issues": []}', {"content-type": "application/json"}),
-                Answer(429, "", {"retry-after": "5"}))
+    server.fail(
+        Answer(200, '{"issues": []}', {"content-type": "application/json"}),
+        Answer(429, "", {"retry-after": "5"}),
+    )
     with pytest.raises(RetryableError) as info:
         await sink.send(env, Delivery())
     assert info.value.retry_after == 5.0 and jira.issues == {}

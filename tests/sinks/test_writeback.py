@@ -31,21 +31,27 @@ EMAIL = TypeAdapter(EmailSinkSettings)
 
 
 async def test_ticket_recorded_on_v2_and_legacy_alerts(
-        make_simulator: Callable[..., Any], make_settings: MakeSettings, redis_url: str,
-        server: Server, pool: ClientPool) -> None:
+    make_simulator: Callable[..., Any],
+    make_settings: MakeSettings,
+    redis_url: str,
+    server: Server,
+    pool: ClientPool,
+) -> None:
     sim = make_simulator(legacy_alerts="live")
     tid = sim.tenant.tenant_id
     settings = sim_settings(make_settings, sim, redis_url)
     redis = aioredis.Redis.from_url(redis_url)
     graph = client_for(settings, redis)
     FakeJira(server, "bot@contoso.com", JIRA_TOKEN)
-    sink = build_sink(http_config("jira", server.url, writeback=True), pool=pool,
-                      metrics=SinkMetrics(),
-                      tickets=RedisTicketStore(redis, Keys(settings.redis.key_prefix)),
-                      writeback=GraphWriteBack(graph))
+    sink = build_sink(
+        http_config("jira", server.url, writeback=True),
+        pool=pool,
+        metrics=SinkMetrics(),
+        tickets=RedisTicketStore(redis, Keys(settings.redis.key_prefix)),
+        writeback=GraphWriteBack(graph),
+    )
     try:
-        v2_id = (await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2")
-                 )["ids"][0]
+        v2_id = (await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2"))["ids"][0]
         legacy_id = await asyncio.to_thread(sim.control.create_alert, tid)
         v2 = await graph.get(tid, f"security/alerts_v2/{v2_id}")
         legacy = await graph.get(tid, f"security/alerts/{legacy_id}")
@@ -61,10 +67,12 @@ async def test_ticket_recorded_on_v2_and_legacy_alerts(
     assert f"ticket:jira-sink:{second.ticket_id}" in legacy_after["tags"]
 
 
-
-async def test_email_through_graph_sendmail(make_simulator: Callable[..., Any],
-                                            make_settings: MakeSettings, redis_url: str,
-                                            pool: ClientPool) -> None:
+async def test_email_through_graph_sendmail(
+    make_simulator: Callable[..., Any],
+    make_settings: MakeSettings,
+    redis_url: str,
+    pool: ClientPool,
+) -> None:
     from receiver.pipeline.writeback import GraphMail
 
     sim = make_simulator()
@@ -72,20 +80,41 @@ async def test_email_through_graph_sendmail(make_simulator: Callable[..., Any],
     settings = sim_settings(make_settings, sim, redis_url)
     redis = aioredis.Redis.from_url(redis_url)
     graph = client_for(settings, redis)
-    sink = build_sink(EMAIL.validate_python({
-        "type": "email", "name": "mail", "transport": "graph", "tenant": "t0",
-        "sender": "alerts@contoso.com", "to": ["soc@contoso.com"]}), pool=pool,
-        metrics=SinkMetrics(), mailer=GraphMail(graph, {"t0": tid}))
+    sink = build_sink(
+        EMAIL.validate_python(
+            {
+                "type": "email",
+                "name": "mail",
+                "transport": "graph",
+                "tenant": "t0",
+                "sender": "alerts@contoso.com",
+                "to": ["soc@contoso.com"],
+            }
+        ),
+        pool=pool,
+        metrics=SinkMetrics(),
+        mailer=GraphMail(graph, {"t0": tid}),
+    )
     try:
-        v2_id = (await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2")
-                 )["ids"][0]
+        v2_id = (await asyncio.to_thread(sim.control.create_alerts, tid, 1, kind="v2"))["ids"][0]
         alert = from_v2(await graph.get(tid, f"security/alerts_v2/{v2_id}"), "t0")
         result = await sink.send(alert, Delivery())
         mails = await asyncio.to_thread(sim.control.mails, tid)
-        unknown = build_sink(EMAIL.validate_python({
-            "type": "email", "name": "mail2", "transport": "graph", "tenant": "nowhere",
-            "sender": "alerts@contoso.com", "to": ["soc@contoso.com"]}), pool=pool,
-            metrics=SinkMetrics(), mailer=GraphMail(graph, {"t0": tid}))
+        unknown = build_sink(
+            EMAIL.validate_python(
+                {
+                    "type": "email",
+                    "name": "mail2",
+                    "transport": "graph",
+                    "tenant": "nowhere",
+                    "sender": "alerts@contoso.com",
+                    "to": ["soc@contoso.com"],
+                }
+            ),
+            pool=pool,
+            metrics=SinkMetrics(),
+            mailer=GraphMail(graph, {"t0": tid}),
+        )
         with pytest.raises(PermanentError, match="not configured"):
             await unknown.send(alert, Delivery())
     finally:

@@ -38,13 +38,22 @@ class FakeJira:
             if self.create_delay_s:
                 await asyncio.sleep(self.create_delay_s)
             self.issues[key] = {"fields": fields, "status": "To Do"}
-            return json_answer({"id": str(10000 + len(self.issues)), "key": key,
-                                "self": f"{self.server.url}/rest/api/3/issue/{key}"}, 201)
+            return json_answer(
+                {
+                    "id": str(10000 + len(self.issues)),
+                    "key": key,
+                    "self": f"{self.server.url}/rest/api/3/issue/{key}",
+                },
+                201,
+            )
         if rec.method == "GET" and path == "/rest/api/3/search/jql":
             match = re.search(r'labels = "([^"]+)"', rec.query.get("jql", ""))
             label = match.group(1) if match else None
-            found = [{"id": "1", "key": k} for k, v in self.issues.items()
-                     if label in v["fields"]["labels"]]
+            found = [
+                {"id": "1", "key": k}
+                for k, v in self.issues.items()
+                if label in v["fields"]["labels"]
+            ]
             return json_answer({"issues": found[:1], "isLast": True})
         match = re.fullmatch(r"/rest/api/3/issue/([A-Z]+-\d+)(/comment|/transitions)?", path)
         if match is None or match.group(1) not in self.issues:
@@ -55,8 +64,9 @@ class FakeJira:
             self.comments.setdefault(key, []).append(rec.json["body"])
             return json_answer({"id": str(len(self.comments[key]))}, 201)
         if sub == "/transitions" and rec.method == "GET":
-            return json_answer({"transitions": [{"id": "11", "name": "In Progress"},
-                                                {"id": "31", "name": "Done"}]})
+            return json_answer(
+                {"transitions": [{"id": "11", "name": "In Progress"}, {"id": "31", "name": "Done"}]}
+            )
         if sub == "/transitions" and rec.method == "POST":
             tid = rec.json["transition"]["id"]
             self.transitions.append((key, tid))
@@ -65,8 +75,14 @@ class FakeJira:
             return Answer(204)
         if sub is None and rec.method == "GET":
             category = "done" if issue["status"] == "Done" else "new"
-            return json_answer({"key": key, "fields": {"status": {
-                "name": issue["status"], "statusCategory": {"key": category}}}})
+            return json_answer(
+                {
+                    "key": key,
+                    "fields": {
+                        "status": {"name": issue["status"], "statusCategory": {"key": category}}
+                    },
+                }
+            )
         return json_answer({}, 405)
 
 
@@ -90,14 +106,15 @@ class FakeServiceNow:
                 await asyncio.sleep(self.create_delay_s)
             n = len(self.records) + 1
             sys_id = f"{n:032x}"
-            record = {**rec.json, "sys_id": sys_id, "number": f"INC{10000 + n:07d}",
-                      "state": "1"}
+            record = {**rec.json, "sys_id": sys_id, "number": f"INC{10000 + n:07d}", "state": "1"}
             self.records[sys_id] = record
             return json_answer({"result": {"sys_id": sys_id, "number": record["number"]}}, 201)
         if rec.path == "/api/now/table/incident" and rec.method == "GET":
-            found = [{"sys_id": r["sys_id"], "number": r["number"]}
-                     for r in self.records.values()
-                     if r["correlation_id"] == rec.query.get("correlation_id")]
+            found = [
+                {"sys_id": r["sys_id"], "number": r["number"]}
+                for r in self.records.values()
+                if r["correlation_id"] == rec.query.get("correlation_id")
+            ]
             return json_answer({"result": found[:1]})
         match = re.fullmatch(r"/api/now/table/incident/([0-9a-f]{32})", rec.path)
         if match and rec.method == "PATCH":
@@ -106,6 +123,5 @@ class FakeServiceNow:
             self.records[match.group(1)].update(rec.json)
             self.patches.append((match.group(1), rec.json))
             record = self.records[match.group(1)]
-            return json_answer({"result": {"sys_id": record["sys_id"],
-                                           "number": record["number"]}})
+            return json_answer({"result": {"sys_id": record["sys_id"], "number": record["number"]}})
         return json_answer({"error": {"message": "not found"}}, 404)

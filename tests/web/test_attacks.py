@@ -38,8 +38,10 @@ def test_lone_surrogates_are_a_400_and_counted(web: tuple[attacks.Web, str]) -> 
     server, sid = web
     bodies = [
         b'{"value":[{"subscriptionId":"\\ud800","tenantId":"x","clientState":"y"}]}',
-        (f'{{"value":[{{"subscriptionId":"{sid}","tenantId":"{TENANT_ID}","clientState":"\\udfff",'
-         '"changeType":"updated","resource":"a/b"}]}').encode(),
+        (
+            f'{{"value":[{{"subscriptionId":"{sid}","tenantId":"{TENANT_ID}","clientState":"\\udfff",'
+            '"changeType":"updated","resource":"a/b"}]}'
+        ).encode(),
         attacks.valid_body(sid)[:-1] + b',"validationTokens":["\\ud800"]}',
     ]
     for content in bodies:
@@ -50,7 +52,8 @@ def test_lone_surrogates_are_a_400_and_counted(web: tuple[attacks.Web, str]) -> 
 
 
 def test_forged_ids_cost_a_bounded_number_of_redis_reads(
-        web: tuple[attacks.Web, str], redis_url: str) -> None:
+    web: tuple[attacks.Web, str], redis_url: str
+) -> None:
     """One 1 MiB body of random subscription ids made one Redis read per id (6,311 here)."""
     server, sid = web
     with redis.Redis.from_url(redis_url) as client:
@@ -58,8 +61,7 @@ def test_forged_ids_cost_a_bounded_number_of_redis_reads(
     assert status == 403
     # 16 lookups, one registry version check, and the background check (one a second)
     assert reads <= 16 + 1 + 2, reads
-    p50, p99, sent = attacks.latency_under_flood(server, sid, attacks.forged_body(),
-                                                 seconds=2)
+    p50, p99, sent = attacks.latency_under_flood(server, sid, attacks.forged_body(), seconds=2)
     assert sent > 0 and p99 < 1000, (p50, p99)  # every valid post still answered 202
 
 

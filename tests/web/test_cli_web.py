@@ -31,9 +31,20 @@ def test_web_starts_with_example_config(redis_url: str) -> None:
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_url}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "web", "--config",
-         str(REPO / "config" / "receiver.example.yaml"), "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "receiver.cli",
+            "web",
+            "--config",
+            str(REPO / "config" / "receiver.example.yaml"),
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         assert wait_ready(base + "/healthz", proc).text == "ok"
@@ -54,12 +65,20 @@ def test_web_starts_with_example_config(redis_url: str) -> None:
 def test_web_refuses_bad_config_before_starting(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("web:\n  port: nine\n")
-    out = subprocess.run([sys.executable, "-m", "receiver.cli", "web", "--config", str(bad)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "web", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 1
     assert f"{bad}:2: web.port:" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "receiver.cli", "web"], capture_output=True,
-                         text=True, timeout=30, env={k: v for k, v in os.environ.items()
-                                                     if k != "RECEIVER_CONFIG"})
+    out = subprocess.run(
+        [sys.executable, "-m", "receiver.cli", "web"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={k: v for k, v in os.environ.items() if k != "RECEIVER_CONFIG"},
+    )
     assert out.returncode == 1
     assert "--config" in out.stderr

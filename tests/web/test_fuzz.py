@@ -29,19 +29,34 @@ ALLOWED = {200, 202, 400, 403, 405, 413, 415}
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=20), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=20), children, max_size=5)
+    ),
     max_leaves=30,
 )
-item_keys = st.sampled_from(["subscriptionId", "clientState", "tenantId", "changeType",
-                             "resource", "resourceData", "lifecycleEvent", "encryptedContent",
-                             "subscriptionExpirationDateTime"])
+item_keys = st.sampled_from(
+    [
+        "subscriptionId",
+        "clientState",
+        "tenantId",
+        "changeType",
+        "resource",
+        "resourceData",
+        "lifecycleEvent",
+        "encryptedContent",
+        "subscriptionExpirationDateTime",
+    ]
+)
 items = st.dictionaries(item_keys, json_values, max_size=9)
 payloads = st.one_of(
     json_values,
     st.fixed_dictionaries({"value": st.lists(items, max_size=5)}),
-    st.fixed_dictionaries({"value": st.lists(items, min_size=1, max_size=5),
-                           "validationTokens": st.lists(st.text(max_size=50), max_size=3)}),
+    st.fixed_dictionaries(
+        {
+            "value": st.lists(items, min_size=1, max_size=5),
+            "validationTokens": st.lists(st.text(max_size=50), max_size=3),
+        }
+    ),
 )
 
 
@@ -53,13 +68,20 @@ class Driver:
         self.app = create_app(settings)
         self._lifespan = self.app.fallback.router.lifespan_context(self.app.fallback)
         self.loop.run_until_complete(self._lifespan.__aenter__())
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app),
-                                        base_url="http://receiver")
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://receiver"
+        )
 
-    def post(self, path: str, content: bytes, headers: dict[str, str],
-             params: dict[str, str] | None = None) -> httpx.Response:
+    def post(
+        self,
+        path: str,
+        content: bytes,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
         return self.loop.run_until_complete(
-            self.client.post(path, content=content, headers=headers, params=params))
+            self.client.post(path, content=content, headers=headers, params=params)
+        )
 
     def close(self) -> None:
         self.loop.run_until_complete(self.client.aclose())
@@ -74,15 +96,28 @@ def driver(make_settings: MakeSettings, redis_url: str) -> Iterator[Driver]:
     d.close()
 
 
-FUZZ = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @FUZZ
-@given(path=st.sampled_from(PATHS), raw=st.binary(max_size=2048),
-       content_type=st.sampled_from(["application/json", "application/json; charset=utf-8",
-                                     "text/plain", "", "APPLICATION/JSON", "application/xml"]))
+@given(
+    path=st.sampled_from(PATHS),
+    raw=st.binary(max_size=2048),
+    content_type=st.sampled_from(
+        [
+            "application/json",
+            "application/json; charset=utf-8",
+            "text/plain",
+            "",
+            "APPLICATION/JSON",
+            "application/xml",
+        ]
+    ),
+)
 def test_arbitrary_bytes(driver: Driver, path: str, raw: bytes, content_type: str) -> None:
     r = driver.post(path, raw, {"content-type": content_type} if content_type else {})
     assert r.status_code in ALLOWED
@@ -104,12 +139,18 @@ def test_arbitrary_handshake_tokens(driver: Driver, path: str, token: str) -> No
         assert r.text == token
 
 
-def test_memory_bounded_and_valid_items_still_stored(driver: Driver, redis_url: str,
-                                                     make_settings: MakeSettings) -> None:
+def test_memory_bounded_and_valid_items_still_stored(
+    driver: Driver, redis_url: str, make_settings: MakeSettings
+) -> None:
     settings_ = make_settings(redis_url=redis_url)
     rec = driver.loop.run_until_complete(register(redis_url, settings_))
-    junk = [b"{", b'{"value": [{}]}', b"\x00" * 4000, json.dumps({"value": [
-        notification(rec, "x", clientState="forged")]}).encode(), b'{"value": ' * 5000]
+    junk = [
+        b"{",
+        b'{"value": [{}]}',
+        b"\x00" * 4000,
+        json.dumps({"value": [notification(rec, "x", clientState="forged")]}).encode(),
+        b'{"value": ' * 5000,
+    ]
     tracemalloc.start()
     for round_ in range(2):
         for i in range(500):

@@ -13,7 +13,8 @@ from tests.fixtures.settings import MakeSettings
 
 
 async def test_a_cancelled_shutdown_propagates_and_leaves_no_poller(
-        make_settings: MakeSettings, redis_url: str) -> None:
+    make_settings: MakeSettings, redis_url: str
+) -> None:
     redis = aioredis.Redis.from_url(redis_url)
     app = create_app(make_settings(redis_url=redis_url), redis=redis)
     lifespan = app.fallback.router.lifespan_context(app.fallback)
@@ -34,8 +35,9 @@ async def test_a_cancelled_shutdown_propagates_and_leaves_no_poller(
         await redis.aclose()
 
 
-async def test_a_plain_shutdown_stops_the_poller(make_settings: MakeSettings,
-                                                 redis_url: str) -> None:
+async def test_a_plain_shutdown_stops_the_poller(
+    make_settings: MakeSettings, redis_url: str
+) -> None:
     redis = aioredis.Redis.from_url(redis_url)
     app = create_app(make_settings(redis_url=redis_url), redis=redis)
     try:

@@ -43,8 +43,11 @@ from tests.fixtures.settings import CLIENT_ID, TENANT_ID, MakeSettings
 from tests.fixtures.web import JSON, asgi_client, body, notification, register, served
 from tests.web.test_ingest import stream
 
-RESOURCE_DATA = {"@odata.type": "#Microsoft.Graph.chatMessage", "id": "1616990032035",
-                 "body": {"content": "a rich notification"}}
+RESOURCE_DATA = {
+    "@odata.type": "#Microsoft.Graph.chatMessage",
+    "id": "1616990032035",
+    "body": {"content": "a rich notification"},
+}
 
 
 def _rsa() -> rsa.RSAPrivateKey:
@@ -56,8 +59,9 @@ KID = "test-kid-1"
 CERT_KEYS = {"cert-1": _rsa(), "cert-2": _rsa()}
 
 
-def encrypt(data: dict[str, Any], cert_id: str = "cert-1",
-            key: rsa.RSAPrivateKey | None = None) -> dict[str, str]:
+def encrypt(
+    data: dict[str, Any], cert_id: str = "cert-1", key: rsa.RSAPrivateKey | None = None
+) -> dict[str, str]:
     """encryptedContent as Graph builds it."""
     sym = os.urandom(32)
     padder = padding.PKCS7(128).padder()
@@ -65,8 +69,14 @@ def encrypt(data: dict[str, Any], cert_id: str = "cert-1",
     encryptor = Cipher(algorithms.AES(sym), modes.CBC(sym[:16])).encryptor()
     cipher = encryptor.update(plain) + encryptor.finalize()
     public = (key or CERT_KEYS[cert_id]).public_key()
-    data_key = public.encrypt(sym, OAEP(mgf=MGF1(algorithm=hashes.SHA1()),  # noqa: S303
-                                        algorithm=hashes.SHA1(), label=None))  # noqa: S303
+    data_key = public.encrypt(
+        sym,
+        OAEP(
+            mgf=MGF1(algorithm=hashes.SHA1()),  # noqa: S303
+            algorithm=hashes.SHA1(),  # noqa: S303
+            label=None,
+        ),
+    )
     return {
         "data": base64.b64encode(cipher).decode(),
         "dataSignature": base64.b64encode(hmac.new(sym, cipher, hashlib.sha256).digest()).decode(),
@@ -78,9 +88,15 @@ def encrypt(data: dict[str, Any], cert_id: str = "cert-1",
 
 def token(**overrides: Any) -> str:
     now = int(time.time())
-    claims = {"aud": CLIENT_ID, "iss": f"https://sts.windows.net/{TENANT_ID}/", "tid": TENANT_ID,
-              "azp": GRAPH_PUBLISHER_APP_ID, "iat": now - 10, "nbf": now - 10,
-              "exp": now + 3600}
+    claims = {
+        "aud": CLIENT_ID,
+        "iss": f"https://sts.windows.net/{TENANT_ID}/",
+        "tid": TENANT_ID,
+        "azp": GRAPH_PUBLISHER_APP_ID,
+        "iat": now - 10,
+        "nbf": now - 10,
+        "exp": now + 3600,
+    }
     claims.update(overrides)
     claims = {k: v for k, v in claims.items() if v is not None}
     return jwt.encode(claims, SIGNING_KEY, algorithm="RS256", headers={"kid": KID})
@@ -99,26 +115,38 @@ async def keys_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def rich_settings(make_settings: MakeSettings, redis_url: str, keys_url: str,
-                  tmp_path: Path) -> Settings:
+def rich_settings(
+    make_settings: MakeSettings, redis_url: str, keys_url: str, tmp_path: Path
+) -> Settings:
     certs = []
     for cert_id, key in CERT_KEYS.items():
         path = tmp_path / f"{cert_id}.key.pem"
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
         certs.append({"id": cert_id, "private_key_file": str(path)})
-    return make_settings(redis_url=redis_url, web={"rich_notifications": {
-        "enabled": True, "keys_url": keys_url, "certificates": certs}})
+    return make_settings(
+        redis_url=redis_url,
+        web={"rich_notifications": {"enabled": True, "keys_url": keys_url, "certificates": certs}},
+    )
 
 
 def rich_item(rec: SubscriptionRecord, content: dict[str, str]) -> dict[str, Any]:
-    return notification(rec, "1616990032035", encryptedContent=content,
-                        resource="teams('x')/channels('y')/messages('1616990032035')")
+    return notification(
+        rec,
+        "1616990032035",
+        encryptedContent=content,
+        resource="teams('x')/channels('y')/messages('1616990032035')",
+    )
 
 
-async def post(settings: Settings, *items: dict[str, Any], tokens: list[str] | None = None
-               ) -> tuple[int, dict[str, Any], Any]:
+async def post(
+    settings: Settings, *items: dict[str, Any], tokens: list[str] | None = None
+) -> tuple[int, dict[str, Any], Any]:
     app = create_app(settings)
     extra = {"validationTokens": tokens} if tokens is not None else {}
     async with asgi_client(app) as client:
@@ -126,11 +154,11 @@ async def post(settings: Settings, *items: dict[str, Any], tokens: list[str] | N
     return r.status_code, (r.json() if r.content else {}), app
 
 
-async def test_valid_token_and_content_decrypted(rich_settings: Settings,
-                                                 redis_url: str) -> None:
+async def test_valid_token_and_content_decrypted(rich_settings: Settings, redis_url: str) -> None:
     rec = await register(redis_url, rich_settings)
-    status, _, _ = await post(rich_settings, rich_item(rec, encrypt(RESOURCE_DATA)),
-                              tokens=[token()])
+    status, _, _ = await post(
+        rich_settings, rich_item(rec, encrypt(RESOURCE_DATA)), tokens=[token()]
+    )
     assert status == 202
     [entry] = stream(redis_url, rich_settings)
     assert json.loads(entry["resource_data"]) == RESOURCE_DATA
@@ -138,9 +166,12 @@ async def test_valid_token_and_content_decrypted(rich_settings: Settings,
 
 async def test_certificate_rotation_two_at_once(rich_settings: Settings, redis_url: str) -> None:
     rec = await register(redis_url, rich_settings)
-    status, _, _ = await post(rich_settings,
-                              rich_item(rec, encrypt(RESOURCE_DATA, "cert-1")),
-                              rich_item(rec, encrypt(RESOURCE_DATA, "cert-2")), tokens=[token()])
+    status, _, _ = await post(
+        rich_settings,
+        rich_item(rec, encrypt(RESOURCE_DATA, "cert-1")),
+        rich_item(rec, encrypt(RESOURCE_DATA, "cert-2")),
+        tokens=[token()],
+    )
     assert status == 202
     assert len(stream(redis_url, rich_settings)) == 2
 
@@ -155,33 +186,58 @@ def _tamper(content: dict[str, str]) -> dict[str, str]:
     ("make_content", "tokens", "reason"),
     [
         (lambda: _tamper(encrypt(RESOURCE_DATA)), lambda: [token()], "bad_encrypted_content"),
-        (lambda: dict(encrypt(RESOURCE_DATA), dataSignature=base64.b64encode(b"x" * 32).decode()),
-         lambda: [token()], "bad_encrypted_content"),
-        (lambda: dict(encrypt(RESOURCE_DATA), encryptionCertificateId="cert-9"),
-         lambda: [token()], "bad_encrypted_content"),
-        (lambda: encrypt(RESOURCE_DATA, "cert-1", key=_rsa()), lambda: [token()],
-         "bad_encrypted_content"),
-        (lambda: dict(encrypt(RESOURCE_DATA), data="not base64!"), lambda: [token()],
-         "bad_encrypted_content"),
+        (
+            lambda: dict(
+                encrypt(RESOURCE_DATA), dataSignature=base64.b64encode(b"x" * 32).decode()
+            ),
+            lambda: [token()],
+            "bad_encrypted_content",
+        ),
+        (
+            lambda: dict(encrypt(RESOURCE_DATA), encryptionCertificateId="cert-9"),
+            lambda: [token()],
+            "bad_encrypted_content",
+        ),
+        (
+            lambda: encrypt(RESOURCE_DATA, "cert-1", key=_rsa()),
+            lambda: [token()],
+            "bad_encrypted_content",
+        ),
+        (
+            lambda: dict(encrypt(RESOURCE_DATA), data="not base64!"),
+            lambda: [token()],
+            "bad_encrypted_content",
+        ),
         (lambda: encrypt(RESOURCE_DATA), lambda: [], "bad_validation_token"),
-        (lambda: encrypt(RESOURCE_DATA), lambda: [token(exp=int(time.time()) - 3600)],
-         "bad_validation_token"),
-        (lambda: encrypt(RESOURCE_DATA), lambda: [token(aud="99999999-9999-4999-8999-99999999")],
-         "bad_validation_token"),
-        (lambda: encrypt(RESOURCE_DATA), lambda: [token(azp="someone-else", appid=None)],
-         "bad_validation_token"),
-        (lambda: encrypt(RESOURCE_DATA),
-         lambda: [token(iss="https://sts.windows.net/00000000-0000-0000-0000-000000000000/")],
-         "bad_validation_token"),
+        (
+            lambda: encrypt(RESOURCE_DATA),
+            lambda: [token(exp=int(time.time()) - 3600)],
+            "bad_validation_token",
+        ),
+        (
+            lambda: encrypt(RESOURCE_DATA),
+            lambda: [token(aud="99999999-9999-4999-8999-99999999")],
+            "bad_validation_token",
+        ),
+        (
+            lambda: encrypt(RESOURCE_DATA),
+            lambda: [token(azp="someone-else", appid=None)],
+            "bad_validation_token",
+        ),
+        (
+            lambda: encrypt(RESOURCE_DATA),
+            lambda: [token(iss="https://sts.windows.net/00000000-0000-0000-0000-000000000000/")],
+            "bad_validation_token",
+        ),
         (lambda: encrypt(RESOURCE_DATA), lambda: [token()[:-4] + "AAAA"], "bad_validation_token"),
         (lambda: encrypt(RESOURCE_DATA), lambda: ["not-a-jwt"], "bad_validation_token"),
     ],
 )
-async def test_refused_and_nothing_stored(rich_settings: Settings, redis_url: str,
-                                          make_content: Any, tokens: Any, reason: str) -> None:
+async def test_refused_and_nothing_stored(
+    rich_settings: Settings, redis_url: str, make_content: Any, tokens: Any, reason: str
+) -> None:
     rec = await register(redis_url, rich_settings)
-    status, answer, app = await post(rich_settings, rich_item(rec, make_content()),
-                                     tokens=tokens())
+    status, answer, app = await post(rich_settings, rich_item(rec, make_content()), tokens=tokens())
     if reason == "bad_validation_token":
         # concepts/change-notifications-with-resource-data.md: always 202, so a rogue actor
         # cannot tell whether it passed validation; the item is ignored.
@@ -190,37 +246,63 @@ async def test_refused_and_nothing_stored(rich_settings: Settings, redis_url: st
         assert status == 403
         assert answer["rejected"] == {reason: 1}
     assert stream(redis_url, rich_settings) == []
-    assert web_state(app).metrics.registry.get_sample_value(
-        "receiver_web_items_total",
-        {"kind": "notification", "outcome": "rejected", "reason": reason}) == 1
+    assert (
+        web_state(app).metrics.registry.get_sample_value(
+            "receiver_web_items_total",
+            {"kind": "notification", "outcome": "rejected", "reason": reason},
+        )
+        == 1
+    )
 
 
-async def test_fail_closed_when_tokens_required(make_settings: MakeSettings, redis_url: str,
-                                                keys_url: str) -> None:
-    settings = make_settings(redis_url=redis_url, web={"rich_notifications": {
-        "enabled": True, "require_validation_tokens": True, "keys_url": keys_url}})
+async def test_fail_closed_when_tokens_required(
+    make_settings: MakeSettings, redis_url: str, keys_url: str
+) -> None:
+    settings = make_settings(
+        redis_url=redis_url,
+        web={
+            "rich_notifications": {
+                "enabled": True,
+                "require_validation_tokens": True,
+                "keys_url": keys_url,
+            }
+        },
+    )
     rec = await register(redis_url, settings)
     status, answer, app = await post(settings, notification(rec, "a"))
     assert (status, answer) == (202, {})  # accepted, as Graph's docs ask, and dropped
-    assert web_state(app).metrics.registry.get_sample_value(
-        "receiver_web_items_total", {"kind": "notification", "outcome": "rejected",
-                                     "reason": "bad_validation_token"}) == 1
+    assert (
+        web_state(app).metrics.registry.get_sample_value(
+            "receiver_web_items_total",
+            {"kind": "notification", "outcome": "rejected", "reason": "bad_validation_token"},
+        )
+        == 1
+    )
     status, _, _ = await post(settings, notification(rec, "b"), tokens=[token()])
     assert status == 202
     assert [e["resource_id"] for e in stream(redis_url, settings)] == ["b"]
 
 
-async def test_encrypted_content_refused_when_not_configured(make_settings: MakeSettings,
-                                                             redis_url: str) -> None:
+async def test_encrypted_content_refused_when_not_configured(
+    make_settings: MakeSettings, redis_url: str
+) -> None:
     settings = make_settings(redis_url=redis_url)
     rec = await register(redis_url, settings)
-    status, _, app = await post(settings, rich_item(rec, encrypt(RESOURCE_DATA)),
-                                notification(rec, "plain"), tokens=[token()])
+    status, _, app = await post(
+        settings,
+        rich_item(rec, encrypt(RESOURCE_DATA)),
+        notification(rec, "plain"),
+        tokens=[token()],
+    )
     assert status == 202  # the plain item beside it is kept
     assert [e["resource_id"] for e in stream(redis_url, settings)] == ["plain"]
-    assert web_state(app).metrics.registry.get_sample_value(
-        "receiver_web_items_total", {"kind": "notification", "outcome": "rejected",
-                                     "reason": "bad_encrypted_content"}) == 1
+    assert (
+        web_state(app).metrics.registry.get_sample_value(
+            "receiver_web_items_total",
+            {"kind": "notification", "outcome": "rejected", "reason": "bad_encrypted_content"},
+        )
+        == 1
+    )
 
 
 def test_decrypt_checks_hmac_before_decrypting() -> None:
@@ -235,8 +317,14 @@ def test_settings_refuse_incoherent_rich_config(make_settings: MakeSettings) -> 
     with pytest.raises(ConfigError, match="require_validation_tokens needs enabled"):
         make_settings(web={"rich_notifications": {"require_validation_tokens": True}})
     with pytest.raises(ConfigError, match="private_key_file does not exist"):
-        make_settings(web={"rich_notifications": {"enabled": True, "certificates": [
-            {"id": "c", "private_key_file": "/nonexistent.pem"}]}})
+        make_settings(
+            web={
+                "rich_notifications": {
+                    "enabled": True,
+                    "certificates": [{"id": "c", "private_key_file": "/nonexistent.pem"}],
+                }
+            }
+        )
 
 
 def _encrypt_bytes(plain: bytes, cert_id: str = "cert-1") -> dict[str, str]:
@@ -246,53 +334,78 @@ def _encrypt_bytes(plain: bytes, cert_id: str = "cert-1") -> dict[str, str]:
     padded = padder.update(plain) + padder.finalize()
     encryptor = Cipher(algorithms.AES(sym), modes.CBC(sym[:16])).encryptor()
     cipher = encryptor.update(padded) + encryptor.finalize()
-    data_key = CERT_KEYS[cert_id].public_key().encrypt(
-        sym, OAEP(mgf=MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(),  # noqa: S303
-                  label=None))
-    return {"data": base64.b64encode(cipher).decode(),
-            "dataSignature": base64.b64encode(
-                hmac.new(sym, cipher, hashlib.sha256).digest()).decode(),
-            "dataKey": base64.b64encode(data_key).decode(), "encryptionCertificateId": cert_id}
+    data_key = (
+        CERT_KEYS[cert_id]
+        .public_key()
+        .encrypt(
+            sym,
+            OAEP(
+                mgf=MGF1(algorithm=hashes.SHA1()),  # noqa: S303
+                algorithm=hashes.SHA1(),  # noqa: S303
+                label=None,
+            ),
+        )
+    )
+    return {
+        "data": base64.b64encode(cipher).decode(),
+        "dataSignature": base64.b64encode(hmac.new(sym, cipher, hashlib.sha256).digest()).decode(),
+        "dataKey": base64.b64encode(data_key).decode(),
+        "encryptionCertificateId": cert_id,
+    }
 
 
-@pytest.mark.parametrize("plain", [
-    json.dumps(RESOURCE_DATA).encode("utf-16"),  # json.loads(bytes) would take it
-    json.dumps(RESOURCE_DATA).encode("utf-32-le"),
-    b'"just a string"',
-    b"[1, 2]",
-    b"\xff\xfe\x00",
-], ids=["utf-16", "utf-32", "string", "array", "junk"])
+@pytest.mark.parametrize(
+    "plain",
+    [
+        json.dumps(RESOURCE_DATA).encode("utf-16"),  # json.loads(bytes) would take it
+        json.dumps(RESOURCE_DATA).encode("utf-32-le"),
+        b'"just a string"',
+        b"[1, 2]",
+        b"\xff\xfe\x00",
+    ],
+    ids=["utf-16", "utf-32", "string", "array", "junk"],
+)
 async def test_authentic_content_that_is_not_utf8_json_object_is_a_400(
-        rich_settings: Settings, redis_url: str, plain: bytes) -> None:
+    rich_settings: Settings, redis_url: str, plain: bytes
+) -> None:
     """Issue 15, 5: content that decrypted to UTF-16 JSON made a 500 (``.decode()``)."""
     rec = await register(redis_url, rich_settings)
-    status, answer, app = await post(rich_settings, rich_item(rec, _encrypt_bytes(plain)),
-                                     tokens=[token()])
+    status, answer, app = await post(
+        rich_settings, rich_item(rec, _encrypt_bytes(plain)), tokens=[token()]
+    )
     assert (status, answer["rejected"]) == (400, {"bad_resource_data": 1})
     assert stream(redis_url, rich_settings) == []
-    assert web_state(app).metrics.registry.get_sample_value(
-        "receiver_web_items_total", {"kind": "notification", "outcome": "rejected",
-                                     "reason": "bad_resource_data"}) == 1
+    assert (
+        web_state(app).metrics.registry.get_sample_value(
+            "receiver_web_items_total",
+            {"kind": "notification", "outcome": "rejected", "reason": "bad_resource_data"},
+        )
+        == 1
+    )
     with pytest.raises(RichError):
         decrypt_content(_encrypt_bytes(plain), CERT_KEYS)
 
 
 async def test_forged_client_state_costs_no_token_check_and_no_log(
-        rich_settings: Settings, redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    rich_settings: Settings, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Issue 15, 8: 64 junk tokens beside a forged clientState made 64 WARNING lines. The
     clientState is checked first; tokens are verified only for items that passed it."""
     rec = await register(redis_url, rich_settings)
     junk = [token(aud="99999999-9999-4999-8999-999999999999") for _ in range(64)]
     with caplog.at_level(logging.WARNING):
         status, answer, _ = await post(
-            rich_settings, rich_item(rec, encrypt(RESOURCE_DATA)) | {"clientState": "forged"},
-            tokens=junk)
+            rich_settings,
+            rich_item(rec, encrypt(RESOURCE_DATA)) | {"clientState": "forged"},
+            tokens=junk,
+        )
     assert (status, answer["rejected"]) == (403, {"client_state_mismatch": 1})
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_refused_tokens_are_logged_once_per_interval(
-        rich_settings: Settings, redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    rich_settings: Settings, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     rec = await register(redis_url, rich_settings)
     junk = [token(aud="99999999-9999-4999-8999-999999999999") for _ in range(64)]
     content = body(rich_item(rec, encrypt(RESOURCE_DATA)), validationTokens=junk)
@@ -315,11 +428,14 @@ def test_throttled_warning_counts_what_it_held_back(caplog: pytest.LogCaptureFix
         now[0] += 10
         assert throttled.warning("refused %s", "d")
     assert [r.getMessage() for r in caplog.records] == [
-        "refused a", "refused d (2 more like it not logged)"]
+        "refused a",
+        "refused d (2 more like it not logged)",
+    ]
 
 
 async def test_a_slow_key_endpoint_cannot_hold_the_answer_past_graphs_budget(
-        rich_settings: Settings, redis_url: str) -> None:
+    rich_settings: Settings, redis_url: str
+) -> None:
     """Graph gives up on an answer after 3 s: fetching signing keys is bounded well inside."""
     release = asyncio.Event()
 
@@ -329,13 +445,22 @@ async def test_a_slow_key_endpoint_cannot_hold_the_answer_past_graphs_budget(
 
     async with served(Starlette(routes=[Route("/keys", slow_keys)])) as url:
         web = rich_settings.web
-        settings = rich_settings.model_copy(update={"web": web.model_copy(update={
-            "rich_notifications": web.rich_notifications.model_copy(
-                update={"keys_url": url + "/keys"})})})
+        settings = rich_settings.model_copy(
+            update={
+                "web": web.model_copy(
+                    update={
+                        "rich_notifications": web.rich_notifications.model_copy(
+                            update={"keys_url": url + "/keys"}
+                        )
+                    }
+                )
+            }
+        )
         rec = await register(redis_url, settings)
         started = time.monotonic()
-        status, answer, _ = await post(settings, rich_item(rec, encrypt(RESOURCE_DATA)),
-                                       tokens=[token()])
+        status, answer, _ = await post(
+            settings, rich_item(rec, encrypt(RESOURCE_DATA)), tokens=[token()]
+        )
         elapsed = time.monotonic() - started
         release.set()
     assert (status, answer) == (202, {})  # the item failed its token: ignored, as the docs say

@@ -19,8 +19,11 @@ ALLOWED = frozenset({TENANT})
 
 def item(**overrides: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
-        "subscriptionId": SUB, "clientState": "the-state", "tenantId": TENANT,
-        "changeType": "updated", "resource": "Security/Alerts/abc",
+        "subscriptionId": SUB,
+        "clientState": "the-state",
+        "tenantId": TENANT,
+        "changeType": "updated",
+        "resource": "Security/Alerts/abc",
         "resourceData": {"@odata.type": "#Microsoft.Graph.alert", "id": "abc"},
         "subscriptionExpirationDateTime": "2026-12-29T10:00:00Z",
     }
@@ -86,8 +89,9 @@ def test_resource_id_from_path_when_no_resource_data() -> None:
         ({"tenantId": TENANT.upper()}, RECORD, None),  # GUIDs compare case-insensitively
     ],
 )
-def test_authorize(overrides: dict[str, Any], record: SubscriptionRecord | None,
-                   reason: str | None) -> None:
+def test_authorize(
+    overrides: dict[str, Any], record: SubscriptionRecord | None, reason: str | None
+) -> None:
     parsed = v.check_item(item(**overrides))
     assert parsed is not None
     assert v.authorize(parsed, record, ALLOWED) == reason
@@ -105,8 +109,11 @@ def test_validate_items_counts_by_reason_and_keeps_valid() -> None:
     out = v.validate_items(items, {SUB: RECORD}, ALLOWED, 123)
     assert len(out.entries) == 2
     assert out.entries[0].received_at_ms == 123
-    assert dict(out.rejected) == {v.CLIENT_STATE_MISMATCH: 1, v.BAD_ITEM: 1,
-                                  v.UNKNOWN_SUBSCRIPTION: 1}
+    assert dict(out.rejected) == {
+        v.CLIENT_STATE_MISMATCH: 1,
+        v.BAD_ITEM: 1,
+        v.UNKNOWN_SUBSCRIPTION: 1,
+    }
     assert "the-state" not in repr(out.entries)
 
 
@@ -119,9 +126,13 @@ def test_status_when_nothing_valid() -> None:
 
 @pytest.mark.parametrize(
     ("body", "reason"),
-    [(b"{", v.MALFORMED_JSON), (b"[]", v.BAD_ENVELOPE), (b'{"value": []}', v.BAD_ENVELOPE),
-     (b'{"value": [1], "validationTokens": [1]}', v.BAD_ENVELOPE),
-     (b'{"value": "x"}', v.BAD_ENVELOPE)],
+    [
+        (b"{", v.MALFORMED_JSON),
+        (b"[]", v.BAD_ENVELOPE),
+        (b'{"value": []}', v.BAD_ENVELOPE),
+        (b'{"value": [1], "validationTokens": [1]}', v.BAD_ENVELOPE),
+        (b'{"value": "x"}', v.BAD_ENVELOPE),
+    ],
 )
 def test_parse_body_errors(body: bytes, reason: str) -> None:
     with pytest.raises(v.BodyError) as exc:
@@ -131,8 +142,17 @@ def test_parse_body_errors(body: bytes, reason: str) -> None:
 
 @pytest.mark.parametrize(
     ("token", "ok"),
-    [("Validation: Testing client application reachability for subscription Request-Id: x",
-      True), ("a", True), ("", False), ("x" * 1025, False), ("a\tb", False), ("\u202e", False)],
+    [
+        (
+            "Validation: Testing client application reachability for subscription Request-Id: x",
+            True,
+        ),
+        ("a", True),
+        ("", False),
+        ("x" * 1025, False),
+        ("a\tb", False),
+        ("\u202e", False),
+    ],
 )
 def test_handshake_token_check(token: str, ok: bool) -> None:
     assert v.check_validation_token(token) is ok
