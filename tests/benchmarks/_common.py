@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -161,3 +162,35 @@ def wrk(
 
 
 __all__ = ["ROOT", "WrkResult", "free_port", "private_redis", "process", "wrk"]
+
+
+def add_poll_load_options(
+    parser: argparse.ArgumentParser, *, tenants: int, duration: float, rate: float
+) -> None:
+    """The options the poll benchmarks share: how many tenants, how long and how fast their
+    alerts change, the poll interval and the simulator's Graph latency."""
+    parser.add_argument("--tenants", type=int, default=tenants)
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=duration,
+        help=f"seconds of changes (default {duration:g})",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=10.0,
+        help="poll interval in seconds (default 10; the product's minimum is 5)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=rate,
+        help=f"changes a second, over all tenants (default {rate:g})",
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        default=150,
+        help="the simulator's latency for every Graph call (default 150)",
+    )

@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.benchmarks._common import free_port, private_redis, process
+from tests.benchmarks._common import add_poll_load_options, free_port, private_redis, process
 from tests.benchmarks.pipeline import cpu_seconds, parse_time, percentile
 
 SOURCES = ("alerts_v2", "incidents")
@@ -149,25 +149,7 @@ def _load() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tenants", type=int, default=200)
-    parser.add_argument(
-        "--duration", type=float, default=120.0, help="seconds of changes (default 120)"
-    )
-    parser.add_argument(
-        "--interval",
-        type=float,
-        default=10.0,
-        help="poll interval in seconds (default 10; the product's minimum is 5)",
-    )
-    parser.add_argument(
-        "--rate", type=float, default=5.0, help="changes a second, over all tenants (default 5)"
-    )
-    parser.add_argument(
-        "--latency-ms",
-        type=int,
-        default=150,
-        help="the simulator's latency for every Graph call (default 150)",
-    )
+    add_poll_load_options(parser, tenants=200, duration=120.0, rate=5.0)
     parser.add_argument("--seed", type=int, default=14)
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)

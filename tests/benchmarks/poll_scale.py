@@ -41,7 +41,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.benchmarks._common import ROOT, free_port, private_redis
+from tests.benchmarks._common import ROOT, add_poll_load_options, free_port, private_redis
 from tests.benchmarks.pipeline import cpu_seconds, parse_time, percentile
 from tests.benchmarks.poll import Changes, Recorder, _load, _metric, _ok
 
@@ -299,25 +299,7 @@ def _report(p: dict[str, Any], tenants: int, interval: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tenants", type=int, default=1000)
-    parser.add_argument(
-        "--duration", type=float, default=180.0, help="seconds of changes per phase (default 180)"
-    )
-    parser.add_argument(
-        "--interval",
-        type=float,
-        default=10.0,
-        help="poll interval in seconds (default 10; the product's minimum is 5)",
-    )
-    parser.add_argument(
-        "--rate", type=float, default=10.0, help="changes a second, over all tenants (default 10)"
-    )
-    parser.add_argument(
-        "--latency-ms",
-        type=int,
-        default=150,
-        help="the simulator's latency for every Graph call (default 150)",
-    )
+    add_poll_load_options(parser, tenants=1000, duration=180.0, rate=10.0)
     parser.add_argument(
         "--workers", default="1,2", help="worker counts, one phase each, in order (default 1,2)"
     )
