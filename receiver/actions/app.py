@@ -50,7 +50,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from receiver.actions import audit, pages
+from receiver.actions import audit, pages, rules
 from receiver.actions.budget import NOT_FOUND, AlertCache, PageBudget
 from receiver.actions.links import ACTIONS, ActionLinks, LinkClaim, LinkError
 from receiver.actions.postback import queue_changed
@@ -383,6 +383,15 @@ class _Handlers:
                 outcome = "not_found" if alert.status_code == 404 else "wrong_tenant"
                 await self._finish(key, who, outcome=outcome)
                 return alert
+            # The same rules as Slack's buttons (actions/rules.py): a link pressed on a message
+            # older than the alert does not take it from its owner nor reopen a resolved one.
+            refused = rules.refusal(claim.action, _envelope(claim.source_api, alert), who.by)
+            if refused is not None:
+                self.s.outcomes.labels(claim.action, "refused").inc()
+                await self._finish(key, who, outcome="refused", graph=refused)
+                return pages.page(
+                    409, "refused", "Nothing was changed", f"Nothing was changed: {refused}."
+                )
             applied = await apply_update(
                 self.s.graph,
                 claim.tenant_id,

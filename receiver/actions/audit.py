@@ -30,7 +30,8 @@ _FIELD = "r"
 class AuditRecord:
     action: str  # take | resolve_true_positive | resolve_false_positive | update (CLI)
     outcome: str  # done | graph_refused | graph_unavailable | reused | expired | invalid |
-    #               wrong_tenant | not_found | forbidden_origin; with sign-in also
+    #               wrong_tenant | not_found | forbidden_origin | refused (already taken
+    #               by someone else, or resolved); with sign-in also
     #               signin_required | forbidden_csrf | not_allowed | groups_overage |
     #               no_groups_claim | wrong_signin_tenant | signin_failed | signin_unavailable
     alert_id: str = ""

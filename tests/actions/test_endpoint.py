@@ -168,6 +168,29 @@ async def test_take_updates_reads_back_audits_and_queues_the_change(harness: Har
     assert [r.outcome for r in await harness.audit()] == ["done", "reused"]
 
 
+async def test_links_follow_the_same_refusals_as_slack_buttons(harness: Harness) -> None:
+    """actions/rules.py: a link pressed on an older message does not take an alert from its
+    owner, nor act on an alert resolved meanwhile; nothing changes, and it is audited."""
+    taken = harness.sim.control.create_alert(harness.tenant_id, kind="v2")
+    harness.sim.control.update_alert(
+        harness.tenant_id, taken, {"status": "inProgress", "assignedTo": "soc@contoso.com"}
+    )
+    resolved = harness.sim.control.create_alert(harness.tenant_id, kind="v2")
+    harness.sim.control.update_alert(
+        harness.tenant_id, resolved, {"status": "resolved", "classification": "falsePositive"}
+    )
+    updates = harness.updates()
+    page = await harness.post(harness.link(taken, "take"), name="Mallory")
+    assert page.status_code == 409
+    assert "already taken by soc@contoso.com" in page.text
+    page = await harness.post(harness.link(resolved, "resolve_true_positive"))
+    assert page.status_code == 409 and "already resolved (falsePositive)" in page.text
+    assert harness.updates() == updates  # nothing was sent to Graph
+    assert harness.alert(taken)["assignedTo"] == "soc@contoso.com"
+    outcomes = [(r.alert_id, r.outcome) for r in await harness.audit()]
+    assert outcomes == [(taken, "refused"), (resolved, "refused")]
+
+
 async def test_take_needs_a_name_and_does_not_spend_the_link(harness: Harness) -> None:
     alert_id = harness.sim.control.create_alert(harness.tenant_id, kind="v2")
     link = harness.link(alert_id, "take")
