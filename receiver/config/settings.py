@@ -10,7 +10,6 @@ import datetime as dt
 import ipaddress
 import re
 import uuid
-from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -21,7 +20,6 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -29,12 +27,11 @@ from pydantic import (
 from receiver import clock
 from receiver.config.files import ConfigError, ConfigIssue
 from receiver.config.sinks import SinkSettings
+from receiver.config.types import FilePath, Guid, HttpUrl, Name, Secret, as_guid
 from receiver.config.values import check_url
 from receiver.store.keys import DEFAULT_PREFIX, validate_prefix
 
 __all__ = ["ConfigError", "ConfigIssue", "Settings", "SinkSettings"]
-
-Secret = SecretStr
 
 # Graph's documented maximum subscription lifetime for security alerts (minutes).
 SECURITY_ALERT_MAX_LIFETIME_MIN = 43_200
@@ -50,10 +47,6 @@ LEGACY_ALERTS_RETIRED = dt.datetime(2026, 10, 15, tzinfo=dt.UTC)
 # --- value types ---------------------------------------------------------------------------
 
 
-def _http_url(value: str) -> str:
-    return check_url(value, ("https", "http"))
-
-
 def _redis_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme == "unix":
@@ -63,25 +56,7 @@ def _redis_url(value: str) -> str:
     return check_url(value, ("redis", "rediss"))
 
 
-def _guid(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError:
-        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000") from None
-
-
-def _relative(value: Path, info: ValidationInfo) -> Path:
-    """A relative path given in a file is relative to that file's folder."""
-    base = (info.context or {}).get("base")
-    value = value.expanduser()
-    return value if value.is_absolute() or base is None else Path(base) / value
-
-
-FilePath = Annotated[Path, AfterValidator(_relative)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 RedisUrl = Annotated[str, AfterValidator(_redis_url)]
-Guid = Annotated[str, AfterValidator(_guid)]
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
 
 
 class Model(BaseModel):
@@ -471,7 +446,7 @@ class SignInSettings(Model):
         if found is not None:
             return found.tenant_id
         try:
-            return _guid(self.tenant)
+            return as_guid(self.tenant)
         except ValueError:
             return None
 

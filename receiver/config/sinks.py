@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from pathlib import Path
 from typing import Annotated, Literal, Union
 
 from pydantic import (
@@ -26,11 +25,11 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from receiver.config.types import FilePath, Name
 from receiver.config.values import check_url
 
 __all__ = [
@@ -73,13 +72,6 @@ TEMPLATE_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _relative(value: Path, info: ValidationInfo) -> Path:
-    """A relative path given in a file is relative to that file's folder."""
-    base = (info.context or {}).get("base")
-    value = value.expanduser()
-    return value if value.is_absolute() or base is None else Path(base) / value
-
-
 def _secret_url(value: SecretStr) -> SecretStr:
     # The message never echoes the value: the URL carries a token.
     check_url(value.get_secret_value())
@@ -99,10 +91,8 @@ def _webhook_secret(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-FilePath = Annotated[Path, AfterValidator(_relative)]
 HttpUrl = Annotated[str, AfterValidator(check_url)]
 SecretUrl = Annotated[SecretStr, AfterValidator(_secret_url)]
-Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
 Email = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")]
 Severity = Literal["high", "medium", "low", "informational", "unknown"]
 Timeout = Annotated[float, Field(gt=0, le=300)]

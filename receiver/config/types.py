@@ -1,0 +1,37 @@
+"""The field types the settings and the sinks' settings share (one definition each)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo
+
+from receiver.config.values import check_url
+
+Secret = SecretStr  # a secret: inline, from a *_file or a *_env (receiver.config.loader)
+
+
+def _relative(value: Path, info: ValidationInfo) -> Path:
+    """A relative path given in a file is relative to that file's folder."""
+    base = (info.context or {}).get("base")
+    value = value.expanduser()
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+def _http_url(value: str) -> str:
+    return check_url(value, ("https", "http"))
+
+
+def as_guid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000") from None
+
+
+FilePath = Annotated[Path, AfterValidator(_relative)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Guid = Annotated[str, AfterValidator(as_guid)]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
