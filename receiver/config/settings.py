@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+import typing
 import uuid
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -252,7 +253,8 @@ class PollSettings(Model):
     initial_lookback_s: float = Field(3600.0, ge=0, le=30 * 86_400)
 
 
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+WEEKDAYS: tuple[str, ...] = typing.get_args(Weekday)  # Monday first, as date.weekday() counts
 
 
 class SecureScoreSettings(Model):
@@ -266,9 +268,7 @@ class SecureScoreSettings(Model):
     # A control whose score falls by more than this many points has regressed.
     control_threshold: float = Field(0.5, ge=0, le=10_000)
     # The weekly digest goes out on the first run in a week on or after this day; null: none.
-    digest_weekday: (
-        Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] | None
-    ) = "monday"
+    digest_weekday: Weekday | None = "monday"
     top_actions: int = Field(5, ge=0, le=50)  # improvement actions in the digest
     history_days: int = Field(30, ge=2, le=90)  # the trend's length (Graph keeps 90 days)
     # On the first run (nothing evaluated yet), how many past days to check for drops.
@@ -391,7 +391,8 @@ class SchedulerSettings(Model):
         return self
 
 
-ACTION_NAMES = ("take", "resolve_true_positive", "resolve_false_positive")
+ActionName = Literal["take", "resolve_true_positive", "resolve_false_positive"]
+ACTION_NAMES: tuple[ActionName, ...] = typing.get_args(ActionName)
 
 
 class SigningKey(Model):
@@ -509,8 +510,8 @@ class ActionsSettings(Model):
     path: str = Field("/actions", pattern=r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$")
     signing_keys: list[SigningKey] = Field(default_factory=list, max_length=8)
     link_ttl_s: int = Field(7 * 86_400, ge=60, le=90 * 86_400)
-    actions: list[Literal["take", "resolve_true_positive", "resolve_false_positive"]] = Field(
-        default_factory=lambda: list(ACTION_NAMES),  # type: ignore[arg-type]
+    actions: list[ActionName] = Field(
+        default_factory=lambda: list(ACTION_NAMES),
         min_length=1,
     )
     sign_in: SignInSettings = Field(default_factory=SignInSettings)
