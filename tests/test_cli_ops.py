@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import pytest
 import redis
 
+from receiver import clock
 from receiver.cli import main
 from receiver.envelope import Envelope
 from receiver.pipeline import records
@@ -211,7 +211,7 @@ def test_status_summary(config: Path, redis_url: str, capsys: pytest.CaptureFixt
                 TENANT_ID,
                 "security/alerts?$filter=x",
                 "state",
-                expires_at=time.time() + 10 * 24 * 3600,
+                expires_at=clock.now().timestamp() + 10 * 24 * 3600,  # Graph's date
             ),
         )
         await client.set(
