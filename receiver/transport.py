@@ -166,7 +166,13 @@ class _Stream(httpcore.AsyncNetworkStream):
 
     async def aclose(self) -> None:
         self._pending = []
-        self._transport.close()
+        if self._transport.get_extra_info("ssl_object") is not None:
+            # A TLS close waits for the peer's close_notify; a process that ends right after
+            # (asyncio.run returning) never sees it, and the socket under it was left open.
+            # The pool only closes what it is done with: drop it at once.
+            self._transport.abort()
+        else:
+            self._transport.close()
 
     async def start_tls(
         self,
