@@ -13,6 +13,7 @@ themselves stay where their decisions are (which errors retry, budgets, Retry-Af
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 
@@ -39,3 +40,22 @@ def spread(delay_s: float, fraction: float, rng: Rng = random.random) -> float:
 def after(retry_after_s: float, fraction: float, rng: Rng = random.random) -> float:
     """A server's Retry-After, never earlier and at most ``fraction / 2`` later."""
     return retry_after_s + retry_after_s * fraction / 2 * rng()
+
+
+async def pause(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` or until ``stop`` is set, whichever comes first; True when stopped.
+
+    ``asyncio.timeout``, not ``asyncio.wait_for``: on Python 3.11, ``wait_for`` swallows a
+    cancellation that arrives as its inner wait completes, and a loop around it went on
+    forever in a task its TaskGroup had cancelled (the worker hung on cancel). A cancellation
+    that a client library swallowed (a Redis call cancelled mid-command) ends the loop here
+    too: a task being cancelled does not pause, it stops."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    try:
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    except TimeoutError:
+        return False
+    return True

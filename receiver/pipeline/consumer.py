@@ -227,8 +227,7 @@ class Consumer:
                         backoff_s,
                         extra={"stream": self.config.stream},
                     )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), backoff_s)
+                    await backoff.pause(stop, backoff_s)
                     continue
                 if burst and got == 0:
                     await self._wait_idle()

@@ -26,7 +26,6 @@ new one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -36,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from receiver import backoff
 from receiver.envelope import Envelope
 from receiver.pipeline import records
 from receiver.routing.grouping import all_resolved, group_id, group_labels, summarize
@@ -285,8 +285,7 @@ class Groups:
                 await self.flush_due()
             except Exception:
                 log.exception("group flush pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+            await backoff.pause(stop, interval_s)
 
 
 __all__ = ["Groups"]

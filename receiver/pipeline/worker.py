@@ -22,7 +22,6 @@ raises ``CancelledError``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from receiver import backoff
 from receiver.actions.rules import buttons as triage_buttons
 from receiver.config.settings import Settings
 from receiver.graph.client import GraphClient, client_for
@@ -85,8 +85,7 @@ class Worker:
                     continue
                 for kind, value in lag.items():
                     gauge.labels(consumer.config.stream, kind).set(value)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)
+            await backoff.pause(stop, interval_s)
 
     async def run(self, stop: asyncio.Event | None = None, *, burst: bool = False) -> None:
         """Run every stage until ``stop`` (or, in burst mode, until nothing is left)."""

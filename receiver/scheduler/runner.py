@@ -15,6 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
+from receiver import backoff
 from receiver.config.settings import SchedulerSettings
 from receiver.graph.subscriptions import Supervisor
 from receiver.scheduler.lifecycle import consume_lifecycle
@@ -184,8 +185,7 @@ class SchedulerRunner:
                 await self.tick()
                 if self.acting and not self.lease.held:
                     self._stop_jobs()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.heartbeat_s)
+                await backoff.pause(stop, self.settings.heartbeat_s)
         finally:
             self._stop_jobs()
             self.scheduler.shutdown(wait=False)

@@ -15,7 +15,6 @@ oldest forgotten first. The validator only lets GUID-shaped ids this far.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
@@ -23,6 +22,7 @@ from collections.abc import Iterable, Mapping
 
 from redis.asyncio import Redis
 
+from receiver import backoff
 from receiver.store import registry
 from receiver.store.keys import Keys
 from receiver.store.registry import SubscriptionRecord
@@ -153,5 +153,4 @@ class RegistryCache:
                 await self.refresh()
             except Exception as exc:
                 log.warning("registry refresh failed: %s", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll_s)
+            await backoff.pause(stop, poll_s)
