@@ -79,34 +79,18 @@ class SchedulerRunner:
     def _start_jobs(self) -> None:
         s = self.settings
         now = dt.datetime.now(dt.UTC)
-        self.scheduler.add_job(
-            self.reconcile_job,
-            "interval",
-            id="reconcile",
-            seconds=s.reconcile_interval_s,
-            next_run_time=now,
-            max_instances=1,
-            coalesce=True,
-            replace_existing=True,
-            misfire_grace_time=None,
-        )
-        self.scheduler.add_job(
-            self.lifecycle_job,
-            "interval",
-            id="lifecycle",
-            seconds=s.lifecycle_interval_s,
-            next_run_time=now,
-            max_instances=1,
-            coalesce=True,
-            replace_existing=True,
-            misfire_grace_time=None,
-        )
-        for job in self.jobs:
+        jobs = [
+            (self.reconcile_job, "reconcile", s.reconcile_interval_s),
+            (self.lifecycle_job, "lifecycle", s.lifecycle_interval_s),
+            *((self._guarded(job), job.name, job.interval_s) for job in self.jobs),
+        ]
+        for run, name, interval_s in jobs:
+            # One run at a time, a missed run made up once, at once and whenever late.
             self.scheduler.add_job(
-                self._guarded(job),
+                run,
                 "interval",
-                id=job.name,
-                seconds=job.interval_s,
+                id=name,
+                seconds=interval_s,
                 next_run_time=now,
                 max_instances=1,
                 coalesce=True,
