@@ -142,6 +142,30 @@ def _metric(text: str, name: str) -> float:
     return total
 
 
+def wait_for_last_versions(
+    sim: httpx.Client, changes: Changes, recorder: Recorder, timeout_s: float
+) -> list[tuple[str, str]]:
+    """Wait until every changed alert's last version (as the simulator has it now) reached
+    the sink; the (tenant, alert) pairs still missing after ``timeout_s``."""
+    latest = {
+        (t, a["id"]): a["lastUpdateDateTime"]
+        for t in changes.alerts
+        for a in _ok(sim.get("/alerts", params={"tenantId": t, "kind": "v2"}))["alerts"]
+    }
+    deadline = time.monotonic() + timeout_s
+    missing = list(latest)
+    while missing and time.monotonic() < deadline:
+        missing = [
+            k
+            for k in missing
+            if not any(
+                parse_time(v) >= parse_time(latest[k]) for v in recorder.versions("alert", k[1])
+            )
+        ]
+        time.sleep(0.2)
+    return missing
+
+
 def _load() -> str:
     one, five, _ = os.getloadavg()
     return f"{one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
@@ -256,23 +280,7 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_s = cpu_seconds(receiver.pid) - cpu_before
                 load_during = _load()
                 # Every alert's last version must arrive (its incident's too, by its own).
-                latest = {
-                    (t, a["id"]): a["lastUpdateDateTime"]
-                    for t in changes.alerts
-                    for a in _ok(sim.get("/alerts", params={"tenantId": t, "kind": "v2"}))["alerts"]
-                }
-                deadline = time.monotonic() + 2 * args.interval + 30
-                missing = list(latest)
-                while missing and time.monotonic() < deadline:
-                    missing = [
-                        k
-                        for k in missing
-                        if not any(
-                            parse_time(v) >= parse_time(latest[k])
-                            for v in recorder.versions("alert", k[1])
-                        )
-                    ]
-                    time.sleep(0.2)
+                missing = wait_for_last_versions(sim, changes, recorder, 2 * args.interval + 30)
                 metrics = httpx.get(f"http://127.0.0.1:{web_port}/metrics", timeout=10).text
 
     lags = [

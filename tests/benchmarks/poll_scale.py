@@ -43,7 +43,14 @@ import yaml
 
 from tests.benchmarks._common import ROOT, add_poll_load_options, free_port, private_redis
 from tests.benchmarks.pipeline import cpu_seconds, parse_time, percentile
-from tests.benchmarks.poll import Changes, Recorder, _load, _metric, _ok
+from tests.benchmarks.poll import (
+    Changes,
+    Recorder,
+    _load,
+    _metric,
+    _ok,
+    wait_for_last_versions,
+)
 
 
 class Role:
@@ -151,22 +158,7 @@ def _phase(
     skipped = _metric(scheduler.metrics(), "receiver_poll_jobs_skipped_total") - skipped0
     load = _load()
     # Every changed alert's last version must arrive.
-    latest = {
-        (t, a["id"]): a["lastUpdateDateTime"]
-        for t in changes.alerts
-        for a in _ok(sim.get("/alerts", params={"tenantId": t, "kind": "v2"}))["alerts"]
-    }
-    deadline = time.monotonic() + 2 * args.interval + 30
-    missing = list(latest)
-    while missing and time.monotonic() < deadline:
-        missing = [
-            k
-            for k in missing
-            if not any(
-                parse_time(v) >= parse_time(latest[k]) for v in recorder.versions("alert", k[1])
-            )
-        ]
-        time.sleep(0.2)
+    missing = wait_for_last_versions(sim, changes, recorder, 2 * args.interval + 30)
     lags = [
         arrived - (parse_time(version) - skew)
         for (_, _, version), arrived in list(recorder.arrived.items())
