@@ -194,3 +194,23 @@ def add_poll_load_options(
         default=150,
         help="the simulator's latency for every Graph call (default 150)",
     )
+
+
+def simulator_command(port: int, tls_dir: str, ca: str, *options: str) -> list[str]:
+    """``receiver simulator`` on ``port`` (its TLS files in ``tls_dir``, the test CA written to
+    ``ca``, warnings only) with the benchmark's own ``options`` (--no-throttle, --allow-http,
+    --legacy-alerts live ...)."""
+    return [
+        sys.executable,
+        "-m",
+        "receiver.simulator",
+        "--port",
+        str(port),
+        "--tls-dir",
+        tls_dir,
+        "--ca-out",
+        ca,
+        "--log-level",
+        "warning",
+        *options,
+    ]

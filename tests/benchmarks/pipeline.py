@@ -50,7 +50,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.benchmarks._common import ROOT, free_port, private_redis, process
+from tests.benchmarks._common import ROOT, free_port, private_redis, process, simulator_command
 
 TENANT = "5f1c2b3a-7d4e-4a6b-9c8d-0e1f2a3b4c5d"  # the simulator's demo tenant
 CLIENT_ID = "0a1b2c3d-4e5f-4a7b-8c9d-aebfc0d1e2f3"
@@ -425,23 +425,9 @@ def environment() -> Iterator[Env]:
                 }
             )
         )
-        simulator = [
-            sys.executable,
-            "-m",
-            "receiver.simulator",
-            "--port",
-            str(sim_port),
-            "--tls-dir",
-            tmp,
-            "--ca-out",
-            ca,
-            "--no-throttle",
-            "--allow-http",
-            "--log-level",
-            "warning",
-            "--legacy-alerts",
-            "live",
-        ]
+        simulator = simulator_command(
+            sim_port, tmp, ca, "--no-throttle", "--allow-http", "--legacy-alerts", "live"
+        )
         with (
             process(simulator, f"{sim}/_sim/health"),
             httpx.Client(verify=ca, trust_env=False, timeout=30) as control,

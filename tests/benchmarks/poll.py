@@ -43,7 +43,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.benchmarks._common import add_poll_load_options, free_port, private_redis, process
+from tests.benchmarks._common import (
+    add_poll_load_options,
+    free_port,
+    private_redis,
+    process,
+    simulator_command,
+)
 from tests.benchmarks.pipeline import cpu_seconds, parse_time, percentile
 
 SOURCES = ("alerts_v2", "incidents")
@@ -187,20 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         sim_port, web_port = free_port(), free_port()
         sim_url = f"https://127.0.0.1:{sim_port}"
         ca = str(Path(tmp) / "ca.pem")
-        simulator = [
-            sys.executable,
-            "-m",
-            "receiver.simulator",
-            "--port",
-            str(sim_port),
-            "--tls-dir",
-            tmp,
-            "--ca-out",
-            ca,
-            "--allow-http",
-            "--log-level",
-            "warning",
-        ]
+        simulator = simulator_command(sim_port, tmp, ca, "--allow-http")
         with (
             process(simulator, f"{sim_url}/_sim/health"),
             httpx.Client(base_url=f"{sim_url}/_sim", verify=ca, trust_env=False, timeout=30) as sim,

@@ -41,7 +41,13 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.benchmarks._common import ROOT, add_poll_load_options, free_port, private_redis
+from tests.benchmarks._common import (
+    ROOT,
+    add_poll_load_options,
+    free_port,
+    private_redis,
+    simulator_command,
+)
 from tests.benchmarks.pipeline import cpu_seconds, parse_time, percentile
 from tests.benchmarks.poll import (
     Changes,
@@ -335,20 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         sim_url = f"https://127.0.0.1:{sim_port}"
         ca = str(tmp / "ca.pem")
         simulator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "receiver.simulator",
-                "--port",
-                str(sim_port),
-                "--tls-dir",
-                tmp_dir,
-                "--ca-out",
-                ca,
-                "--no-throttle",
-                "--log-level",
-                "warning",
-            ],
+            simulator_command(sim_port, tmp_dir, ca, "--no-throttle"),
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.benchmarks._common import free_port, process, wrk
+from tests.benchmarks._common import free_port, process, simulator_command, wrk
 
 TENANT = "5f1c2b3a-7d4e-4a6b-9c8d-0e1f2a3b4c5d"  # the simulator's demo tenant
 CLIENT_ID = "0a1b2c3d-4e5f-4a7b-8c9d-aebfc0d1e2f3"
@@ -38,22 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     base = f"https://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
         ca = str(Path(tmp) / "ca.pem")
-        command = [
-            sys.executable,
-            "-m",
-            "receiver.simulator",
-            "--port",
-            str(port),
-            "--tls-dir",
-            tmp,
-            "--ca-out",
-            ca,
-            "--no-throttle",
-            "--log-level",
-            "warning",
-            "--legacy-alerts",
-            "live",
-        ]
+        command = simulator_command(port, tmp, ca, "--no-throttle", "--legacy-alerts", "live")
         with (
             process(command, f"{base}/_sim/health"),
             httpx.Client(verify=ca, trust_env=False, timeout=30) as client,

@@ -35,7 +35,7 @@ from receiver.graph.subscriptions import Supervisor
 from receiver.store.client import connect
 from receiver.store.keys import Keys
 from receiver.store.lease import Lease
-from tests.benchmarks._common import free_port, private_redis, process
+from tests.benchmarks._common import free_port, private_redis, process, simulator_command
 
 
 def _config(
@@ -134,23 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     sim = f"https://127.0.0.1:{sim_port}"
     with tempfile.TemporaryDirectory(prefix="subs-bench-") as tmp, private_redis() as redis:
         ca = str(Path(tmp) / "ca.pem")
-        command = [
-            sys.executable,
-            "-m",
-            "receiver.simulator",
-            "--port",
-            str(sim_port),
-            "--tls-dir",
-            tmp,
-            "--ca-out",
-            ca,
-            "--no-throttle",
-            "--allow-http",
-            "--log-level",
-            "warning",
-            "--legacy-alerts",
-            "live",
-        ]
+        command = simulator_command(
+            sim_port, tmp, ca, "--no-throttle", "--allow-http", "--legacy-alerts", "live"
+        )
         with process(command, f"{sim}/_sim/health"):
             with httpx.Client(verify=ca, trust_env=False, timeout=60) as control:
                 answer = control.post(
