@@ -21,7 +21,6 @@ import ssl
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -29,7 +28,13 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from receiver import clock
-from receiver.config.settings import GraphSettings, Settings, TenantSettings
+from receiver.config.settings import (
+    LEGACY_ALERTS_RETIRED,
+    GraphSettings,
+    Settings,
+    TenantSettings,
+    is_legacy_alerts,
+)
 from receiver.graph.auth import GraphAuthError, TokenProvider
 from receiver.graph.check import (
     TenantReport,
@@ -48,7 +53,6 @@ __all__ = ["probe_endpoint", "record", "run", "startup_check"]
 
 log = logging.getLogger(__name__)
 
-LEGACY_ALERTS_RETIRED_AT = datetime(2026, 10, 15, tzinfo=UTC)
 HANDSHAKE_TIMEOUT_S = 10.0  # Graph waits this long for the validation answer
 RESOLVE_TIMEOUT_S = 5.0
 # The reads of the check: one small page per feature, path -> (label, the need's feature).
@@ -252,21 +256,13 @@ async def probe_endpoint(
     )
 
 
-def _legacy_retired(resource: str) -> bool:
-    """A subscription on the legacy alerts API, which Graph retired on 2026-10-15
-    (concepts/alertsv1-alertsv2-migration.md: it "stops returning data")."""
-    path = resource.strip().lstrip("/").split("?", 1)[0].lower()
-    legacy = path.startswith("security/alerts") and not path.startswith("security/alerts_v2")
-    return legacy and clock.now() >= LEGACY_ALERTS_RETIRED_AT
-
-
 async def _push(
     settings: Settings, tenant: TenantSettings, http: httpx.AsyncClient, cache: dict[str, Verdict]
 ) -> list[Verdict]:
     out = []
     urls: list[tuple[str, str]] = []
     for spec in tenant.subscriptions:
-        if _legacy_retired(spec.resource):
+        if is_legacy_alerts(spec.resource) and clock.now() >= LEGACY_ALERTS_RETIRED:
             out.append(
                 Verdict(
                     "legacy",
