@@ -51,6 +51,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from receiver.actions import audit, pages, rules
+from receiver.actions.body import BodyTooLarge, read_body
 from receiver.actions.budget import NOT_FOUND, AlertCache, PageBudget
 from receiver.actions.links import ACTIONS, ActionLinks, LinkClaim, LinkError
 from receiver.actions.postback import queue_changed
@@ -547,14 +548,9 @@ async def _form(request: Request, timeout_s: float) -> dict[str, str] | None:
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type not in ("application/x-www-form-urlencoded", ""):
         return None
-    body = b""
     try:
-        async with asyncio.timeout(timeout_s):
-            async for chunk in request.stream():
-                body += chunk
-                if len(body) > MAX_FORM_BYTES:
-                    return None
-    except TimeoutError:
+        body = await read_body(request, MAX_FORM_BYTES, timeout_s)
+    except (BodyTooLarge, TimeoutError):
         return None
     try:
         parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)

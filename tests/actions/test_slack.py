@@ -17,7 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from receiver.actions.rules import button_value
-from receiver.actions.slack import SignatureError, mount, sign, verify
+from receiver.actions.slack import MAX_BODY_BYTES, SignatureError, mount, sign, verify
 from receiver.store.keys import Keys
 from receiver.web.app import create_app
 from tests.fixtures.settings import TENANT_ID, MakeSettings
@@ -168,4 +168,11 @@ async def test_a_signed_request_that_is_not_our_button_is_refused(endpoint: Endp
     ):
         answer = await endpoint.post(body, signed_headers(body))
         assert answer.status_code == 400, body
+    assert await endpoint.queued() == []
+
+
+async def test_a_body_past_the_limit_is_refused_unread(endpoint: Endpoint) -> None:
+    body = b"payload=" + b"x" * MAX_BODY_BYTES
+    answer = await endpoint.post(body, signed_headers(body))
+    assert answer.status_code == 413
     assert await endpoint.queued() == []
