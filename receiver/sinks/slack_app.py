@@ -18,11 +18,9 @@ store's per-alert lock (the ticket sinks' :class:`~receiver.sinks.base.TicketSto
    only if it is not there is a new parent posted (``conversations.history`` needs the
    ``channels:history`` scope; without it that rare case may post a second parent, logged).
 
-HTTP goes through the sinks' shared httpx client and its one retry classification, not
-slack-sdk's AsyncWebClient (which needs aiohttp, a second HTTP stack): two Web API methods are a
-JSON POST with a bearer token each. Slack's answers: HTTP 429 ``ratelimited`` -> RetryableError
-with Retry-After; ``ok: false`` with a transient error -> RetryableError; any other
-``ok: false`` (``channel_not_found``, ``not_in_channel``, ``invalid_auth``) -> PermanentError.
+The Web API calls, on the sinks' shared httpx client, and how Slack's answers are classified
+(HTTP 429 ``ratelimited`` and transient errors retried, others permanent) are
+:mod:`receiver.sinks.slack_api`.
 """
 
 from __future__ import annotations
@@ -37,33 +35,16 @@ from typing import Any
 from receiver.config.sinks import TEMPLATE_NAMES, SlackSinkSettings
 from receiver.envelope import Envelope
 from receiver.sinks import http
-from receiver.sinks.base import (
-    BaseSink,
-    Delivery,
-    PermanentError,
-    Result,
-    RetryableError,
-    TicketStore,
-)
+from receiver.sinks.base import BaseSink, Delivery, PermanentError, Result, TicketStore
 from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.slack import SEVERITY_EMOJI, mrkdwn_escape
+from receiver.sinks.slack_api import SlackApi
 from receiver.sinks.templating import Templates, context
 
-__all__ = ["SlackApi", "SlackAppSink"]
+__all__ = ["SlackAppSink"]
 
 log = logging.getLogger(__name__)
 
-# Slack errors worth trying again (api.slack.com/methods/chat.postMessage, "Errors").
-TRANSIENT = frozenset(
-    {
-        "ratelimited",
-        "internal_error",
-        "fatal_error",
-        "service_unavailable",
-        "request_timeout",
-        "team_added_to_org",
-    }
-)
 METADATA_TYPE = "graph_security_alert"
 HISTORY_LIMIT = 200  # recent messages searched for a parent a dead worker may have posted
 _STATUS = {
@@ -82,68 +63,6 @@ _CHANGE_LABELS = {
 # Envelope -> the triage buttons (action, label, value, confirmation) its message carries
 # (receiver.actions.rules.buttons, given by the pipeline).
 Buttons = Callable[[Envelope], Sequence[tuple[str, str, str, str]]]
-
-
-class SlackApi:
-    """The two Web API methods the sink uses, on the shared httpx client."""
-
-    def __init__(
-        self, client: Any, base_url: str, token: str, *, timeout_s: float, what: str
-    ) -> None:
-        self._client = client
-        self._base = base_url.rstrip("/") + "/"
-        self._headers = {"Authorization": f"Bearer {token}"}
-        self._timeout = timeout_s
-        self._what = what
-
-    async def call(
-        self,
-        method: str,
-        body: dict[str, Any] | None = None,
-        *,
-        params: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """The method's answer (``ok: true``); RetryableError / PermanentError otherwise."""
-        what = f"{self._what} {method}"
-        if params is not None:
-            response = await http.request(
-                self._client,
-                "GET",
-                self._base + method,
-                what=what,
-                timeout_s=self._timeout,
-                params=params,
-                headers=self._headers,
-            )
-        else:
-            response = await http.request(
-                self._client,
-                "POST",
-                self._base + method,
-                what=what,
-                timeout_s=self._timeout,
-                json=body,
-                headers=self._headers,
-            )
-        try:
-            data = response.json()
-        except ValueError:
-            raise RetryableError(
-                f"{what}: answer is not JSON", status=response.status_code
-            ) from None
-        if not isinstance(data, dict):
-            raise RetryableError(f"{what}: answer is not a JSON object")
-        if data.get("ok") is True:
-            return data
-        error = str(data.get("error") or "unknown_error")[:100]
-        if error in TRANSIENT:
-            retry_after = http.parse_retry_after(response.headers.get("retry-after"))
-            raise RetryableError(
-                f"{what}: Slack answered {error}",
-                status=response.status_code,
-                retry_after=retry_after,
-            )
-        raise PermanentError(f"{what}: Slack answered {error}", status=response.status_code)
 
 
 @dataclass(frozen=True, slots=True)
