@@ -8,9 +8,17 @@ import pytest
 
 from receiver import __version__
 from receiver.cli import main
-from tests.fixtures.settings import CLIENT_SECRET, WriteConfig, base_settings_data
+from receiver.cli.common import pick_tenant
+from tests.fixtures.settings import (
+    CLIENT_SECRET,
+    TENANT_ID,
+    MakeSettings,
+    WriteConfig,
+    base_settings_data,
+)
 
 REPO = Path(__file__).resolve().parent.parent
+FABRIKAM = "8e0c6a4f-3b2d-4c1e-9f7a-5d6b4c3a2e1f"
 SUBCOMMANDS = [
     "serve",
     "web",
@@ -104,3 +112,21 @@ def test_worker_refuses_settings_without_routes(
 ) -> None:
     assert main(["worker", "--config", str(write_config(base_settings_data()))]) == 1
     assert "routes file" in capsys.readouterr().err
+
+
+def test_pick_tenant_reads_names_and_ids_in_any_case(make_settings: MakeSettings) -> None:
+    """Every command's tenant argument: Settings.find_tenant's rule (an id as a GUID in any
+    case or form, a name in any case), the only tenant when none is named, else why not."""
+    fabrikam = {**base_settings_data()["tenants"][0], "name": "fabrikam", "tenant_id": FABRIKAM}
+    settings = make_settings(tenants=[base_settings_data()["tenants"][0], fabrikam])
+    for name in ("CONTOSO", "contoso", f" {TENANT_ID} "):
+        assert pick_tenant(settings, name) == settings.tenants[0], name
+    for name in ("Fabrikam", FABRIKAM.upper(), "{" + FABRIKAM.upper() + "}"):
+        assert pick_tenant(settings, name) == settings.tenants[1], name
+    assert pick_tenant(settings, "northwind") == (
+        "no tenant 'northwind' in the settings (configured: contoso, fabrikam)"
+    )
+    assert pick_tenant(settings, None) == (
+        "name the tenant with --tenant (configured: contoso, fabrikam)"
+    )
+    assert pick_tenant(make_settings(), None) == make_settings().tenants[0]

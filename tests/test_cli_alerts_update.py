@@ -225,4 +225,12 @@ def test_unknown_alert_and_usage_errors(
         )
         == 2
     )
-    assert "tenant 'fabrikam' is not configured" in capsys.readouterr().err
+    assert (
+        "receiver alerts update: no tenant 'fabrikam' in the settings (configured: contoso)"
+        in capsys.readouterr().err
+    )
+    # The tenant by name or id in any case (Settings.find_tenant), as every command reads it.
+    for name in ("CONTOSO", simulator.tenant.tenant_id.upper()):
+        update = ["alerts", "update", "no-such-alert", "--tenant", name, "--status", "resolved"]
+        assert main([*update, "--config", config]) == 1
+        assert "no alert no-such-alert in tenant contoso" in capsys.readouterr().err

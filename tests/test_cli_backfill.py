@@ -110,12 +110,25 @@ def test_backfill_then_replay_with_progress(
     assert len(made["ids"]) == 30
 
 
+def test_backfill_names_the_tenant_in_any_case(
+    config: tuple[Path, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tenant by name or id in any case (Settings.find_tenant), as every command reads it."""
+    path, sim = config
+    for name in ("CONTOSO", sim.tenant.tenant_id.upper()):
+        assert main(["backfill", name, "--hours", "1", "--config", str(path)]) == 0
+        assert "backfill contoso: 0 alert(s) and incident(s)" in capsys.readouterr().out
+
+
 def test_backfill_refuses_bad_input(
     config: tuple[Path, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     path, _ = config
     assert main(["backfill", "fabrikam", "--config", str(path)]) == 1
-    assert "no tenant 'fabrikam' (tenants: contoso)" in capsys.readouterr().err
+    assert (
+        "receiver backfill: no tenant 'fabrikam' in the settings (configured: contoso)"
+        in capsys.readouterr().err
+    )
     assert main(["backfill", "contoso", "--since", "yesterday", "--config", str(path)]) == 1
     assert "--since 'yesterday' is not an ISO 8601 time" in capsys.readouterr().err
     assert (

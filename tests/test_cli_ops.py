@@ -189,6 +189,16 @@ def test_alerts_show_timeline(
     out = capsys.readouterr().out
     assert "routed" in out and "delivered" in out and "sink=pager" in out
     assert main(["alerts", "show", "nope", "--config", str(config)]) == 1
+    capsys.readouterr()
+    # The tenant by name or id in any case (Settings.find_tenant), as every command reads it.
+    for name in ("CONTOSO", "{" + TENANT_ID + "}"):
+        assert main(["alerts", "show", "a-9", "--tenant", name, "--config", str(config)]) == 0
+        assert "alert a-9 (tenant contoso)" in capsys.readouterr().out
+    assert main(["alerts", "show", "a-9", "--tenant", "fabrikam", "--config", str(config)]) == 2
+    assert (
+        "receiver alerts show: no tenant 'fabrikam' in the settings (configured: contoso)"
+        in capsys.readouterr().err
+    )
 
 
 def test_status_summary(config: Path, redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:

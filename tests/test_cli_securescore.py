@@ -193,6 +193,16 @@ def test_refused_updates_show_graphs_answer(
     )
 
 
+def test_show_names_the_tenant_in_any_case(
+    seeded: SimulatorHandle, write_config: WriteConfig, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tenant by name or id in any case (Settings.find_tenant), as every command reads it."""
+    config = _config(write_config, seeded)
+    for name in ("CONTOSO", seeded.tenant.tenant_id.upper()):
+        assert main(["securescore", "show", name, "--config", config, "--top", "0"]) == 0
+        assert capsys.readouterr().out.startswith("Secure Score of contoso on ")
+
+
 def test_bad_arguments_and_tenants(
     simulator: SimulatorHandle,
     write_config: WriteConfig,
@@ -202,7 +212,7 @@ def test_bad_arguments_and_tenants(
     config = _config(write_config, simulator)
     assert main(["securescore", "show", "nope", "--config", config]) == 1
     assert (
-        "receiver securescore show: no tenant 'nope' (configured: contoso)"
+        "receiver securescore show: no tenant 'nope' in the settings (configured: contoso)"
         in capsys.readouterr().err
     )
     with pytest.raises(SystemExit) as usage:

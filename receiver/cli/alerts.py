@@ -20,6 +20,7 @@ from receiver.cli.common import (
     add_actions,
     add_command,
     add_config_option,
+    pick_tenant,
     redis_command,
 )
 from receiver.cli.exit import ERROR, OK, USAGE
@@ -92,7 +93,13 @@ async def alert_show(settings: Settings, redis: Redis, args: argparse.Namespace)
     from receiver.store.keys import Keys
 
     keys = Keys(settings.redis.key_prefix)
-    tenants = [t for t in settings.tenants if args.tenant in (None, t.name, t.tenant_id)]
+    tenants = list(settings.tenants)
+    if args.tenant is not None:
+        chosen = pick_tenant(settings, args.tenant)
+        if isinstance(chosen, str):
+            print(f"receiver alerts show: {chosen}", file=sys.stderr)
+            return USAGE
+        tenants = [chosen]
     found = False
     for tenant in tenants:
         events = await records.timeline(redis, keys, tenant.tenant_id, args.id)
@@ -109,19 +116,6 @@ async def alert_show(settings: Settings, redis: Redis, args: argparse.Namespace)
         print(f"receiver alerts show: no delivery record for {args.id}", file=sys.stderr)
         return ERROR
     return OK
-
-
-def _tenant(settings: Settings, wanted: str | None) -> tuple[str, str] | str:
-    """(tenant id, name), or why none can be chosen."""
-    if wanted is None:
-        if len(settings.tenants) == 1:
-            return settings.tenants[0].tenant_id, settings.tenants[0].name
-        names = ", ".join(t.name for t in settings.tenants) or "none configured"
-        return f"give --tenant (one of: {names})"
-    for t in settings.tenants:
-        if wanted in (t.name, t.tenant_id) or wanted.lower() == t.tenant_id:
-            return t.tenant_id, t.name
-    return f"tenant {wanted!r} is not configured"
 
 
 def _summary(source_api: str, alert: dict[str, Any]) -> list[str]:
@@ -163,11 +157,11 @@ async def alert_update(settings: Settings, redis: Redis, args: argparse.Namespac
             file=sys.stderr,
         )
         return USAGE
-    chosen = _tenant(settings, args.tenant)
+    chosen = pick_tenant(settings, args.tenant)
     if isinstance(chosen, str):
         print(f"receiver alerts update: {chosen}", file=sys.stderr)
         return USAGE
-    tenant_id, tenant_name = chosen
+    tenant_id, tenant_name = chosen.tenant_id, chosen.name
     keys = Keys(settings.redis.key_prefix)
     who = audit.AuditRecord(
         action="update",

@@ -9,7 +9,13 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from receiver.cli.common import Subparsers, add_command, add_config_option, redis_command
+from receiver.cli.common import (
+    Subparsers,
+    add_command,
+    add_config_option,
+    pick_tenant,
+    redis_command,
+)
 from receiver.cli.exit import ERROR, OK
 
 if TYPE_CHECKING:
@@ -76,13 +82,9 @@ async def backfill(settings: Settings, redis: Redis, args: argparse.Namespace) -
     from receiver.store.entries import BackfillRequest
     from receiver.store.keys import Keys
 
-    tenant = next((t for t in settings.tenants if args.tenant in (t.name, t.tenant_id)), None)
-    if tenant is None:
-        print(
-            f"receiver backfill: no tenant {args.tenant!r} (tenants: "
-            f"{', '.join(t.name for t in settings.tenants) or 'none'})",
-            file=sys.stderr,
-        )
+    tenant = pick_tenant(settings, args.tenant)
+    if isinstance(tenant, str):
+        print(f"receiver backfill: {tenant}", file=sys.stderr)
         return ERROR
     try:
         since = backfill_since(args, settings)

@@ -19,7 +19,7 @@ from receiver.cli.exit import ERROR
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from receiver.config.settings import Settings
+    from receiver.config.settings import Settings, TenantSettings
 
 Handler: TypeAlias = Callable[[argparse.Namespace], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -83,6 +83,21 @@ def load_settings(args: argparse.Namespace) -> Settings | None:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return None
+
+
+def pick_tenant(settings: Settings, name_or_id: str | None) -> TenantSettings | str:
+    """The tenant a command names, by :meth:`Settings.find_tenant` (an id as a GUID in any
+    case, a name in any case); the only one when none is named and one is configured. Else
+    why not, in the operator's words (the command prints it and picks its exit code)."""
+    names = ", ".join(t.name for t in settings.tenants) or "none"
+    if name_or_id is None:
+        if len(settings.tenants) == 1:
+            return settings.tenants[0]
+        return f"name the tenant with --tenant (configured: {names})"
+    found = settings.find_tenant(name_or_id)
+    if found is None:
+        return f"no tenant {name_or_id!r} in the settings (configured: {names})"
+    return found
 
 
 def quiet_logging() -> None:

@@ -20,13 +20,14 @@ from receiver.cli.common import (
     add_command,
     add_config_option,
     load_settings,
+    pick_tenant,
     quiet_logging,
 )
 from receiver.cli.exit import ERROR, OK
 from receiver.cli.table import table
 
 if TYPE_CHECKING:
-    from receiver.config.settings import Settings, TenantSettings
+    from receiver.config.settings import TenantSettings
     from receiver.graph.client import GraphClient
 
 # The states Graph takes (controlStateUpdates[].state), by the CLI's case-insensitive names.
@@ -110,19 +111,6 @@ def register(subparsers: Subparsers) -> None:
     update.add_argument("--assigned-to", default=None, metavar="UPN", help="who owns the control")
 
 
-def find_tenant(settings: Settings, name: str | None) -> TenantSettings | str:
-    """The tenant named (by name or id), the only one when none is named; else why not."""
-    names = ", ".join(t.name for t in settings.tenants) or "none"
-    if name is None:
-        if len(settings.tenants) == 1:
-            return settings.tenants[0]
-        return f"name the tenant with --tenant (configured: {names})"
-    for t in settings.tenants:
-        if name.lower() in (t.name, t.tenant_id.lower()):
-            return t
-    return f"no tenant {name!r} (configured: {names})"
-
-
 def _cmd(args: argparse.Namespace) -> int:
     """`receiver securescore show` and `receiver controls update` (Graph only)."""
     import asyncio
@@ -134,7 +122,7 @@ def _cmd(args: argparse.Namespace) -> int:
     if settings is None:
         return ERROR
     what = f"receiver {args.command} {getattr(args, 'action', '')}".rstrip()
-    found = find_tenant(settings, args.tenant)
+    found = pick_tenant(settings, args.tenant)
     if isinstance(found, str):
         print(f"{what}: {found}", file=sys.stderr)
         return ERROR

@@ -17,6 +17,7 @@ from receiver.cli.common import (
     add_command,
     add_config_option,
     optional_redis_command,
+    pick_tenant,
 )
 from receiver.cli.exit import ERROR, OK, USAGE
 
@@ -55,10 +56,9 @@ def _select(settings: Settings, names: Sequence[str]) -> list[TenantSettings] | 
         return list(settings.tenants)
     out = []
     for name in names:
-        tenant = next((t for t in settings.tenants if name in (t.name, t.tenant_id)), None)
-        if tenant is None:
-            known = ", ".join(t.name for t in settings.tenants) or "none"
-            return f"no tenant {name!r} in the settings (configured: {known})"
+        tenant = pick_tenant(settings, name)
+        if isinstance(tenant, str):
+            return tenant
         out.append(tenant)
     return out
 
