@@ -47,7 +47,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 # The control API's own body and tenant helpers (same package, same answers).
-from receiver.simulator.control import ControlError, _body, _tenant, control
+from receiver.simulator.control_http import ControlError, control
+from receiver.simulator.control_http import find_tenant as _tenant
+from receiver.simulator.control_http import read_body as _body
 
 if TYPE_CHECKING:
     from receiver.simulator.core import Simulator
