@@ -32,11 +32,12 @@ app in front of the web app; ``receiver.cli`` composes the two.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -50,14 +51,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from receiver.actions import audit, pages, rules
+from receiver.actions import audit, pages, refusals, rules
 from receiver.actions.body import BodyTooLarge, read_body
 from receiver.actions.budget import NOT_FOUND, AlertCache, PageBudget
 from receiver.actions.links import ACTIONS, ActionLinks, LinkClaim, LinkError
 from receiver.actions.postback import queue_changed
+from receiver.actions.refusals import Refused
 from receiver.actions.signin import Identity, SignIn, SignInError
 from receiver.actions.updates import (
     AlertNotFound,
+    Applied,
     apply_update,
     for_action,
     read_alert,
@@ -95,6 +98,15 @@ class _State:
     )
 
 
+@dataclass
+class _Post:
+    """What a POST knows so far: the audit record it grows, and the link's key once it is
+    claimed (from then on an outcome is kept on the link, so a reuse can say what happened)."""
+
+    who: audit.AuditRecord
+    key: str = ""
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -118,32 +130,37 @@ class _Handlers:
     def __init__(self, state: _State) -> None:
         self.s = state
 
-    def _claim(self, request: Request) -> LinkClaim | Response:
+    def _claim(self, request: Request) -> LinkClaim:
         try:
             claim = self.s.links.signer.verify(request.path_params["token"])
         except LinkError as exc:
             self.s.outcomes.labels("unknown", exc.reason).inc()
-            return pages.refusal(exc.reason)
+            # Only a genuine signature (an expired link) is audited: forged tokens must not
+            # push real records out of the capped audit stream.
+            outcome = "" if exc.reason == "invalid" else exc.reason
+            raise Refused(refusals.refusal(exc.reason), outcome) from None
         if self.s.settings.tenant(claim.tenant_id) is None:
             self.s.outcomes.labels(claim.action, "wrong_tenant").inc()
-            return pages.refusal("wrong_tenant")
+            raise Refused.because("wrong_tenant")
         return claim
 
-    async def _alert(self, claim: LinkClaim) -> dict[str, Any] | Response:
+    async def _read(self, claim: LinkClaim) -> dict[str, Any]:
+        """The alert from Graph, or ``NOT_FOUND``."""
         try:
             _, alert = await read_alert(
                 self.s.graph, claim.tenant_id, claim.alert_id, claim.source_api
             )
         except AlertNotFound:
-            return pages.refusal("not_found")
-        return self._checked(claim, alert)
+            return NOT_FOUND
+        return alert
 
-    def _checked(self, claim: LinkClaim, alert: dict[str, Any]) -> dict[str, Any] | Response:
+    def _checked(self, claim: LinkClaim, alert: dict[str, Any]) -> dict[str, Any]:
+        """The alert, if it exists in the link's tenant."""
         if alert is NOT_FOUND:
-            return pages.refusal("not_found")
+            raise Refused.because("not_found")
         envelope = _envelope(claim.source_api, alert)
         if envelope.tenant_id and envelope.tenant_id != claim.tenant_id.lower():
-            return pages.refusal("wrong_tenant")
+            raise Refused.because("wrong_tenant")
         return alert
 
     def _tenant_name(self, claim: LinkClaim) -> str:
@@ -151,50 +168,17 @@ class _Handlers:
         return tenant.name if tenant else claim.tenant_id
 
     async def confirm(self, request: Request) -> Response:
-        """GET: what the link would do, and a form to do it. Changes nothing."""
+        """GET: what the link would do, and a form to do it. Changes and audits nothing."""
+        try:
+            return await self._confirm(request)
+        except Refused as refused:
+            return refused.response
+
+    async def _confirm(self, request: Request) -> Response:
         claim = self._claim(request)
-        if isinstance(claim, Response):
-            return claim
         signed = await self._signed_in(request)
-        if isinstance(signed, Response):
-            return signed
-        try:
-            admitted = await self.s.budget.admit(
-                claim.tenant_id, claim.nonce, _client_host(request)
-            )
-            used = await self.s.redis.get(self.s.keys.action_link(claim.nonce))
-        except (RedisError, OSError):
-            return _store_down()
-        if used is not None:
-            return pages.used_page(pages.text(used))
-        if not admitted:
-            self.s.outcomes.labels(claim.action, "too_many_views").inc()
-            return _too_many("This link (or your address) was opened too often in the last minute.")
-        try:
-            alert = await self._page_read(claim)
-        except (RedisError, OSError):
-            return _store_down()
-        except (GraphError, GraphAuthError) as exc:
-            status = (
-                502
-                if isinstance(exc, GraphError) and not isinstance(exc, GraphUnavailable)
-                else 503
-            )
-            return pages.page(
-                status,
-                "refused",
-                "Microsoft Graph did not answer",
-                "The alert could not be read. Nothing was changed; try again.",
-                detail=_graph_text(exc),
-            )
-        if alert is None:
-            self.s.outcomes.labels(claim.action, "page_budget_spent").inc()
-            return _too_many(
-                "Confirmation pages of this tenant have used their share of "
-                "Microsoft Graph for this minute."
-            )
-        if isinstance(alert, Response):
-            return alert
+        await self._admit(request, claim)
+        alert = await self._page_alert(claim)
         action = ACTIONS[claim.action]
         self.s.outcomes.labels(claim.action, "shown").inc()
         return pages.page(
@@ -212,39 +196,70 @@ class _Handlers:
             signed_in=signed,
         )
 
-    async def _page_read(self, claim: LinkClaim) -> dict[str, Any] | Response | None:
+    async def _admit(self, request: Request, claim: LinkClaim) -> None:
+        """Refused: a used link, or a link (or client) shown too often this minute."""
+        try:
+            admitted = await self.s.budget.admit(
+                claim.tenant_id, claim.nonce, _client_host(request)
+            )
+            used = await self.s.redis.get(self.s.keys.action_link(claim.nonce))
+        except (RedisError, OSError):
+            raise Refused(refusals.store_down()) from None
+        if used is not None:
+            raise Refused(refusals.used(used))
+        if not admitted:
+            self.s.outcomes.labels(claim.action, "too_many_views").inc()
+            raise Refused(
+                refusals.too_many(
+                    "This link (or your address) was opened too often in the last minute."
+                )
+            )
+
+    async def _page_alert(self, claim: LinkClaim) -> dict[str, Any]:
+        """The alert a confirmation page shows."""
+        try:
+            alert = await self._page_read(claim)
+        except (RedisError, OSError):
+            raise Refused(refusals.store_down()) from None
+        except (GraphError, GraphAuthError) as exc:
+            raise Refused(refusals.graph_unread(exc)) from None
+        if alert is None:
+            self.s.outcomes.labels(claim.action, "page_budget_spent").inc()
+            raise Refused(
+                refusals.too_many(
+                    "Confirmation pages of this tenant have used their share of "
+                    "Microsoft Graph for this minute."
+                )
+            )
+        return self._checked(claim, alert)
+
+    async def _page_read(self, claim: LinkClaim) -> dict[str, Any] | None:
         """The alert for a confirmation page: cached for a few seconds, else read from Graph
         (once for concurrent pages of one alert) within the pages' own per-tenant budget
         (None when that is spent this minute)."""
         key = (claim.tenant_id, claim.source_api, claim.alert_id)
         alert = self.s.cache.get(key)
-        if alert is None:
-            pending = self.s.reading.get(key)
-            if pending is None:
-                pending = asyncio.ensure_future(self._read_for_page(claim, key))
-                self.s.reading[key] = pending
-                pending.add_done_callback(lambda _: self.s.reading.pop(key, None))
-            alert = await asyncio.shield(pending)
-            if alert is None:
-                return None
-        return self._checked(claim, alert)
+        if alert is not None:
+            return alert
+        pending = self.s.reading.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read_for_page(claim, key))
+            self.s.reading[key] = pending
+            pending.add_done_callback(lambda _: self.s.reading.pop(key, None))
+        return await asyncio.shield(pending)
 
     async def _read_for_page(
         self, claim: LinkClaim, key: tuple[str, str, str]
     ) -> dict[str, Any] | None:
         if not await self.s.budget.spend_read(claim.tenant_id):
             return None
-        try:
-            _, alert = await read_alert(
-                self.s.graph, claim.tenant_id, claim.alert_id, claim.source_api
-            )
-        except AlertNotFound:
-            alert = NOT_FOUND
+        alert = await self._read(claim)
         self.s.cache.put(key, alert)
         return alert
 
-    async def _signed_in(self, request: Request) -> Identity | Response | None:
-        """With sign-in on: the person, or the redirect to Entra ID (or a refusal page)."""
+    async def _signed_in(self, request: Request) -> Identity | None:
+        """With sign-in on: the person; without a session, refused with the redirect to
+        Entra ID."""
         signin = self.s.signin
         if signin is None:
             return None
@@ -252,12 +267,12 @@ class _Handlers:
             who = await signin.identity(request)
             if who is not None:
                 return who
-            path = request.url.path
-            return await signin.start(path)
+            redirect = await signin.start(request.url.path)
         except SignInError as exc:
-            return pages.refusal(exc.reason, exc.detail)
+            raise Refused.because(exc.reason, exc.detail) from None
         except (RedisError, OSError):
-            return _store_down()
+            raise Refused(refusals.store_down()) from None
+        raise Refused(redirect)
 
     async def callback(self, request: Request) -> Response:
         """Entra ID's redirect after sign-in: a session, then back to the link."""
@@ -268,11 +283,11 @@ class _Handlers:
             done = await signin.finish(request)
         except SignInError as exc:
             await self._signin_refused(request, exc)
-            response = pages.refusal(exc.reason, exc.detail)
+            response = refusals.refusal(exc.reason, exc.detail)
             signin.forget_flow(response, state)
             return response
         except (RedisError, OSError):
-            return _store_down()
+            return refusals.store_down()
         self.s.outcomes.labels("signin", "signed_in").inc()
         log.info("signed in at the action endpoint", extra={"tenant_id": done.identity.tid})
         return signin.signed_in(done, state)
@@ -285,114 +300,100 @@ class _Handlers:
             return
         record = _requester(request, "signin")
         token = exc.return_to.removeprefix(self.s.settings.actions.path + "/")
-        try:
-            claim = self.s.links.signer.verify(token)
-        except LinkError:
-            pass
-        else:
-            record = _with(
-                record,
-                action=claim.action,
-                alert_id=claim.alert_id,
-                tenant_id=claim.tenant_id,
-                source_api=claim.source_api,
-                nonce=claim.nonce,
-            )
+        with contextlib.suppress(LinkError):  # the link is named when it is genuine
+            record = _for_link(record, self.s.links.signer.verify(token))
         await self._audit(record, outcome=exc.reason, by=exc.upn, graph=exc.detail)
 
-    async def act(self, request: Request) -> Response:  # noqa: C901 - 13, older than the limit
-        """POST: the confirmed action, at most once per link."""
+    async def act(self, request: Request) -> Response:
+        """POST: the confirmed action, at most once per link. A refusal with an outcome is
+        audited here, and kept on the link when the link was claimed."""
+        post = _Post(_requester(request, "unknown"))
+        try:
+            return await self._act(request, post)
+        except Refused as refused:
+            if refused.outcome and post.key:
+                await self._finish(post.key, post.who, outcome=refused.outcome, **refused.details)
+            elif refused.outcome:
+                await self._audit(post.who, outcome=refused.outcome, **refused.details)
+            return refused.response
+
+    async def _act(self, request: Request, post: _Post) -> Response:
         claim = self._claim(request)
-        who = _requester(request, claim.action if isinstance(claim, LinkClaim) else "unknown")
-        if isinstance(claim, Response):
-            # Counted in _claim. Only a genuine signature (expired, or for a tenant not
-            # served here) is audited: forged tokens must not push real records out of the
-            # capped audit stream.
-            if claim.status_code != 400:
-                await self._audit(
-                    who, outcome="expired" if claim.status_code == 410 else "wrong_tenant"
-                )
-            return claim
-        who = _with(
-            who,
-            alert_id=claim.alert_id,
-            tenant_id=claim.tenant_id,
-            source_api=claim.source_api,
-            nonce=claim.nonce,
-        )
+        post.who = _for_link(post.who, claim)
         origin = request.headers.get("origin")
         if origin is not None and origin.lower() != self.s.origin:
             self.s.outcomes.labels(claim.action, "forbidden_origin").inc()
-            await self._audit(who, outcome="forbidden_origin")
-            return pages.refusal("forbidden_origin")
-        signed: Identity | None = None
-        if self.s.signin is not None:
-            try:
-                signed = await self.s.signin.identity(request)
-            except (RedisError, OSError):
-                return _store_down()
-            if signed is None:
-                await self._audit(who, outcome="signin_required")
-                return pages.refusal("signin_required")
+            raise Refused.because("forbidden_origin")
+        signed = await self._session(request)
         form = await _form(request, self.s.settings.web.body_timeout_s)
         if form is None:
-            return pages.page(
-                400,
-                "refused",
-                "Bad form",
-                "The confirmation form could not be "
-                "read. Nothing was changed; open the link again.",
-            )
+            raise Refused(refusals.bad_form())
+        post.who = self._actor(claim, signed, form, post.who)
+        post.key = await self._claim_link(claim, post.who)
+        return await self._perform(claim, post)
+
+    async def _session(self, request: Request) -> Identity | None:
+        """With sign-in on: the signed-in person, whom a POST needs (it never redirects)."""
+        if self.s.signin is None:
+            return None
+        try:
+            signed = await self.s.signin.identity(request)
+        except (RedisError, OSError):
+            raise Refused(refusals.store_down()) from None
+        if signed is None:
+            raise Refused.because("signin_required")
+        return signed
+
+    def _actor(
+        self,
+        claim: LinkClaim,
+        signed: Identity | None,
+        form: dict[str, str],
+        who: audit.AuditRecord,
+    ) -> audit.AuditRecord:
+        """Who acts: the signed-in person (with the form of their own session), else the
+        name typed (needed to take an alert)."""
         if signed is not None:
             assert self.s.signin is not None
             if not self.s.signin.csrf_ok(signed, form.get("csrf", "")):
-                await self._audit(
-                    who, outcome="forbidden_csrf", by=signed.upn, identity=signed.account
+                raise Refused(
+                    refusals.refusal("forbidden_csrf"),
+                    "forbidden_csrf",
+                    by=signed.upn,
+                    identity=signed.account,
                 )
-                return pages.refusal("forbidden_csrf")
-            who = _with(who, by=signed.upn, identity=signed.account)
-        else:
-            name = _clean_name(form.get("name", ""))
-            if claim.action == "take" and not name:
-                return pages.page(
-                    400,
-                    "refused",
-                    "Your name is needed",
-                    "Taking an alert assigns it to you: go back and type your "
-                    "name. Nothing was changed.",
-                )
-            who = _with(who, by=name)
+            return replace(who, by=signed.upn, identity=signed.account)
+        name = _clean_name(form.get("name", ""))
+        if claim.action == "take" and not name:
+            raise Refused(refusals.name_needed())
+        return replace(who, by=name)
+
+    async def _claim_link(self, claim: LinkClaim, who: audit.AuditRecord) -> str:
+        """The link's key, marked used (``SET NX``) before Graph is called: of two concurrent
+        submits exactly one acts."""
         key = self.s.keys.action_link(claim.nonce)
         ttl = max(1, claim.expires_at - int(time.time())) + NONCE_GRACE_S
-        pending = _with(who, outcome="pending", at=round(time.time(), 3)).to_json()
+        pending = replace(who, outcome="pending", at=round(time.time(), 3)).to_json()
         try:
-            if not await self.s.redis.set(key, pending, nx=True, ex=ttl):
-                used = await self.s.redis.get(key)
-                self.s.outcomes.labels(claim.action, "reused").inc()
-                await self._audit(who, outcome="reused")
-                return pages.used_page(pages.text(used) if used is not None else None)
+            if await self.s.redis.set(key, pending, nx=True, ex=ttl):
+                return key
+            used = await self.s.redis.get(key)
         except (RedisError, OSError):
-            return _store_down()
-        return await self._perform(claim, who, key)
+            raise Refused(refusals.store_down()) from None
+        self.s.outcomes.labels(claim.action, "reused").inc()
+        raise Refused(refusals.used(used), "reused")
 
-    async def _perform(self, claim: LinkClaim, who: audit.AuditRecord, key: str) -> Response:
-        update = for_action(claim.action, who.by)
-        who = _with(who, changes=update.describe())
+    async def _perform(self, claim: LinkClaim, post: _Post) -> Response:
+        update = for_action(claim.action, post.who.by)
+        post.who = replace(post.who, changes=update.describe())
         try:
-            alert = await self._alert(claim)
-            if isinstance(alert, Response):
-                outcome = "not_found" if alert.status_code == 404 else "wrong_tenant"
-                await self._finish(key, who, outcome=outcome)
-                return alert
+            alert = self._checked(claim, await self._read(claim))
             # The same rules as Slack's buttons (actions/rules.py): a link pressed on a message
             # older than the alert does not take it from its owner nor reopen a resolved one.
-            refused = rules.refusal(claim.action, _envelope(claim.source_api, alert), who.by)
+            refused = rules.refusal(claim.action, _envelope(claim.source_api, alert), post.who.by)
             if refused is not None:
                 self.s.outcomes.labels(claim.action, "refused").inc()
-                await self._finish(key, who, outcome="refused", graph=refused)
-                return pages.page(
-                    409, "refused", "Nothing was changed", f"Nothing was changed: {refused}."
-                )
+                raise Refused(refusals.nothing_changed(refused), "refused", graph=refused)
             applied = await apply_update(
                 self.s.graph,
                 claim.tenant_id,
@@ -402,43 +403,40 @@ class _Handlers:
                 alert=alert,
             )
         except (GraphUnavailable, GraphAuthError) as exc:
-            try:
-                await self.s.redis.delete(key)  # nothing certain happened: let them try again
-            except (RedisError, OSError):
-                log.warning(
-                    "could not release the action link after Graph failed",
-                    extra={"alert_id": who.alert_id, "tenant_id": who.tenant_id},
-                )
-                return _store_down()
-            await self._audit(
-                who,
-                outcome="graph_unavailable",
-                graph=_graph_text(exc),
+            await self._release(post)
+            raise Refused(
+                refusals.graph_unavailable(exc),
+                "graph_unavailable",
+                graph=refusals.graph_text(exc),
                 request_id=getattr(exc, "request_id", ""),
-            )
-            return pages.page(
-                503,
-                "refused",
-                "Microsoft Graph is unavailable",
-                "The alert was not updated. The link still works: try again in a minute.",
-                detail=_graph_text(exc),
-            )
+            ) from None
         except GraphError as exc:
-            await self._finish(
-                key, who, outcome="graph_refused", graph=_graph_text(exc), request_id=exc.request_id
+            raise Refused(
+                refusals.graph_refused(exc),
+                "graph_refused",
+                graph=refusals.graph_text(exc),
+                request_id=exc.request_id,
+            ) from None
+        return await self._done(claim, post, applied)
+
+    async def _release(self, post: _Post) -> None:
+        """Graph was not reached and nothing certain happened: the link may be used again."""
+        try:
+            await self.s.redis.delete(post.key)
+        except (RedisError, OSError):
+            log.warning(
+                "could not release the action link after Graph failed",
+                extra={"alert_id": post.who.alert_id, "tenant_id": post.who.tenant_id},
             )
-            return pages.page(
-                502,
-                "refused",
-                "Microsoft Graph refused the update",
-                "The alert was not updated.",
-                detail=_graph_text(exc),
-            )
+            raise Refused(refusals.store_down()) from None
+        post.key = ""
+
+    async def _done(self, claim: LinkClaim, post: _Post, applied: Applied) -> Response:
         detail = "updated" + (
             f"; comment not added: {applied.comment_error}" if applied.comment_error else ""
         )
         self.s.cache.forget((claim.tenant_id, claim.source_api, claim.alert_id))
-        record = await self._finish(key, who, outcome="done", graph=detail)
+        record = await self._finish(post.key, post.who, outcome="done", graph=detail)
         await queue_changed(
             self.s.redis, self.s.keys, claim.tenant_id, claim.source_api, applied.after
         )
@@ -468,7 +466,7 @@ class _Handlers:
         return record
 
     async def _audit(self, who: audit.AuditRecord, **changes: Any) -> audit.AuditRecord:
-        record = _with(who, **changes)
+        record = replace(who, **changes)
         if record.outcome not in ("pending",):
             self.s.outcomes.labels(record.action, record.outcome).inc()
         log.info(
@@ -496,49 +494,28 @@ def _client_host(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def _too_many(why: str) -> Response:
-    response = pages.page(
-        429,
-        "refused",
-        "Too many requests",
-        f"{why} Nothing was changed; the link still works: open it again in a minute.",
-    )
-    response.headers["Retry-After"] = "60"
-    return response
-
-
 def _requester(request: Request, action: str) -> audit.AuditRecord:
     """An audit record of who sent the request, as far as the request tells."""
-    client = request.client.host if request.client else ""
     forwarded = request.headers.get("x-forwarded-for", "")
     return audit.AuditRecord(
         action=action,
         outcome="",
-        client=client + (f" (X-Forwarded-For: {forwarded[:200]})" if forwarded else ""),
+        client=_client_host(request)
+        + (f" (X-Forwarded-For: {forwarded[:200]})" if forwarded else ""),
         user_agent=request.headers.get("user-agent", "")[:300],
     )
 
 
-def _store_down() -> Response:
-    return pages.page(
-        503,
-        "refused",
-        "Try again shortly",
-        "The receiver's store is unavailable. Nothing was changed.",
-    )
-
-
-def _with(record: audit.AuditRecord, **changes: Any) -> audit.AuditRecord:
-    from dataclasses import replace
-
-    return replace(record, **changes)
-
-
-def _graph_text(exc: GraphError | GraphAuthError) -> str:
-    if isinstance(exc, GraphAuthError):
-        return f"no token: {exc}"
-    return (
-        f"{exc.status} {exc.code}: {exc.message}" if exc.status else (f"{exc.code}: {exc.message}")
+def _for_link(record: audit.AuditRecord, claim: LinkClaim) -> audit.AuditRecord:
+    """The record, about the link's action, alert and tenant (the nonce names the link
+    without granting it)."""
+    return replace(
+        record,
+        action=claim.action,
+        alert_id=claim.alert_id,
+        tenant_id=claim.tenant_id,
+        source_api=claim.source_api,
+        nonce=claim.nonce,
     )
 
 

@@ -200,6 +200,20 @@ async def test_take_needs_a_name_and_does_not_spend_the_link(harness: Harness) -
     assert (await harness.post(link)).status_code == 200
 
 
+async def test_an_unreadable_form_does_not_spend_the_link(harness: Harness) -> None:
+    alert_id = harness.sim.control.create_alert(harness.tenant_id, kind="v2")
+    link = harness.link(alert_id, "take")
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    too_large = await harness.client.post(link, content=b"name=" + b"x" * 9000, headers=form)
+    not_a_form = await harness.client.post(
+        link, content=b"{}", headers={"content-type": "application/json"}
+    )
+    for refused in (too_large, not_a_form):
+        assert refused.status_code == 400 and "Bad form" in refused.text
+    assert await harness.audit() == []
+    assert (await harness.post(link)).status_code == 200
+
+
 async def test_legacy_resolve_sends_vendor_information(harness: Harness) -> None:
     harness.sim.control.legacy_alerts("live")  # the retired legacy API, served for this test
     alert_id = harness.sim.control.create_alert(harness.tenant_id, kind="legacy")
