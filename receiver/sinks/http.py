@@ -1,4 +1,5 @@
-"""HTTP for sinks: the one retry decision, the shared client, and secret redaction.
+"""HTTP for sinks: the one retry decision, the shared client, secret redaction, and the frame
+of the sinks that speak HTTP (:class:`HttpSink`).
 
 The retry decision, made here and nowhere else (:func:`classify` for answers,
 :func:`transport_error` for failures to get one)::
@@ -16,6 +17,9 @@ The retry decision, made here and nowhere else (:func:`classify` for answers,
     timeouts, connection refused/reset, DNS, protocol errors  RetryableError
     TLS certificate verification failure                      PermanentError (see below)
     other TLS errors (handshake reset, ...)                   RetryableError
+    a vendor API's 2xx that is not a JSON object              PermanentError (a proxy's page,
+                              a wrong URL); RetryableError where the vendor may answer so in
+                              passing (Slack's Web API) (:func:`json_object`)
 
 TLS verification failure is permanent: an unknown CA, an expired or mismatched certificate does
 not heal in the minutes a retry schedule spans, and retrying against a possible interceptor is
@@ -36,8 +40,9 @@ import base64
 import logging
 import re
 import ssl
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
@@ -45,14 +50,17 @@ import httpx
 from receiver import redaction
 from receiver.config.values import parse_retry_after
 from receiver.redaction import REDACTED, redact
-from receiver.sinks.base import PermanentError, RetryableError, SinkError
+from receiver.sinks.base import BaseSink, PermanentError, RetryableError, SinkError
+from receiver.sinks.metrics import SinkMetrics
 from receiver.transport import Transport
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "REDACTED",
     "ClientPool",
+    "HttpSink",
     "classify",
+    "json_object",
     "parse_retry_after",
     "redact",
     "register_basic_auth",
@@ -173,6 +181,21 @@ def classify(response: httpx.Response, *, what: str = "request", body_errors: bo
     raise PermanentError(detail, status=status)
 
 
+def json_object(response: httpx.Response, *, what: str, retryable: bool = False) -> dict[str, Any]:
+    """The JSON object a vendor's API answered with, or the SinkError for an answer that is not
+    one: permanent, or retryable where the vendor may answer so in passing (``retryable``)."""
+    try:
+        data = response.json()
+    except ValueError:
+        problem = "answer is not JSON"
+    else:
+        if isinstance(data, dict):
+            return data
+        problem = "answer is not a JSON object"
+    error = RetryableError if retryable else PermanentError
+    raise error(f"{what}: {problem}", status=response.status_code)
+
+
 def _is_cert_failure(exc: BaseException) -> bool:
     seen: set[int] = set()
     node: BaseException | None = exc
@@ -257,3 +280,46 @@ async def request(
         raise transport_error(exc, what=what, url=url) from None
     classify(response, what=what, body_errors=body_errors)
     return response
+
+
+# --- the frame of HTTP sinks -------------------------------------------------------------
+
+
+class HttpSinkConfig(Protocol):
+    """What every HTTP sink's settings carry."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def timeout_s(self) -> float: ...
+
+    @property
+    def ca_bundle(self) -> Path | None: ...
+
+
+Config = TypeVar("Config", bound=HttpSinkConfig)
+
+
+class HttpSink(BaseSink, Generic[Config]):
+    """A sink that speaks HTTP to its vendor: its settings, its client from the shared pool,
+    and :meth:`_request`, one request through :func:`request` within the sink's timeout, its
+    errors naming the sink."""
+
+    def __init__(
+        self, config: Config, pool: ClientPool, *, metrics: SinkMetrics | None = None
+    ) -> None:
+        super().__init__(config.name, metrics=metrics)
+        self.config = config
+        self._client = pool.client(config.ca_bundle)
+        self._what = f"{self.type} sink {self.name}"
+
+    def _request(self, method: str, url: str, **kwargs: Any) -> Coroutine[Any, Any, httpx.Response]:
+        return request(
+            self._client,
+            method,
+            url,
+            what=self._what,
+            timeout_s=self.config.timeout_s,
+            **kwargs,
+        )

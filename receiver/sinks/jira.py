@@ -14,12 +14,11 @@ from typing import Any
 
 import httpx
 
-from receiver.config.sinks import TEMPLATE_NAMES, JiraSinkSettings
+from receiver.config.sinks import JiraSinkSettings
 from receiver.envelope import Envelope
 from receiver.sinks import http
-from receiver.sinks.base import Delivery, PermanentError, TicketStore, TicketWriteBack
-from receiver.sinks.metrics import SinkMetrics
-from receiver.sinks.templating import Templates, context
+from receiver.sinks.base import Delivery, PermanentError
+from receiver.sinks.templating import context
 from receiver.sinks.ticketing import Ticket, TicketSink
 
 MAX_SUMMARY = 254
@@ -60,50 +59,14 @@ def adf(text: str, link: str = "", link_text: str = "Open in Microsoft Defender"
     return {"type": "doc", "version": 1, "content": content}
 
 
-class JiraSink(TicketSink):
+class JiraSink(TicketSink[JiraSinkSettings]):
     type = "jira"
 
-    def __init__(
-        self,
-        config: JiraSinkSettings,
-        pool: http.ClientPool,
-        tickets: TicketStore | None,
-        *,
-        writeback: TicketWriteBack | None = None,
-        metrics: SinkMetrics | None = None,
-    ) -> None:
-        super().__init__(
-            config,
-            pool,
-            tickets,
-            login=(config.email, config.api_token.get_secret_value()),
-            writeback=writeback,
-            metrics=metrics,
-        )
-        self.config = config
-        self.templates = Templates("jira", TEMPLATE_NAMES["jira"], config.templates)
+    def login(self) -> tuple[str, str]:
+        return self.config.email, self.config.api_token.get_secret_value()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return await http.request(
-            self._client,
-            method,
-            self._base + path,
-            what=f"jira sink {self.name}",
-            timeout_s=self.config.timeout_s,
-            auth=self._auth,
-            headers={"accept": "application/json"},
-            **kwargs,
-        )
-
-    @staticmethod
-    def _json(response: httpx.Response) -> dict[str, Any]:
-        try:
-            data = response.json()
-        except ValueError:
-            raise PermanentError("jira answered with something that is not JSON") from None
-        if not isinstance(data, dict):
-            raise PermanentError("jira answered with JSON that is not an object")
-        return data
+    def _json(self, response: httpx.Response) -> dict[str, Any]:
+        return http.json_object(response, what=self._what)
 
     def from_stored(self, stored: str) -> Ticket:
         return Ticket(id=stored, label=stored, url=f"{self._base}/browse/{stored}")
@@ -131,7 +94,7 @@ class JiraSink(TicketSink):
             f'project = "{self.config.project}" AND labels = "{alert_label(envelope)}" '
             "ORDER BY created ASC"
         )
-        response = await self._call(
+        response = await self._api(
             "GET", "/rest/api/3/search/jql", params={"jql": jql, "fields": "key", "maxResults": "1"}
         )
         issues = self._json(response).get("issues") or []
@@ -140,7 +103,7 @@ class JiraSink(TicketSink):
         return None
 
     async def create(self, envelope: Envelope, delivery: Delivery) -> Ticket:
-        response = await self._call(
+        response = await self._api(
             "POST", "/rest/api/3/issue", json={"fields": self.issue_fields(envelope, delivery)}
         )
         key = self._json(response).get("key")
@@ -150,19 +113,19 @@ class JiraSink(TicketSink):
 
     async def comment(self, ticket: Ticket, envelope: Envelope, delivery: Delivery) -> None:
         text = self.templates.render("comment.txt", context(envelope, delivery, self.name))
-        await self._call("POST", f"/rest/api/3/issue/{ticket.id}/comment", json={"body": adf(text)})
+        await self._api("POST", f"/rest/api/3/issue/{ticket.id}/comment", json={"body": adf(text)})
 
     async def resolve(self, ticket: Ticket, envelope: Envelope, delivery: Delivery) -> bool:
         wanted = self.config.resolve_transition
         if not wanted:
             return False
         issue = self._json(
-            await self._call("GET", f"/rest/api/3/issue/{ticket.id}", params={"fields": "status"})
+            await self._api("GET", f"/rest/api/3/issue/{ticket.id}", params={"fields": "status"})
         )
         status = (issue.get("fields") or {}).get("status") or {}
         if (status.get("statusCategory") or {}).get("key") == "done":
             return False  # already resolved (a retry, or a human was faster)
-        listing = self._json(await self._call("GET", f"/rest/api/3/issue/{ticket.id}/transitions"))
+        listing = self._json(await self._api("GET", f"/rest/api/3/issue/{ticket.id}/transitions"))
         transition_id = None
         for t in listing.get("transitions") or []:
             if str(t.get("id")) == wanted or str(t.get("name", "")).lower() == wanted.lower():
@@ -172,7 +135,7 @@ class JiraSink(TicketSink):
             raise PermanentError(
                 f"jira sink {self.name}: transition {wanted!r} is not available on {ticket.id}"
             )
-        await self._call(
+        await self._api(
             "POST",
             f"/rest/api/3/issue/{ticket.id}/transitions",
             json={"transition": {"id": transition_id}},

@@ -22,7 +22,7 @@ from typing import Any
 from receiver.config.sinks import TEMPLATE_NAMES, PagerDutySinkSettings
 from receiver.envelope import Envelope
 from receiver.sinks import http
-from receiver.sinks.base import BaseSink, Delivery, Result
+from receiver.sinks.base import Delivery, Result
 from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.templating import Templates, context
 
@@ -58,7 +58,7 @@ def event_actions(envelope: Envelope) -> tuple[str, ...]:
     return (action,)
 
 
-class PagerDutySink(BaseSink):
+class PagerDutySink(http.HttpSink[PagerDutySinkSettings]):
     type = "pagerduty"
 
     def __init__(
@@ -68,12 +68,10 @@ class PagerDutySink(BaseSink):
         *,
         metrics: SinkMetrics | None = None,
     ) -> None:
-        super().__init__(config.name, metrics=metrics)
-        self.config = config
+        super().__init__(config, pool, metrics=metrics)
         self._key = config.routing_key.get_secret_value()
         http.register_secret(self._key)
         self.templates = Templates("pagerduty", TEMPLATE_NAMES["pagerduty"], config.templates)
-        self._client = pool.client(config.ca_bundle)
 
     def event(
         self, envelope: Envelope, delivery: Delivery, action: str | None = None
@@ -127,13 +125,6 @@ class PagerDutySink(BaseSink):
         sent = []
         for action in event_actions(envelope):
             event = self.event(envelope, delivery, action)
-            await http.request(
-                self._client,
-                "POST",
-                self.config.url,
-                what=f"pagerduty sink {self.name}",
-                timeout_s=self.config.timeout_s,
-                json=event,
-            )
+            await self._request("POST", self.config.url, json=event)
             sent.append(action)
         return Result(detail=f"{' + '.join(sent)} {dedup_key(envelope)}")

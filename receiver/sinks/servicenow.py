@@ -7,62 +7,32 @@ lost is not repeated. The mapping stores ``sys_id`` (what the API addresses) and
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from receiver.config.sinks import TEMPLATE_NAMES, ServiceNowSinkSettings
+from receiver.config.sinks import ServiceNowSinkSettings
 from receiver.envelope import Envelope
 from receiver.sinks import http
-from receiver.sinks.base import Delivery, PermanentError, TicketStore, TicketWriteBack
-from receiver.sinks.metrics import SinkMetrics
-from receiver.sinks.templating import Templates, context
+from receiver.sinks.base import Delivery, PermanentError
+from receiver.sinks.templating import context
 from receiver.sinks.ticketing import Ticket, TicketSink
 
 MAX_SHORT_DESCRIPTION = 160
 CORRELATION_DISPLAY = "Microsoft Graph security alert"
 
 
-class ServiceNowSink(TicketSink):
+class ServiceNowSink(TicketSink[ServiceNowSinkSettings]):
     type = "servicenow"
 
-    def __init__(
-        self,
-        config: ServiceNowSinkSettings,
-        pool: http.ClientPool,
-        tickets: TicketStore | None,
-        *,
-        writeback: TicketWriteBack | None = None,
-        metrics: SinkMetrics | None = None,
-    ) -> None:
-        super().__init__(
-            config,
-            pool,
-            tickets,
-            login=(config.username, config.password.get_secret_value()),
-            writeback=writeback,
-            metrics=metrics,
-        )
-        self.config = config
-        self._table = f"/api/now/table/{config.table}"
-        self.templates = Templates("servicenow", TEMPLATE_NAMES["servicenow"], config.templates)
+    def login(self) -> tuple[str, str]:
+        return self.config.username, self.config.password.get_secret_value()
+
+    @functools.cached_property
+    def _table(self) -> str:
+        return f"/api/now/table/{self.config.table}"
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = await http.request(
-            self._client,
-            method,
-            self._base + path,
-            what=f"servicenow sink {self.name}",
-            timeout_s=self.config.timeout_s,
-            auth=self._auth,
-            headers={"accept": "application/json"},
-            **kwargs,
-        )
-        try:
-            data = response.json()
-        except ValueError:
-            raise PermanentError(f"servicenow sink {self.name}: answer is not JSON") from None
-        if not isinstance(data, dict):
-            raise PermanentError(f"servicenow sink {self.name}: answer is not a JSON object")
-        return data
+        return http.json_object(await self._api(method, path, **kwargs), what=self._what)
 
     def _ticket(self, record: dict[str, Any]) -> Ticket:
         sys_id = str(record.get("sys_id") or "")

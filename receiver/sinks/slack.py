@@ -9,7 +9,7 @@ from typing import Any
 from receiver.config.sinks import TEMPLATE_NAMES, SlackSinkSettings
 from receiver.envelope import Envelope
 from receiver.sinks import http
-from receiver.sinks.base import BaseSink, Delivery, Result
+from receiver.sinks.base import Delivery, Result
 from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.templating import Templates, context
 
@@ -28,7 +28,7 @@ def mrkdwn_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-class SlackSink(BaseSink):
+class SlackSink(http.HttpSink[SlackSinkSettings]):
     type = "slack"
 
     def __init__(
@@ -38,15 +38,13 @@ class SlackSink(BaseSink):
         *,
         metrics: SinkMetrics | None = None,
     ) -> None:
-        super().__init__(config.name, metrics=metrics)
-        self.config = config
+        super().__init__(config, pool, metrics=metrics)
         assert config.url is not None  # the webhook mode (the app mode: slack_app.py)
         self._url = config.url.get_secret_value()
         http.register_url(self._url)
         self.templates = Templates(
             "slack", TEMPLATE_NAMES["slack"], config.templates, filters={"mrkdwn": mrkdwn_escape}
         )
-        self._client = pool.client(config.ca_bundle)
 
     def payload(self, envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
         ctx = context(
@@ -59,12 +57,5 @@ class SlackSink(BaseSink):
         return doc
 
     async def _send(self, envelope: Envelope, delivery: Delivery) -> Result:
-        response = await http.request(
-            self._client,
-            "POST",
-            self._url,
-            what=f"slack sink {self.name}",
-            timeout_s=self.config.timeout_s,
-            json=self.payload(envelope, delivery),
-        )
+        response = await self._request("POST", self._url, json=self.payload(envelope, delivery))
         return Result(detail=f"posted: HTTP {response.status_code}")

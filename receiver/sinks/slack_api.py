@@ -51,34 +51,19 @@ class SlackApi:
     ) -> dict[str, Any]:
         """The method's answer (``ok: true``); RetryableError / PermanentError otherwise."""
         what = f"{self._what} {method}"
-        if params is not None:
-            response = await http.request(
-                self._client,
-                "GET",
-                self._base + method,
-                what=what,
-                timeout_s=self._timeout,
-                params=params,
-                headers=self._headers,
-            )
-        else:
-            response = await http.request(
-                self._client,
-                "POST",
-                self._base + method,
-                what=what,
-                timeout_s=self._timeout,
-                json=body,
-                headers=self._headers,
-            )
-        try:
-            data = response.json()
-        except ValueError:
-            raise RetryableError(
-                f"{what}: answer is not JSON", status=response.status_code
-            ) from None
-        if not isinstance(data, dict):
-            raise RetryableError(f"{what}: answer is not a JSON object")
+        verb, options = (
+            ("GET", {"params": params}) if params is not None else ("POST", {"json": body})
+        )
+        response = await http.request(
+            self._client,
+            verb,
+            self._base + method,
+            what=what,
+            timeout_s=self._timeout,
+            headers=self._headers,
+            **options,
+        )
+        data = http.json_object(response, what=what, retryable=True)
         if data.get("ok") is True:
             return data
         error = str(data.get("error") or "unknown_error")[:100]

@@ -18,7 +18,7 @@ from receiver.config.sinks import TEMPLATE_NAMES, TeamsSinkSettings
 from receiver.envelope import Envelope
 from receiver.securescore import render as secure_score
 from receiver.sinks import http
-from receiver.sinks.base import BaseSink, Delivery, Result
+from receiver.sinks.base import Delivery, Result
 from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.templating import Templates, context
 
@@ -50,7 +50,7 @@ def wrap(card: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class TeamsSink(BaseSink):
+class TeamsSink(http.HttpSink[TeamsSinkSettings]):
     type = "teams"
 
     def __init__(
@@ -60,15 +60,13 @@ class TeamsSink(BaseSink):
         *,
         metrics: SinkMetrics | None = None,
     ) -> None:
-        super().__init__(config.name, metrics=metrics)
-        self.config = config
+        super().__init__(config, pool, metrics=metrics)
         self._url = config.url.get_secret_value()
         http.register_url(self._url)
         self.templates = Templates("teams", TEMPLATE_NAMES["teams"], config.templates)
         self.score_templates = Templates(
             "teams", secure_score.TEMPLATE_NAMES["teams"], config.templates
         )
-        self._client = pool.client(config.ca_bundle)
 
     def payload(self, envelope: Envelope, delivery: Delivery) -> dict[str, Any]:
         ctx = context(
@@ -88,13 +86,7 @@ class TeamsSink(BaseSink):
         return wrap(card)
 
     async def _send(self, envelope: Envelope, delivery: Delivery) -> Result:
-        response = await http.request(
-            self._client,
-            "POST",
-            self._url,
-            what=f"teams sink {self.name}",
-            timeout_s=self.config.timeout_s,
-            json=self.payload(envelope, delivery),
-            body_errors=True,
+        response = await self._request(
+            "POST", self._url, json=self.payload(envelope, delivery), body_errors=True
         )
         return Result(detail=f"posted {self.config.format} card: HTTP {response.status_code}")

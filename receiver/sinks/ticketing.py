@@ -16,19 +16,25 @@ from __future__ import annotations
 
 import abc
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import httpx
 
-from receiver.config.sinks import TicketSinkSettings
+from receiver.config.sinks import TEMPLATE_NAMES, TicketSinkSettings
 from receiver.envelope import Envelope
 from receiver.sinks import http
-from receiver.sinks.base import BaseSink, Delivery, PermanentError, Result, TicketStore
+from receiver.sinks.base import Delivery, PermanentError, Result, TicketStore
 from receiver.sinks.base import TicketWriteBack as WriteBack
 from receiver.sinks.http import redact
 from receiver.sinks.metrics import SinkMetrics
+from receiver.sinks.templating import Templates
 
 log = logging.getLogger(__name__)
+
+Config = TypeVar("Config", bound=TicketSinkSettings)
+_ACCEPT_JSON = {"accept": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,29 +48,39 @@ class Ticket:
         return self.label or self.id
 
 
-class TicketSink(BaseSink):
+class TicketSink(http.HttpSink[Config]):
     """A ticketing system behind HTTP basic auth (Jira: email and API token; ServiceNow:
-    user and password): the connection set-up both share, and the one-ticket-per-alert
-    logic on top of their find/create/comment/resolve."""
+    user and password): the connection set-up both share, their API calls (:meth:`_api`),
+    their templates, and the one-ticket-per-alert logic on top of their
+    find/create/comment/resolve."""
 
     def __init__(
         self,
-        config: TicketSinkSettings,
+        config: Config,
         pool: http.ClientPool,
         tickets: TicketStore | None,
         *,
-        login: tuple[str, str],
         writeback: WriteBack | None = None,
         metrics: SinkMetrics | None = None,
     ) -> None:
-        super().__init__(config.name, metrics=metrics)
+        super().__init__(config, pool, metrics=metrics)
         self.tickets = tickets
         self.writeback = writeback if config.writeback else None
         self._base = config.url.rstrip("/")
-        user, secret = login
+        user, secret = self.login()
         http.register_basic_auth(user, secret)  # redacted from every error from now on
         self._auth = httpx.BasicAuth(user, secret)
-        self._client = pool.client(config.ca_bundle)
+        self.templates = Templates(self.type, TEMPLATE_NAMES[self.type], config.templates)
+
+    @abc.abstractmethod
+    def login(self) -> tuple[str, str]:
+        """The basic auth user and secret, from ``self.config``."""
+
+    def _api(self, method: str, path: str, **kwargs: Any) -> Coroutine[Any, Any, httpx.Response]:
+        """A call to the vendor's JSON API at ``path`` below its base URL."""
+        return self._request(
+            method, self._base + path, auth=self._auth, headers=_ACCEPT_JSON, **kwargs
+        )
 
     @abc.abstractmethod
     async def find(self, envelope: Envelope) -> Ticket | None:

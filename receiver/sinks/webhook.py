@@ -25,7 +25,7 @@ from typing import Any
 from receiver.config.sinks import WebhookSinkSettings
 from receiver.envelope import Envelope
 from receiver.sinks import http
-from receiver.sinks.base import BaseSink, Delivery, Result
+from receiver.sinks.base import Delivery, Result
 from receiver.sinks.metrics import SinkMetrics
 from receiver.sinks.templating import Templates, context
 
@@ -65,7 +65,7 @@ def cloudevent(envelope: Envelope, *, source: str, event_id: str) -> dict[str, A
     }
 
 
-class WebhookSink(BaseSink):
+class WebhookSink(http.HttpSink[WebhookSinkSettings]):
     type = "webhook"
 
     def __init__(
@@ -75,8 +75,7 @@ class WebhookSink(BaseSink):
         *,
         metrics: SinkMetrics | None = None,
     ) -> None:
-        super().__init__(config.name, metrics=metrics)
-        self.config = config
+        super().__init__(config, pool, metrics=metrics)
         self._url = config.url.get_secret_value()
         self._secret = config.signing_secret.get_secret_value() if config.signing_secret else None
         http.register_url(self._url)
@@ -86,7 +85,6 @@ class WebhookSink(BaseSink):
                 http.register_secret(value)
         names = ("body.json",) if "body.json" in config.templates else ()
         self.templates = Templates("webhook", names, config.templates)
-        self._client = pool.client(config.ca_bundle)
 
     def body(self, envelope: Envelope, delivery: Delivery, msg_id: str) -> tuple[bytes, str]:
         if "body.json" in self.config.templates:
@@ -111,13 +109,5 @@ class WebhookSink(BaseSink):
             timestamp = str(int(time.time()))
             headers["webhook-timestamp"] = timestamp
             headers["webhook-signature"] = sign(self._secret, msg_id, timestamp, body)
-        response = await http.request(
-            self._client,
-            "POST",
-            self._url,
-            what=f"webhook sink {self.name}",
-            timeout_s=self.config.timeout_s,
-            content=body,
-            headers=headers,
-        )
+        response = await self._request("POST", self._url, content=body, headers=headers)
         return Result(detail=f"posted {msg_id}: HTTP {response.status_code}")
