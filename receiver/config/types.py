@@ -1,4 +1,5 @@
-"""The field types the settings and the sinks' settings share (one definition each)."""
+"""What the settings' sections share (one definition each): the base model and the field
+types (the sinks' settings use the field types too)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,16 @@ import uuid
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, SecretStr, ValidationInfo
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationInfo
 
 from receiver.config.values import check_url
+
+
+class Model(BaseModel):
+    """Every settings section: unknown keys refused, frozen, defaults validated too."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
 
 Secret = SecretStr  # a secret: inline, from a *_file or a *_env (receiver.config.loader)
 
