@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import httpcore
@@ -232,19 +232,13 @@ class _Backend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[_SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, proto = await loop.create_connection(
-                    _Protocol, host, port, local_addr=(local_address, 0) if local_address else None
-                )
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        sock = transport.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)
-        return _Stream(transport, proto, coalesce=self._coalesce)
+        local = (local_address, 0) if local_address else None
+        return await self._open(
+            loop.create_connection(_Protocol, host, port, local_addr=local),
+            f"{host}:{port}",
+            timeout,
+            socket_options,
+        )
 
     async def connect_unix_socket(
         self,
@@ -253,11 +247,23 @@ class _Backend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[_SocketOption] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
+        return await self._open(
+            loop.create_unix_connection(_Protocol, path), path, timeout, socket_options
+        )
+
+    async def _open(
+        self,
+        connecting: Coroutine[Any, Any, tuple[asyncio.Transport, _Protocol]],
+        where: str,
+        timeout: float | None,
+        socket_options: Iterable[_SocketOption] | None,
+    ) -> httpcore.AsyncNetworkStream:
+        """Connect within ``timeout``, set the socket options, wrap it as httpcore's stream."""
         try:
             async with asyncio.timeout(timeout):
-                transport, proto = await loop.create_unix_connection(_Protocol, path)
+                transport, proto = await connecting
         except TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {path}") from None
+            raise httpcore.ConnectTimeout(f"timed out connecting to {where}") from None
         except OSError as exc:
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
         sock = transport.get_extra_info("socket")
