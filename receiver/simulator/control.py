@@ -8,6 +8,7 @@ live beside their handlers, one module a purpose:
 - control_data.py: alerts, incidents, Secure Scores, sent mail, the legacy alerts API's mode
 - control_notifications.py: subscriptions, deliveries, lifecycle events
 - control_conditions.py: faults, throttling, the virtual clock, counters
+- signin_control.py: users, who sits at the browser, redirect URIs, the authorize log
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from receiver.simulator import (
     control_data,
     control_notifications,
     control_tenants,
+    signin_control,
 )
 
 routes: list[BaseRoute] = [
@@ -26,4 +28,5 @@ routes: list[BaseRoute] = [
     *control_data.routes,
     *control_notifications.routes,
     *control_conditions.routes,
+    *signin_control.routes,
 ]
