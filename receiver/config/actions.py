@@ -10,10 +10,12 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from receiver.config.tenants import TenantSettings, find_tenant_in
-from receiver.config.types import Guid, HttpUrl, Model, Secret, as_guid
+from receiver.config.types import Guid, HttpUrl, Model, Secret, as_guid, repeated
 
 ActionName = Literal["take", "resolve_true_positive", "resolve_false_positive"]
 ACTION_NAMES: tuple[ActionName, ...] = typing.get_args(ActionName)
+# A URL path the web role serves under (actions.path, actions.slack.path).
+_PATH = r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$"
 
 
 class SigningKey(Model):
@@ -79,7 +81,7 @@ class SlackInteractivitySettings(Model):
     secret. The web role verifies and queues the click; a worker acts on it in Graph."""
 
     enabled: bool = False
-    path: str = Field("/slack/interactivity", pattern=r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$")
+    path: str = Field("/slack/interactivity", pattern=_PATH)
     # The app's Signing Secret (Basic Information page); signing_secret_file / _env.
     signing_secret: Secret | None = None
     # Slack user id -> the UPN Graph gets as assignedTo (else the Slack name is used).
@@ -110,7 +112,7 @@ class ActionsSettings(Model):
 
     enabled: bool = False
     base_url: HttpUrl | None = None
-    path: str = Field("/actions", pattern=r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$")
+    path: str = Field("/actions", pattern=_PATH)
     signing_keys: list[SigningKey] = Field(default_factory=list, max_length=8)
     link_ttl_s: int = Field(7 * 86_400, ge=60, le=90 * 86_400)
     actions: list[ActionName] = Field(
@@ -125,7 +127,6 @@ class ActionsSettings(Model):
     def _keys(self) -> ActionsSettings:
         if self.enabled and not self.signing_keys:
             raise ValueError("enabled actions need signing_keys (id and key, key_file or key_env)")
-        ids = [k.id for k in self.signing_keys]
-        if len(set(ids)) != len(ids):
+        if repeated(k.id for k in self.signing_keys):
             raise ValueError("signing key ids must be unique")
         return self

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from receiver.config.types import FilePath, HttpUrl, Model, Secret
+from receiver.config.types import FilePath, HttpUrl, Model, Secret, repeated
 from receiver.config.values import check_url
 from receiver.store.keys import DEFAULT_PREFIX, validate_prefix
 
@@ -88,8 +88,7 @@ class RichNotificationSettings(Model):
     def _coherent(self) -> RichNotificationSettings:
         if self.require_validation_tokens and not self.enabled:
             raise ValueError("require_validation_tokens needs enabled: true")
-        ids = [c.id for c in self.certificates]
-        if len(set(ids)) != len(ids):
+        if repeated(c.id for c in self.certificates):
             raise ValueError("certificate ids must be unique")
         for cert in self.certificates:
             if not cert.private_key_file.is_file():

@@ -56,7 +56,7 @@ from receiver.config.tenants import (
     find_tenant_in,
     is_legacy_alerts,
 )
-from receiver.config.types import FilePath, Model
+from receiver.config.types import FilePath, Model, repeated
 
 __all__ = [
     "ACTION_NAMES",
@@ -129,7 +129,7 @@ class Settings(Model):
             ("tenant_id", [t.tenant_id for t in self.tenants]),
             ("sink name", [s.name for s in self.sinks]),
         ):
-            dupes = sorted({v for v in values if values.count(v) > 1})
+            dupes = repeated(values)
             if dupes:
                 raise ValueError(f"duplicate {what}: {', '.join(dupes)}")
         return self

@@ -19,17 +19,9 @@ import binascii
 import re
 from typing import Annotated, Literal, Union
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
-from receiver.config.types import FilePath, Name
+from receiver.config.types import FilePath, HttpUrl, Model, Name
 from receiver.config.values import check_url
 
 __all__ = [
@@ -91,16 +83,13 @@ def _webhook_secret(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
-HttpUrl = Annotated[str, AfterValidator(check_url)]
 SecretUrl = Annotated[SecretStr, AfterValidator(_secret_url)]
 Email = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+$")]
 Severity = Literal["high", "medium", "low", "informational", "unknown"]
 Timeout = Annotated[float, Field(gt=0, le=300)]
 
 
-class _Sink(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
-
+class _Sink(Model):
     name: Name
     # Template overrides, by the names in TEMPLATE_NAMES[type].
     templates: dict[str, FilePath] = Field(default_factory=dict)

@@ -46,9 +46,14 @@ class CertificateCredential(Model):
     public_certificate_file: FilePath | None = None
 
 
+def _bare_resource(resource: str) -> str:
+    """A subscription resource as a path: no surrounding '/' or blanks, no query, lowercase."""
+    return resource.strip().lstrip("/").split("?", 1)[0].rstrip("/").lower()
+
+
 def is_legacy_alerts(resource: str) -> bool:
     """Whether a subscription resource is on the legacy ``security/alerts`` API."""
-    bare = resource.strip().lstrip("/").split("?", 1)[0].rstrip("/").lower()
+    bare = _bare_resource(resource)
     return bare == "security/alerts" or bare.startswith("security/alerts/")
 
 
@@ -74,7 +79,7 @@ class SubscriptionSpec(Model):
     @field_validator("resource")
     @classmethod
     def _resource(cls, value: str) -> str:
-        bare = value.strip().lstrip("/").split("?", 1)[0].rstrip("/").lower()
+        bare = _bare_resource(value)
         if bare == "security/alerts" and "$filter=" not in value:
             raise ValueError(
                 "Graph rejects an unfiltered 'security/alerts' subscription as too wide: "

@@ -1,9 +1,10 @@
-"""What the settings' sections share (one definition each): the base model and the field
-types (the sinks' settings use the field types too)."""
+"""What the settings and the sinks' settings share (one definition each): the base model,
+the field types and the check for repeated names."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -43,3 +44,12 @@ FilePath = Annotated[Path, AfterValidator(_relative)]
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 Guid = Annotated[str, AfterValidator(as_guid)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,62}$")]
+
+
+def repeated(values: Iterable[str]) -> list[str]:
+    """The values that occur more than once (ids, names that must be unique), sorted."""
+    seen: set[str] = set()
+    again: set[str] = set()
+    for value in values:
+        (again if value in seen else seen).add(value)
+    return sorted(again)
