@@ -17,9 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from receiver.cli.common import (
     Subparsers,
-    add_actions,
-    add_command,
-    add_config_option,
+    add_group,
     pick_tenant,
     redis_command,
 )
@@ -39,13 +37,12 @@ _SHOWN = {
 
 
 def register(subparsers: Subparsers) -> None:
-    show = redis_command(alert_show)
-    alerts = add_command(subparsers, "alerts", "an alert's delivery timeline", show)
-    add_config_option(alerts)
-    actions = add_actions(
-        alerts,
+    actions = add_group(
+        subparsers,
+        "alerts",
+        "an alert's delivery timeline",
+        redis_command(alert_show),
         "alerts_command",
-        show,
         [
             ("show", "which sinks got the alert, when, with how many attempts"),
             (

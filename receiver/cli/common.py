@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from receiver.cli.exit import ERROR
@@ -48,20 +48,45 @@ def add_actions(
     parser: argparse.ArgumentParser,
     dest: str,
     handler: Handler | None,
-    specs: list[tuple[str, str]],
+    specs: Sequence[tuple[str, str] | tuple[str, str, str]],
 ) -> dict[str, argparse.ArgumentParser]:
-    """A command's required ACTION: one subparser per (name, help) in ``specs``, each taking
-    ``--config`` after the action too (without overriding one given before it)."""
+    """A command's required ACTION: one subparser per (name, help[, description]) in
+    ``specs`` (the description is the help unless given), each taking ``--config`` after the
+    action too (without overriding one given before it)."""
     sub_parsers = parser.add_subparsers(dest=dest, metavar="ACTION")
     sub_parsers.required = True
     out = {}
-    for action, text in specs:
-        p = sub_parsers.add_parser(action, help=text, description=text)
+    for action, text, *description in specs:
+        p = sub_parsers.add_parser(action, help=text, description=(description or [text])[0])
         p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=CONFIG_HELP)
         if handler is not None:
             p.set_defaults(handler=handler)
         out[action] = p
     return out
+
+
+def add_group(
+    subparsers: Subparsers,
+    name: str,
+    help_text: str,
+    handler: Handler,
+    dest: str,
+    specs: Sequence[tuple[str, str] | tuple[str, str, str]],
+) -> dict[str, argparse.ArgumentParser]:
+    """A command that takes ``--config`` and a required ACTION (:func:`add_actions`), each
+    action run by ``handler`` unless it sets its own; the actions' parsers by name."""
+    parser = add_command(subparsers, name, help_text, handler)
+    add_config_option(parser)
+    return add_actions(parser, dest, handler, specs)
+
+
+def redis_unavailable(what: str, settings: Settings, exc: BaseException) -> int:
+    """Say that the deployment's Redis cannot be reached (exit code 1)."""
+    print(
+        f"{what}: Redis at {settings.redis.url} unavailable: {type(exc).__name__}: {exc}",
+        file=sys.stderr,
+    )
+    return ERROR
 
 
 def load_settings(args: argparse.Namespace) -> Settings | None:
@@ -151,11 +176,6 @@ def _with_redis(
         try:
             return asyncio.run(run())
         except (RedisError, OSError) as exc:
-            print(
-                f"receiver {args.command}: Redis at {settings.redis.url} unavailable: "
-                f"{type(exc).__name__}",
-                file=sys.stderr,
-            )
-            return ERROR
+            return redis_unavailable(f"receiver {args.command}", settings, exc)
 
     return handler

@@ -7,22 +7,27 @@ import argparse
 import os
 import sys
 
-from receiver.cli.common import Subparsers, add_command, add_config_option
+from receiver.cli.common import Subparsers, add_group
 from receiver.cli.exit import ERROR, OK, USAGE
 
 
 def register(subparsers: Subparsers) -> None:
-    config = add_command(subparsers, "config", "validate configuration", _cmd_config_check)
-    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION")
-    config_sub.required = True
-    check = config_sub.add_parser(
-        "check",
-        help="validate a settings file (and its routes file); print every error",
-        description="Validate a settings file and the routes file it names. Prints every "
-        "error with file, key path and reason; exits 1 if there is any. Never prints a secret.",
-    )
+    check = add_group(
+        subparsers,
+        "config",
+        "validate configuration",
+        _cmd_config_check,
+        "config_command",
+        [
+            (
+                "check",
+                "validate a settings file (and its routes file); print every error",
+                "Validate a settings file and the routes file it names. Prints every error "
+                "with file, key path and reason; exits 1 if there is any. Never prints a secret.",
+            )
+        ],
+    )["check"]
     check.add_argument("file", nargs="?", default=None, metavar="FILE")
-    add_config_option(check)
 
 
 def _cmd_config_check(args: argparse.Namespace) -> int:

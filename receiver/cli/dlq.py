@@ -10,9 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from receiver.cli.common import (
     Subparsers,
-    add_actions,
-    add_command,
-    add_config_option,
+    add_group,
     redis_command,
 )
 from receiver.cli.exit import ERROR, OK
@@ -26,15 +24,12 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Subparsers) -> None:
-    handler = redis_command(dlq)
-    parser = add_command(
-        subparsers, "dlq", "list, show, replay or purge dead-lettered deliveries", handler
-    )
-    add_config_option(parser)
-    actions = add_actions(
-        parser,
+    actions = add_group(
+        subparsers,
+        "dlq",
+        "list, show, replay or purge dead-lettered deliveries",
+        redis_command(dlq),
         "dlq_command",
-        handler,
         [
             ("list", "dead-lettered deliveries of every sink (or --sink)"),
             ("show", "one dead-lettered delivery with its alert and error"),

@@ -21,7 +21,13 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from receiver.cli.common import Subparsers, add_command, add_config_option, load_settings
+from receiver.cli.common import (
+    Subparsers,
+    add_command,
+    add_config_option,
+    load_settings,
+    redis_unavailable,
+)
 from receiver.cli.exit import ERROR, OK
 
 if TYPE_CHECKING:
@@ -97,12 +103,7 @@ def _start(
         with _admin_server(settings):
             return run(settings)
     except (RedisError, OSError) as exc:
-        print(
-            f"receiver {args.command}: Redis at {settings.redis.url} unavailable: "
-            f"{type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
-        return ERROR
+        return redis_unavailable(f"receiver {args.command}", settings, exc)
     except ValueError as exc:  # e.g. no routes file, the admin port taken
         print(f"receiver {args.command}: {exc}", file=sys.stderr)
         return ERROR

@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING
 
 from receiver.cli.common import (
     Subparsers,
-    add_actions,
-    add_command,
-    add_config_option,
+    add_group,
     optional_redis_command,
     redis_command,
 )
@@ -29,15 +27,12 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Subparsers) -> None:
-    test = optional_redis_command(route_test)
-    route = add_command(
-        subparsers, "route", "test the routing tree against an alert", redis_command(route_test)
-    )
-    add_config_option(route)
-    add_actions(
-        route,
+    add_group(
+        subparsers,
+        "route",
+        "test the routing tree against an alert",
+        optional_redis_command(route_test),
         "route_command",
-        test,
         [
             (
                 "test",
@@ -47,15 +42,12 @@ def register(subparsers: Subparsers) -> None:
         ],
     )["test"].add_argument("alert", metavar="ALERT.json")
 
-    handler = redis_command(silence)
-    parser = add_command(
-        subparsers, "silence", "add, list or expire silences (time-bounded mutes)", handler
-    )
-    add_config_option(parser)
-    actions = add_actions(
-        parser,
+    actions = add_group(
+        subparsers,
+        "silence",
+        "add, list or expire silences (time-bounded mutes)",
+        redis_command(silence),
         "silence_command",
-        handler,
         [
             ("add", "mute alerts matching every MATCHER for DURATION"),
             ("list", "every silence, active or expired"),

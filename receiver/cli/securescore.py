@@ -16,9 +16,7 @@ from urllib.parse import quote
 
 from receiver.cli.common import (
     Subparsers,
-    add_actions,
-    add_command,
-    add_config_option,
+    add_group,
     load_settings,
     pick_tenant,
     quiet_logging,
@@ -48,14 +46,12 @@ Print = Callable[[str], None]
 
 
 def register(subparsers: Subparsers) -> None:
-    score = add_command(
-        subparsers, "securescore", "Secure Score: the trend and the top improvement actions", _cmd
-    )
-    add_config_option(score)
-    show_parser = add_actions(
-        score,
-        "action",
+    show_parser = add_group(
+        subparsers,
+        "securescore",
+        "Secure Score: the trend and the top improvement actions",
         _cmd,
+        "action",
         [
             (
                 "show",
@@ -65,29 +61,20 @@ def register(subparsers: Subparsers) -> None:
         ],
     )["show"]
     show_parser.add_argument("tenant", metavar="TENANT", help="tenant name or id")
-    show_parser.add_argument(
-        "--days",
-        type=int,
-        default=30,
-        choices=range(1, 91),
-        metavar="N",
-        help="days of history, 1-90 (default: 30)",
-    )
-    show_parser.add_argument(
-        "--top",
-        type=int,
-        default=10,
-        choices=range(0, 101),
-        metavar="N",
-        help="improvement actions to list (default: 10)",
-    )
+    for flag, default, low, high, text in (
+        ("--days", 30, 1, 90, "days of history, 1-90 (default: 30)"),
+        ("--top", 10, 0, 100, "improvement actions to list (default: 10)"),
+    ):
+        show_parser.add_argument(
+            flag, type=int, default=default, choices=range(low, high + 1), metavar="N", help=text
+        )
 
-    controls = add_command(subparsers, "controls", "Secure Score control profiles", _cmd)
-    add_config_option(controls)
-    update = add_actions(
-        controls,
-        "action",
+    update = add_group(
+        subparsers,
+        "controls",
+        "Secure Score control profiles",
         _cmd,
+        "action",
         [
             (
                 "update",

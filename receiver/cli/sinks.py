@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from receiver.cli.common import Subparsers, add_command, add_config_option, load_settings
+from receiver.cli.common import Subparsers, add_group, load_settings
 from receiver.cli.exit import ERROR, OK
 
 if TYPE_CHECKING:
@@ -16,17 +16,22 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Subparsers) -> None:
-    sinks = add_command(subparsers, "sinks", "work with the configured sinks", _cmd_sinks_test)
-    sinks_sub = sinks.add_subparsers(dest="sinks_command", metavar="ACTION")
-    sinks_sub.required = True
-    test = sinks_sub.add_parser(
-        "test",
-        help="send a sample alert through one configured sink and report the result",
-        description="Send a sample alert through one configured sink. Exits 0 on success, 1 "
-        "on failure (with the classified error: retryable or permanent).",
-    )
+    test = add_group(
+        subparsers,
+        "sinks",
+        "work with the configured sinks",
+        _cmd_sinks_test,
+        "sinks_command",
+        [
+            (
+                "test",
+                "send a sample alert through one configured sink and report the result",
+                "Send a sample alert through one configured sink. Exits 0 on success, 1 on "
+                "failure (with the classified error: retryable or permanent).",
+            )
+        ],
+    )["test"]
     test.add_argument("name", metavar="NAME", help="the sink's name in the settings")
-    add_config_option(test)
 
 
 def _cmd_sinks_test(args: argparse.Namespace) -> int:

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING
 
 from receiver.cli.common import (
     Subparsers,
-    add_actions,
-    add_command,
-    add_config_option,
+    add_group,
     load_settings,
     quiet_logging,
+    redis_unavailable,
 )
 from receiver.cli.exit import ERROR, OK
 from receiver.cli.table import table
@@ -24,14 +23,12 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Subparsers) -> None:
-    subs = add_command(
-        subparsers, "subscriptions", "list, sync or delete Graph subscriptions", _cmd_subscriptions
-    )
-    add_config_option(subs)
-    actions = add_actions(
-        subs,
+    actions = add_group(
+        subparsers,
+        "subscriptions",
+        "list, sync or delete Graph subscriptions",
+        _cmd_subscriptions,
         "subs_command",
-        None,
         [
             (
                 "list",
@@ -82,11 +79,7 @@ def _cmd_subscriptions(args: argparse.Namespace) -> int:
     except (GraphError, GraphAuthError, RuntimeError) as exc:
         print(f"receiver subscriptions {args.subs_command}: {exc}", file=sys.stderr)
     except (RedisError, OSError) as exc:
-        print(
-            f"receiver subscriptions {args.subs_command}: Redis at {settings.redis.url} "
-            f"unavailable: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
-        )
+        return redis_unavailable(f"receiver subscriptions {args.subs_command}", settings, exc)
     return ERROR
 
 

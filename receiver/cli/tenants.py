@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING
 
 from receiver.cli.common import (
     Subparsers,
-    add_actions,
-    add_command,
-    add_config_option,
+    add_group,
     optional_redis_command,
     pick_tenant,
 )
@@ -28,15 +26,12 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Subparsers) -> None:
-    handler = optional_redis_command(check, quiet_logs=True)
-    tenants = add_command(
-        subparsers, "tenants", "check that each configured tenant can work", handler
-    )
-    add_config_option(tenants)
-    parser = add_actions(
-        tenants,
+    parser = add_group(
+        subparsers,
+        "tenants",
+        "check that each configured tenant can work",
+        optional_redis_command(check, quiet_logs=True),
         "tenants_command",
-        handler,
         [
             (
                 "check",
