@@ -349,7 +349,7 @@ async def test_tokens_stay_out_of_logs_and_metrics(
     # the rest, its Graph client's included (those URLs are the simulator's).
     base = str(harness.client.base_url).rstrip("/")
     mine = [r for r in caplog.records if base not in r.getMessage()]
-    assert any(r.name == "receiver.actions.app" for r in mine)  # the actions were logged ...
+    assert any(r.name.startswith("receiver.actions.") for r in mine)  # the actions were logged ...
     for record in mine:  # ... without their capability
         assert token not in record.getMessage() and token not in json.dumps(
             record.__dict__, default=str
