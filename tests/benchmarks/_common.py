@@ -1,76 +1,17 @@
-"""Shared parts of the benchmarks: processes, wrk, a private Redis."""
+"""Shared parts of the benchmarks: wrk, the poll benchmarks' options. (Their processes and
+Redis: tests.fixtures.deploy and tests.fixtures.redis_server.)"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-
-import httpx
-
-from tests.fixtures.redis_server import MISSING, RedisServer, find_redis_server, free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextlib.contextmanager
-def private_redis() -> Iterator[RedisServer]:
-    binary = find_redis_server()
-    if binary is None:
-        sys.exit(MISSING)
-    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
-        server = RedisServer(binary, Path(tmp))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
-
-
-@contextlib.contextmanager
-def process(
-    args: Sequence[str], ready_url: str, *, env: dict[str, str] | None = None, timeout_s: float = 30
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Start a server process and wait until ``ready_url`` answers; stop it afterwards."""
-    proc = subprocess.Popen(
-        list(args),
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"{args[0]} exited with {proc.returncode}: {err[-3000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(ready_url, timeout=1, verify=False).status_code < 500:  # noqa: S501
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{ready_url} did not answer within {timeout_s}s")
-            time.sleep(0.05)
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
 
 
 @dataclass
@@ -161,9 +102,6 @@ def wrk(
     return WrkResult(rps, p50, p99, errors)
 
 
-__all__ = ["ROOT", "WrkResult", "free_port", "private_redis", "process", "wrk"]
-
-
 def add_poll_load_options(
     parser: argparse.ArgumentParser, *, tenants: int, duration: float, rate: float
 ) -> None:
@@ -194,23 +132,3 @@ def add_poll_load_options(
         default=150,
         help="the simulator's latency for every Graph call (default 150)",
     )
-
-
-def simulator_command(port: int, tls_dir: str, ca: str, *options: str) -> list[str]:
-    """``receiver simulator`` on ``port`` (its TLS files in ``tls_dir``, the test CA written to
-    ``ca``, warnings only) with the benchmark's own ``options`` (--no-throttle, --allow-http,
-    --legacy-alerts live ...)."""
-    return [
-        sys.executable,
-        "-m",
-        "receiver.simulator",
-        "--port",
-        str(port),
-        "--tls-dir",
-        tls_dir,
-        "--ca-out",
-        ca,
-        "--log-level",
-        "warning",
-        *options,
-    ]

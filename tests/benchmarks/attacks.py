@@ -17,12 +17,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,15 +27,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import redis
-import yaml
 
-from tests.benchmarks._common import private_redis
-from tests.fixtures.redis_server import free_port
+from tests.fixtures.deploy import ROOT, Proc, role_command, write_config
+from tests.fixtures.redis_server import free_port, private_redis
 from tests.fixtures.settings import TENANT_ID, base_settings_data
 
-ROOT = Path(__file__).resolve().parents[2]
 PATH = "/webhooks/graph"
 CLIENT_STATE = "state-0123456789"
 READ_COMMANDS = ("hgetall", "get", "hget", "hmget", "exists", "mget", "scan", "smembers")
@@ -54,53 +47,34 @@ class Web:
         data["redis"]["url"] = redis_url
         data["web"].update(web)
         self._dir = tempfile.TemporaryDirectory(prefix="attacks-")
-        config = Path(self._dir.name) / "receiver.yaml"
-        config.write_text(yaml.safe_dump(data), encoding="utf-8")
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "receiver.cli",
-                "web",
-                "--config",
-                str(config),
-                "--port",
-                str(self.port),
-            ],
+        folder = Path(self._dir.name)
+        config = write_config(folder / "receiver.yaml", data)
+        self.proc = Proc(
+            "web",
+            role_command("web", config, port=self.port),
+            folder / "web.log",
+            f"{self.url}/readyz",
+            env={"PYTHONPATH": str(tree)},
             cwd=tree,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"receiver web exited with {self.proc.returncode}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("receiver web did not become ready")
-            time.sleep(0.05)
+        try:
+            self.proc.start()
+        except BaseException:
+            self.stop()
+            raise
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        kib = self.proc.rss_kb()
+        if not kib:
+            raise RuntimeError("no VmRSS")
+        return kib
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.proc.stop()
         self._dir.cleanup()
 
     def connect(self, timeout_s: float = 10) -> socket.socket:

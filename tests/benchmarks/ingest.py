@@ -19,12 +19,34 @@ import tempfile
 from pathlib import Path
 
 import redis as redis_sync
-import yaml
 
 from receiver.store.keys import Keys
-from tests.benchmarks._common import free_port, private_redis, process, wrk
+from tests.benchmarks._common import wrk
+from tests.fixtures.deploy import Proc, role_command, write_config
+from tests.fixtures.redis_server import free_port, private_redis
 from tests.fixtures.settings import base_settings_data
 from tests.fixtures.web import notification, register
+
+
+def _bare(port: int) -> list[str]:
+    """The baseline: a bare Starlette app answering 202, as uvicorn runs the receiver's web."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "tests.benchmarks._bare:app",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--backlog",
+        "4096",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         data = base_settings_data()
         data["redis"]["url"] = server.url
         data["logging"] = {"level": "WARNING", "format": "text"}
-        config = Path(tmp) / "receiver.yaml"
-        config.write_text(yaml.safe_dump(data))
+        config = write_config(Path(tmp) / "receiver.yaml", data)
         from receiver.config.loader import load_settings
 
         settings = load_settings(config, environ={})
@@ -46,49 +67,19 @@ def main(argv: list[str] | None = None) -> int:
         payload = json.dumps({"value": [notification(record, "da637551227677560813_-9614")]})
 
         results = {}
-        port = free_port()
-        bare = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tests.benchmarks._bare:app",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-            "--backlog",
-            "4096",
-        ]
-        with process(bare, f"http://127.0.0.1:{port}/healthz"):
-            results["bare"] = wrk(
-                f"http://127.0.0.1:{port}/webhooks/graph",
-                body=payload.encode(),
-                connections=args.connections,
-                duration_s=args.duration,
-            )
-        port = free_port()
-        web = [
-            sys.executable,
-            "-m",
-            "receiver.cli",
-            "web",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-        ]
-        with process(web, f"http://127.0.0.1:{port}/readyz"):
-            results["receiver"] = wrk(
-                f"http://127.0.0.1:{port}/webhooks/graph",
-                body=payload.encode(),
-                connections=args.connections,
-                duration_s=args.duration,
-            )
+        for name, ready, command in (
+            ("bare", "healthz", _bare),
+            ("receiver", "readyz", lambda port: role_command("web", config, port=port)),
+        ):
+            port = free_port()
+            url = f"http://127.0.0.1:{port}"
+            with Proc(name, command(port), Path(tmp) / f"{name}.log", f"{url}/{ready}"):
+                results[name] = wrk(
+                    f"{url}/webhooks/graph",
+                    body=payload.encode(),
+                    connections=args.connections,
+                    duration_s=args.duration,
+                )
         with redis_sync.Redis.from_url(server.url) as client:
             stored = client.xlen(Keys(settings.redis.key_prefix).notifications)
 

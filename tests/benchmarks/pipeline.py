@@ -44,17 +44,29 @@ from typing import Any
 
 import httpx
 import uvicorn
-import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.benchmarks._common import ROOT, free_port, private_redis, process, simulator_command
+from tests.fixtures.deploy import DEMO_CLIENT_ID as CLIENT_ID
+from tests.fixtures.deploy import DEMO_CLIENT_SECRET as CLIENT_SECRET
+from tests.fixtures.deploy import (
+    DEMO_RESOURCE,
+    ROOT,
+    ROUTE_ALL_TO_HOOK,
+    Proc,
+    Simulator,
+    demo_tenant,
+    local_web,
+    receiver_config,
+    role_command,
+    webhook,
+    write_config,
+)
+from tests.fixtures.deploy import DEMO_TENANT as TENANT
+from tests.fixtures.redis_server import free_port, private_redis
 
-TENANT = "5f1c2b3a-7d4e-4a6b-9c8d-0e1f2a3b4c5d"  # the simulator's demo tenant
-CLIENT_ID = "0a1b2c3d-4e5f-4a7b-8c9d-aebfc0d1e2f3"
-CLIENT_SECRET = "sim-demo-secret~not-a-real-credential"  # a simulator demo credential
 GRAPH_LATENCY_MS = 150  # the real world's Graph read
 SINK_LATENCY_MS = 100  # the real world's sink answer
 LATENCY_SLACK_MS = 50.0
@@ -354,8 +366,9 @@ class Env:
     @contextlib.contextmanager
     def receiver(self) -> Iterator[Bench]:
         """`receiver serve` running, its subscription made, warmed up."""
-        serve = [sys.executable, "-m", "receiver.cli", "serve", "--config", str(self.config)]
-        with process(serve, f"http://127.0.0.1:{self.web_port}/readyz") as receiver:
+        serve = role_command("serve", self.config)
+        ready = f"http://127.0.0.1:{self.web_port}/readyz"
+        with Proc("serve", serve, self.config.parent / "serve.log", ready) as receiver:
             deadline = time.monotonic() + 30
             while (
                 not self.control.get(f"{self.sim}/_sim/subscriptions").json().get("subscriptions")
@@ -377,62 +390,24 @@ def environment() -> Iterator[Env]:
         tempfile.TemporaryDirectory() as tmp,
         Recorder() as recorder,
     ):
-        sim_port, web_port = free_port(), free_port()
-        sim = f"https://127.0.0.1:{sim_port}"
-        ca = str(Path(tmp) / "ca.pem")
-        (Path(tmp) / "routes.yaml").write_text("route:\n  receiver: hook\n")
-        config = Path(tmp) / "receiver.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "redis": {"url": redis_server.url},
-                    "web": {
-                        "port": web_port,
-                        "public_url": f"http://127.0.0.1:{web_port}",
-                        "allow_http": True,
-                    },
-                    # The simulator's throttling is off, so is ours (Graph's real limit is 150/min).
-                    "graph": {
-                        "authority_host": sim,
-                        "graph_url": f"{sim}/v1.0",
-                        "ca_bundle": ca,
-                        "rate_limit_per_minute": 100_000,
-                    },
-                    "tenants": [
-                        {
-                            "name": "contoso",
-                            "tenant_id": TENANT,
-                            "client_id": CLIENT_ID,
-                            "client_secret": CLIENT_SECRET,
-                            "poll": {"alerts_v2": False},
-                            "subscriptions": [
-                                {
-                                    "resource": "security/alerts?$filter="
-                                    "vendorInformation/vendor eq 'Microsoft'"
-                                }
-                            ],
-                        }
-                    ],
-                    "sinks": [
-                        {
-                            "type": "webhook",
-                            "name": "hook",
-                            "url": f"http://127.0.0.1:{recorder.port}/hook",
-                        }
-                    ],
-                    "routes_file": "routes.yaml",
-                    "logging": {"level": "WARNING", "format": "text"},
-                }
-            )
+        sim, web_port = Simulator(Path(tmp)), free_port()
+        config = receiver_config(
+            redis_server.url,
+            sim,
+            web=local_web(web_port),
+            # The simulator's throttling is off, so is ours (Graph's real limit is 150/min).
+            graph={"rate_limit_per_minute": 100_000},
+            tenants=[
+                demo_tenant(poll={"alerts_v2": False}, subscriptions=[{"resource": DEMO_RESOURCE}])
+            ],
+            sinks=[webhook("hook", f"http://127.0.0.1:{recorder.port}/hook")],
         )
-        simulator = simulator_command(
-            sim_port, tmp, ca, "--no-throttle", "--allow-http", "--legacy-alerts", "live"
-        )
+        path = write_config(Path(tmp) / "receiver.yaml", config, routes=ROUTE_ALL_TO_HOOK)
         with (
-            process(simulator, f"{sim}/_sim/health"),
-            httpx.Client(verify=ca, trust_env=False, timeout=30) as control,
+            sim.proc("--no-throttle", "--allow-http", "--legacy-alerts", "live"),
+            httpx.Client(verify=sim.ca, trust_env=False, timeout=30) as control,
         ):
-            yield Env(sim, ca, redis_server.url, control, recorder, config, web_port)
+            yield Env(sim.url, sim.ca, redis_server.url, control, recorder, path, web_port)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,20 +37,25 @@ from typing import Any
 
 import httpx
 import uvicorn
-import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.benchmarks._common import (
-    add_poll_load_options,
-    free_port,
-    private_redis,
-    process,
-    simulator_command,
-)
+from tests.benchmarks._common import add_poll_load_options
 from tests.benchmarks.pipeline import cpu_seconds, parse_time, percentile
+from tests.fixtures.deploy import (
+    ROUTE_ALL_TO_HOOK,
+    Proc,
+    Simulator,
+    local_web,
+    receiver_config,
+    role_command,
+    simulator_tenants,
+    webhook,
+    write_config,
+)
+from tests.fixtures.redis_server import free_port, private_redis
 
 SOURCES = ("alerts_v2", "incidents")
 
@@ -190,62 +195,35 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory() as tmp,
         Recorder() as recorder,
     ):
-        sim_port, web_port = free_port(), free_port()
-        sim_url = f"https://127.0.0.1:{sim_port}"
-        ca = str(Path(tmp) / "ca.pem")
-        simulator = simulator_command(sim_port, tmp, ca, "--allow-http")
+        site, web_port = Simulator(Path(tmp)), free_port()
         with (
-            process(simulator, f"{sim_url}/_sim/health"),
-            httpx.Client(base_url=f"{sim_url}/_sim", verify=ca, trust_env=False, timeout=30) as sim,
+            site.proc("--allow-http"),
+            httpx.Client(
+                base_url=f"{site.url}/_sim", verify=site.ca, trust_env=False, timeout=30
+            ) as sim,
         ):
             made = _ok(sim.post("/tenants", json={"count": args.tenants, "credential": "secret"}))[
                 "tenants"
             ]
-            tenants = [
-                {
-                    "name": f"t{i:03d}",
-                    "tenant_id": t["tenantId"],
-                    "client_id": t["apps"][0]["clientId"],
-                    "client_secret": t["apps"][0]["secrets"][0],
-                    "poll": {"alerts_v2": True, "incidents": True, "interval_s": args.interval},
-                }
-                for i, t in enumerate(made)
-            ]
-            (Path(tmp) / "routes.yaml").write_text("route:\n  receiver: hook\n")
-            config = Path(tmp) / "receiver.yaml"
-            config.write_text(
-                yaml.safe_dump(
-                    {
-                        "redis": {"url": redis_server.url},
-                        "web": {
-                            "port": web_port,
-                            "public_url": f"http://127.0.0.1:{web_port}",
-                            "allow_http": True,
-                        },
-                        # Graph's limits stay on, on both sides (150 /security requests a minute).
-                        "graph": {
-                            "authority_host": sim_url,
-                            "graph_url": f"{sim_url}/v1.0",
-                            "ca_bundle": ca,
-                        },
-                        "tenants": tenants,
-                        "sinks": [
-                            {
-                                "type": "webhook",
-                                "name": "hook",
-                                "url": f"http://127.0.0.1:{recorder.port}/hook",
-                            }
-                        ],
-                        "routes_file": "routes.yaml",
-                        # ERROR: a full stderr pipe would stall the receiver; failures are read from
-                        # its /metrics instead.
-                        "logging": {"level": "ERROR", "format": "text"},
-                    }
-                )
+            poll = {"alerts_v2": True, "incidents": True, "interval_s": args.interval}
+            tenants = simulator_tenants(made, "t{:03d}", poll=poll)
+            # Graph's limits stay on, on both sides (150 /security requests a minute).
+            config = receiver_config(
+                redis_server.url,
+                site,
+                web=local_web(web_port),
+                tenants=tenants,
+                sinks=[webhook("hook", f"http://127.0.0.1:{recorder.port}/hook")],
+                # ERROR: failures are read from its /metrics instead.
+                log_level="ERROR",
             )
+            path = write_config(Path(tmp) / "receiver.yaml", config, routes=ROUTE_ALL_TO_HOOK)
             _ok(sim.post("/faults", json={"kind": "graph_latency", "ms": args.latency_ms}))
-            serve = [sys.executable, "-m", "receiver.cli", "serve", "--config", str(config)]
-            with process(serve, f"http://127.0.0.1:{web_port}/readyz", timeout_s=60) as receiver:
+            serve = role_command("serve", path)
+            ready = f"http://127.0.0.1:{web_port}/readyz"
+            with Proc(
+                "serve", serve, Path(tmp) / "serve.log", ready, ready_timeout_s=60
+            ) as receiver:
                 # The first round (tokens for every tenant, first watermarks) is warm-up.
                 deadline = time.monotonic() + 120
                 while _ok(sim.get("/counters")).get("graph.security", 0) < 2 * args.tenants:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,15 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from tests.benchmarks._common import (
-    ROOT,
-    add_poll_load_options,
-    free_port,
-    private_redis,
-    simulator_command,
-)
+from tests.benchmarks._common import add_poll_load_options
 from tests.benchmarks.pipeline import cpu_seconds, parse_time, percentile
 from tests.benchmarks.poll import (
     Changes,
@@ -57,24 +49,36 @@ from tests.benchmarks.poll import (
     _ok,
     wait_for_last_versions,
 )
+from tests.fixtures.deploy import (
+    ROUTE_ALL_TO_HOOK,
+    Processes,
+    Simulator,
+    receiver_config,
+    role_command,
+    simulator_tenants,
+    webhook,
+    write_config,
+)
+from tests.fixtures.redis_server import free_port, private_redis
 
 
 class Role:
-    """A receiver process with its own config (its own metrics port)."""
+    """A receiver process with its own config (its own metrics port), ready once its metrics
+    answer."""
 
     def __init__(
-        self, name: str, args: list[str], base: dict[str, Any], tmp: Path, logs: Path
+        self, name: str, role: str, base: dict[str, Any], tmp: Path, procs: Processes
     ) -> None:
         self.name = name
         self.port = free_port()
-        config = tmp / f"{name}.yaml"
-        config.write_text(yaml.safe_dump({**base, "metrics": {"port": self.port}}))
-        self.log = (logs / f"{name}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver.cli", *args, "--config", str(config)],
-            cwd=ROOT,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+        config = {**base, "metrics": {"port": self.port}}
+        path = write_config(tmp / f"{name}.yaml", config, routes=ROUTE_ALL_TO_HOOK)
+        self.proc = procs.start(
+            name,
+            role_command(role, path),
+            ready_url=f"http://127.0.0.1:{self.port}/metrics",
+            ready_timeout_s=120,
+            stop_timeout_s=30,
         )
 
     def metrics(self) -> str:
@@ -82,24 +86,8 @@ class Role:
             return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
         return ""
 
-    def wait_ready(self, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not self.metrics():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not start (exit {self.proc.poll()})")
-            time.sleep(0.1)
-
     def cpu(self) -> float:
         return cpu_seconds(self.proc.pid)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.log.close()
 
 
 def _polls_done(roles: list[Role]) -> float:
@@ -337,91 +325,39 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_dir)
         logs = args.logs or tmp
         logs.mkdir(parents=True, exist_ok=True)
-        sim_port = free_port()
-        sim_url = f"https://127.0.0.1:{sim_port}"
-        ca = str(tmp / "ca.pem")
-        simulator = subprocess.Popen(
-            simulator_command(sim_port, tmp_dir, ca, "--no-throttle"),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        roles: list[Role] = []
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(httpx.HTTPError, OSError):
-                    if (
-                        httpx.get(
-                            f"{sim_url}/_sim/health",
-                            verify=False,  # noqa: S501 - the simulator's test CA
-                            timeout=1,
-                        ).status_code
-                        == 200
-                    ):
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the simulator did not start")
-                time.sleep(0.1)
+        site = Simulator(tmp)
+        with Processes(logs) as procs:
+            simulator = procs.add(site.proc("--no-throttle", logs=logs, stop_timeout_s=30))
             with httpx.Client(
-                base_url=f"{sim_url}/_sim", verify=ca, trust_env=False, timeout=60
+                base_url=f"{site.url}/_sim", verify=site.ca, trust_env=False, timeout=60
             ) as sim:
                 made = _ok(
                     sim.post("/tenants", json={"count": args.tenants, "credential": "secret"})
                 )["tenants"]
-                tenants = [
-                    {
-                        "name": f"t{i:04d}",
-                        "tenant_id": t["tenantId"],
-                        "client_id": t["apps"][0]["clientId"],
-                        "client_secret": t["apps"][0]["secrets"][0],
-                        "poll": {"alerts_v2": True, "incidents": True, "interval_s": args.interval},
-                    }
-                    for i, t in enumerate(made)
-                ]
-                (tmp / "routes.yaml").write_text("route:\n  receiver: hook\n")
-                base = {
-                    "redis": {"url": redis_server.url},
-                    "web": {"public_url": "http://127.0.0.1:9", "allow_http": True},
-                    "graph": {
-                        "authority_host": sim_url,
-                        "graph_url": f"{sim_url}/v1.0",
-                        "ca_bundle": ca,
-                    },
-                    "tenants": tenants,
-                    "sinks": [
-                        {
-                            "type": "webhook",
-                            "name": "hook",
-                            "url": f"http://127.0.0.1:{recorder.port}/hook",
-                        }
-                    ],
-                    "routes_file": str(tmp / "routes.yaml"),
-                    "logging": {"level": "WARNING" if args.logs else "ERROR", "format": "text"},
-                }
+                poll = {"alerts_v2": True, "incidents": True, "interval_s": args.interval}
+                tenants = simulator_tenants(made, "t{:04d}", poll=poll)
+                base = receiver_config(
+                    redis_server.url,
+                    site,
+                    web={"public_url": "http://127.0.0.1:9", "allow_http": True},
+                    tenants=tenants,
+                    sinks=[webhook("hook", f"http://127.0.0.1:{recorder.port}/hook")],
+                    log_level="WARNING" if args.logs else "ERROR",
+                )
                 _ok(sim.post("/faults", json={"kind": "graph_latency", "ms": args.latency_ms}))
                 assert redis_server.proc is not None
                 others = {"simulator": simulator.pid, "redis": redis_server.proc.pid}
-                scheduler = Role("scheduler", ["scheduler"], base, tmp, logs)
-                roles.append(scheduler)
-                scheduler.wait_ready()
+                scheduler = Role("scheduler", "scheduler", base, tmp, procs)
                 ids = [t["tenant_id"] for t in tenants]
                 workers: list[Role] = []
                 for n in counts:
                     while len(workers) < n:
-                        worker = Role(f"worker-{len(workers) + 1}", ["worker"], base, tmp, logs)
-                        roles.append(worker)
-                        worker.wait_ready()
-                        workers.append(worker)
+                        name = f"worker-{len(workers) + 1}"
+                        workers.append(Role(name, "worker", base, tmp, procs))
                     phase = _phase(args, n, workers, scheduler, others, sim, recorder, ids, rng)
                     phase["drain"] = _drain(args, workers, others, sim, redis_server.url, ids)
                     phases.append(phase)
                     _report(phase, args.tenants, args.interval)
-        finally:
-            for role in reversed(roles):
-                role.stop()
-            simulator.terminate()
-            simulator.wait(30)
     last = phases[-1]
     if len(phases) > 1:
         first = phases[0]

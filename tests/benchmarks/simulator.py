@@ -20,11 +20,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.benchmarks._common import free_port, process, simulator_command, wrk
-
-TENANT = "5f1c2b3a-7d4e-4a6b-9c8d-0e1f2a3b4c5d"  # the simulator's demo tenant
-CLIENT_ID = "0a1b2c3d-4e5f-4a7b-8c9d-aebfc0d1e2f3"
-CLIENT_SECRET = "sim-demo-secret~not-a-real-credential"  # a simulator demo credential
+from tests.benchmarks._common import wrk
+from tests.fixtures.deploy import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT, Simulator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,26 +31,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--alerts", type=int, default=200)
     args = parser.parse_args(argv)
 
-    port = free_port()
-    base = f"https://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="sim-bench-") as tmp:
-        ca = str(Path(tmp) / "ca.pem")
-        command = simulator_command(port, tmp, ca, "--no-throttle", "--legacy-alerts", "live")
+        sim = Simulator(Path(tmp))
+        base = sim.url
         with (
-            process(command, f"{base}/_sim/health"),
-            httpx.Client(verify=ca, trust_env=False, timeout=30) as client,
+            sim.proc("--no-throttle", "--legacy-alerts", "live"),
+            httpx.Client(verify=sim.ca, trust_env=False, timeout=30) as client,
         ):
             token = client.post(
-                f"{base}/{TENANT}/oauth2/v2.0/token",
+                f"{base}/{DEMO_TENANT}/oauth2/v2.0/token",
                 data={
                     "grant_type": "client_credentials",
-                    "client_id": CLIENT_ID,
-                    "client_secret": CLIENT_SECRET,
+                    "client_id": DEMO_CLIENT_ID,
+                    "client_secret": DEMO_CLIENT_SECRET,
                     "scope": "https://graph.microsoft.com/.default",
                 },
             ).json()["access_token"]
             ids = client.post(
-                f"{base}/_sim/alerts", json={"tenantId": TENANT, "count": args.alerts}
+                f"{base}/_sim/alerts", json={"tenantId": DEMO_TENANT, "count": args.alerts}
             ).json()["ids"]
             # the GETs must succeed, not just answer
             probe = client.get(
@@ -65,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             auth = {"Authorization": f"Bearer {token}"}
             baseline = wrk(
-                f"{base}/{TENANT}/v2.0/.well-known/openid-configuration",
+                f"{base}/{DEMO_TENANT}/v2.0/.well-known/openid-configuration",
                 method="GET",
                 connections=args.connections,
                 duration_s=args.duration,

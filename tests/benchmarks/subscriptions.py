@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
 from receiver.config.loader import load_settings
 from receiver.graph.client import client_for
@@ -35,14 +34,22 @@ from receiver.graph.subscriptions import Supervisor
 from receiver.store.client import connect
 from receiver.store.keys import Keys
 from receiver.store.lease import Lease
-from tests.benchmarks._common import free_port, private_redis, process, simulator_command
+from tests.fixtures.deploy import (
+    Proc,
+    Simulator,
+    local_web,
+    receiver_config,
+    role_command,
+    simulator_tenants,
+    write_config,
+)
+from tests.fixtures.redis_server import free_port, private_redis
 
 
 def _config(
     redis_url: str,
     web_port: int,
-    sim: str,
-    ca: str,
+    sim: Simulator,
     tenants: list[dict[str, Any]],
     per_tenant: int,
     concurrency: int,
@@ -54,32 +61,14 @@ def _config(
         }
         for i in range(per_tenant)
     ]
-    return {
-        "redis": {"url": redis_url, "key_prefix": "{bench}"},
-        "web": {
-            "host": "127.0.0.1",
-            "port": web_port,
-            "allow_http": True,
-            "public_url": f"http://127.0.0.1:{web_port}",
-        },
-        "graph": {
-            "authority_host": sim,
-            "graph_url": f"{sim}/v1.0",
-            "ca_bundle": ca,
-            "tenant_concurrency": concurrency,
-        },
-        "tenants": [
-            {
-                "name": f"tenant-{n:03d}",
-                "tenant_id": t["tenantId"],
-                "client_id": t["apps"][0]["clientId"],
-                "client_secret": t["apps"][0]["secrets"][0],
-                "subscriptions": subscriptions,
-            }
-            for n, t in enumerate(tenants)
-        ],
-        "logging": {"level": "WARNING", "format": "text"},
-    }
+    return receiver_config(
+        redis_url,
+        sim,
+        redis={"key_prefix": "{bench}"},
+        graph={"tenant_concurrency": concurrency},
+        tenants=simulator_tenants(tenants, "tenant-{:03d}", subscriptions=subscriptions),
+        web=local_web(web_port, host="127.0.0.1"),
+    )
 
 
 async def _measure(config: Path, expected: int) -> tuple[float, int, float, int, float, int]:
@@ -130,30 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     total = args.tenants * args.per_tenant
 
-    sim_port, web_port = free_port(), free_port()
-    sim = f"https://127.0.0.1:{sim_port}"
+    web_port = free_port()
     with tempfile.TemporaryDirectory(prefix="subs-bench-") as tmp, private_redis() as redis:
-        ca = str(Path(tmp) / "ca.pem")
-        command = simulator_command(
-            sim_port, tmp, ca, "--no-throttle", "--allow-http", "--legacy-alerts", "live"
-        )
-        with process(command, f"{sim}/_sim/health"):
-            with httpx.Client(verify=ca, trust_env=False, timeout=60) as control:
+        sim = Simulator(Path(tmp))
+        with sim.proc("--no-throttle", "--allow-http", "--legacy-alerts", "live"):
+            with httpx.Client(verify=sim.ca, trust_env=False, timeout=60) as control:
                 answer = control.post(
-                    f"{sim}/_sim/tenants", json={"count": args.tenants, "credential": "secret"}
+                    f"{sim.url}/_sim/tenants", json={"count": args.tenants, "credential": "secret"}
                 )
                 answer.raise_for_status()
                 tenants = answer.json()["tenants"]
-            config = Path(tmp) / "receiver.yaml"
-            config.write_text(
-                yaml.safe_dump(
-                    _config(
-                        redis.url, web_port, sim, ca, tenants, args.per_tenant, args.concurrency
-                    )
-                )
+            config = write_config(
+                Path(tmp) / "receiver.yaml",
+                _config(redis.url, web_port, sim, tenants, args.per_tenant, args.concurrency),
             )
-            web = [sys.executable, "-m", "receiver.cli", "web", "--config", str(config)]
-            with process(web, f"http://127.0.0.1:{web_port}/healthz"):
+            web = role_command("web", config)
+            with Proc("web", web, Path(tmp) / "web.log", f"http://127.0.0.1:{web_port}/healthz"):
                 cold_s, cold_calls, warm_s, warm_calls, base_s, base_calls = asyncio.run(
                     _measure(config, total)
                 )
