@@ -17,7 +17,7 @@ from tests.fixtures.settings import (
     base_settings_data,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FABRIKAM = "8e0c6a4f-3b2d-4c1e-9f7a-5d6b4c3a2e1f"
 SUBCOMMANDS = [
     "serve",

@@ -16,7 +16,7 @@ from receiver.pipeline import records
 from receiver.store.keys import Keys
 from tests.fixtures.settings import TENANT_ID, WriteConfig, base_settings_data
 
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 @pytest.fixture
@@ -244,7 +244,7 @@ def test_example_routes_send_one_message_per_incident(
 ) -> None:
     """The shipped example: an incident and an alert of it land in one group per incident."""
     monkeypatch.setenv("REDIS_URL", redis_url)  # never the machine's own Redis
-    example = Path(__file__).parent.parent / "config" / "receiver.example.yaml"
+    example = Path(__file__).resolve().parents[2] / "config" / "receiver.example.yaml"
     for sample, incident in (
         ("incidents_list_docs_example.json", "2972395"),
         ("alert_v2_mde.json", "123"),

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _demo(data_dir: Path, *extra: str) -> subprocess.Popen[str]:

@@ -19,7 +19,7 @@ from receiver.store.keys import Keys
 from tests.fixtures.settings import TENANT_ID, WriteConfig, base_settings_data
 from tests.fixtures.web import free_port
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_combined_registries_show_everything() -> None:
