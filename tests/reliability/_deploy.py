@@ -1,117 +1,38 @@
 """The deployment under test: the simulator and the receiver's roles as real processes.
 
-Each role is ``python -m receiver.cli <role>`` with its own log file. A watcher notes any
-process that exits without the harness killing it, and restarts it (as Kubernetes would):
-the report lists those exits, so a role that dies on a fault is visible, not hidden.
+Each role is ``python -m receiver.cli <role>`` with its own log file (tests.fixtures.deploy
+runs them). A watcher notes any process that exits without the harness killing it, and
+restarts it (as Kubernetes would): the report lists those exits, so a role that dies on a
+fault is visible, not hidden.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import ssl
-import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
-
+from tests.fixtures.deploy import (
+    DEMO_RESOURCE,
+    DEMO_TENANT,
+    Proc,
+    Processes,
+    Simulator,
+    demo_tenant,
+    receiver_config,
+    role_command,
+    webhook,
+    write_config,
+)
 from tests.fixtures.redis_server import free_port
 from tests.fixtures.simulator import ControlClient
 
-ROOT = Path(__file__).resolve().parents[2]
-TENANT = "5f1c2b3a-7d4e-4a6b-9c8d-0e1f2a3b4c5d"  # the simulator's demo tenant
-CLIENT_ID = "0a1b2c3d-4e5f-4a7b-8c9d-aebfc0d1e2f3"
-CLIENT_SECRET = "sim-demo-secret~not-a-real-credential"  # a simulator demo credential
-RESOURCE = "security/alerts?$filter=vendorInformation/vendor eq 'Microsoft'"
+TENANT = DEMO_TENANT
 PROJECT = "SOC"
-
-
-def rss_kb(pid: int) -> int:
-    """Resident set size of a process (kB), 0 when it is gone."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-@dataclass
-class Proc:
-    """One process the harness runs, knows how to start, kill and wait for."""
-
-    name: str
-    args: list[str]
-    log: Path
-    ready_port: int | None = None
-    ready_url: str | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    killed: bool = False
-    starts: int = 0
-    unexpected_exits: list[str] = field(default_factory=list)
-
-    def start(self, timeout_s: float = 30) -> None:
-        self.killed = False
-        self.starts += 1
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            self.args, cwd=ROOT, stdout=out, stderr=out, env={**os.environ, "PYTHONUNBUFFERED": "1"}
-        )
-        out.close()
-        self.wait_ready(timeout_s)
-
-    def wait_ready(self, timeout_s: float) -> None:
-        if self.ready_url is None:
-            return
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited ({self.proc.returncode}) at start: {self.tail()}"
-                )
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.ready_url, timeout=1, verify=False).status_code < 500:  # noqa: S501
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name}: {self.ready_url} did not answer in {timeout_s}s")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid if self.proc else 0
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self) -> None:
-        self.killed = True
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        self.killed = True
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def tail(self, n: int = 1500) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
 
 
 @dataclass
@@ -124,28 +45,25 @@ class Topology:
     serve: bool = False
 
 
-def write_config(
-    path: Path,
+def _routes(hooks: list[str]) -> dict[str, Any]:
+    """Every alert goes to every sink: each sink is checked against every alert."""
+    children: list[dict[str, Any]] = [{"receiver": name, "continue": True} for name in hooks]
+    children.append({"receiver": "tickets"})
+    return {"route": {"receiver": hooks[0], "routes": children}}
+
+
+def _config(
     *,
     redis_url: str,
     cluster: bool,
-    sim_url: str,
-    ca: Path,
+    sim: Simulator,
     public_url: str,
     sinks_url: str,
     hooks: list[str],
     web_port: int,
     poll_interval_s: float = 5.0,
-) -> None:
-    routes = path.parent / "routes.yaml"
-    # Every alert goes to every sink: each sink is checked against every alert.
-    children: list[dict[str, Any]] = [{"receiver": name, "continue": True} for name in hooks]
-    children.append({"receiver": "tickets"})
-    routes.write_text(yaml.safe_dump({"route": {"receiver": hooks[0], "routes": children}}))
-    sinks: list[dict[str, Any]] = [
-        {"type": "webhook", "name": name, "url": f"{sinks_url}/hook/{name}", "timeout_s": 10}
-        for name in hooks
-    ]
+) -> dict[str, Any]:
+    sinks = [webhook(name, f"{sinks_url}/hook/{name}", timeout_s=10) for name in hooks]
     sinks.append(
         {
             "type": "jira",
@@ -157,47 +75,29 @@ def write_config(
             "resolve_transition": None,
         }
     )
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "redis": {"url": redis_url, "cluster": cluster, "connect_retries": 30},
-                "web": {
-                    "port": web_port,
-                    "public_url": public_url,
-                    "allow_http": True,
-                    "enqueue_budget_ms": 1000,
-                },
-                # The simulator's throttling is off; the Graph 429 storm is injected as a fault.
-                "graph": {
-                    "authority_host": sim_url,
-                    "graph_url": f"{sim_url}/v1.0",
-                    "ca_bundle": str(ca),
-                    "rate_limit_per_minute": 100_000,
-                    "max_retry_wait_s": 60,
-                },
-                # Short timeouts so a killed process's work is taken over within the run.
-                "worker": {"visibility_timeout_s": 5, "poll_visibility_timeout_s": 5},
-                "scheduler": {"lease_s": 6, "heartbeat_s": 2, "reconcile_interval_s": 10},
-                "tenants": [
-                    {
-                        "name": "contoso",
-                        "tenant_id": TENANT,
-                        "client_id": CLIENT_ID,
-                        "client_secret": CLIENT_SECRET,
-                        "poll": {
-                            "alerts_v2": True,
-                            "interval_s": poll_interval_s,
-                            "overlap_s": 60,
-                            "initial_lookback_s": 60,
-                        },
-                        "subscriptions": [{"resource": RESOURCE}],
-                    }
-                ],
-                "sinks": sinks,
-                "routes_file": "routes.yaml",
-                "logging": {"level": "WARNING", "format": "text"},
-            }
-        )
+    poll = {
+        "alerts_v2": True,
+        "interval_s": poll_interval_s,
+        "overlap_s": 60,
+        "initial_lookback_s": 60,
+    }
+    return receiver_config(
+        redis_url,
+        sim,
+        redis={"cluster": cluster, "connect_retries": 30},
+        web={
+            "port": web_port,
+            "public_url": public_url,
+            "allow_http": True,
+            "enqueue_budget_ms": 1000,
+        },
+        # The simulator's throttling is off; the Graph 429 storm is injected as a fault.
+        graph={"rate_limit_per_minute": 100_000, "max_retry_wait_s": 60},
+        # Short timeouts so a killed process's work is taken over within the run.
+        worker={"visibility_timeout_s": 5, "poll_visibility_timeout_s": 5},
+        scheduler={"lease_s": 6, "heartbeat_s": 2, "reconcile_interval_s": 10},
+        tenants=[demo_tenant(poll=poll, subscriptions=[{"resource": DEMO_RESOURCE}])],
+        sinks=sinks,
     )
 
 
@@ -216,9 +116,7 @@ class Deployment:
     ) -> None:
         self.dir = workdir
         self.topology = topology or Topology()
-        self.sim_port = free_port()
-        self.sim_url = f"https://127.0.0.1:{self.sim_port}"
-        self.ca = workdir / "ca.pem"
+        self.sim = Simulator(workdir)
         self.web_ports = [
             free_port() for _ in range(1 if self.topology.serve else self.topology.webs)
         ]
@@ -226,7 +124,8 @@ class Deployment:
         self.cluster = cluster
         self.sinks_url = sinks_url
         self.hooks = hooks
-        self.procs: dict[str, Proc] = {}
+        self.processes = Processes(workdir, env={"PYTHONUNBUFFERED": "1"})
+        self.procs: dict[str, Proc] = self.processes.procs
         self._watching = threading.Event()
         self._watcher: threading.Thread | None = None
         self.control: ControlClient | None = None
@@ -235,79 +134,37 @@ class Deployment:
         return self.dir / "receiver.yaml"
 
     def start_simulator(self) -> None:
-        sim = Proc(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "receiver.simulator",
-                "--port",
-                str(self.sim_port),
-                "--tls-dir",
-                str(self.dir / "tls"),
-                "--ca-out",
-                str(self.ca),
-                "--no-throttle",
-                "--allow-http",
-                "--notifier-backoff",
-                "0.5",
-                "--log-level",
-                "warning",
-                "--legacy-alerts",
-                "live",
-            ],  # the harness pushes legacy alerts: serve them
-            self.dir / "simulator.log",
-            ready_url=f"{self.sim_url}/_sim/health",
-        )
-        sim.start()
-        self.procs["simulator"] = sim
-        self.control = ControlClient(self.sim_url, ssl.create_default_context(cafile=self.ca))
+        # The harness pushes legacy alerts: serve them.
+        options = ("--no-throttle", "--allow-http", "--notifier-backoff", "0.5")
+        self.processes.add(self.sim.proc(*options, "--legacy-alerts", "live"))
+        self.control = ControlClient(self.sim.url, ssl.create_default_context(cafile=self.sim.ca))
+
+    def _roles(self) -> list[tuple[str, str, int | None]]:
+        """(name, role, web port) of each receiver process of the topology."""
+        t = self.topology
+        if t.serve:
+            return [("serve", "serve", self.web_ports[0])]
+        return [
+            *((f"web-{i + 1}", "web", port) for i, port in enumerate(self.web_ports)),
+            *((f"worker-{i + 1}", "worker", None) for i in range(t.workers)),
+            *((f"scheduler-{i + 1}", "scheduler", None) for i in range(t.schedulers)),
+        ]
 
     def start_receiver(self, public_url: str) -> None:
-        write_config(
-            self.config_path(),
+        config = _config(
             redis_url=self.redis_url,
             cluster=self.cluster,
-            sim_url=self.sim_url,
-            ca=self.ca,
+            sim=self.sim,
             public_url=public_url,
             sinks_url=self.sinks_url,
             hooks=self.hooks,
             web_port=self.web_ports[0],
         )
-        cli = [sys.executable, "-m", "receiver.cli"]
-        config = ["--config", str(self.config_path())]
-        t = self.topology
-        roles: list[tuple[str, list[str], str | None]] = []
-        if t.serve:
-            port = self.web_ports[0]
-            roles.append(
-                (
-                    "serve",
-                    [*cli, "serve", *config, "--port", str(port)],
-                    f"http://127.0.0.1:{port}/readyz",
-                )
-            )
-        else:
-            for i, port in enumerate(self.web_ports):
-                roles.append(
-                    (
-                        f"web-{i + 1}",
-                        [*cli, "web", *config, "--port", str(port)],
-                        f"http://127.0.0.1:{port}/readyz",
-                    )
-                )
-            roles += [
-                (f"worker-{i + 1}", [*cli, "worker", *config], None) for i in range(t.workers)
-            ]
-            roles += [
-                (f"scheduler-{i + 1}", [*cli, "scheduler", *config], None)
-                for i in range(t.schedulers)
-            ]
-        for name, args, ready in roles:
-            proc = Proc(name, args, self.dir / f"{name}.log", ready_url=ready)
-            proc.start()
-            self.procs[name] = proc
+        write_config(self.config_path(), config, routes=_routes(self.hooks))
+        for name, role, port in self._roles():
+            ready = f"http://127.0.0.1:{port}/readyz" if port is not None else None
+            args = role_command(role, self.config_path(), port=port)
+            self.processes.start(name, args, ready_url=ready)
         self._watcher = threading.Thread(target=self._watch, daemon=True)
         self._watcher.start()
 
@@ -333,20 +190,13 @@ class Deployment:
                 with contextlib.suppress(Exception):
                     proc.start()
 
-    def roles(self, prefix: str) -> list[Proc]:
-        return [p for n, p in self.procs.items() if n.startswith(prefix)]
-
     def rss(self) -> dict[str, int]:
-        return {name: rss_kb(p.pid) for name, p in self.procs.items() if p.alive()}
+        return {name: p.rss_kb() for name, p in self.procs.items() if p.alive()}
 
     def stop(self) -> None:
         self._watching.set()
         if self._watcher is not None:
             self._watcher.join(5)
-        for name, proc in reversed(list(self.procs.items())):
-            if name != "simulator":
-                proc.stop()
         if self.control is not None:
             self.control.close()
-        if "simulator" in self.procs:
-            self.procs["simulator"].stop()
+        self.processes.stop()

@@ -13,7 +13,7 @@ from typing import Any
 import redis
 
 from receiver.store.keys import Keys
-from tests.fixtures.redis_server import MISSING, RedisServer, find_redis_server
+from tests.fixtures.redis_server import private_redis
 from tests.reliability._deploy import TENANT, Deployment, Topology
 from tests.reliability._faults import FaultContext, run_fault
 from tests.reliability._profiles import Fault, Profile
@@ -126,9 +126,6 @@ def _drained(load: _Load, sinks: SinkServer, deleted: set[str]) -> bool:
 
 
 def run(profile: Profile, *, log_dir: Path | None = None, progress: Any = print) -> Report:
-    binary = find_redis_server()
-    if binary is None:
-        raise SystemExit(MISSING)
     began = time.monotonic()
     report = Report(profile.name)
     with contextlib.ExitStack() as stack:
@@ -136,11 +133,9 @@ def run(profile: Profile, *, log_dir: Path | None = None, progress: Any = print)
         if log_dir is not None:
             work = log_dir
             work.mkdir(parents=True, exist_ok=True)
-        redis_server = RedisServer(
-            binary, work / "redis", appendonly=True, extra_args=("--appendfsync", "always")
+        redis_server = stack.enter_context(
+            private_redis(work / "redis", appendonly=True, extra_args=("--appendfsync", "always"))
         )
-        redis_server.start()
-        stack.callback(redis_server.stop)
         sinks = stack.enter_context(SinkServer(HOOKS))
         deployment = Deployment(
             work, redis_url=redis_server.url, topology=Topology(), sinks_url=sinks.url, hooks=HOOKS
