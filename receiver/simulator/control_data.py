@@ -128,7 +128,7 @@ async def seed_secure_scores(request: Request, sim: Simulator) -> Response:
     body = await read_body(request)
     tenant = find_tenant(sim, body.get("tenantId"))
     drop_on_day = body.get("dropOnDay")
-    scores = sim.payloads.secure_scores(
+    scores = sim.score_payloads.secure_scores(
         tenant.tenant_id,
         sim.clock.now(),
         int(body.get("days", 30)),

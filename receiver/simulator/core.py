@@ -8,20 +8,18 @@ notify subscribers the same way.
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 from typing import Any
 
 from receiver.simulator import odata
+from receiver.simulator.alert_payloads import AlertPayloads
 from receiver.simulator.clock import Clock, iso
 from receiver.simulator.config import LEGACY_ALERTS_MODES, SimulatorConfig, TenantSeed
 from receiver.simulator.faults import Counters, Faults
 from receiver.simulator.notifier import Notifier
-from receiver.simulator.payloads import (
-    LEGACY_FEEDBACK,
-    LEGACY_SEVERITIES,
-    LEGACY_STATUSES,
-    PayloadFactory,
-)
+from receiver.simulator.payloads import LEGACY_FEEDBACK, LEGACY_SEVERITIES, LEGACY_STATUSES
+from receiver.simulator.score_payloads import ScorePayloads
 from receiver.simulator.state import Directory, Subscription, Tenant, demo_seed
 from receiver.simulator.throttle import Rule, Throttle
 from receiver.simulator.tokens import TokenService, load_or_create_key
@@ -89,7 +87,7 @@ class Simulator:
         self.clock = Clock()
         self.directory = Directory()
         self.tokens = TokenService(load_or_create_key(config.signing_key_path))
-        self.payloads = PayloadFactory(config.random_seed)
+        self.alert_payloads, self.score_payloads = self._payloads()
         self.faults = Faults()
         self.counters = Counters()
         self.throttle = Throttle(
@@ -110,6 +108,12 @@ class Simulator:
         self.legacy_alerts_mode = config.legacy_alerts
         self.seed()
 
+    def _payloads(self) -> tuple[AlertPayloads, ScorePayloads]:
+        """Alert and Secure Score payload makers drawing on one generator seeded afresh: the
+        same seed and the same calls give the same payloads, whatever their kind."""
+        rng = random.Random(self.config.random_seed)  # noqa: S311 - reproducible test data
+        return AlertPayloads(rng), ScorePayloads(rng)
+
     def seed(self) -> None:
         for seed in self.config.tenants if self.config.tenants is not None else (demo_seed(),):
             self.add_tenant(seed)
@@ -122,7 +126,7 @@ class Simulator:
         self.counters.clear()
         self.throttle.reset()
         self.clock.reset()
-        self.payloads = PayloadFactory(self.config.random_seed)
+        self.alert_payloads, self.score_payloads = self._payloads()
         self._resources.clear()
         self.legacy_alerts_mode = self.config.legacy_alerts
         self.seed()
@@ -144,11 +148,11 @@ class Simulator:
         tenant = self.directory.add_tenant(seed)
         now = self.clock.now()
         if self.config.secure_score_days > 0:
-            tenant.data.secure_scores = self.payloads.secure_scores(
+            tenant.data.secure_scores = self.score_payloads.secure_scores(
                 tenant.tenant_id, now, self.config.secure_score_days
             )
         tenant.data.control_profiles = {
-            p["id"]: p for p in self.payloads.control_profiles(tenant.tenant_id, now)
+            p["id"]: p for p in self.score_payloads.control_profiles(tenant.tenant_id, now)
         }
         return tenant
 
@@ -194,7 +198,7 @@ class Simulator:
         severity: str | None = None,
         overrides: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        alert = self.payloads.legacy_alert(
+        alert = self.alert_payloads.legacy_alert(
             tenant.tenant_id, tenant.domain, self.clock.now(), provider=provider, severity=severity
         )
         merge(alert, overrides or {})
@@ -216,7 +220,9 @@ class Simulator:
     def create_incident(
         self, tenant: Tenant, *, severity: str = "medium", overrides: dict[str, Any] | None = None
     ) -> dict[str, Any]:
-        incident = self.payloads.incident(tenant.tenant_id, self.clock.now(), severity=severity)
+        incident = self.alert_payloads.incident(
+            tenant.tenant_id, self.clock.now(), severity=severity
+        )
         merge(incident, overrides or {})
         tenant.data.incidents[incident["id"]] = incident
         self.counters["incidents.created"] += 1
@@ -235,7 +241,7 @@ class Simulator:
             incident_id = self.create_incident(tenant, severity=severity or "medium")["id"]
         elif incident_id not in tenant.data.incidents:
             raise KeyError(f"unknown incident {incident_id}")
-        alert = self.payloads.v2_alert(
+        alert = self.alert_payloads.v2_alert(
             tenant.tenant_id,
             tenant.domain,
             self.clock.now(),
