@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from receiver.simulator.clock import iso
-from receiver.simulator.control_http import PREFIX, control, json_response, read_body
+from receiver.simulator.control_http import json_response, read_body
 from receiver.simulator.faults import Faults
 
 if TYPE_CHECKING:
@@ -86,15 +85,3 @@ async def counters(request: Request, sim: Simulator) -> Response:
 async def reset_counters(request: Request, sim: Simulator) -> Response:
     sim.counters.clear()
     return Response(status_code=204)
-
-
-routes = [
-    Route(f"{PREFIX}/faults", control(get_faults), methods=["GET"]),
-    Route(f"{PREFIX}/faults", control(inject_fault), methods=["POST"]),
-    Route(f"{PREFIX}/faults", control(clear_faults), methods=["DELETE"]),
-    Route(f"{PREFIX}/throttle", control(throttle), methods=["GET", "POST"]),
-    Route(f"{PREFIX}/clock", control(get_clock), methods=["GET"]),
-    Route(f"{PREFIX}/clock/advance", control(advance_clock), methods=["POST"]),
-    Route(f"{PREFIX}/counters", control(counters), methods=["GET"]),
-    Route(f"{PREFIX}/counters", control(reset_counters), methods=["DELETE"]),
-]

@@ -11,13 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from receiver.simulator.clock import iso
 from receiver.simulator.control_http import (
-    PREFIX,
     ControlError,
-    control,
     find_tenant,
     json_response,
     read_body,
@@ -163,15 +160,3 @@ async def legacy_alerts(request: Request, sim: Simulator) -> Response:
             "retiredAt": iso(sim.config.legacy_alerts_retired_at),
         }
     )
-
-
-routes = [
-    Route(f"{PREFIX}/alerts", control(create_alerts), methods=["POST"]),
-    Route(f"{PREFIX}/alerts", control(list_alerts), methods=["GET"]),
-    Route(f"{PREFIX}/alerts/{{id}}", control(update_alert), methods=["PATCH"]),
-    Route(f"{PREFIX}/alerts/{{id}}", control(delete_alert), methods=["DELETE"]),
-    Route(f"{PREFIX}/incidents", control(create_incidents), methods=["POST"]),
-    Route(f"{PREFIX}/secure-scores", control(seed_secure_scores), methods=["POST"]),
-    Route(f"{PREFIX}/mails", control(mails), methods=["GET"]),
-    Route(f"{PREFIX}/legacy-alerts", control(legacy_alerts), methods=["GET", "POST"]),
-]

@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from receiver.simulator.core import Simulator
     from receiver.simulator.state import App, Tenant
 
-PREFIX = "/_sim"
-
 
 class ControlError(Exception):
     def __init__(self, status: int, message: str) -> None:

@@ -8,12 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from receiver.simulator.control_http import (
-    PREFIX,
     ControlError,
-    control,
     json_response,
     read_body,
 )
@@ -72,11 +69,3 @@ async def deliveries(request: Request, sim: Simulator) -> Response:
 async def clear_deliveries(request: Request, sim: Simulator) -> Response:
     sim.notifier.clear()
     return Response(status_code=204)
-
-
-routes = [
-    Route(f"{PREFIX}/lifecycle", control(lifecycle), methods=["POST"]),
-    Route(f"{PREFIX}/subscriptions", control(list_subscriptions), methods=["GET"]),
-    Route(f"{PREFIX}/deliveries", control(deliveries), methods=["GET"]),
-    Route(f"{PREFIX}/deliveries", control(clear_deliveries), methods=["DELETE"]),
-]

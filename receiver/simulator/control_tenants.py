@@ -12,13 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from receiver.simulator.clock import parse_datetime
 from receiver.simulator.config import AppSeed, TenantSeed
 from receiver.simulator.control_http import (
-    PREFIX,
-    control,
     find_app,
     find_tenant,
     json_response,
@@ -144,13 +141,3 @@ async def mint_token(request: Request, sim: Simulator) -> Response:
 async def reset(request: Request, sim: Simulator) -> Response:
     sim.reset()
     return json_response({"tenants": [t.describe() for t in sim.directory.tenants.values()]})
-
-
-routes = [
-    Route(f"{PREFIX}/health", control(health), methods=["GET"]),
-    Route(f"{PREFIX}/tenants", control(list_tenants), methods=["GET"]),
-    Route(f"{PREFIX}/tenants", control(add_tenants), methods=["POST"]),
-    Route(f"{PREFIX}/tenants/{{tenant_id}}/apps", control(add_app), methods=["POST"]),
-    Route(f"{PREFIX}/tokens", control(mint_token), methods=["POST"]),
-    Route(f"{PREFIX}/reset", control(reset), methods=["POST"]),
-]

@@ -11,12 +11,17 @@ client secret or a certificate-signed client assertion (RS256 with `x5t`, or PS2
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
 
-from receiver.simulator import entra_discovery, entra_token, signin_authorize
+from receiver.simulator import entra_discovery as discovery
+from receiver.simulator import entra_token as token
+from receiver.simulator import signin_authorize as authorize
 
 routes: list[BaseRoute] = [
-    *entra_discovery.routes,
-    *entra_token.routes,
-    *signin_authorize.routes,
+    Route("/common/discovery/v2.0/keys", discovery.keys, methods=["GET"]),
+    Route("/{tenant}/v2.0/.well-known/openid-configuration", discovery.discovery, methods=["GET"]),
+    Route("/{tenant}/discovery/v2.0/keys", discovery.keys, methods=["GET"]),
+    Route("/{tenant}/discovery/keys", discovery.keys, methods=["GET"]),
+    Route("/{tenant}/oauth2/v2.0/token", token.token, methods=["POST"]),
+    Route("/{tenant}/oauth2/v2.0/authorize", authorize.authorize, methods=["GET"]),
 ]

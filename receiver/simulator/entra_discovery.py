@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from receiver.simulator.entra_http import base_url, entra_json, error_response, unknown_tenant
 
@@ -88,11 +87,3 @@ async def keys(request: Request) -> Response:
     if name.lower() not in MULTI_TENANT and sim.directory.find(name) is None:
         return error_response(request, unknown_tenant(name))
     return entra_json(sim.tokens.jwks())
-
-
-routes = [
-    Route("/common/discovery/v2.0/keys", keys, methods=["GET"]),
-    Route("/{tenant}/v2.0/.well-known/openid-configuration", discovery, methods=["GET"]),
-    Route("/{tenant}/discovery/v2.0/keys", keys, methods=["GET"]),
-    Route("/{tenant}/discovery/keys", keys, methods=["GET"]),
-]

@@ -13,7 +13,6 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from receiver.simulator import signin_grant
 from receiver.simulator.entra_credentials import authenticate, client_auth
@@ -139,6 +138,3 @@ def _issue(request: Request, sim: Simulator, form: dict[str, str]) -> Response:
             "access_token": access_token,
         }
     )
-
-
-routes = [Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"])]

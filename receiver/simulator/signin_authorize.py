@@ -15,7 +15,6 @@ from urllib.parse import urlencode, urlsplit
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
 
 from receiver.simulator.entra_http import (
     correlation_id,
@@ -206,6 +205,3 @@ async def authorize(request: Request) -> Response:
     params = _with_state({"code": code}, st)
     params["session_state"] = str(uuid.uuid5(uuid.NAMESPACE_URL, user.object_id))
     return _redirect(redirect_uri, params)
-
-
-routes = [Route("/{tenant}/oauth2/v2.0/authorize", authorize, methods=["GET"])]

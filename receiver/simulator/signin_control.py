@@ -8,12 +8,9 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from receiver.simulator.control_http import (
-    PREFIX,
     ControlError,
-    control,
     find_app,
     find_tenant,
     json_response,
@@ -92,16 +89,3 @@ async def add_redirect_uris(request: Request, sim: Simulator) -> Response:
 
 async def sign_in_log(request: Request, sim: Simulator) -> Response:
     return json_response({"authorize": state_of(sim).log})
-
-
-routes = [
-    Route(f"{PREFIX}/users", control(add_users), methods=["POST"]),
-    Route(f"{PREFIX}/users", control(list_users), methods=["GET"]),
-    Route(f"{PREFIX}/signin", control(sign_in_as), methods=["POST"]),
-    Route(f"{PREFIX}/signins", control(sign_in_log), methods=["GET"]),
-    Route(
-        f"{PREFIX}/tenants/{{tenant_id}}/apps/{{client_id}}/redirect-uris",
-        control(add_redirect_uris),
-        methods=["POST"],
-    ),
-]
