@@ -13,8 +13,9 @@ from starlette.responses import Response
 
 from receiver.actions import refusals
 from receiver.actions.endpoint import Endpoint, for_link, requester
+from receiver.actions.identity import SignInError
 from receiver.actions.links import LinkError
-from receiver.actions.signin import SignIn, SignInError
+from receiver.actions.signin import SignIn
 
 __all__ = ["Callback"]
 

@@ -23,8 +23,9 @@ from redis.asyncio import Redis
 
 from receiver.actions.app import mount
 from receiver.actions.audit import AuditRecord, recent
+from receiver.actions.identity import Identity, SignInError, check_claims
 from receiver.actions.links import LinkSigner
-from receiver.actions.signin import Completed, Identity, SignIn, SignInError, check_claims
+from receiver.actions.signin import Completed, SignIn
 from receiver.config.files import ConfigError
 from receiver.config.loader import load_settings
 from receiver.config.settings import Settings
