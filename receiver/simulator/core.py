@@ -190,6 +190,32 @@ class Simulator:
 
     # alerts and incidents
 
+    def _added(
+        self,
+        store: dict[str, dict[str, Any]],
+        item: dict[str, Any],
+        overrides: dict[str, Any] | None,
+        counter: str,
+    ) -> dict[str, Any]:
+        """A new `item`, `overrides` merged in, kept in `store` by its id and counted."""
+        merge(item, overrides or {})
+        store[item["id"]] = item
+        self.counters[counter] += 1
+        return item
+
+    def _changed(
+        self,
+        store: dict[str, dict[str, Any]],
+        item_id: str,
+        changes: dict[str, Any],
+        counter: str,
+    ) -> dict[str, Any]:
+        """The stored item `item_id` (KeyError if none), `changes` merged in, counted."""
+        item = store[item_id]
+        merge(item, changes)
+        self.counters[counter] += 1
+        return item
+
     def create_legacy_alert(
         self,
         tenant: Tenant,
@@ -201,19 +227,15 @@ class Simulator:
         alert = self.alert_payloads.legacy_alert(
             tenant.tenant_id, tenant.domain, self.clock.now(), provider=provider, severity=severity
         )
-        merge(alert, overrides or {})
-        tenant.data.legacy_alerts[alert["id"]] = alert
-        self.counters["alerts.legacy.created"] += 1
+        self._added(tenant.data.legacy_alerts, alert, overrides, "alerts.legacy.created")
         self.notifier.alert_changed(tenant.tenant_id, alert, "created")
         return alert
 
     def update_legacy_alert(
         self, tenant: Tenant, alert_id: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
-        alert = tenant.data.legacy_alerts[alert_id]
-        merge(alert, changes)
+        alert = self._changed(tenant.data.legacy_alerts, alert_id, changes, "alerts.legacy.updated")
         alert["lastModifiedDateTime"] = iso(self.clock.now())
-        self.counters["alerts.legacy.updated"] += 1
         self.notifier.alert_changed(tenant.tenant_id, alert, "updated")
         return alert
 
@@ -223,10 +245,7 @@ class Simulator:
         incident = self.alert_payloads.incident(
             tenant.tenant_id, self.clock.now(), severity=severity
         )
-        merge(incident, overrides or {})
-        tenant.data.incidents[incident["id"]] = incident
-        self.counters["incidents.created"] += 1
-        return incident
+        return self._added(tenant.data.incidents, incident, overrides, "incidents.created")
 
     def create_v2_alert(
         self,
@@ -249,32 +268,26 @@ class Simulator:
             service_source=service_source,
             severity=severity,
         )
-        merge(alert, overrides or {})
-        tenant.data.alerts_v2[alert["id"]] = alert
+        self._added(tenant.data.alerts_v2, alert, overrides, "alerts.v2.created")
         self._touch_incident(tenant, incident_id)
-        self.counters["alerts.v2.created"] += 1
         return alert
 
     def update_v2_alert(
         self, tenant: Tenant, alert_id: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
-        alert = tenant.data.alerts_v2[alert_id]
-        merge(alert, changes)
+        alert = self._changed(tenant.data.alerts_v2, alert_id, changes, "alerts.v2.updated")
         now = iso(self.clock.now())
         alert["lastUpdateDateTime"] = now
         if alert.get("status") == "resolved" and not alert.get("resolvedDateTime"):
             alert["resolvedDateTime"] = now
         self._touch_incident(tenant, str(alert.get("incidentId")))
-        self.counters["alerts.v2.updated"] += 1
         return alert
 
     def update_incident(
         self, tenant: Tenant, incident_id: str, changes: dict[str, Any]
     ) -> dict[str, Any]:
-        incident = tenant.data.incidents[incident_id]
-        merge(incident, changes)
+        incident = self._changed(tenant.data.incidents, incident_id, changes, "incidents.updated")
         self._touch_incident(tenant, incident_id)
-        self.counters["incidents.updated"] += 1
         return incident
 
     def _touch_incident(self, tenant: Tenant, incident_id: str) -> None:

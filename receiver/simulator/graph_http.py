@@ -12,7 +12,7 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -231,6 +231,24 @@ async def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
+def metadata_context(request: Request, suffix: str) -> str:
+    """An `@odata.context`: the request's service root (its version), `$metadata#`, `suffix`."""
+    version = request.url.path.split("/")[1]
+    return f"{request.url.scheme}://{request.url.netloc}/{version}/$metadata#{suffix}"
+
+
+def not_found(kind: str, item_id: str) -> GraphError:
+    return GraphError(404, "NotFound", f"{kind} with id '{item_id}' was not found.")
+
+
+def stored(items: Mapping[str, dict[str, Any]], kind: str, item_id: str) -> dict[str, Any]:
+    """The stored item `item_id`, or Graph's 404 for a `kind` with that id."""
+    item = items.get(item_id)
+    if item is None:
+        raise not_found(kind, item_id)
+    return item
+
+
 def _int_option(request: Request, name: str) -> int | None:
     raw = request.query_params.get(name)
     if raw is None:
@@ -266,9 +284,7 @@ def page(
     skip = _int_option(request, "$skip") or 0
     size = top if top is not None and top > 0 else page_size
     chunk = list(items[skip : skip + size])
-    base = f"{request.url.scheme}://{request.url.netloc}"
-    version = request.url.path.split("/")[1]
-    body: dict[str, Any] = {"@odata.context": f"{base}/{version}/$metadata#{context}"}
+    body: dict[str, Any] = {"@odata.context": metadata_context(request, context)}
     if request.query_params.get("$count", "").lower() == "true":
         body["@odata.count"] = len(items)
     body["value"] = chunk
@@ -276,5 +292,6 @@ def page(
         params = {k: v for k, v in request.query_params.items() if k != "$skip"}
         params["$skip"] = str(skip + size)
         query = urlencode(params, safe="$',:/")
-        body["@odata.nextLink"] = f"{base}{request.url.path}?{query}"
+        url = request.url
+        body["@odata.nextLink"] = f"{url.scheme}://{url.netloc}{url.path}?{query}"
     return body

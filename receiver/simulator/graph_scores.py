@@ -7,6 +7,7 @@ import binascii
 import email
 import email.policy
 import email.utils
+from collections.abc import Sequence
 from email.message import EmailMessage
 from typing import Any
 
@@ -18,10 +19,13 @@ from receiver.simulator.clock import iso
 from receiver.simulator.graph_http import (
     GraphContext,
     GraphError,
+    Handler,
     graph_endpoint,
     graph_json,
     json_body,
+    not_found,
     page,
+    stored,
 )
 from receiver.simulator.graph_security import (
     EVENTS_READ,
@@ -38,17 +42,18 @@ CONTROL_STATES = {
 }
 
 
+def _listed(
+    request: Request, ctx: GraphContext, items: Sequence[dict[str, Any]], order: str, context: str
+) -> Response:
+    """One page of `items` after `$filter` and `$orderby` (`order` by default)."""
+    chosen = select(request, items, {}, order)
+    size = ctx.sim.config.alert_page_size
+    return graph_json(page(request, chosen, page_size=size, max_top=None, context=context))
+
+
 async def list_scores(request: Request, ctx: GraphContext) -> Response:
-    scores = select(request, ctx.tenant.data.secure_scores, {}, "createdDateTime desc")
-    return graph_json(
-        page(
-            request,
-            scores,
-            page_size=ctx.sim.config.alert_page_size,
-            max_top=None,
-            context="security/secureScores",
-        )
-    )
+    scores = ctx.tenant.data.secure_scores
+    return _listed(request, ctx, scores, "createdDateTime desc", "security/secureScores")
 
 
 async def get_score(request: Request, ctx: GraphContext) -> Response:
@@ -56,29 +61,16 @@ async def get_score(request: Request, ctx: GraphContext) -> Response:
     for score in ctx.tenant.data.secure_scores:
         if score["id"] == score_id:
             return graph_json(score)
-    raise GraphError(404, "NotFound", f"secureScore with id '{score_id}' was not found.")
+    raise not_found("secureScore", score_id)
 
 
 async def list_profiles(request: Request, ctx: GraphContext) -> Response:
-    profiles = select(request, list(ctx.tenant.data.control_profiles.values()), {}, "rank")
-    return graph_json(
-        page(
-            request,
-            profiles,
-            page_size=ctx.sim.config.alert_page_size,
-            max_top=None,
-            context="security/secureScoreControlProfiles",
-        )
-    )
+    profiles = list(ctx.tenant.data.control_profiles.values())
+    return _listed(request, ctx, profiles, "rank", "security/secureScoreControlProfiles")
 
 
 def _profile(ctx: GraphContext, profile_id: str) -> dict[str, Any]:
-    profile = ctx.tenant.data.control_profiles.get(profile_id)
-    if profile is None:
-        raise GraphError(
-            404, "NotFound", f"secureScoreControlProfile with id '{profile_id}' was not found."
-        )
-    return profile
+    return stored(ctx.tenant.data.control_profiles, "secureScoreControlProfile", profile_id)
 
 
 async def get_profile(request: Request, ctx: GraphContext) -> Response:
@@ -175,52 +167,24 @@ async def send_mail(request: Request, ctx: GraphContext) -> Response:
     return Response(status_code=202)
 
 
+def _route(
+    path: str,
+    handler: Handler,
+    roles: Sequence[str],
+    bucket: str | None,
+    method: str = "GET",
+    family: str = "secureScores",
+) -> Route:
+    endpoint = graph_endpoint(handler, roles=roles, bucket=bucket, family=family)
+    return Route(path, endpoint, methods=[method])
+
+
+SCORES, PROFILES = "secureScores", "secureScoreControlProfiles"
 routes = [
-    Route(
-        "/security/secureScores",
-        graph_endpoint(
-            list_scores, roles=EVENTS_READ, bucket="secureScores", family="secureScores"
-        ),
-        methods=["GET"],
-    ),
-    Route(
-        "/security/secureScores/{id}",
-        graph_endpoint(get_score, roles=EVENTS_READ, bucket="secureScores", family="secureScores"),
-        methods=["GET"],
-    ),
-    Route(
-        "/security/secureScoreControlProfiles",
-        graph_endpoint(
-            list_profiles,
-            roles=EVENTS_READ,
-            bucket="secureScoreControlProfiles",
-            family="secureScores",
-        ),
-        methods=["GET"],
-    ),
-    Route(
-        "/security/secureScoreControlProfiles/{id}",
-        graph_endpoint(
-            get_profile,
-            roles=EVENTS_READ,
-            bucket="secureScoreControlProfiles",
-            family="secureScores",
-        ),
-        methods=["GET"],
-    ),
-    Route(
-        "/security/secureScoreControlProfiles/{id}",
-        graph_endpoint(
-            update_profile,
-            roles=EVENTS_WRITE,
-            bucket="secureScoreControlProfiles",
-            family="secureScores",
-        ),
-        methods=["PATCH"],
-    ),
-    Route(
-        "/users/{id}/sendMail",
-        graph_endpoint(send_mail, roles=("Mail.Send",), bucket=None, family="mail"),
-        methods=["POST"],
-    ),
+    _route(f"/security/{SCORES}", list_scores, EVENTS_READ, SCORES),
+    _route(f"/security/{SCORES}/{{id}}", get_score, EVENTS_READ, SCORES),
+    _route(f"/security/{PROFILES}", list_profiles, EVENTS_READ, PROFILES),
+    _route(f"/security/{PROFILES}/{{id}}", get_profile, EVENTS_READ, PROFILES),
+    _route(f"/security/{PROFILES}/{{id}}", update_profile, EVENTS_WRITE, PROFILES, "PATCH"),
+    _route("/users/{id}/sendMail", send_mail, ("Mail.Send",), None, "POST", family="mail"),
 ]

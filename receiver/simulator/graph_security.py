@@ -33,12 +33,16 @@ from receiver.simulator.graph_http import (
     graph_endpoint,
     graph_json,
     json_body,
+    metadata_context,
     page,
     preferences,
+    stored,
 )
 from receiver.simulator.payloads import (
     INCIDENT_EVOLVABLE,
     INCIDENT_STATUSES,
+    LEGACY_FEEDBACK,
+    LEGACY_STATUSES,
     V2_CLASSIFICATIONS,
     V2_DETERMINATIONS,
     V2_EVOLVABLE,
@@ -83,6 +87,22 @@ INCIDENT_ENUMS: dict[str, frozenset[str]] = {
     "classification": frozenset(V2_CLASSIFICATIONS),
     "determination": frozenset(V2_DETERMINATIONS),
 }
+# A PATCH's enum properties, checked in this order; tuples, as a PATCH value may be unhashable.
+LEGACY_PATCH_ENUMS: dict[str, Sequence[str]] = {
+    "status": LEGACY_STATUSES,
+    "feedback": LEGACY_FEEDBACK,
+}
+V2_PATCH_ENUMS: dict[str, Sequence[str]] = {
+    "status": V2_STATUSES,
+    "classification": V2_CLASSIFICATIONS,
+    "determination": V2_DETERMINATIONS,
+}
+INCIDENT_PATCH_ENUMS: dict[str, Sequence[str]] = {
+    "status": INCIDENT_STATUSES,
+    "classification": V2_CLASSIFICATIONS,
+    "determination": V2_DETERMINATIONS,
+}
+VENDOR = frozenset({"vendorInformation"})  # required in a legacy PATCH, not a change
 PREFER_REPRESENTATION = "return=representation"
 INCLUDE_UNKNOWN = "include-unknown-enum-members"
 
@@ -136,19 +156,19 @@ def select(
     return [dict(item) for item in ordered]
 
 
-def _not_found(kind: str, item_id: str) -> GraphError:
-    return GraphError(404, "NotFound", f"{kind} with id '{item_id}' was not found.")
+def _retired(ctx: GraphContext) -> bool:
+    """Whether the legacy alerts API is retired now (each request that meets it counted)."""
+    if ctx.sim.legacy_alerts_live():
+        return False
+    ctx.sim.counters["graph.security.legacy_retired"] += 1
+    return True
 
 
 def _legacy_alert(ctx: GraphContext, alert_id: str) -> dict[str, Any]:
     """The stored legacy alert, or Graph's 404; every one is gone once the API is retired."""
-    alert = ctx.tenant.data.legacy_alerts.get(alert_id)
-    if not ctx.sim.legacy_alerts_live():
-        ctx.sim.counters["graph.security.legacy_retired"] += 1
+    if _retired(ctx):
         raise GraphError(404, "itemNotFound", f"Alert with id '{alert_id}' was not found.")
-    if alert is None:
-        raise _not_found("Alert", alert_id)
-    return alert
+    return stored(ctx.tenant.data.legacy_alerts, "Alert", alert_id)
 
 
 def _check_fields(
@@ -171,15 +191,28 @@ def _check_enum(body: Mapping[str, Any], name: str, members: Sequence[str]) -> N
         raise GraphError(400, "BadRequest", f"Invalid value '{body[name]}' for property '{name}'.")
 
 
+def _changes(
+    body: Mapping[str, Any],
+    updatable: frozenset[str],
+    enums: Mapping[str, Sequence[str]],
+    extra: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """A PATCH body's changes: only updatable properties (or `extra`, which are not changes),
+    each enum property one of its members, checked in the order given."""
+    _check_fields(body, updatable, extra)
+    for name, members in enums.items():
+        _check_enum(body, name, members)
+    return {k: v for k, v in body.items() if k in updatable}
+
+
 # Legacy alerts (microsoft.graph.alert)
 
 
 async def list_legacy(request: Request, ctx: GraphContext) -> Response:
-    stored = list(ctx.tenant.data.legacy_alerts.values())
-    if not ctx.sim.legacy_alerts_live():
-        ctx.sim.counters["graph.security.legacy_retired"] += 1
-        stored = []  # "stops returning data": a valid, empty collection
-    alerts = select(request, stored, LEGACY_ALERT_ENUMS, "createdDateTime desc")
+    kept = list(ctx.tenant.data.legacy_alerts.values())
+    if _retired(ctx):
+        kept = []  # "stops returning data": a valid, empty collection
+    alerts = select(request, kept, LEGACY_ALERT_ENUMS, "createdDateTime desc")
     return graph_json(
         page(
             request,
@@ -212,12 +245,7 @@ async def update_legacy(request: Request, ctx: GraphContext) -> Response:
             "vendorInformation with the alert's provider and vendor is required "
             "to update an alert.",
         )
-    _check_fields(body, LEGACY_UPDATABLE, frozenset({"vendorInformation"}))
-    from receiver.simulator.payloads import LEGACY_FEEDBACK, LEGACY_STATUSES
-
-    _check_enum(body, "status", LEGACY_STATUSES)
-    _check_enum(body, "feedback", LEGACY_FEEDBACK)
-    changes = {k: v for k, v in body.items() if k in LEGACY_UPDATABLE}
+    changes = _changes(body, LEGACY_UPDATABLE, LEGACY_PATCH_ENUMS, VENDOR)
     updated = ctx.sim.update_legacy_alert(ctx.tenant, alert_id, changes)
     if PREFER_REPRESENTATION in preferences(request):
         return graph_json(updated, headers={"Preference-Applied": PREFER_REPRESENTATION})
@@ -244,10 +272,7 @@ async def list_v2(request: Request, ctx: GraphContext) -> Response:
 
 
 def _v2(ctx: GraphContext, alert_id: str) -> dict[str, Any]:
-    alert = ctx.tenant.data.alerts_v2.get(alert_id)
-    if alert is None:
-        raise _not_found("Alert", alert_id)
-    return alert
+    return stored(ctx.tenant.data.alerts_v2, "Alert", alert_id)
 
 
 async def get_v2(request: Request, ctx: GraphContext) -> Response:
@@ -259,11 +284,7 @@ async def update_v2(request: Request, ctx: GraphContext) -> Response:
     alert_id = request.path_params["id"]
     _v2(ctx, alert_id)
     body = await json_body(request)
-    _check_fields(body, V2_UPDATABLE)
-    _check_enum(body, "status", V2_STATUSES)
-    _check_enum(body, "classification", V2_CLASSIFICATIONS)
-    _check_enum(body, "determination", V2_DETERMINATIONS)
-    changes = {k: v for k, v in body.items() if k in V2_UPDATABLE}
+    changes = _changes(body, V2_UPDATABLE, V2_PATCH_ENUMS)
     served = Served(request)
     return served.respond(served.alert(ctx.sim.update_v2_alert(ctx.tenant, alert_id, changes)))
 
@@ -285,11 +306,7 @@ async def comment_v2(request: Request, ctx: GraphContext) -> Response:
     alert = ctx.tenant.data.alerts_v2[alert_id]
     comments = [*alert.get("comments", []), comment]
     ctx.sim.update_v2_alert(ctx.tenant, alert_id, {"comments": comments})
-    version = request.url.path.split("/")[1]
-    context = (
-        f"{request.url.scheme}://{request.url.netloc}/{version}/$metadata#"
-        "Collection(microsoft.graph.security.alertComment)"
-    )
+    context = metadata_context(request, "Collection(microsoft.graph.security.alertComment)")
     return graph_json({"@odata.context": context, "value": comments})
 
 
@@ -327,10 +344,7 @@ async def list_incidents(request: Request, ctx: GraphContext) -> Response:
 
 
 def _incident(ctx: GraphContext, incident_id: str) -> dict[str, Any]:
-    incident = ctx.tenant.data.incidents.get(incident_id)
-    if incident is None:
-        raise _not_found("Incident", incident_id)
-    return incident
+    return stored(ctx.tenant.data.incidents, "Incident", incident_id)
 
 
 async def get_incident(request: Request, ctx: GraphContext) -> Response:
@@ -343,11 +357,7 @@ async def update_incident(request: Request, ctx: GraphContext) -> Response:
     incident_id = request.path_params["id"]
     _incident(ctx, incident_id)
     body = await json_body(request)
-    _check_fields(body, INCIDENT_UPDATABLE)
-    _check_enum(body, "status", INCIDENT_STATUSES)
-    _check_enum(body, "classification", V2_CLASSIFICATIONS)
-    _check_enum(body, "determination", V2_DETERMINATIONS)
-    changes = {k: v for k, v in body.items() if k in INCIDENT_UPDATABLE}
+    changes = _changes(body, INCIDENT_UPDATABLE, INCIDENT_PATCH_ENUMS)
     served = Served(request)
     updated = ctx.sim.update_incident(ctx.tenant, incident_id, changes)
     return served.respond(served.incident(updated))

@@ -26,6 +26,7 @@ from receiver.simulator.graph_http import (
     graph_endpoint,
     graph_json,
     json_body,
+    metadata_context,
     missing_roles_message,
     page,
 )
@@ -172,9 +173,22 @@ def _same_resource(a: str, b: str) -> bool:
     return a.strip().lstrip("/").lower() == b.strip().lstrip("/").lower()
 
 
-def _context(request: Request, suffix: str) -> str:
-    version = request.url.path.split("/")[1]
-    return f"{request.url.scheme}://{request.url.netloc}/{version}/$metadata#{suffix}"
+def _entity(
+    request: Request, subscription: Subscription, *, include_client_state: bool, status: int = 200
+) -> Response:
+    """One subscription as Graph answers it (the clientState only on creation)."""
+    payload = {
+        "@odata.context": metadata_context(request, "subscriptions/$entity"),
+        **subscription.to_json(include_client_state=include_client_state),
+    }
+    return graph_json(payload, status=status)
+
+
+async def _handshake(ctx: GraphContext, url: str) -> None:
+    """Graph's validation request to `url`; 400 with its error when it fails."""
+    result = await ctx.sim.notifier.validate(url)
+    if result.error:
+        raise GraphError(400, "InvalidRequest", result.error)
 
 
 def _retry_after_or_none(ctx: GraphContext) -> None:
@@ -224,9 +238,7 @@ async def create(request: Request, ctx: GraphContext) -> Response:
     _reject_duplicate(ctx, change_type, resource)
     for url in (notification_url, lifecycle_url):
         if url:
-            result = await sim.notifier.validate(url)
-            if result.error:
-                raise GraphError(400, "InvalidRequest", result.error)
+            await _handshake(ctx, url)
     _reject_duplicate(ctx, change_type, resource)
     subscription = Subscription(
         id=str(uuid.uuid4()),
@@ -247,11 +259,7 @@ async def create(request: Request, ctx: GraphContext) -> Response:
     )
     ctx.tenant.data.subscriptions[subscription.id] = subscription
     sim.counters["subscriptions.created"] += 1
-    payload = {
-        "@odata.context": _context(request, "subscriptions/$entity"),
-        **subscription.to_json(include_client_state=True),
-    }
-    return graph_json(payload, status=201)
+    return _entity(request, subscription, include_client_state=True, status=201)
 
 
 def _reject_duplicate(ctx: GraphContext, change_type: str, resource: str) -> None:
@@ -301,12 +309,7 @@ async def list_subscriptions(request: Request, ctx: GraphContext) -> Response:
 
 async def get_subscription(request: Request, ctx: GraphContext) -> Response:
     subscription = _owned(ctx, request.path_params["id"])
-    return graph_json(
-        {
-            "@odata.context": _context(request, "subscriptions/$entity"),
-            **subscription.to_json(include_client_state=False),
-        }
-    )
+    return _entity(request, subscription, include_client_state=False)
 
 
 async def update_subscription(request: Request, ctx: GraphContext) -> Response:
@@ -322,17 +325,10 @@ async def update_subscription(request: Request, ctx: GraphContext) -> Response:
         if not isinstance(url, str):
             raise GraphError(400, "InvalidRequest", "Invalid notificationUrl.")
         _check_url(ctx, url, "NotificationUrl")
-        result = await ctx.sim.notifier.validate(url)
-        if result.error:
-            raise GraphError(400, "InvalidRequest", result.error)
+        await _handshake(ctx, url)
         subscription.notification_url = url
     ctx.sim.counters["subscriptions.renewed"] += 1
-    return graph_json(
-        {
-            "@odata.context": _context(request, "subscriptions/$entity"),
-            **subscription.to_json(include_client_state=False),
-        }
-    )
+    return _entity(request, subscription, include_client_state=False)
 
 
 async def delete_subscription(request: Request, ctx: GraphContext) -> Response:
