@@ -55,10 +55,10 @@ class Endpoint:
             # Only a genuine signature (an expired link) is audited: forged tokens must not
             # push real records out of the capped audit stream.
             outcome = "" if exc.reason == "invalid" else exc.reason
-            raise Refused(refusals.refusal(exc.reason), outcome) from None
+            raise Refused(refusals.refusal(exc.reason), outcome, counted=True) from None
         if self.settings.tenant(claim.tenant_id) is None:
             self.outcomes.labels(claim.action, "wrong_tenant").inc()
-            raise Refused.because("wrong_tenant")
+            raise Refused.because("wrong_tenant", counted=True)
         return claim
 
     async def read(self, claim: LinkClaim) -> dict[str, Any]:
@@ -84,10 +84,11 @@ class Endpoint:
         tenant = self.settings.tenant(claim.tenant_id)
         return tenant.name if tenant else claim.tenant_id
 
-    async def audit(self, who: AuditRecord, **changes: Any) -> AuditRecord:
-        """Count, log and store the record with ``changes`` (the outcome among them)."""
+    async def audit(self, who: AuditRecord, *, count: bool = True, **changes: Any) -> AuditRecord:
+        """Count (unless ``count`` is false: counted where it was refused), log and store the
+        record with ``changes`` (the outcome among them)."""
         record = replace(who, **changes)
-        if record.outcome not in ("pending",):
+        if count and record.outcome not in ("pending",):
             self.outcomes.labels(record.action, record.outcome).inc()
         log.info(
             "action %s on alert %s: %s",
@@ -109,9 +110,11 @@ class Endpoint:
             )
             return record
 
-    async def finish(self, key: str, who: AuditRecord, **changes: Any) -> AuditRecord:
+    async def finish(
+        self, key: str, who: AuditRecord, *, count: bool = True, **changes: Any
+    ) -> AuditRecord:
         """Audit the outcome and keep it as the link's state (so a reuse can say what)."""
-        record = await self.audit(who, **changes)
+        record = await self.audit(who, count=count, **changes)
         try:
             await self.redis.set(key, record.to_json(), xx=True, keepttl=True)
         except (RedisError, OSError):

@@ -38,18 +38,22 @@ class Refused(Exception):
     redirect to sign in first). ``outcome`` is what the audit calls the refusal, empty for one
     never audited (a forged link, a bad form, the store down); ``details`` are the audit
     record's other fields the refusal knows (Graph's answer). A POST audits the outcome; a GET
-    changes and records nothing."""
+    changes and records nothing. ``counted``: the step that refused already counted it in
+    ``receiver_actions`` (a step shared by GET and POST), so the audit must not count it again."""
 
-    def __init__(self, response: Response, outcome: str = "", **details: str) -> None:
+    def __init__(
+        self, response: Response, outcome: str = "", *, counted: bool = False, **details: str
+    ) -> None:
         super().__init__(outcome or str(response.status_code))
         self.response = response
         self.outcome = outcome
+        self.counted = counted
         self.details = details
 
     @classmethod
-    def because(cls, reason: str, detail: str = "") -> Refused:
+    def because(cls, reason: str, detail: str = "", *, counted: bool = False) -> Refused:
         """The refusal page of ``reason``, audited under that outcome."""
-        return cls(refusal(reason, detail), reason)
+        return cls(refusal(reason, detail), reason, counted=counted)
 
 
 _REFUSALS = {

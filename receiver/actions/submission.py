@@ -71,10 +71,15 @@ class Submission:
         try:
             return await self._act(request, post)
         except Refused as refused:
+            count = not refused.counted  # each refusal is counted once
             if refused.outcome and post.key:
-                await self.e.finish(post.key, post.who, outcome=refused.outcome, **refused.details)
+                await self.e.finish(
+                    post.key, post.who, count=count, outcome=refused.outcome, **refused.details
+                )
             elif refused.outcome:
-                await self.e.audit(post.who, outcome=refused.outcome, **refused.details)
+                await self.e.audit(
+                    post.who, count=count, outcome=refused.outcome, **refused.details
+                )
             return refused.response
 
     async def _act(self, request: Request, post: _Post) -> Response:
@@ -82,7 +87,6 @@ class Submission:
         post.who = for_link(post.who, claim)
         origin = request.headers.get("origin")
         if origin is not None and origin.lower() != self.e.origin:
-            self.e.outcomes.labels(claim.action, "forbidden_origin").inc()
             raise Refused.because("forbidden_origin")
         signed = await self._session(request)
         form = await read_form(request, self.e.settings.web.body_timeout_s)
@@ -136,7 +140,6 @@ class Submission:
             used = await self.e.redis.get(key)
         except (RedisError, OSError):
             raise Refused(refusals.store_down()) from None
-        self.e.outcomes.labels(claim.action, "reused").inc()
         raise Refused(refusals.used(used), "reused")
 
     async def _perform(self, claim: LinkClaim, post: _Post) -> Response:
@@ -148,7 +151,6 @@ class Submission:
             # older than the alert does not take it from its owner nor reopen a resolved one.
             refused = rules.refusal(claim.action, envelope(claim.source_api, alert), post.who.by)
             if refused is not None:
-                self.e.outcomes.labels(claim.action, "refused").inc()
                 raise Refused(refusals.nothing_changed(refused), "refused", graph=refused)
             applied = await apply_update(
                 self.e.graph,

@@ -241,6 +241,13 @@ async def test_concurrent_double_submit_acts_once(harness: Harness) -> None:
     assert harness.updates() - updates == 2  # one PATCH and its comment, once
     outcomes = sorted(r.outcome for r in await harness.audit())
     assert outcomes == ["done", "reused", "reused", "reused", "reused"]
+    # each refusal counted once (the audit counted it again before)
+    assert (
+        harness.registry.get_sample_value(
+            "receiver_actions_total", {"action": "resolve_true_positive", "outcome": "reused"}
+        )
+        == 4
+    )
 
 
 async def test_tampered_links_are_refused(harness: Harness) -> None:
@@ -288,6 +295,12 @@ async def test_expired_links_are_refused(harness: Harness) -> None:
         assert answer.status_code == 410 and "This link has expired" in answer.text
     assert harness.alert(alert_id)["status"] == "new"
     assert [r.outcome for r in await harness.audit()] == ["expired"]
+    assert (
+        harness.registry.get_sample_value(
+            "receiver_actions_total", {"action": "unknown", "outcome": "expired"}
+        )
+        == 2
+    )  # one GET, one POST: counted once each
 
 
 async def test_wrong_tenant_links_are_refused(harness: Harness) -> None:
@@ -305,6 +318,18 @@ async def test_wrong_tenant_links_are_refused(harness: Harness) -> None:
     assert posted.status_code == 404
     assert harness.alert(alert_id)["status"] == "new" and harness.updates() == updates
     assert [r.outcome for r in await harness.audit()] == ["wrong_tenant", "not_found"]
+    assert (
+        harness.registry.get_sample_value(
+            "receiver_actions_total", {"action": "take", "outcome": "wrong_tenant"}
+        )
+        == 2
+    )  # the unserved link's GET and POST
+    assert (
+        harness.registry.get_sample_value(
+            "receiver_actions_total", {"action": "unknown", "outcome": "wrong_tenant"}
+        )
+        is None
+    )
 
 
 async def test_another_sites_origin_is_refused_without_spending_the_link(harness: Harness) -> None:
@@ -313,6 +338,12 @@ async def test_another_sites_origin_is_refused_without_spending_the_link(harness
     refused = await harness.post(link, origin="https://evil.example")
     assert refused.status_code == 403 and "another site" in refused.text
     assert harness.alert(alert_id)["status"] == "new"
+    assert (
+        harness.registry.get_sample_value(
+            "receiver_actions_total", {"action": "take", "outcome": "forbidden_origin"}
+        )
+        == 1
+    )
     ok = await harness.post(link, origin=str(harness.client.base_url).rstrip("/"))
     assert ok.status_code == 200
 
