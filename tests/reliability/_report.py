@@ -10,11 +10,15 @@
   the faults and the end of the soak.
 - ack: how long the web took to answer Graph's POSTs (2xx), in the no-fault window and while
   a sink was failing. The front door never waits on the back, so a failing sink must not move
-  it: the run fails when the failing-window p99 is more than ACK_RATIO_LIMIT times the
+  it: the run fails when the failing-window p95 is more than ACK_RATIO_LIMIT times the
   baseline AND more than ACK_SLACK_MS above it. Both, because on two cores shared with other
   jobs a p99 of a few milliseconds triples from scheduling noise alone (seen: 5 -> 41 ms);
   a web that waited on a sink would add the sink's answer time (a failing sink: up to its
-  10 s timeout), far past either bound.
+  10 s timeout), far past either bound, for most answers in the window. The p95, not the
+  p99: a window holds about 150 answers, so its p99 is its second-slowest answer, and one
+  stall of the machine (a disk flush under Redis's `appendfsync always`, seen at 100-750 ms,
+  in either window and at the session's start as often as after) failed the run by itself.
+  Both figures are printed.
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ class Report:
         for s in self.sinks:
             if s.idempotent and s.duplicated:
                 self.failures.append(f"idempotent sink {s.name}: {s.duplicated} duplicates")
-        base, failing = self.ack_ms.get("baseline_p99"), self.ack_ms.get("failing_p99")
+        base, failing = self.ack_ms.get("baseline_p95"), self.ack_ms.get("failing_p95")
         if (
             base is not None
             and failing is not None
@@ -122,7 +126,7 @@ class Report:
             and failing - base > ACK_SLACK_MS
         ):
             self.failures.append(
-                f"web ack p99 moved with a failing sink: {base:.1f} ms -> {failing:.1f} ms"
+                f"web ack p95 moved with a failing sink: {base:.1f} ms -> {failing:.1f} ms"
             )
         for name, kb in self.rss_kb.get("end", {}).items():
             if name in RSS_NOT_JUDGED:
@@ -162,10 +166,12 @@ class Report:
             )
         ack = self.ack_ms
         if ack:
+            nan = float("nan")
             lines.append(
-                f"web ack p99: {ack.get('baseline_p99', float('nan')):.1f} ms no "
-                f"fault, {ack.get('failing_p99', float('nan')):.1f} ms with a failing "
-                f"sink (limit: x{ACK_RATIO_LIMIT:g} and +{ACK_SLACK_MS:g} ms)"
+                f"web ack p95/p99: {ack.get('baseline_p95', nan):.1f}/"
+                f"{ack.get('baseline_p99', nan):.1f} ms no fault, "
+                f"{ack.get('failing_p95', nan):.1f}/{ack.get('failing_p99', nan):.1f} ms with a "
+                f"failing sink (limit on the p95: x{ACK_RATIO_LIMIT:g} and +{ACK_SLACK_MS:g} ms)"
             )
         if self.web_answers:
             lines.append(

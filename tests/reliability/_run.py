@@ -86,14 +86,14 @@ class _Acks:
                 self.after = max(self.after, int(d["sequence"]))
                 self.rows.append((_epoch(d["time"]), d["statusCode"], float(d["durationMs"])))
 
-    def p99(self, start: float, end: float) -> float:
+    def percentile(self, start: float, end: float, p: float) -> float:
         return percentile(
             [
                 ms
                 for t, status, ms in self.rows
                 if start <= t <= end and status is not None and status < 300
             ],
-            99,
+            p,
         )
 
 
@@ -245,8 +245,9 @@ def run(profile: Profile, *, log_dir: Path | None = None, progress: Any = print)
         b0, b1 = profile.baseline
         f0, f1 = profile.failing
         report.ack_ms = {
-            "baseline_p99": acks.p99(wall_start + b0, wall_start + b1),
-            "failing_p99": acks.p99(wall_start + f0, wall_start + f1),
+            f"{window}_p{p}": acks.percentile(wall_start + a, wall_start + b, p)
+            for window, (a, b) in (("baseline", (b0, b1)), ("failing", (f0, f1)))
+            for p in (95, 99)
         }
         answers: dict[str, int] = {}
         for _, status, _ in acks.rows:
