@@ -23,8 +23,9 @@ Two further savings, both invisible on the wire:
   HTTP/2 connection (ALPN ``h2``, or HTTP/1.1 switched off) writes through at once, since
   there another request's reader may hold the connection.
 
-The backend is set on httpcore's pool through one private attribute; ``fast_path_active``
-says whether that worked, and a test checks it, so an httpx or httpcore upgrade that moves
+The backend is set on httpcore's pool through one private attribute, and the pool's
+bookkeeping pass is replaced by a linear one (:mod:`receiver.pool`); ``fast_path_active``
+says whether both worked, and a test checks it, so an httpx or httpcore upgrade that moves
 the attribute fails loudly in the tests instead of silently costing CPU.
 """
 
@@ -39,6 +40,8 @@ from typing import Any
 
 import httpcore
 import httpx
+
+from receiver.pool import LinearPool
 
 __all__ = ["Transport", "fast_path_active"]
 
@@ -276,7 +279,8 @@ class _Backend(httpcore.AsyncNetworkBackend):
 
 
 class Transport(httpx.AsyncHTTPTransport):
-    """``httpx.AsyncHTTPTransport`` (same arguments) on the asyncio backend above."""
+    """``httpx.AsyncHTTPTransport`` (same arguments) on the asyncio backend above, its pool's
+    bookkeeping in linear time (:mod:`receiver.pool`)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -284,8 +288,13 @@ class Transport(httpx.AsyncHTTPTransport):
         if pool is not None and hasattr(pool, "_network_backend"):
             # HTTP/2 without HTTP/1.1 (prior knowledge) over plain TCP: never hold writes.
             pool._network_backend = _Backend(coalesce=kwargs.get("http1", True))
+        if type(pool) is httpcore.AsyncConnectionPool:
+            pool.__class__ = LinearPool  # same object and state, the one method replaced
 
 
 def fast_path_active(transport: httpx.AsyncBaseTransport) -> bool:
+    """True when the asyncio backend and the linear pool are both in place."""
     pool = getattr(transport, "_pool", None)
-    return isinstance(getattr(pool, "_network_backend", None), _Backend)
+    return isinstance(pool, LinearPool) and isinstance(
+        getattr(pool, "_network_backend", None), _Backend
+    )

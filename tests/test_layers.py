@@ -22,6 +22,7 @@ CORE = frozenset(
         "logs",
         "redaction",
         "transport",
+        "pool",
         "config",
         "store",
     }

@@ -1,0 +1,122 @@
+"""The connection pool's bookkeeping (receiver/pool.py): httpcore's decisions, in linear time,
+against a real HTTP/1.1 server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpcore
+import httpx
+import pytest
+
+from receiver.pool import LinearPool
+from receiver.transport import Transport
+from tests.fixtures.waiting import wait_until_async
+
+
+class Server:
+    """HTTP/1.1 with keep-alive; each answer after ``delay_s`` (``/held``: once ``release``
+    is set); counts connections and the most requests in flight at once."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.connections = 0
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.port = 0
+        self.release = asyncio.Event()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+                if head.startswith(b"GET /held"):
+                    await self.release.wait()
+                else:
+                    await asyncio.sleep(self.delay_s)
+                self.in_flight -= 1
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Server]:
+    s = Server(delay_s=0.05)
+    listener = await asyncio.start_server(s.handle, "127.0.0.1", 0)
+    s.port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        yield s
+
+
+def _pool(client: httpx.AsyncClient) -> LinearPool:
+    pool = client._transport._pool  # type: ignore[attr-defined]
+    assert isinstance(pool, LinearPool)
+    return pool
+
+
+async def test_requests_beyond_max_connections_wait_and_all_succeed(server: Server) -> None:
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=4)
+    async with httpx.AsyncClient(transport=Transport(limits=limits)) as client:
+        url = f"http://127.0.0.1:{server.port}/"
+        answers = await asyncio.gather(*(client.get(url) for _ in range(40)))
+        assert [a.status_code for a in answers] == [200] * 40
+        assert server.most_in_flight == 8  # never more than the pool allows, and all used
+        # idle connections beyond the keep-alive limit were closed, oldest first
+        pool = _pool(client)
+        assert len(pool.connections) == 4 and all(c.is_idle() for c in pool.connections)
+        # and they are reused: more requests open no connection while 4 suffice
+        opened = server.connections
+        for _ in range(3):
+            await asyncio.gather(*(client.get(url) for _ in range(4)))
+        assert server.connections == opened
+
+
+async def test_the_keepalive_limit_counts_idle_connections_only(server: Server) -> None:
+    """httpcore compares all connections with max_keepalive_connections: with 6 requests in
+    flight and a limit of 2, every connection that comes free is closed, and the next
+    request opens a new one. The limit is about idle connections."""
+    limits = httpx.Limits(max_connections=20, max_keepalive_connections=2)
+    async with httpx.AsyncClient(transport=Transport(limits=limits)) as client:
+        url = f"http://127.0.0.1:{server.port}"
+        busy = [asyncio.create_task(client.get(f"{url}/held")) for _ in range(6)]
+
+        async def in_flight() -> int:
+            return server.in_flight
+
+        await wait_until_async(in_flight, lambda n: n == 6, timeout_s=10, what="6 held")
+        for _ in range(10):
+            assert (await client.get(f"{url}/fast")).status_code == 200
+        assert server.connections == 7  # the 10 fast ones shared one kept connection
+        server.release.set()
+        await asyncio.gather(*busy)
+        assert len(_pool(client).connections) == 2  # then the idle ones down to the limit
+
+
+async def test_one_pass_looks_at_each_connection_a_bounded_number_of_times(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cost this module removes: with 40 pooled connections, httpcore's pass asked
+    is_idle() of every connection once for each idle one (about 1,600 calls a pass)."""
+    calls = 0
+    is_idle = httpcore.AsyncHTTPConnection.is_idle
+
+    def counted(self: httpcore.AsyncHTTPConnection) -> bool:
+        nonlocal calls
+        calls += 1
+        return is_idle(self)
+
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(transport=Transport(limits=limits)) as client:
+        url = f"http://127.0.0.1:{server.port}/"
+        await asyncio.gather(*(client.get(url) for _ in range(40)))
+        assert len(_pool(client).connections) == 40
+        monkeypatch.setattr(httpcore.AsyncHTTPConnection, "is_idle", counted)
+        await client.get(url)  # two passes: the request enters, then leaves
+    assert 0 < calls <= 4 * 40
