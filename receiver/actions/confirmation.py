@@ -17,11 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from receiver.actions import pages, refusals
-from receiver.actions.endpoint import Endpoint, client_host, envelope
+from receiver.actions.endpoint import Endpoint, client_host
 from receiver.actions.form import MAX_NAME_CHARS
 from receiver.actions.identity import Identity, SignInError
 from receiver.actions.links import ACTIONS, LinkClaim
 from receiver.actions.refusals import Refused
+from receiver.actions.updates import envelope
 from receiver.graph.auth import GraphAuthError
 from receiver.graph.client import GraphError
 

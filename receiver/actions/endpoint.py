@@ -22,13 +22,12 @@ from receiver.actions.budget import NOT_FOUND, AlertCache, PageBudget
 from receiver.actions.links import ActionLinks, LinkClaim, LinkError
 from receiver.actions.refusals import Refused
 from receiver.actions.signin import SignIn
-from receiver.actions.updates import AlertNotFound, read_alert
+from receiver.actions.updates import AlertNotFound, envelope, read_alert
 from receiver.config.settings import Settings
-from receiver.envelope import Envelope, from_legacy, from_v2
 from receiver.graph.client import GraphClient
 from receiver.store.keys import Keys
 
-__all__ = ["Endpoint", "client_host", "envelope", "for_link", "requester"]
+__all__ = ["Endpoint", "client_host", "for_link", "requester"]
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +122,6 @@ class Endpoint:
                 extra={"alert_id": who.alert_id, "tenant_id": who.tenant_id},
             )
         return record
-
-
-def envelope(source_api: str, alert: dict[str, Any]) -> Envelope:
-    return from_v2(alert) if source_api == "alerts_v2" else from_legacy(alert)
 
 
 def client_host(request: Request) -> str:

@@ -40,9 +40,15 @@ from redis.exceptions import RedisError
 from receiver.actions import audit
 from receiver.actions.postback import queue_changed
 from receiver.actions.rules import ACTIONS, parse_button_value, refusal
-from receiver.actions.updates import AlertNotFound, GraphApi, apply_update, for_action, read_alert
+from receiver.actions.updates import (
+    AlertNotFound,
+    GraphApi,
+    apply_update,
+    for_action,
+    read_alert,
+)
+from receiver.actions.updates import envelope as alert_envelope
 from receiver.config.settings import Settings
-from receiver.envelope import Envelope, from_legacy, from_v2
 from receiver.graph.auth import GraphAuthError
 from receiver.graph.client import GraphError, GraphUnavailable
 from receiver.pipeline.consumer import Entry, Poison
@@ -57,10 +63,6 @@ log = logging.getLogger(__name__)
 GROUP = "slack"
 CLAIM_TTL_S = 30 * 86_400
 VIA = "Slack"
-
-
-def _envelope(source_api: str, alert: dict[str, Any]) -> Envelope:
-    return from_v2(alert) if source_api == "alerts_v2" else from_legacy(alert)
 
 
 def _text(exc: GraphError | GraphAuthError) -> str:
@@ -166,7 +168,7 @@ class SlackActions:
         who = replace(who, changes=update.describe())
         try:
             source, alert = await read_alert(self.graph, ref["t"], ref["a"], ref["s"])
-            envelope = _envelope(source, alert)
+            envelope = alert_envelope(source, alert)
             if envelope.tenant_id and envelope.tenant_id != ref["t"].lower():
                 raise AlertNotFound("wrong tenant")
             why = refusal(action, envelope, who.by)

@@ -34,13 +34,13 @@ from starlette.responses import Response
 
 from receiver.actions import pages, refusals, rules
 from receiver.actions.audit import AuditRecord
-from receiver.actions.endpoint import Endpoint, envelope, for_link, requester
+from receiver.actions.endpoint import Endpoint, for_link, requester
 from receiver.actions.form import clean_name, read_form
 from receiver.actions.identity import Identity
 from receiver.actions.links import ACTIONS, LinkClaim
 from receiver.actions.postback import queue_changed
 from receiver.actions.refusals import Refused
-from receiver.actions.updates import Applied, apply_update, for_action
+from receiver.actions.updates import Applied, apply_update, envelope, for_action
 from receiver.graph.auth import GraphAuthError
 from receiver.graph.client import GraphError, GraphUnavailable
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from receiver import clock
 from receiver.actions.rules import ACTIONS, comment
+from receiver.envelope import Envelope, from_legacy, from_v2
 from receiver.graph.client import GraphError
 from receiver.graph.resources import BadResource, alert_path
 
@@ -39,6 +40,7 @@ __all__ = [
     "InvalidAlertId",
     "UpdateRefused",
     "apply_update",
+    "envelope",
     "for_action",
     "read_alert",
 ]
@@ -163,6 +165,11 @@ class Applied:
     request: dict[str, Any]  # the PATCH body sent (no secrets in it)
     # alerts_v2: the comment is a second call; the update stands if only it failed.
     comment_error: str = ""
+
+
+def envelope(source_api: str, alert: dict[str, Any]) -> Envelope:
+    """The envelope of an alert read from ``source_api`` (``alerts_v2`` or the legacy API)."""
+    return from_v2(alert) if source_api == "alerts_v2" else from_legacy(alert)
 
 
 async def read_alert(
