@@ -4,13 +4,16 @@ pooled connections and a request written in one piece."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import socket
+from collections.abc import Generator, Iterator
 
 import httpcore
 import httpx
 import pytest
 
-from receiver.transport import Transport, _Backend, fast_path_active
+from receiver.transport import Client, Transport, _Backend, fast_path_active
 from tests.fixtures.simulator import SimulatorHandle
 from tests.fixtures.waiting import wait_until_async
 
@@ -134,3 +137,72 @@ async def test_a_tls_connection_is_closed_at_once(simulator: SimulatorHandle) ->
     await client.aclose()
     await asyncio.sleep(0)  # one turn of the loop, no round trip to the peer
     assert sock.fileno() == -1
+
+
+class _RetryOn401(httpx.Auth):
+    """An auth flow that sends the request again after a 401 (the first response goes to
+    the final response's history)."""
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        response = yield request
+        if response.status_code == 401:
+            request.headers["authorization"] = "Bearer fresh"
+            yield request
+
+
+@contextlib.contextmanager
+def _collector_off() -> Iterator[None]:
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("client_class", [httpx.AsyncClient, Client])
+async def test_a_read_response_is_freed_without_the_garbage_collector(
+    client_class: type[httpx.AsyncClient],
+) -> None:
+    """httpx's response and its stream refer to each other; the product's Client breaks
+    that cycle once the body is read, so 50 requests (half of them retried after a 401)
+    leave nothing for the collector. httpx's own client is the control: the same requests
+    leave their responses, requests and streams behind."""
+
+    handlers: list[asyncio.Task[None]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        handlers.append(me)  # type: ignore[arg-type]
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            status = b"200 OK" if b"fresh" in head or b"/once" not in head else b"401 No"
+            writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with client_class(transport=Transport(), auth=_RetryOn401()) as client:
+            await client.get(f"http://127.0.0.1:{port}/")  # the connection and pool made
+            with _collector_off():
+                for i in range(50):
+                    response = await client.get(f"http://127.0.0.1:{port}/{'once' * (i % 2)}")
+                    assert (response.text, response.status_code) == ("ok", 200)
+                    assert len(response.history) == i % 2
+                del response
+                left = gc.collect()
+        await asyncio.gather(*handlers)  # the server's side closed too
+        if client_class is Client:
+            assert left < 50  # (a few objects of the loop's own, not one per request)
+        else:
+            assert left > 50 * 20
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -54,7 +54,7 @@ from receiver.graph.client import GraphError, GraphUnavailable
 from receiver.pipeline.consumer import Entry, Poison
 from receiver.redaction import cut
 from receiver.store.keys import Keys
-from receiver.transport import Transport
+from receiver.transport import Client, Transport
 
 __all__ = ["GROUP", "SlackActions"]
 
@@ -95,7 +95,7 @@ class SlackActions:
             ["action", "outcome"],
             registry=registry,
         )
-        self._client = client or httpx.AsyncClient(
+        self._client = client or Client(
             transport=Transport(),
             timeout=httpx.Timeout(5.0),
             follow_redirects=False,

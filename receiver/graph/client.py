@@ -46,7 +46,7 @@ from receiver.graph.auth import GraphAuth, TokenProvider
 from receiver.graph.call import GraphCall
 from receiver.graph.ratelimit import RateLimitedTransport, RateLimiter
 from receiver.store.keys import Keys
-from receiver.transport import Transport
+from receiver.transport import Client, Transport
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class GraphClient:
             ),
             limiter,
         )
-        self.http = httpx.AsyncClient(
+        self.http = Client(
             transport=self.transport,
             auth=GraphAuth(tokens),
             trust_env=False,

@@ -52,7 +52,7 @@ from receiver.config.values import parse_retry_after
 from receiver.redaction import REDACTED, redact
 from receiver.sinks.base import BaseSink, PermanentError, RetryableError, SinkError
 from receiver.sinks.metrics import SinkMetrics
-from receiver.transport import Transport
+from receiver.transport import Client, Transport
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -243,7 +243,7 @@ class ClientPool:
             verify: ssl.SSLContext | bool = True
             if ca_bundle is not None:
                 verify = ssl.create_default_context(cafile=str(ca_bundle))
-            client = httpx.AsyncClient(
+            client = Client(
                 timeout=self._timeout,
                 follow_redirects=False,
                 transport=Transport(
