@@ -112,7 +112,13 @@ def _start(
 def _run_async(args: argparse.Namespace, role: Role) -> int:
     import asyncio
 
-    return _start(args, lambda settings: asyncio.run(role(settings)))
+    import uvloop
+
+    def run(settings: Settings) -> int:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(role(settings))
+
+    return _start(args, run)
 
 
 def _tune_gc() -> None:
