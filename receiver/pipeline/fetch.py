@@ -28,7 +28,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
@@ -38,9 +38,13 @@ from receiver.config.settings import Settings
 from receiver.envelope import MATERIAL_FIELDS, Envelope, from_incident, from_legacy, from_v2
 from receiver.graph.client import GraphError
 from receiver.graph.resources import AlertResource, BadResource, parse_resource
+from receiver.pipeline import records
 from receiver.pipeline.consumer import Entry, Poison
 from receiver.store.entries import AlertEntry, NotificationEntry
 from receiver.store.keys import Keys
+
+if TYPE_CHECKING:
+    from receiver.pipeline.route import Handoff, RouteStage
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +54,16 @@ READ_BY_US = frozenset({"poll", "backfill", "action"})
 SEEN_EVERY_S = 60.0  # how often a subscription's last push (a tenant's last poll) is noted
 ALERTS_STREAM_MAXLEN = 1_000_000  # a guard against unbounded growth; consumers keep it short
 
-# KEYS[1] dedup record, KEYS[2] alerts stream, KEYS[3] the notifications stream.
+# KEYS[1] dedup record, KEYS[2] alerts stream, KEYS[3] the notifications stream; for a
+# hand-off (ARGV[8] not ''): KEYS[4] the alert's delivery record, KEYS[5] the recent-alerts
+# stream, KEYS[6..] the sink streams.
 # ARGV[1] version, ARGV[2] material JSON, ARGV[3] record TTL (s), ARGV[4] envelope JSON,
 # ARGV[5] stream MAXLEN guard, ARGV[6] consumer group, ARGV[7] the notification's entry id
-# ('' for none), ARGV[8..] the material field names. The notification is acknowledged last,
-# in the same step, whatever the verdict (a script that fails half-way acknowledges nothing).
-# Returns 0 for a duplicate or stale version, 1 when handed on (with `first` and `changes`).
+# ('' for none), ARGV[8] the hand-off ('' for none: the alert goes to the alerts stream) as
+# JSON {routes, queued_at, first, update (the timeline events for each case), max_events,
+# retention, recent}, ARGV[9..] the material field names. The notification is acknowledged
+# last, in the same step, whatever the verdict (a script that fails half-way acknowledges
+# nothing). Returns 0 for a duplicate or stale version, 1 when handed on.
 _DEDUP_AND_ENQUEUE = """
 local function ack()
   if ARGV[7] ~= '' then
@@ -75,15 +83,29 @@ if old then
   first = '0'
   local prev = cjson.decode(rec['m'])
   local cur = cjson.decode(ARGV[2])
-  for i = 8, #ARGV do
+  for i = 9, #ARGV do
     if prev[ARGV[i]] ~= cur[ARGV[i]] then
       table.insert(changes, ARGV[i])
     end
   end
 end
 redis.call('SET', KEYS[1], cjson.encode({v = ARGV[1], m = ARGV[2]}), 'EX', ARGV[3])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4], 'first', first,
-           'changes', table.concat(changes, ','))
+changes = table.concat(changes, ',')
+if ARGV[8] == '' then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4], 'first', first,
+             'changes', changes)
+else
+  local h = cjson.decode(ARGV[8])
+  for i, route in ipairs(h['routes']) do
+    redis.call('XADD', KEYS[5 + i], 'MAXLEN', '~', ARGV[5], '*', 'e', ARGV[4], 'first', first,
+               'changes', changes, 'route', route, 'queued_at', h['queued_at'])
+  end
+  redis.call('RPUSH', KEYS[4], unpack(first == '1' and h['first'] or h['update']))
+  redis.call('LTRIM', KEYS[4], -h['max_events'], -1)
+  redis.call('EXPIRE', KEYS[4], h['retention'])
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', h['recent'], '*', 'e', ARGV[4], 'first', first,
+             'changes', changes)
+end
 ack()
 return 1
 """
@@ -114,8 +136,12 @@ class FetchStage:
         *,
         dedup_window_s: int = DEFAULT_DEDUP_WINDOW_S,
         registry: CollectorRegistry | None = None,
+        route: RouteStage | None = None,
     ) -> None:
         self.redis = redis
+        # The route stage of this process: an alert it lets through as it is goes from here
+        # straight to the sinks' streams (RouteStage.handoff), in the dedup's own step.
+        self.route = route
         self.keys = keys
         self.graph = graph
         self.tenants = {t.tenant_id: t.name for t in settings.tenants}
@@ -150,7 +176,11 @@ class FetchStage:
         envelope = NORMALISERS[resource.collection](alert, tenant)
         if not envelope.id or envelope.tenant_id != note.tenant_id:
             raise Poison("the fetched alert does not match its notification")
-        await self.dedup_and_enqueue(envelope, entry)
+        route = self.route
+        handoff = await route.handoff(envelope) if route is not None else None
+        passed = await self.dedup_and_enqueue(envelope, entry, handoff)
+        if passed and route is not None and handoff is not None:
+            route.handed_off(envelope, handoff)
 
     async def _note_seen(self, note: NotificationEntry) -> None:
         """Note that a subscription pushed, or that the poller found a change in a tenant, at
@@ -217,9 +247,13 @@ class FetchStage:
                 raise Poison(str(exc)) from None
             raise
 
-    async def dedup_and_enqueue(self, envelope: Envelope, entry: Entry | None = None) -> bool:
-        """Hand the envelope to the route stage unless this version was seen; True if handed.
-        The check, the record, the XADD and the acknowledgement of ``entry`` (the
+    async def dedup_and_enqueue(
+        self, envelope: Envelope, entry: Entry | None = None, handoff: Handoff | None = None
+    ) -> bool:
+        """Hand the envelope on unless this version was seen; True if handed. It goes to the
+        route stage, or with ``handoff`` straight to the sinks' streams with its timeline
+        events and its place among the recent alerts (what the route stage would write).
+        The check, the record, the XADDs and the acknowledgement of ``entry`` (the
         notification) happen atomically in Redis."""
         version = clock.canonical(envelope.version)
         ack_keys, ack_args = (
@@ -227,8 +261,27 @@ class FetchStage:
             if entry is not None
             else ([self.keys.alerts], ["", ""])
         )
+        keys = [self.keys.dedup(envelope.tenant_id, envelope.id), self.keys.alerts, *ack_keys]
+        plan = ""
+        if handoff is not None:
+            keys += [
+                self.keys.deliveries(envelope.tenant_id, envelope.id),
+                self.keys.recent_alerts,
+                *handoff.streams,
+            ]
+            plan = json.dumps(
+                {
+                    "routes": handoff.routes,
+                    "queued_at": str(int(time.time() * 1000)),
+                    "first": handoff.first_events,
+                    "update": handoff.update_events,
+                    "max_events": records.MAX_EVENTS,
+                    "retention": records.DEFAULT_RETENTION_S,
+                    "recent": records.RECENT_MAXLEN,
+                }
+            )
         passed = await self._script(
-            keys=[self.keys.dedup(envelope.tenant_id, envelope.id), self.keys.alerts, *ack_keys],
+            keys=keys,
             args=[
                 version,
                 json.dumps(envelope.material(), sort_keys=True),
@@ -236,6 +289,7 @@ class FetchStage:
                 envelope.to_json(),
                 ALERTS_STREAM_MAXLEN,
                 *ack_args,
+                plan,
                 *MATERIAL_FIELDS,
             ],
         )

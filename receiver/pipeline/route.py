@@ -11,21 +11,23 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import Redis
 
 from receiver import clock
+from receiver.envelope import Envelope
 from receiver.pipeline import records
 from receiver.pipeline.coalesce import Transactions
 from receiver.pipeline.consumer import Entry, Poison
 from receiver.pipeline.fetch import envelope_of
 from receiver.pipeline.grouping import Groups
-from receiver.routing.config import RoutesConfig
+from receiver.routing.config import Route, RoutesConfig
 from receiver.routing.grouping import GROUPED_KINDS
 from receiver.routing.silences import Silence, silenced_by
-from receiver.routing.tree import route
+from receiver.routing.tree import Decision, route
 from receiver.store.entries import AlertEntry
 from receiver.store.keys import Keys
 
@@ -33,6 +35,31 @@ log = logging.getLogger(__name__)
 
 SILENCE_CACHE_S = 5.0
 SINK_STREAM_MAXLEN = 1_000_000
+# Envelope fields that depend on the alert's earlier versions, known only once the fetch
+# stage's dedup has run: a rule or silence that matches on them leaves routing to this stage.
+VERSION_FIELDS = frozenset({"first_seen", "changes"})
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """An alert the fetch stage hands straight to its sinks' streams (see
+    :meth:`RouteStage.handoff`): the streams, the route that chose each, and the events for
+    the alert's timeline, as a first version and as an update (the dedup, which runs with
+    the hand-off, tells which it is)."""
+
+    sinks: tuple[str, ...]
+    streams: tuple[str, ...]
+    routes: tuple[str, ...]
+    first_events: tuple[str, ...]
+    update_events: tuple[str, ...]
+
+
+def _names(route: Route) -> set[str]:
+    """Every field name a matcher of the tree looks at."""
+    names = {m.name for m in route.matchers}
+    for child in route.routes:
+        names |= _names(child)
+    return names
 
 
 async def load_silences(redis: Redis, keys: Keys) -> list[Silence]:
@@ -77,6 +104,53 @@ class RouteStage:
         self.outcomes = Counter(
             "receiver_route_outcomes", "Route stage outcomes", ["outcome"], registry=registry
         )
+        self._version_blind = not (_names(routes.route) & VERSION_FIELDS)
+
+    async def handoff(self, envelope: Envelope) -> Handoff | None:
+        """Where the fetch stage may hand ``envelope`` (a first version, before its dedup)
+        straight to, without the ``alerts`` stream and this stage's read of it: the sink
+        streams its routes choose, when every route sends it as it is and no silence holds
+        it. None when this stage must decide after the dedup: a route that groups it, an
+        active silence that matches it, no route at all, or rules or silences that look at
+        ``first_seen`` or ``changes`` (which only the dedup knows)."""
+        if not self._version_blind:
+            return None
+        silences = await self._active_silences()
+        if any(m.name in VERSION_FIELDS for s in silences for m in s.matchers):
+            return None
+        if silenced_by(envelope, silences, clock.now()) is not None:
+            return None
+        decisions = self._decisions(envelope)
+        if not decisions or any(d.grouped and envelope.kind in GROUPED_KINDS for d in decisions):
+            return None
+
+        def events(update: bool) -> tuple[str, ...]:
+            return tuple(
+                records.event(
+                    "routed",
+                    sink=d.sink,
+                    route=d.route,
+                    version=envelope.version,
+                    update=update or None,
+                )
+                for d in decisions
+            )
+
+        return Handoff(
+            tuple(d.sink for d in decisions),
+            tuple(self.keys.sink(d.sink) for d in decisions),
+            tuple(d.route for d in decisions),
+            events(False),
+            events(True),
+        )
+
+    def handed_off(self, envelope: Envelope, handoff: Handoff) -> None:
+        """Count an alert the fetch stage handed to its sinks (as :meth:`handle` counts)."""
+        self.outcomes.labels("routed").inc()
+        self._log_routed(envelope, handoff.sinks)
+
+    def _decisions(self, envelope: Envelope) -> list[Decision]:
+        return [d for d in route(self.routes.route, envelope) if d.sink in self.sinks]
 
     async def _active_silences(self) -> list[Silence]:
         if time.monotonic() - self._silences_at > SILENCE_CACHE_S:
@@ -103,7 +177,7 @@ class RouteStage:
                 records.remember(pipe, self.keys, AlertEntry.of(entry.fields))
                 await self.transactions.execute(pipe)
             return
-        decisions = [d for d in route(self.routes.route, envelope) if d.sink in self.sinks]
+        decisions = self._decisions(envelope)
         alert = AlertEntry.of(entry.fields)
         events = []
         queued_at = str(int(time.time() * 1000))
@@ -146,9 +220,13 @@ class RouteStage:
             records.remember(pipe, self.keys, alert)
             await self.transactions.execute(pipe)
         self.outcomes.labels("routed" if decisions else "unrouted").inc()
+        self._log_routed(envelope, [d.sink for d in decisions])
+
+    @staticmethod
+    def _log_routed(envelope: Envelope, sinks: Sequence[str]) -> None:
         if log.isEnabledFor(logging.DEBUG):  # (not worth a JSON pass per alert otherwise)
             log.debug(
                 "routed to %s",
-                json.dumps([d.sink for d in decisions]),
+                json.dumps(list(sinks)),
                 extra={"alert_id": envelope.id, "tenant_id": envelope.tenant_id},
             )

@@ -1,6 +1,8 @@
 """The worker role: every pipeline stage of one process, built from the settings.
 
-- fetch: ``notifications`` -> ``alerts`` (group ``fetch``)
+- fetch: ``notifications`` -> ``alerts`` (group ``fetch``); an alert that the routes send on
+  as it is (no grouping, no silence) goes straight to its ``sink:<name>`` streams instead,
+  in the dedup's own step (:meth:`receiver.pipeline.route.RouteStage.handoff`)
 - route: ``alerts`` -> ``sink:<name>`` (group ``route``)
 - deliver: one consumer per sink stream (group ``deliver``), so a slow sink backs up only
   itself
@@ -153,11 +155,11 @@ def build_worker(
             base.consumer = consumer_name
         return base
 
-    fetch = FetchStage(redis, keys, settings, graph, registry=registry)
     worker.groups = Groups(redis, keys, sinks=set(sinks.names()), registry=registry)
     route = RouteStage(
         redis, keys, routes, set(sinks.names()), groups=worker.groups, registry=registry
     )
+    fetch = FetchStage(redis, keys, settings, graph, registry=registry, route=route)
     stages = [
         (keys.notifications, "fetch", ws.fetch_concurrency, fetch.handle),
         (keys.alerts, "route", ws.route_concurrency, route.handle),
