@@ -34,7 +34,6 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,25 +78,23 @@ BARE_CONCURRENCY = 8
 OFFER_TICK_S = 0.01
 
 
-class Recorder:
-    """The sink's far end, in a thread: records when each alert's delivery was answered."""
+class RecorderApp:
+    """The sink's far end: records when each alert's delivery was answered (after the sink's
+    latency, when one is set), and says so to the benchmark (``/_arrived``)."""
 
     def __init__(self) -> None:
-        self.arrived: dict[str, float] = {}
+        self.arrived: list[tuple[str, float]] = []
+        self.seen: set[str] = set()
         self.duplicates = 0
-        self.bare = 0
         self.delay_s = 0.0
-        self.port = free_port()
-        app = Starlette(
+        self.app = Starlette(
             routes=[
                 Route("/hook", self.hook, methods=["POST"]),
-                Route("/bare", self.bare_hook, methods=["POST"]),
+                Route("/bare", self.bare, methods=["POST"]),
+                Route("/_arrived", self.report, methods=["GET"]),
+                Route("/_delay", self.delay, methods=["POST"]),
             ]
         )
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, port=self.port, log_config=None, access_log=False, lifespan="off")
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     async def hook(self, request: Request) -> Response:
         body = json.loads(await request.body())
@@ -105,25 +102,83 @@ class Recorder:
             await asyncio.sleep(self.delay_s)
         now = time.time()
         if body["first_seen"]:
-            if body["id"] in self.arrived:
+            if body["id"] in self.seen:
                 self.duplicates += 1
-            self.arrived.setdefault(body["id"], now)
+            else:
+                self.seen.add(body["id"])
+                self.arrived.append((body["id"], now))
         return Response(status_code=204)
 
-    async def bare_hook(self, request: Request) -> Response:
+    async def bare(self, request: Request) -> Response:
         await request.body()
-        self.bare += 1
         return Response(status_code=204)
+
+    async def report(self, request: Request) -> Response:
+        after = int(request.query_params.get("after", "0"))
+        body = {"arrived": self.arrived[after:], "duplicates": self.duplicates}
+        return Response(json.dumps(body), media_type="application/json")
+
+    async def delay(self, request: Request) -> Response:
+        self.delay_s = float(json.loads(await request.body())["s"])
+        return Response(status_code=204)
+
+
+class Recorder:
+    """The recording sink, in a process of its own: the load generator's work in this
+    process (creating alerts every 10 ms, reading the simulator's records) must not hold up
+    the sink's answers, as it did when the sink was a thread here waiting for the GIL. Reads
+    what the sink recorded into ``arrived`` (``sync``)."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[str, float] = {}
+        self.duplicates = 0
+        self.port = free_port()
+        self._read = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._http = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}", trust_env=False, timeout=10
+        )
+
+    def set_delay(self, seconds: float) -> None:
+        self._http.post("/_delay", json={"s": seconds}).raise_for_status()
+
+    def sync(self) -> None:
+        got = self._http.get("/_arrived", params={"after": self._read}).json()
+        for alert_id, at in got["arrived"]:
+            self.arrived[alert_id] = at
+        self._read += len(got["arrived"])
+        self.duplicates = got["duplicates"]
+
+    def has_all(self, ids: list[str]) -> bool:
+        self.sync()
+        return all(i in self.arrived for i in ids)
 
     def __enter__(self) -> Recorder:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.01)
-        return self
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.benchmarks.pipeline", "--recorder", str(self.port)],
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.sync()
+                return self
+            except httpx.TransportError:
+                if time.monotonic() > deadline or self._proc.poll() is not None:
+                    self.__exit__()
+                    raise RuntimeError("the recording sink did not start") from None
+                time.sleep(0.05)
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self._http.close()
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+
+
+def serve_recorder(port: int) -> None:
+    app = RecorderApp().app
+    uvicorn.run(app, port=port, log_config=None, access_log=False, lifespan="off", loop="uvloop")
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -287,10 +342,9 @@ class Bench:
                 ).json()["ids"]
             time.sleep(max(0.0, started + tick * ticks - time.monotonic()))
         deadline = time.monotonic() + grace_s
-        arrived = self.recorder.arrived
-        while not all(i in arrived for i in ids) and time.monotonic() < deadline:
+        while not self.recorder.has_all(ids) and time.monotonic() < deadline:
             time.sleep(0.02)
-        in_time = all(i in arrived for i in ids)
+        in_time = self.recorder.has_all(ids)
         wall = time.monotonic() - started
         cpu = cpu_seconds(self.pid) - cpu_before
         return Phase(rate, ids, wall, cpu, self._latencies(ids), in_time)
@@ -307,6 +361,7 @@ class Bench:
             began = parse_time(d["time"]) - d["durationMs"] / 1000
             for item in d["body"]["value"]:
                 posted.setdefault(item["resource"].rsplit("/", 1)[-1], began)
+        self.recorder.sync()
         arrived = self.recorder.arrived
         return {i: (arrived[i] - posted[i]) * 1000 for i in ids if i in arrived and i in posted}
 
@@ -321,8 +376,10 @@ class Bench:
         """Let a backlog from an overloaded step clear before the next step starts."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            self.recorder.sync()
             before = len(self.recorder.arrived)
             time.sleep(0.5)
+            self.recorder.sync()
             if len(self.recorder.arrived) == before:
                 return
 
@@ -430,7 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-rate", type=float, default=3000.0)
     parser.add_argument("--baseline-alerts", type=int, default=2000)
     parser.add_argument("--bare-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--recorder", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.recorder:
+        serve_recorder(args.recorder)
+        return 0
     if args.bare_child:
         print(f"{asyncio.run(_bare(json.loads(sys.stdin.read()))):.9f}")
         return 0
@@ -461,8 +522,9 @@ def main(argv: list[str] | None = None) -> int:
             env.control.post(
                 f"{env.sim}/_sim/faults", json={"kind": "graph_latency", "ms": GRAPH_LATENCY_MS}
             )
-            env.recorder.delay_s = SINK_LATENCY_MS / 1000
+            env.recorder.set_delay(SINK_LATENCY_MS / 1000)
             slow = bench.settle(bench.offer(rate, args.measure_s, grace_s=10.0))
+        env.recorder.sync()
         duplicates = env.recorder.duplicates
     print(
         f"sustainable: {top:.0f} alerts/s; measured at 50 %: {rate:.0f} alerts/s, "
