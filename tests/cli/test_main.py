@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,27 @@ def test_pick_tenant_reads_names_and_ids_in_any_case(make_settings: MakeSettings
         "name the tenant with --tenant (configured: contoso, fabrikam)"
     )
     assert pick_tenant(make_settings(), None) == make_settings().tenants[0]
+
+
+def test_the_asyncio_roles_run_on_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve, worker and scheduler run their coroutine on uvloop's event loop (as the web
+    role's uvicorn does), after the common start-up."""
+    import asyncio
+    import types
+
+    import uvloop
+
+    from receiver.cli import roles
+
+    def start(args: object, run: Callable[[object], int]) -> int:
+        return run(object())  # the settings, as the start-up would pass them
+
+    loops: list[type] = []
+
+    async def role(settings: object) -> int:
+        loops.append(type(asyncio.get_running_loop()))
+        return 7
+
+    monkeypatch.setattr(roles, "_start", start)
+    assert roles._run_async(types.SimpleNamespace(), role) == 7
+    assert loops == [uvloop.Loop]
