@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpcore
 import httpx
@@ -17,11 +18,13 @@ from tests.fixtures.waiting import wait_until_async
 
 class Server:
     """HTTP/1.1 with keep-alive; each answer after ``delay_s`` (``/held``: once ``release``
-    is set); counts connections and the most requests in flight at once."""
+    is set; after ``/drop`` it closes the connection, as a server ending an idle keep-alive
+    connection does); counts connections and the most requests in flight at once."""
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
         self.connections = 0
+        self.dropped = 0  # connections closed by the server after a /drop answer
         self.in_flight = 0
         self.most_in_flight = 0
         self.port = 0
@@ -40,6 +43,9 @@ class Server:
                 self.in_flight -= 1
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                 await writer.drain()
+                if head.startswith(b"GET /drop"):  # close while the client keeps it pooled
+                    self.dropped += 1
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -55,15 +61,26 @@ async def server() -> AsyncIterator[Server]:
         yield s
 
 
-def _pool(client: httpx.AsyncClient) -> LinearPool:
+def _pool(client: httpx.AsyncClient, *, sweep_every_s: float | None = None) -> LinearPool:
     pool = client._transport._pool  # type: ignore[attr-defined]
     assert isinstance(pool, LinearPool)
+    if sweep_every_s is not None:
+        pool.sweep_every_s = sweep_every_s
     return pool
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 async def test_requests_beyond_max_connections_wait_and_all_succeed(server: Server) -> None:
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=4)
     async with httpx.AsyncClient(transport=Transport(limits=limits)) as client:
+        _pool(client, sweep_every_s=0.0)  # every pass the full one: httpcore's decisions
         url = f"http://127.0.0.1:{server.port}/"
         answers = await asyncio.gather(*(client.get(url) for _ in range(40)))
         assert [a.status_code for a in answers] == [200] * 40
@@ -84,6 +101,7 @@ async def test_the_keepalive_limit_counts_idle_connections_only(server: Server) 
     request opens a new one. The limit is about idle connections."""
     limits = httpx.Limits(max_connections=20, max_keepalive_connections=2)
     async with httpx.AsyncClient(transport=Transport(limits=limits)) as client:
+        _pool(client, sweep_every_s=0.0)
         url = f"http://127.0.0.1:{server.port}"
         busy = [asyncio.create_task(client.get(f"{url}/held")) for _ in range(6)]
 
@@ -114,9 +132,79 @@ async def test_one_pass_looks_at_each_connection_a_bounded_number_of_times(
 
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     async with httpx.AsyncClient(transport=Transport(limits=limits)) as client:
+        pool = _pool(client, sweep_every_s=0.0)  # the full pass, each time
         url = f"http://127.0.0.1:{server.port}/"
         await asyncio.gather(*(client.get(url) for _ in range(40)))
-        assert len(_pool(client).connections) == 40
+        assert len(pool.connections) == 40
         monkeypatch.setattr(httpcore.AsyncHTTPConnection, "is_idle", counted)
         await client.get(url)  # two passes: the request enters, then leaves
     assert 0 < calls <= 4 * 40
+
+
+async def test_between_sweeps_a_request_looks_at_the_connection_it_takes_only(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between sweeps, a request entering asks the first available connection whether it
+    has expired, and nothing else of the 40; its leaving asks nothing."""
+    asked: list[str] = []
+    for name in ("is_idle", "is_closed", "has_expired"):
+        real = getattr(httpcore.AsyncHTTPConnection, name)
+
+        def counted(self: httpcore.AsyncHTTPConnection, _real: Any = real, _n: str = name) -> Any:
+            asked.append(_n)
+            return _real(self)
+
+        monkeypatch.setattr(httpcore.AsyncHTTPConnection, name, counted)
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+    async with httpx.AsyncClient(transport=Transport(limits=limits)) as client:
+        pool, clock = _pool(client), Clock()
+        pool.clock = clock
+        url = f"http://127.0.0.1:{server.port}/"
+        await asyncio.gather(*(client.get(url) for _ in range(40)))
+        assert len(pool.connections) == 40
+        asked.clear()
+        for _ in range(5):
+            assert (await client.get(url)).status_code == 200
+        assert asked == ["has_expired"] * 5
+        assert server.connections == 40  # and reused what was there
+        clock.now += pool.sweep_every_s  # a sweep is due: the next pass walks them all
+        asked.clear()
+        await client.get(url)
+        assert asked.count("is_closed") >= 40
+
+
+async def test_between_sweeps_idle_connections_beyond_the_limit_close_at_the_next_sweep(
+    server: Server,
+) -> None:
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=4)
+    async with httpx.AsyncClient(transport=Transport(limits=limits)) as client:
+        pool, clock = _pool(client), Clock()
+        pool.clock = clock
+        url = f"http://127.0.0.1:{server.port}/"
+        await asyncio.gather(*(client.get(url) for _ in range(40)))
+        assert len(pool.connections) == 8  # no sweep since the burst began
+        clock.now += pool.sweep_every_s
+        assert (await client.get(url)).status_code == 200
+        assert len(pool.connections) == 4 and all(c.is_idle() for c in pool.connections)
+
+
+async def test_between_sweeps_a_connection_the_server_closed_is_not_used(
+    server: Server,
+) -> None:
+    """The server closes a pooled connection while it is idle: the next request (no sweep
+    due) finds it expired, closes it and opens another, instead of failing on it."""
+    async with httpx.AsyncClient(transport=Transport()) as client:
+        pool, clock = _pool(client), Clock()
+        pool.clock = clock
+        url = f"http://127.0.0.1:{server.port}"
+        assert (await client.get(f"{url}/")).status_code == 200  # a full pass (the first)
+        assert (await client.get(f"{url}/drop")).status_code == 200
+        assert len(pool.connections) == 1
+
+        async def readable() -> bool:
+            return bool(pool.connections[0].has_expired())
+
+        await wait_until_async(readable, bool, timeout_s=10, what="the server's close seen")
+        assert (await client.get(f"{url}/")).status_code == 200
+        assert server.connections == 2 and server.dropped == 1
+        assert len(pool.connections) == 1 and not pool.connections[0].is_closed()
