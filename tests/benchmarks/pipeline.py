@@ -192,6 +192,13 @@ def parse_time(text: str) -> float:
     return datetime.fromisoformat(head + "+00:00").timestamp() + frac
 
 
+def host_ticks() -> tuple[int, int]:
+    """(steal, total) CPU ticks of the machine so far (Linux /proc/stat): steal is time the
+    host gave this virtual machine's CPUs to others while they had work."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -291,6 +298,7 @@ class Phase:
     cpu_s: float  # the receiver's CPU over wall_s
     latencies: dict[str, float]  # alert id -> e2e ms
     delivered_in_time: bool
+    steal: float = 0.0  # the share of the machine's CPU time the host took meanwhile
 
     @property
     def missing(self) -> int:
@@ -331,6 +339,7 @@ class Bench:
         tick = OFFER_TICK_S
         total = max(1, round(rate * duration_s))
         cpu_before = cpu_seconds(self.pid)
+        steal_before, total_before = host_ticks()
         started = time.monotonic()
         ticks = 0
         while len(ids) < total:
@@ -347,7 +356,9 @@ class Bench:
         in_time = self.recorder.has_all(ids)
         wall = time.monotonic() - started
         cpu = cpu_seconds(self.pid) - cpu_before
-        return Phase(rate, ids, wall, cpu, self._latencies(ids), in_time)
+        steal, total = host_ticks()
+        stolen = (steal - steal_before) / max(1, total - total_before)
+        return Phase(rate, ids, wall, cpu, self._latencies(ids), in_time, stolen)
 
     def _latencies(self, ids: list[str]) -> dict[str, float]:
         rows: list[dict[str, Any]] = self.control.get(
@@ -400,7 +411,7 @@ def sustainable(bench: Bench, start: float, step_s: float, grace_s: float, limit
             f"{phase.cpu_per_alert_ms:.2f} ms CPU per alert, p99 "
             f"{percentile(phase.values() or [0.0], 99):.0f} ms, drift "
             f"{phase.drift_ms() if phase.latencies else 0:+.0f} ms, "
-            f"{phase.missing} late -> {'holds' if ok else 'backs up'}",
+            f"{phase.missing} late, steal {phase.steal:.0%} -> {'holds' if ok else 'backs up'}",
             flush=True,
         )
         bench.drain()
@@ -533,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     values = half.values() or [0.0]
     print(
         f"receiver CPU: {half.cpu_per_alert_ms:.3f} ms per alert "
-        f"({half.cpu_share:.0%} of a core); baseline {bare_ms:.3f} ms"
+        f"({half.cpu_share:.0%} of a core); baseline {bare_ms:.3f} ms; "
+        f"the host took {half.steal:.0%} of the machine's CPU (steal)"
     )
     print(
         f"end to end (notification -> sink answered) at 50 %: p50 "
@@ -547,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         f"real-world latencies (Graph {GRAPH_LATENCY_MS} ms, sink {SINK_LATENCY_MS} ms) at "
         f"{rate:.0f} alerts/s: {len(slow.ids)} alerts, {slow.missing} missing, p50 "
         f"{percentile(slow_values, 50):.1f} ms, p99 {percentile(slow_values, 99):.1f} ms "
-        f"(bound {bound:.0f} ms: {'held' if held else 'NOT held'})"
+        f"(bound {bound:.0f} ms: {'held' if held else 'NOT held'}; steal {slow.steal:.0%})"
     )
     if half.missing or slow.missing or duplicates or not half.latencies:
         print("error: alerts lost or duplicated", file=sys.stderr)
