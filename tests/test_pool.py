@@ -77,6 +77,13 @@ class Clock:
         return self.now
 
 
+def _clocked(client: httpx.AsyncClient) -> tuple[LinearPool, Clock]:
+    """The client's pool on a clock the test moves (sweeps come when the test says)."""
+    pool, clock = _pool(client), Clock()
+    pool.clock = clock
+    return pool, clock
+
+
 async def test_requests_beyond_max_connections_wait_and_all_succeed(server: Server) -> None:
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=4)
     async with httpx.AsyncClient(transport=Transport(limits=limits)) as client:
@@ -157,8 +164,7 @@ async def test_between_sweeps_a_request_looks_at_the_connection_it_takes_only(
         monkeypatch.setattr(httpcore.AsyncHTTPConnection, name, counted)
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
     async with httpx.AsyncClient(transport=Transport(limits=limits)) as client:
-        pool, clock = _pool(client), Clock()
-        pool.clock = clock
+        pool, clock = _clocked(client)
         url = f"http://127.0.0.1:{server.port}/"
         await asyncio.gather(*(client.get(url) for _ in range(40)))
         assert len(pool.connections) == 40
@@ -178,8 +184,7 @@ async def test_between_sweeps_idle_connections_beyond_the_limit_close_at_the_nex
 ) -> None:
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=4)
     async with httpx.AsyncClient(transport=Transport(limits=limits)) as client:
-        pool, clock = _pool(client), Clock()
-        pool.clock = clock
+        pool, clock = _clocked(client)
         url = f"http://127.0.0.1:{server.port}/"
         await asyncio.gather(*(client.get(url) for _ in range(40)))
         assert len(pool.connections) == 8  # no sweep since the burst began
@@ -194,8 +199,7 @@ async def test_between_sweeps_a_connection_the_server_closed_is_not_used(
     """The server closes a pooled connection while it is idle: the next request (no sweep
     due) finds it expired, closes it and opens another, instead of failing on it."""
     async with httpx.AsyncClient(transport=Transport()) as client:
-        pool, clock = _pool(client), Clock()
-        pool.clock = clock
+        pool, _ = _clocked(client)  # the clock stands still: no sweep comes
         url = f"http://127.0.0.1:{server.port}"
         assert (await client.get(f"{url}/")).status_code == 200  # a full pass (the first)
         assert (await client.get(f"{url}/drop")).status_code == 200
