@@ -54,6 +54,22 @@ class Handoff:
     update_events: tuple[str, ...]
 
 
+def _groups(decision: Decision, envelope: Envelope) -> bool:
+    """Whether the decision puts the alert in a group rather than sending it on."""
+    return decision.grouped and envelope.kind in GROUPED_KINDS
+
+
+def _routed_event(decision: Decision, envelope: Envelope, *, update: bool) -> str:
+    """The timeline event of an alert queued for a sink (by this stage or its hand-off)."""
+    return records.event(
+        "routed",
+        sink=decision.sink,
+        route=decision.route,
+        version=envelope.version,
+        update=update or None,
+    )
+
+
 def _names(route: Route) -> set[str]:
     """Every field name a matcher of the tree looks at."""
     names = {m.name for m in route.matchers}
@@ -121,27 +137,14 @@ class RouteStage:
         if silenced_by(envelope, silences, clock.now()) is not None:
             return None
         decisions = self._decisions(envelope)
-        if not decisions or any(d.grouped and envelope.kind in GROUPED_KINDS for d in decisions):
+        if not decisions or any(_groups(d, envelope) for d in decisions):
             return None
-
-        def events(update: bool) -> tuple[str, ...]:
-            return tuple(
-                records.event(
-                    "routed",
-                    sink=d.sink,
-                    route=d.route,
-                    version=envelope.version,
-                    update=update or None,
-                )
-                for d in decisions
-            )
-
         return Handoff(
             tuple(d.sink for d in decisions),
             tuple(self.keys.sink(d.sink) for d in decisions),
             tuple(d.route for d in decisions),
-            events(False),
-            events(True),
+            tuple(_routed_event(d, envelope, update=False) for d in decisions),
+            tuple(_routed_event(d, envelope, update=True) for d in decisions),
         )
 
     def handed_off(self, envelope: Envelope, handoff: Handoff) -> None:
@@ -184,7 +187,7 @@ class RouteStage:
         member_json = ""
         async with self.redis.pipeline(transaction=True) as pipe:
             for d in decisions:
-                if d.grouped and envelope.kind in GROUPED_KINDS:
+                if _groups(d, envelope):
                     # Members are kept without Graph's body: a group can hold many.
                     member_json = member_json or replace(envelope, raw={}).to_json()
                     gid = await self.groups.add(pipe, d, envelope, member_json)
@@ -204,15 +207,7 @@ class RouteStage:
                     maxlen=SINK_STREAM_MAXLEN,
                     approximate=True,
                 )
-                events.append(
-                    records.event(
-                        "routed",
-                        sink=d.sink,
-                        route=d.route,
-                        version=envelope.version,
-                        update=envelope.is_update or None,
-                    )
-                )
+                events.append(_routed_event(d, envelope, update=envelope.is_update))
             if not decisions:
                 events.append(records.event("unrouted", version=envelope.version))
             records.add(pipe, self.keys, envelope.tenant_id, envelope.id, *events)
