@@ -12,7 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from receiver.simulator import control, entra, graph_scores, graph_security, graph_subscriptions
+from receiver.simulator import (
+    control,
+    entra,
+    graph_batch,
+    graph_scores,
+    graph_security,
+    graph_subscriptions,
+)
 from receiver.simulator.config import SimulatorConfig
 from receiver.simulator.core import Simulator
 
@@ -35,6 +42,7 @@ async def _unknown_segment(request: Request) -> Response:
 
 def graph_routes() -> list[BaseRoute]:
     return [
+        *graph_batch.routes,
         *graph_subscriptions.routes,
         *graph_security.routes,
         *graph_scores.routes,

@@ -17,6 +17,12 @@ FAULT_KINDS = (
     "drop_notifications",
     "duplicate_notifications",
     "reorder_notifications",
+    "batch_refused",
+)
+
+# The faults that are a count and nothing else: the field of the same name holds it.
+_COUNTED = frozenset(
+    {"drop_notifications", "duplicate_notifications", "reorder_notifications", "batch_refused"}
 )
 
 
@@ -32,6 +38,7 @@ class Faults:
     drop_notifications: int = 0
     duplicate_notifications: int = 0
     reorder_notifications: int = 0
+    batch_refused: int = 0
 
     def inject(self, kind: str, body: dict[str, Any]) -> None:
         count = int(body.get("count", 1))
@@ -50,12 +57,8 @@ class Faults:
         elif kind == "token_failure":
             self.token_failures = count
             self.token_failure_status = int(body.get("status", 503))
-        elif kind == "drop_notifications":
-            self.drop_notifications = count
-        elif kind == "duplicate_notifications":
-            self.duplicate_notifications = count
-        elif kind == "reorder_notifications":
-            self.reorder_notifications = count
+        elif kind in _COUNTED:  # a count and nothing else
+            setattr(self, kind, count)
         else:
             raise ValueError(f"unknown fault kind {kind!r}; one of {', '.join(FAULT_KINDS)}")
 

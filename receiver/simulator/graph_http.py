@@ -66,7 +66,7 @@ def graph_json(body: Any, status: int = 200, headers: dict[str, str] | None = No
     )
 
 
-def _error_response(
+def error_response(
     status: int,
     code: str,
     message: str,
@@ -88,7 +88,7 @@ def _error_response(
 def throttled_response(retry_after: float, request_id: str, client_request_id: str) -> Response:
     """Graph's documented 429: Retry-After (seconds, may be fractional) and TooManyRequests."""
     value = f"{retry_after:g}"
-    return _error_response(
+    return error_response(
         429,
         "TooManyRequests",
         "Please retry again later.",
@@ -143,7 +143,7 @@ def graph_endpoint(  # noqa: C901 - 11, older than the limit
             sim.counters["fault.graph_5xx"] += 1
             status = faults.graph_5xx_status
             code = "serviceNotAvailable" if status == 503 else "generalException"
-            return _error_response(
+            return error_response(
                 status,
                 code,
                 "The service is temporarily unavailable.",
@@ -157,7 +157,7 @@ def graph_endpoint(  # noqa: C901 - 11, older than the limit
             caller = sim.tokens.verify(bearer_token(request))
         except TokenError as exc:
             sim.counters["graph.401"] += 1
-            return _error_response(
+            return error_response(
                 401,
                 "InvalidAuthenticationToken",
                 exc.message,
@@ -167,7 +167,7 @@ def graph_endpoint(  # noqa: C901 - 11, older than the limit
             )
         tenant = sim.directory.find(caller.tenant_id)
         if tenant is None:
-            return _error_response(
+            return error_response(
                 401,
                 "InvalidAuthenticationToken",
                 "Access token validation failure. Invalid tenant.",
@@ -176,7 +176,7 @@ def graph_endpoint(  # noqa: C901 - 11, older than the limit
             )
         if roles is not None and not caller.roles.intersection(roles):
             sim.counters["graph.403"] += 1
-            return _error_response(
+            return error_response(
                 403,
                 "Forbidden",
                 missing_roles_message(roles, caller.roles),
@@ -191,7 +191,7 @@ def graph_endpoint(  # noqa: C901 - 11, older than the limit
         try:
             return await handler(request, ctx)
         except GraphError as exc:
-            return _error_response(
+            return error_response(
                 exc.status,
                 exc.code,
                 exc.message,
