@@ -34,6 +34,9 @@ class GraphSettings(Model):
     max_retry_wait_s: float = Field(120.0, ge=0, le=3600)
     # Tenants worked on at once by a reconcile (one deployment may serve hundreds).
     tenant_concurrency: int = Field(16, ge=1, le=1024)
+    # Reads of one tenant asked together go to Graph as one JSON batch of at most this many
+    # (Graph's limit is 20); 1 sends each read on its own (receiver.graph.batch).
+    read_batch_size: int = Field(20, ge=1, le=20)
 
 
 class CertificateCredential(Model):

@@ -117,15 +117,20 @@ def bucket_of(path: str) -> str | None:
     return SECURITY_BUCKET if first == "security" else None
 
 
+def error_fields(body: Any) -> tuple[str, str] | None:
+    """The code and message of Graph's error body ``{"error": {"code", "message"}}``."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("code") or ""), str(error.get("message") or "")
+    return None
+
+
 def _error_of(response: httpx.Response) -> tuple[str, str]:
     try:
-        body = response.json()
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(error, dict):
-            return str(error.get("code") or ""), str(error.get("message") or "")
+        fields = error_fields(response.json())
     except ValueError:
-        pass
-    return "", response.reason_phrase
+        fields = None
+    return fields or ("", response.reason_phrase)
 
 
 def _request_id(response: httpx.Response) -> str:
@@ -213,7 +218,7 @@ class GraphClient:
             )
         return path
 
-    async def request(  # noqa: C901 - 12, older than the limit
+    async def request(
         self,
         tenant_id: str,
         method: str,
@@ -245,7 +250,6 @@ class GraphClient:
             else url.removeprefix(self.settings.graph_url.rstrip("/"))
         )
         call = GraphCall(tenant_id, bucket)
-        budget = self.settings.max_retry_wait_s
         waited = 0.0
         attempt = 0
         while True:
@@ -298,14 +302,7 @@ class GraphClient:
                     if status in (429, 503)
                     else None
                 )
-            if attempt > self.settings.max_retries:
-                raise failure
-            if wait is None:
-                wait = backoff.full_jitter(
-                    backoff.exponential(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S)
-                )
-            if waited + wait > budget:
-                raise failure
+            wait = self.next_wait(attempt, waited, failure, wait)
             log.info(
                 "graph %s %s: %s, retry %d in %.3fs",
                 method,
@@ -321,8 +318,27 @@ class GraphClient:
                 },
             )
             waited += wait
-            self.waited_s += wait
-            await self._sleep(wait)
+            await self.pause(wait)
+
+    def next_wait(
+        self, attempt: int, waited: float, failure: GraphError, retry_after: float | None
+    ) -> float:
+        """The wait before the retry of ``attempt`` (its Retry-After, else a jittered
+        exponential backoff), or ``failure`` raised when the retries or the total wait
+        budget (``max_retry_wait_s``, ``waited`` so far) are spent."""
+        if attempt > self.settings.max_retries:
+            raise failure
+        wait = retry_after
+        if wait is None:
+            wait = backoff.full_jitter(backoff.exponential(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S))
+        if waited + wait > self.settings.max_retry_wait_s:
+            raise failure
+        return wait
+
+    async def pause(self, wait: float) -> None:
+        """Wait between retries (the injectable ``sleep``), counted in ``waited_s``."""
+        self.waited_s += wait
+        await self._sleep(wait)
 
     async def get(
         self, tenant_id: str, path: str, params: dict[str, str] | None = None

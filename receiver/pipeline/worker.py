@@ -36,6 +36,7 @@ from redis.exceptions import RedisError
 from receiver import backoff
 from receiver.actions.rules import buttons as triage_buttons
 from receiver.config.settings import Settings
+from receiver.graph.batch import BatchedReads
 from receiver.graph.client import GraphClient, client_for
 from receiver.pipeline.consumer import Consumer, ConsumerConfig
 from receiver.pipeline.deliver import DeliverStage, delivery_counter
@@ -159,7 +160,8 @@ def build_worker(
     route = RouteStage(
         redis, keys, routes, set(sinks.names()), groups=worker.groups, registry=registry
     )
-    fetch = FetchStage(redis, keys, settings, graph, registry=registry, route=route)
+    reads = BatchedReads(graph, max_items=settings.graph.read_batch_size, registry=registry)
+    fetch = FetchStage(redis, keys, settings, reads, registry=registry, route=route)
     stages = [
         (keys.notifications, "fetch", ws.fetch_concurrency, fetch.handle),
         (keys.alerts, "route", ws.route_concurrency, route.handle),

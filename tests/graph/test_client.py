@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import time
 from collections.abc import Callable
 
@@ -21,15 +22,26 @@ from tests.graph.helpers import sim_settings
 
 
 class RecordingTransport(httpx.AsyncHTTPTransport):
-    """A real transport that notes when each request leaves."""
+    """A real transport that notes when each request leaves, and the path of each request a
+    JSON batch carries (``batched``)."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.sent: list[tuple[float, str]] = []
+        self.batched: list[str] = []
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self.sent.append((time.monotonic(), request.url.path))
+        path = request.url.path
+        self.sent.append((time.monotonic(), path))
+        if path.endswith("/$batch"):
+            root = path.removesuffix("/$batch")
+            items = json.loads(request.content)["requests"]
+            self.batched += [root + item["url"].split("?", 1)[0] for item in items]
         return await super().handle_async_request(request)
+
+    def reads(self) -> list[str]:
+        """The paths read, on their own or inside a batch."""
+        return [p for _, p in self.sent if not p.endswith("/$batch")] + self.batched
 
 
 class Sleeps:
