@@ -16,6 +16,8 @@ from receiver.simulator.config import (
 )
 from receiver.simulator.state import DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_TENANT_ID
 
+GC_FREEZE_EVERY_S = 1.0  # a simulator process of its own: see app.keep_out_of_gc
+
 
 def _default_tls_dir() -> Path:
     cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -103,6 +105,7 @@ def build_config(args: argparse.Namespace, tls_dir: Path) -> SimulatorConfig:
         control_token=args.control_token,
         random_seed=args.random_seed,
         legacy_alerts=args.legacy_alerts,
+        gc_freeze_every_s=GC_FREEZE_EVERY_S,
         signing_key_path=tls_dir / "token-signing-key.pem",
     )
 

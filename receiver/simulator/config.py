@@ -78,6 +78,10 @@ class SimulatorConfig:
     notifier_flag_min_count: int = 100
     notifier_delay_ratio: float = 0.10
     notifier_drop_ratio: float = 0.15
+    # A simulator process of its own (`receiver simulator`) keeps what it stores out of the
+    # cyclic collector's sight (receiver.simulator.app.keep_out_of_gc); 0: not (an embedded
+    # simulator shares its process with the tests).
+    gc_freeze_every_s: float = 0.0
     notifier_slow_delay_s: float = 600.0
     notifier_count_window_s: float = 600.0
 
