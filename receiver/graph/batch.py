@@ -37,6 +37,7 @@ A 200 says nothing about the items: each has its own status, and a throttled ite
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -182,18 +183,29 @@ class BatchedReads:
             queue = self._queues[tenant_id] = []
             task = loop.create_task(self._flush(tenant_id, queue))
             self._sending.add(task)
-            task.add_done_callback(self._sending.discard)
+            task.add_done_callback(functools.partial(self._flushed, tenant_id, queue))
         queue.append(item)
         return item.answer
 
     async def _flush(self, tenant_id: str, queue: list[_Item]) -> None:
         await asyncio.sleep(0)  # let the rest of this turn's reads join
-        del self._queues[tenant_id]
+        del self._queues[tenant_id]  # later reads start a batch of their own
         items = [i for i in queue if not i.answer.done()]
         size = self.max_items
         await asyncio.gather(
             *(self._post(tenant_id, items[n : n + size]) for n in range(0, len(items), size))
         )
+
+    def _flushed(self, tenant_id: str, queue: list[_Item], task: asyncio.Task[None]) -> None:
+        """A batch's task ended: no read of it may be left waiting, whatever ended it (a
+        task cancelled before its first step never ran its own code)."""
+        self._sending.discard(task)
+        if self._queues.get(tenant_id) is queue:
+            del self._queues[tenant_id]
+        if task.cancelled():
+            _settle(queue, asyncio.CancelledError())
+        elif task.exception() is not None:
+            _settle(queue, task.exception())
 
     async def _post(self, tenant_id: str, items: list[_Item]) -> None:
         requests: list[dict[str, Any]] = []

@@ -192,3 +192,25 @@ def test_answers_are_matched_by_id_and_malformed_ones_left_out() -> None:
     }
     assert answers_of(httpx.Response(200, content=b"<html>")) == {}
     assert answers_of(httpx.Response(200, json={"value": []})) == {}
+
+
+async def test_a_batch_cancelled_before_it_leaves_fails_its_reads_and_not_the_next(
+    setup: Callable[..., Setup],
+) -> None:
+    s = setup()
+    ids = s.alerts(2)
+    try:
+        first = asyncio.ensure_future(s.reads.get(s.tid, v2(ids[0])))
+        for _ in range(10_000):  # past the limiter: joined this turn's batch, not yet sent
+            if s.reads._queues:
+                break
+            await asyncio.sleep(0)
+        assert s.reads._queues
+        for task in list(s.reads._sending):
+            task.cancel()
+        with pytest.raises(asyncio.CancelledError):  # not left waiting (TimeoutError)
+            await asyncio.wait_for(first, 5)
+        assert (await s.reads.get(s.tid, v2(ids[1])))["id"] == ids[1]
+    finally:
+        await s.close()
+    assert s.sent("/$batch") == 1
