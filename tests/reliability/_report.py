@@ -66,6 +66,7 @@ class Report:
     unexpected_exits: list[str] = field(default_factory=list)
     rss_kb: dict[str, dict[str, int]] = field(default_factory=dict)
     leftovers: dict[str, int] = field(default_factory=dict)
+    poisoned: list[str] = field(default_factory=list)  # the first poison entries, described
     web_answers: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
     failures: list[str] = field(default_factory=list)
@@ -109,6 +110,7 @@ class Report:
             "unexpected_exits": self.unexpected_exits,
             "rss_kb": self.rss_kb,
             "leftovers": self.leftovers,
+            "poisoned": self.poisoned,
             "failures": self.failures,
         }
 
@@ -139,6 +141,7 @@ class Report:
         for what, n in self.leftovers.items():
             if n:
                 self.failures.append(f"{n} entries left in {what}")
+        self.failures += [f"  poison: {entry}" for entry in self.poisoned]
         for exit_ in self.unexpected_exits:  # a process that died without being killed
             self.failures.append(f"unexpected exit: {exit_.splitlines()[0]}")
 

@@ -97,7 +97,17 @@ class _Acks:
         )
 
 
-def _leftovers(redis_url: str, cluster: bool) -> dict[str, int]:
+def _poisoned(client: Any, keys: Keys, most: int = 5) -> list[str]:
+    """What the poison stream holds, for the report: each entry's stage, attempts and error."""
+    rows = client.xrange(keys.poison, count=most)
+    return [
+        f"{f.get(b'stream', b'?').decode()} after {f.get(b'attempts', b'?').decode()} "
+        f"attempt(s): {f.get(b'error', b'?').decode()}"
+        for _, f in rows
+    ]
+
+
+def _leftovers(redis_url: str, cluster: bool) -> tuple[dict[str, int], list[str]]:
     keys = Keys()
     client: Any = (
         redis.RedisCluster.from_url(redis_url) if cluster else redis.Redis.from_url(redis_url)
@@ -106,7 +116,7 @@ def _leftovers(redis_url: str, cluster: bool) -> dict[str, int]:
         out = {"poison stream": int(client.xlen(keys.poison))}
         for name in [*HOOKS, "tickets"]:
             out[f"dlq:{name}"] = int(client.xlen(keys.dlq(name)))
-        return out
+        return out, _poisoned(client, keys)
     finally:
         client.close()
 
@@ -259,7 +269,7 @@ def run(profile: Profile, *, log_dir: Path | None = None, progress: Any = print)
         report.faults = sorted(fault_log)
         report.unexpected_exits = [e for p in deployment.procs.values() for e in p.unexpected_exits]
         with contextlib.suppress(Exception):
-            report.leftovers = _leftovers(redis_server.url, cluster=False)
+            report.leftovers, report.poisoned = _leftovers(redis_server.url, cluster=False)
     report.wall_s = time.monotonic() - began
     report.judge()
     return report

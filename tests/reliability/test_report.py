@@ -1,4 +1,4 @@
-"""The harness's verdict on the web's answers (pure: no deployment)."""
+"""The harness's verdict (pure: no deployment)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,13 @@ def test_both_bounds_must_be_passed() -> None:
     # 60 ms more but less than three times: a busy machine
     assert _judged(baseline_p95=40.0, failing_p95=100.0) == []
     assert len(_judged(baseline_p95=40.0, failing_p95=130.0)) == 1
+
+
+def test_what_was_poisoned_is_told() -> None:
+    report = Report("short", leftovers={"poison stream": 1, "dlq:hook": 0})
+    report.poisoned = ["{receiver}:stream:notifications after 10 attempt(s): GraphError ..."]
+    report.judge()
+    assert report.failures == [
+        "1 entries left in poison stream",
+        "  poison: {receiver}:stream:notifications after 10 attempt(s): GraphError ...",
+    ]
