@@ -157,22 +157,9 @@ class BatchedReads:
                 if answer.status in (429, 503)
                 else None
             )
-            wait = self.client.next_wait(attempt, waited, failure, retry_after)
-            log.info(
-                "graph batched GET %s: %s, retry %d in %.3fs",
-                path,
-                answer.status,
-                attempt,
-                wait,
-                extra={
-                    "tenant_id": tenant_id,
-                    "attempt": attempt,
-                    "status": answer.status,
-                    "request_id": failure.request_id,
-                },
+            waited += await self.client.before_retry(
+                f"batched GET {path}", attempt, waited, failure, retry_after, tenant_id
             )
-            waited += wait
-            await self.client.pause(wait)
 
     def _join(self, tenant_id: str, path: str) -> asyncio.Future[Answer | None]:
         """Queue the read in this turn's batch for the tenant (the first one starts it)."""

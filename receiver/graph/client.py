@@ -302,30 +302,23 @@ class GraphClient:
                     if status in (429, 503)
                     else None
                 )
-            wait = self.next_wait(attempt, waited, failure, wait)
-            log.info(
-                "graph %s %s: %s, retry %d in %.3fs",
-                method,
-                path,
-                failure.status or failure.code,
-                attempt,
-                wait,
-                extra={
-                    "tenant_id": tenant_id,
-                    "attempt": attempt,
-                    "status": failure.status,
-                    "request_id": failure.request_id,
-                },
+            waited += await self.before_retry(
+                f"{method} {path}", attempt, waited, failure, wait, tenant_id
             )
-            waited += wait
-            await self.pause(wait)
 
-    def next_wait(
-        self, attempt: int, waited: float, failure: GraphError, retry_after: float | None
+    async def before_retry(
+        self,
+        what: str,
+        attempt: int,
+        waited: float,
+        failure: GraphError,
+        retry_after: float | None,
+        tenant_id: str,
     ) -> float:
-        """The wait before the retry of ``attempt`` (its Retry-After, else a jittered
-        exponential backoff), or ``failure`` raised when the retries or the total wait
-        budget (``max_retry_wait_s``, ``waited`` so far) are spent."""
+        """Wait before the retry of ``attempt`` (its Retry-After, else a jittered exponential
+        backoff) through the injectable ``sleep``, and say so; the wait. ``failure`` is
+        raised instead when the retries or the total wait budget (``max_retry_wait_s``,
+        ``waited`` so far) are spent."""
         if attempt > self.settings.max_retries:
             raise failure
         wait = retry_after
@@ -333,12 +326,22 @@ class GraphClient:
             wait = backoff.full_jitter(backoff.exponential(attempt, BACKOFF_BASE_S, BACKOFF_MAX_S))
         if waited + wait > self.settings.max_retry_wait_s:
             raise failure
-        return wait
-
-    async def pause(self, wait: float) -> None:
-        """Wait between retries (the injectable ``sleep``), counted in ``waited_s``."""
+        log.info(
+            "graph %s: %s, retry %d in %.3fs",
+            what,
+            failure.status or failure.code,
+            attempt,
+            wait,
+            extra={
+                "tenant_id": tenant_id,
+                "attempt": attempt,
+                "status": failure.status,
+                "request_id": failure.request_id,
+            },
+        )
         self.waited_s += wait
         await self._sleep(wait)
+        return wait
 
     async def get(
         self, tenant_id: str, path: str, params: dict[str, str] | None = None

@@ -64,8 +64,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Scope
 
-from receiver.simulator.graph_http import bearer_token, error_response, graph_json
-from receiver.simulator.tokens import TokenError
+from receiver.simulator.graph_http import authenticate, error_response, graph_json
 
 if TYPE_CHECKING:
     from receiver.simulator.core import Simulator
@@ -439,26 +438,9 @@ async def batch(request: Request) -> Response:
 async def _answer(
     request: Request, sim: Simulator, request_id: str, client_request_id: str
 ) -> Response:
-    try:
-        caller = sim.tokens.verify(bearer_token(request))
-    except TokenError as exc:
-        sim.counters["graph.401"] += 1
-        return error_response(
-            401,
-            "InvalidAuthenticationToken",
-            exc.message,
-            request_id,
-            client_request_id,
-            headers={"WWW-Authenticate": 'Bearer realm=""'},
-        )
-    if sim.directory.find(caller.tenant_id) is None:
-        return error_response(
-            401,
-            "InvalidAuthenticationToken",
-            "Access token validation failure. Invalid tenant.",
-            request_id,
-            client_request_id,
-        )
+    signed_in = authenticate(request, sim, request_id, client_request_id)
+    if isinstance(signed_in, Response):
+        return signed_in
     if sim.faults.take("batch_refused"):  # a Graph (proxy, cloud) without JSON batching
         sim.counters["fault.batch_refused"] += 1
         return error_response(

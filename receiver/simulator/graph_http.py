@@ -114,7 +114,35 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-def graph_endpoint(  # noqa: C901 - 11, older than the limit
+def authenticate(
+    request: Request, sim: Simulator, request_id: str, client_request_id: str
+) -> tuple[Caller, Tenant] | Response:
+    """The caller and tenant of the request's bearer token, or Graph's 401."""
+    try:
+        caller = sim.tokens.verify(bearer_token(request))
+    except TokenError as exc:
+        sim.counters["graph.401"] += 1
+        return error_response(
+            401,
+            "InvalidAuthenticationToken",
+            exc.message,
+            request_id,
+            client_request_id,
+            headers={"WWW-Authenticate": 'Bearer realm=""'},
+        )
+    tenant = sim.directory.find(caller.tenant_id)
+    if tenant is None:
+        return error_response(
+            401,
+            "InvalidAuthenticationToken",
+            "Access token validation failure. Invalid tenant.",
+            request_id,
+            client_request_id,
+        )
+    return caller, tenant
+
+
+def graph_endpoint(
     handler: Handler, *, roles: Sequence[str] | None, bucket: str | None, family: str
 ) -> Callable[[Request], Awaitable[Response]]:
     """An ASGI endpoint running Graph's request pipeline around `handler`.
@@ -153,27 +181,10 @@ def graph_endpoint(  # noqa: C901 - 11, older than the limit
         if faults.take("graph_429"):
             sim.counters["fault.graph_429"] += 1
             return throttled_response(faults.graph_429_retry_after, request_id, client_request_id)
-        try:
-            caller = sim.tokens.verify(bearer_token(request))
-        except TokenError as exc:
-            sim.counters["graph.401"] += 1
-            return error_response(
-                401,
-                "InvalidAuthenticationToken",
-                exc.message,
-                request_id,
-                client_request_id,
-                headers={"WWW-Authenticate": 'Bearer realm=""'},
-            )
-        tenant = sim.directory.find(caller.tenant_id)
-        if tenant is None:
-            return error_response(
-                401,
-                "InvalidAuthenticationToken",
-                "Access token validation failure. Invalid tenant.",
-                request_id,
-                client_request_id,
-            )
+        signed_in = authenticate(request, sim, request_id, client_request_id)
+        if isinstance(signed_in, Response):
+            return signed_in
+        caller, tenant = signed_in
         if roles is not None and not caller.roles.intersection(roles):
             sim.counters["graph.403"] += 1
             return error_response(
