@@ -64,7 +64,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Scope
 
-from receiver.simulator.graph_http import authenticate, error_response, graph_json
+from receiver.simulator.graph_http import answered, authenticate, error_response, graph_json
 
 if TYPE_CHECKING:
     from receiver.simulator.core import Simulator
@@ -424,15 +424,7 @@ async def run_steps(app: ASGIApp, scope: Scope, steps: Sequence[Step]) -> dict[s
 
 async def batch(request: Request) -> Response:
     """`POST /{version}/$batch`: check the token once, run the items, answer them all."""
-    sim: Simulator = request.app.state.sim
-    request_id = str(uuid.uuid4())
-    client_request_id = request.headers.get("client-request-id") or request_id
-    sim.counters["graph.batch"] += 1
-    response = await _answer(request, sim, request_id, client_request_id)
-    response.headers["request-id"] = request_id
-    response.headers["client-request-id"] = client_request_id
-    response.headers["OData-Version"] = "4.0"
-    return response
+    return await answered(request, "graph.batch", _answer)
 
 
 async def _answer(

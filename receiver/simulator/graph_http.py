@@ -114,6 +114,23 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+Answer = Callable[["Request", "Simulator", str, str], Awaitable[Response]]
+
+
+async def answered(request: Request, counter: str, answer: Answer) -> Response:
+    """What every Graph answer shares: counted, with its request ids and OData version.
+    ``answer(request, sim, request_id, client_request_id)`` makes the response."""
+    sim: Simulator = request.app.state.sim
+    request_id = str(uuid.uuid4())
+    client_request_id = request.headers.get("client-request-id") or request_id
+    sim.counters[counter] += 1
+    response = await answer(request, sim, request_id, client_request_id)
+    response.headers["request-id"] = request_id
+    response.headers["client-request-id"] = client_request_id
+    response.headers["OData-Version"] = "4.0"
+    return response
+
+
 def authenticate(
     request: Request, sim: Simulator, request_id: str, client_request_id: str
 ) -> tuple[Caller, Tenant] | Response:
@@ -151,15 +168,7 @@ def graph_endpoint(
     """
 
     async def endpoint(request: Request) -> Response:
-        sim: Simulator = request.app.state.sim
-        request_id = str(uuid.uuid4())
-        client_request_id = request.headers.get("client-request-id") or request_id
-        sim.counters[f"graph.{family}"] += 1
-        response = await _run(request, sim, request_id, client_request_id)
-        response.headers["request-id"] = request_id
-        response.headers["client-request-id"] = client_request_id
-        response.headers["OData-Version"] = "4.0"
-        return response
+        return await answered(request, f"graph.{family}", _run)
 
     async def _run(
         request: Request, sim: Simulator, request_id: str, client_request_id: str
