@@ -257,7 +257,11 @@ class Consumer:
         try:
             if delivered is None:  # a claimed entry: how often was it handed out?
                 delivered = await self._times_delivered(entry_id)
-            attempt = int(fields.get(ATTEMPT_FIELD.encode(), b"0") or 0) + delivered
+            # The attempts a Retry carried over are the consumer's, not the entry's: the
+            # handler gets the fields as written (a backfill request's parser refused an
+            # unknown field, and a retried backfill went to the poison stream).
+            made = fields.pop(ATTEMPT_FIELD.encode(), b"0")
+            attempt = int(made or 0) + delivered
             entry = Entry(
                 entry_id, fields, max(1, attempt), (self.config.stream, self.config.group)
             )
@@ -308,9 +312,7 @@ class Consumer:
             await pipe.execute()
 
     async def _defer(self, entry: Entry, delay_s: float) -> None:
-        kept = {
-            k.decode(): v.decode() for k, v in entry.fields.items() if k != ATTEMPT_FIELD.encode()
-        }
+        kept = {k.decode(): v.decode() for k, v in entry.fields.items()}
         member = json.dumps({"f": kept, "n": entry.attempt, "id": entry.id})
         due_ms = int((time.time() + delay_s) * 1000)
         async with self.redis.pipeline(transaction=True) as pipe:
