@@ -124,6 +124,16 @@ async def test_one_conversation_per_alert_triaged_from_slack(
                 assert await poller.poll_all() == 1
                 await _until(lambda: len(slack.parents()) == 1, "the parent message")
                 [parent] = slack.parents()
+                # The worker has recorded the delivery (the message's ts stored, its lock let
+                # go): killed while still holding the lock, it would leave the restarted one
+                # waiting out the lock's TTL (120 s) before update 1, and the test failed.
+                for _ in range(300):
+                    timeline = await redis.lrange(keys.deliveries(tenant_id, alert_id), 0, -1)
+                    if any(b'"delivered"' in event for event in timeline):
+                        break
+                    await asyncio.sleep(0.1)
+                else:
+                    raise AssertionError("the parent's delivery was never recorded")
 
                 # Update 1, then kill the worker before it could deliver it.
                 await asyncio.to_thread(
