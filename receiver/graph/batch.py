@@ -45,16 +45,15 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry, Counter
 
-from receiver.config.values import parse_retry_after
 from receiver.graph.client import (
-    PREFER_UNKNOWN_ENUMS,
     RETRY_STATUSES,
-    SECURITY_BUCKET,
     GraphClient,
     GraphError,
     GraphUnavailable,
     bucket_of,
-    error_fields,
+    failure_of,
+    preferences,
+    retry_after_of,
 )
 
 log = logging.getLogger(__name__)
@@ -149,14 +148,18 @@ class BatchedReads:
                 return await self.client.get(tenant_id, path)
             if 200 <= answer.status < 300:
                 return answer.body if isinstance(answer.body, dict) else {}
-            failure = _failure(answer, tenant_id, path)
+            failure = failure_of(
+                answer.status,
+                answer.body,
+                answer.headers,
+                f"HTTP {answer.status}",
+                method="GET",
+                path=path,
+                tenant_id=tenant_id,
+            )
             if answer.status not in RETRY_STATUSES:
                 raise failure
-            retry_after = (
-                parse_retry_after(answer.headers.get("retry-after"))
-                if answer.status in (429, 503)
-                else None
-            )
+            retry_after = retry_after_of(answer.status, answer.headers)
             waited += await self.client.before_retry(
                 f"batched GET {path}", attempt, waited, failure, retry_after, tenant_id
             )
@@ -202,8 +205,9 @@ class BatchedReads:
                 "method": "GET",
                 "url": "/" + item.path.lstrip("/"),
             }
-            if bucket_of(item.path) == SECURITY_BUCKET:
-                request["headers"] = {"Prefer": PREFER_UNKNOWN_ENUMS}
+            prefer = preferences(bucket_of(item.path))
+            if prefer:
+                request["headers"] = prefer
             requests.append(request)
         self.batches.inc()
         self.items.inc(len(items))
@@ -239,17 +243,3 @@ def _settle(items: list[_Item], outcome: BaseException | None) -> None:
             item.answer.cancel()
         else:
             item.answer.set_exception(outcome)
-
-
-def _failure(answer: Answer, tenant_id: str, path: str) -> GraphError:
-    code, message = error_fields(answer.body) or ("", f"HTTP {answer.status}")
-    cls = GraphUnavailable if answer.status in RETRY_STATUSES else GraphError
-    return cls(
-        answer.status,
-        code,
-        message,
-        request_id=answer.headers.get("request-id") or answer.headers.get("client-request-id", ""),
-        method="GET",
-        path=path,
-        tenant_id=tenant_id,
-    )

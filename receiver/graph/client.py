@@ -32,7 +32,7 @@ import asyncio
 import logging
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -125,16 +125,47 @@ def error_fields(body: Any) -> tuple[str, str] | None:
     return None
 
 
-def _error_of(response: httpx.Response) -> tuple[str, str]:
-    try:
-        fields = error_fields(response.json())
-    except ValueError:
-        fields = None
-    return fields or ("", response.reason_phrase)
+def request_id_of(headers: Mapping[str, str]) -> str:
+    """Graph's id of an answer (``request-id``, else the echoed ``client-request-id``), from
+    an answer's headers or a batch item's (names lower-cased)."""
+    return headers.get("request-id") or headers.get("client-request-id") or ""
 
 
-def _request_id(response: httpx.Response) -> str:
-    return response.headers.get("request-id") or response.headers.get("client-request-id") or ""
+def retry_after_of(status: int, headers: Mapping[str, str]) -> float | None:
+    """The wait Graph asks for before a retry: ``Retry-After``, read on 429 and 503 only."""
+    return parse_retry_after(headers.get("retry-after")) if status in (429, 503) else None
+
+
+def failure_of(
+    status: int,
+    body: Any,
+    headers: Mapping[str, str],
+    reason: str,
+    *,
+    method: str,
+    path: str,
+    tenant_id: str,
+) -> GraphError:
+    """The error for a Graph answer that is not a success, direct or a batch item's:
+    GraphUnavailable for what is retried (5xx, 429), else GraphError; the code and message
+    of its error body, else ``reason``."""
+    code, message = error_fields(body) or ("", reason)
+    cls = GraphUnavailable if status in RETRY_STATUSES else GraphError
+    return cls(
+        status,
+        code,
+        message,
+        request_id=request_id_of(headers),
+        method=method,
+        path=path,
+        tenant_id=tenant_id,
+    )
+
+
+def preferences(bucket: str | None) -> dict[str, str]:
+    """The ``Prefer`` header a request of ``bucket`` carries: security reads ask for the
+    evolvable enums' members (PREFER_UNKNOWN_ENUMS)."""
+    return {"Prefer": PREFER_UNKNOWN_ENUMS} if bucket == SECURITY_BUCKET else {}
 
 
 class GraphClient:
@@ -254,9 +285,7 @@ class GraphClient:
         attempt = 0
         while True:
             attempt += 1
-            headers = {"client-request-id": str(uuid.uuid4())}
-            if bucket == SECURITY_BUCKET:
-                headers["Prefer"] = PREFER_UNKNOWN_ENUMS
+            headers = {"client-request-id": str(uuid.uuid4()), **preferences(bucket)}
             if content_type is not None:
                 headers["Content-Type"] = content_type
             wait: float | None
@@ -283,25 +312,23 @@ class GraphClient:
             else:
                 if response.is_success:
                     return response
-                code, message = _error_of(response)
                 status = response.status_code
-                cls = GraphUnavailable if status in RETRY_STATUSES else GraphError
-                failure = cls(
+                try:
+                    body = response.json()
+                except ValueError:
+                    body = None
+                failure = failure_of(
                     status,
-                    code,
-                    message,
-                    request_id=_request_id(response),
+                    body,
+                    response.headers,
+                    response.reason_phrase,
                     method=method,
                     path=path,
                     tenant_id=tenant_id,
                 )
                 if status not in RETRY_STATUSES:
                     raise failure
-                wait = (
-                    parse_retry_after(response.headers.get("Retry-After"))
-                    if status in (429, 503)
-                    else None
-                )
+                wait = retry_after_of(status, response.headers)
             waited += await self.before_retry(
                 f"{method} {path}", attempt, waited, failure, wait, tenant_id
             )
@@ -389,7 +416,7 @@ class GraphClient:
                 response.status_code,
                 "MalformedPage",
                 "the answer is not a collection page (no JSON 'value' list)",
-                request_id=_request_id(response),
+                request_id=request_id_of(response.headers),
                 method="GET",
                 path=path.split("?", 1)[0],
                 tenant_id=tenant_id,
